@@ -1,0 +1,84 @@
+"""From a configuration to the data a protocol runs on: load (or generate), coarsen, split,
+federate, and build the workload.
+
+SynthFS keeps its natural clients (the generator's own client per record); other data sets
+are federated by the configured partition. The train/test split is over records, and each
+client keeps its training records only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..mechanisms.data import Table, coarsen, load_dataset
+from ..mechanisms.federation import Federation, federate, from_client_rows, heterogeneity_report
+from ..mechanisms.synthfs import generate_synthfs
+from ..mechanisms.workload import Workload, make_workload
+from .config import ConfigError, RunConfig, stream
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: Table
+    test: Table
+    federation: Federation
+    workload: Workload
+    label: str
+
+    def describe(self) -> dict[str, Any]:
+        het = heterogeneity_report(self.federation)
+        return {"train_records": self.train.n, "test_records": self.test.n,
+                "clients": self.federation.n_clients, "label": self.label,
+                "heterogeneity_mean_tv": het.get("mean_tv"), **self.workload.summary()}
+
+
+def _load(config: RunConfig) -> tuple[Table, tuple[np.ndarray, ...] | None]:
+    if config.dataset == "synthfs":
+        table, rows = generate_synthfs(clients=config.clients, features=config.synthfs_features,
+                                       records_per_client=config.synthfs_records,
+                                       alpha=config.synthfs_alpha, seed=config.seed)
+        return table, rows
+    return load_dataset(config.dataset, config.data_dir), None
+
+
+def prepare(config: RunConfig) -> PreparedData:
+    """Load, coarsen (``max_bins``), split 90/10 (seeded), federate and build the workload."""
+    table, natural_rows = _load(config)
+    if config.max_bins is not None:
+        table, _ = coarsen(table, config.max_bins)
+    label = config.label or table.columns[-1]
+    if label not in table.columns:
+        raise ConfigError(f"label {label!r} is not a column of {config.dataset}: "
+                          f"{list(table.columns)}")
+    rng_split = stream(config.seed, "split")
+    order = rng_split.permutation(table.n)
+    n_test = int(round(table.n * config.test_fraction))
+    if not 0 < n_test < table.n:
+        raise ConfigError(f"test_fraction={config.test_fraction} leaves an empty part")
+    is_test = np.zeros(table.n, dtype=bool)
+    is_test[order[:n_test]] = True
+    train_idx = np.flatnonzero(~is_test)
+    test = table.subset(np.flatnonzero(is_test))
+    train = table.subset(train_idx)
+
+    partition = config.partition
+    if natural_rows is not None and partition in ("natural", "iid") and config.dataset == "synthfs":
+        # Position of each original row within the training table.
+        new_pos = np.full(table.n, -1, dtype=np.int64)
+        new_pos[train_idx] = np.arange(train_idx.size)
+        rows = tuple(new_pos[r][new_pos[r] >= 0] for r in natural_rows)
+        fed = from_client_rows(train, rows, method="natural")
+    else:
+        if partition == "natural":
+            raise ConfigError(f"partition 'natural' only exists for synthfs, not {config.dataset}")
+        fed = federate(train, partition, config.clients, stream(config.seed, "federation"),
+                       beta=config.beta, label=label)
+    workload = make_workload(train.domain, degree=config.workload_degree,
+                             num_marginals=config.workload_marginals, seed=config.workload_seed)
+    return PreparedData(train, test, fed, workload, label)
+
+
+__all__ = ["PreparedData", "prepare"]

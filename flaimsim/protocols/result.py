@@ -1,0 +1,73 @@
+"""What a protocol run returns: the result record (one row of result.json and sweep.csv),
+the synthetic data, the communication ledger and the privacy ledger."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..mechanisms.data import Table
+from ..mechanisms.evaluation import downstream_auc, workload_error
+from ..parties.ledger import Ledger
+from .aim import LoopResult
+from .config import RunConfig, stream
+from .prepare import PreparedData
+
+COMM_FIELDS = ("client_bytes_sent_mean", "client_bytes_received_mean",
+               "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source")
+
+
+@dataclass
+class RunResult:
+    record: dict[str, Any]
+    synthetic: Table
+    ledger: Ledger
+    loop: LoopResult
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, out_dir: str | Path) -> None:
+        """Ledger CSV and privacy spends next to result.json (which the caller writes)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tag = f"{self.record['protocol']}-T{self.record['rounds']}-s{self.record['seed']}"
+        self.ledger.write_csv(out / f"ledger-{tag}.csv")
+        (out / f"privacy-{tag}.json").write_text(json.dumps(self.loop.privacy.to_records(),
+                                                           indent=1))
+
+
+def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger: Ledger,
+                 n_servers: int, wall_seconds: float, extra: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, Any], Table]:
+    """Evaluate the final model and assemble the record for result.json."""
+    rows = config.synthetic_rows or data.train.n
+    synth = loop.model.synthetic(rows, int(stream(config.seed, "synthetic").integers(2**31)))
+    three_way = [c for c in data.workload.candidates if len(c) == config.workload_degree]
+    comm = ledger.summary(data.federation.n_clients, n_servers) if ledger.rows else {
+        k: None for k in COMM_FIELDS}
+    record: dict[str, Any] = {
+        "protocol": config.protocol, "dataset": config.dataset, "epsilon": config.epsilon,
+        "delta": config.delta, "rounds": config.rounds, "rounds_run": loop.rounds_run,
+        "seed": config.seed, "clients": data.federation.n_clients,
+        "partition": data.federation.method,
+        "l1_workload_error": workload_error(data.train, synth, data.workload.candidates),
+        "l1_workload_error_3way": workload_error(data.train, synth, three_way),
+        "nll": loop.model.nll(data.test),
+        "auc": downstream_auc(synth, data.test, data.label, seed=config.seed),
+        "rho_budget": loop.privacy.rho_budget, "rho_spent": loop.privacy.rho_spent,
+        "sigma": loop.schedule.sigma if loop.schedule else None,
+        "epsilon_select": loop.schedule.epsilon_select if loop.schedule else None,
+        "measurements": len(loop.measurements),
+        "selected": ["|".join(c) for rnd in loop.selected for c in rnd],
+        "select_s": loop.times.select_s, "estimate_s": loop.times.estimate_s,
+        "wall_seconds": wall_seconds,
+        **{k: comm.get(k) for k in COMM_FIELDS}, **{k: v for k, v in comm.items()
+                                                     if k not in COMM_FIELDS},
+    }
+    record.update(extra or {})
+    for k, v in list(record.items()):
+        if isinstance(v, float) and not math.isfinite(v):
+            record[k] = None
+    return record, synth
