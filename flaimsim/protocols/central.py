@@ -85,3 +85,24 @@ def run_central(config: RunConfig, data: PreparedData | None = None,
     record["generate_s"] = loop.times.generate_s
     record["wall_seconds"] = time.perf_counter() - start
     return RunResult(record, synth, ledger, loop)
+
+
+def run_oneway_baseline(config: RunConfig, data: PreparedData | None = None) -> dict[str, float]:
+    """Reference point: a model fitted to the noisy one-way marginals alone, spending the
+    whole budget on them (σ = sqrt(d1 / (2ρ))). Returns its workload errors."""
+    from ..mechanisms.accounting import cdp_rho
+    from ..mechanisms.evaluation import workload_error
+
+    data = data or prepare(config)
+    rho = cdp_rho(config.epsilon, config.delta)
+    privacy = PrivacyLedger(rho)
+    backend = CuratorBackend(data.train, data.workload, stream(config.seed, "baseline"))
+    sigma = float(np.sqrt(len(data.workload.one_ways) / (2 * rho)))
+    measurements = backend.measure_initial(data.workload.one_ways, sigma, privacy)
+    model = GraphicalModel.for_table(data.train).fit(measurements, iters=config.iters_final)
+    synth = model.synthetic(data.train.n, int(stream(config.seed, "synthetic").integers(2**31)))
+    three = [c for c in data.workload.candidates if len(c) == config.workload_degree]
+    return {"oneway_l1_workload_error": workload_error(data.train, synth,
+                                                       data.workload.candidates),
+            "oneway_l1_workload_error_3way": workload_error(data.train, synth, three),
+            "oneway_rho_spent": privacy.rho_spent}
