@@ -1,0 +1,47 @@
+"""``flaimsim bench WHAT``: each benchmark returns a JSON-serialisable figure set."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from ..protocols.config import RunConfig
+
+
+def bench_central(config: RunConfig) -> dict[str, Any]:
+    """Central AIM's phase timings and utility, beside the one-way-only baseline."""
+    from ..protocols.central import run_central, run_oneway_baseline
+    from ..protocols.prepare import prepare
+
+    data = prepare(config)
+    t0 = time.perf_counter()
+    result = run_central(config, data=data)
+    total = time.perf_counter() - t0
+    rec = result.record
+    return {"select_s": rec["select_s"], "estimate_s": rec["estimate_s"],
+            "generate_s": rec["generate_s"], "total_s": total,
+            "l1_workload_error": rec["l1_workload_error"],
+            "l1_workload_error_3way": rec["l1_workload_error_3way"],
+            "rho_budget": rec["rho_budget"], "rho_spent": rec["rho_spent"],
+            **run_oneway_baseline(config, data)}
+
+
+def run_bench(what: str, args: argparse.Namespace) -> Any:
+    from .cli import config_from_args
+
+    if what == "central":
+        return bench_central(config_from_args(args, {"protocol": "central"}))
+    if what == "transport":
+        from .transport_bench import bench_transport
+        return bench_transport()
+    if what == "scoring":
+        from .secure_bench import bench_scoring
+        return bench_scoring()
+    if what == "em":
+        from .secure_bench import bench_em
+        return bench_em()
+    if what == "secagg":
+        from .secagg_bench import bench_secagg
+        return bench_secagg()
+    raise ValueError(f"unknown benchmark {what!r}")

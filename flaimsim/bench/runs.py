@@ -1,0 +1,97 @@
+"""Running protocols for the command line and sweeps: one or more protocols on one prepared
+data set, result.json / config.json writing, and the short comparison table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..protocols import RunConfig, runner
+from ..protocols.prepare import prepare
+from ..protocols.result import RunResult
+
+TABLE_COLUMNS = (
+    ("protocol", "protocol", "{}"),
+    ("rounds", "T", "{}"),
+    ("l1_workload_error", "L1 W+", "{:.4f}"),
+    ("l1_workload_error_3way", "L1 3-way", "{:.4f}"),
+    ("nll", "NLL", "{:.3f}"),
+    ("auc", "AUC", "{:.3f}"),
+    ("rho_spent", "rho spent", "{:.4g}"),
+    ("client_bytes_sent_mean", "client sent", "bytes"),
+    ("client_bytes_received_mean", "client recv", "bytes"),
+    ("server_bytes_sent_mean", "server sent", "bytes"),
+    ("bytes_source", "source", "{}"),
+    ("wall_seconds", "wall s", "{:.1f}"),
+)
+
+
+def human_bytes(n: float | None) -> str:
+    """MB means 10^6 bytes everywhere."""
+    if n is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    head = [h for _, h, _ in TABLE_COLUMNS]
+    rows = []
+    for r in records:
+        row = []
+        for key, _, fmt in TABLE_COLUMNS:
+            v = r.get(key)
+            if v is None:
+                row.append("-")
+            elif fmt == "bytes":
+                row.append(human_bytes(v))
+            else:
+                row.append(fmt.format(v))
+        rows.append(row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def progress_callback(total: int, desc: str):
+    """A tqdm bar over rounds on a terminal; nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="round", leave=False)
+    return (lambda t: bar.update(1)), bar.close
+
+
+def run_protocols(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | None = None
+                  ) -> list[RunResult]:
+    """Run each protocol on the same prepared data; write config.json and result.json."""
+    protocols = list(protocols)
+    data = prepare(base)
+    results = []
+    for name in protocols:
+        config = base.replace(protocol=name)
+        update, close = progress_callback(config.rounds, name)
+        try:
+            results.append(runner(name)(config, data=data, progress=update))
+        finally:
+            close()
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = {**asdict(base), "protocols": protocols, "data": data.describe()}
+        (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+        (out / "result.json").write_text(json.dumps(
+            {"config": resolved, "results": [r.record for r in results]}, indent=2,
+            default=str))
+        for r in results:
+            r.save(out)
+    return results

@@ -1,0 +1,458 @@
+"""Secure aggregation (Bonawitz et al. 2017) with the SecAgg+ neighbour graph (Bell et al. 2020).
+
+This module owns the protocol: the parties' state and the four message steps, each a function,
+in the style of Flower's SecAgg+ workflow. Primitives are in :mod:`secagg_crypto`, the byte
+format and the counting transport in :mod:`secagg_wire`.
+
+Maths. Clients u in U hold x_u in [0, max_value]^L. Arithmetic is mod 2^b with
+b = ceil(log2(|U| * max_value + 1)), so the true sum never wraps. Each client has a neighbour
+set N(u) (a public, seeded random graph: the complete graph for small |U|, else a randomly
+labelled Harary graph, every client with exactly k neighbours, k ~ 3 log2 |U|). It submits
+
+    y_u = x_u + PRG(b_u) + sum_{v in N(u), u < v} PRG(s_uv) - sum_{v in N(u), u > v} PRG(s_uv)
+
+where b_u is a fresh self-mask seed and s_uv = HKDF(X25519(s_sk_u, s_pk_v)) is the pairwise
+seed. Pairwise masks cancel between clients whose inputs both arrive. Before masking, u
+Shamir-shares s_sk_u and b_u t-out-of-|N(u)| among N(u) (encrypted under a second pairwise
+key c_uv and routed through the aggregator). At unmasking, each responding client reveals, for
+each neighbour, the share of b_v if v's input arrived and the share of s_sk_v if it did not
+(never both). The aggregator rebuilds the self-masks of the arrived clients and the mask keys
+of the dropped ones, and removes PRG(b_u) and the unmatched pairwise masks:
+
+    sum_{u in U3} x_u = sum_{u in U3} y_u - sum_{u in U3} PRG(b_u)
+                        - sum_{v dropped} sum_{u in N(v) n U3} sign(u, v) PRG(s_uv)  (mod 2^b)
+
+Steps and ledger phases: (1) ``advertise_keys`` and (2) ``share_keys`` -> ``secagg-keys``;
+(3) ``collect_masked_inputs`` -> ``secagg-masked-input``; (4) ``unmask`` -> ``secagg-unmask``.
+
+Threat model: semi-honest aggregator and clients (no signatures or consistency-check round,
+Bonawitz's round 3 "ConsistencyCheck" is omitted). The aggregator learns the exact sum; DP
+noise added by the caller afterwards protects the sum from everyone downstream, not from the
+aggregator. Cryptographic randomness comes from ``os.urandom`` and cannot be seeded; the
+caller's ``rng`` only draws the public neighbour graph.
+
+Dropouts: ``dropout`` clients finish the key steps but never send a masked input (their input
+is excluded; their pairwise masks are removed via their reconstructed mask keys);
+``late_dropout`` clients send a masked input and then vanish before unmasking (their input is
+included; their self-mask is rebuilt from their neighbours' shares). If a secret cannot be
+rebuilt (fewer than t responding neighbours), or fewer than 2 inputs arrive, the round fails
+with :class:`SecAggError` and no partial sum is returned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Collection, Hashable, Mapping, Sequence
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
+from flaimsim.parties import secagg_crypto as sc
+from flaimsim.parties import secagg_wire as sw
+
+DEFAULT_THRESHOLD = 2 / 3
+
+
+class SecAggError(RuntimeError):
+    """The secure aggregation round failed (too many dropouts, too few inputs); no sum exists."""
+
+
+class SecAggInputError(ValueError):
+    """Bad arguments to secure aggregation (vector shapes, values, ids, parameters)."""
+
+
+# ---- public parameters --------------------------------------------------------------------
+def auto_degree(n: int) -> int:
+    """Default SecAgg+ degree: 3 * ceil(log2 n) rounded up to even, capped at n - 1 (complete)."""
+    k = 3 * math.ceil(math.log2(max(n, 2)))
+    return min(n - 1, k + (k % 2))
+
+
+def neighbour_graph(ids: list[int], degree: int | None,
+                    rng: np.random.Generator) -> dict[int, tuple[int, ...]]:
+    """The public neighbour graph: complete if degree >= n - 1, else a Harary graph H_{k,n}.
+
+    H_{k,n} (k even) joins each node to its k/2 nearest nodes on each side of a ring; the ring
+    order is a seeded random permutation, so neighbourhoods are random but every client has
+    exactly k neighbours (an odd k is rounded up to the next even number).
+    """
+    n = len(ids)
+    k = auto_degree(n) if degree is None else int(degree)
+    if k < 1:
+        raise SecAggInputError(f"neighbours must be >= 1, got {degree}")
+    k += k % 2
+    if k >= n - 1:
+        return {u: tuple(v for v in ids if v != u) for u in ids}
+    ring = [ids[i] for i in rng.permutation(n)]
+    half = k // 2
+    return {ring[i]: tuple(sorted(ring[(i + d) % n] for d in range(-half, half + 1) if d))
+            for i in range(n)}
+
+
+def resolve_threshold(threshold: float | int, degree: int) -> int:
+    """t from a fraction of the degree (float in (0, 1]) or an absolute count (int)."""
+    if isinstance(threshold, (int, np.integer)) and not isinstance(threshold, bool):
+        t = int(threshold)
+    elif isinstance(threshold, float) and 0 < threshold <= 1:
+        t = math.ceil(threshold * degree - 1e-12)
+    else:
+        raise SecAggInputError(f"threshold must be an int or a float in (0, 1], got {threshold!r}")
+    if not 1 <= t <= degree:
+        raise SecAggInputError(f"threshold {t} must be in [1, degree {degree}]")
+    return t
+
+
+@dataclass(frozen=True)
+class Session:
+    """Public parameters of one secure aggregation session."""
+
+    round: int
+    length: int
+    bits: int
+    word_bytes: int
+    threshold: int
+    degree: int
+    graph: Mapping[int, tuple[int, ...]]
+
+    @property
+    def mask(self) -> np.uint64:
+        return np.uint64((1 << self.bits) - 1)
+
+
+# ---- parties ------------------------------------------------------------------------------
+@dataclass
+class SecAggClient:
+    """A client's secrets and what it has received; only bytes leave it."""
+
+    cid: int
+    x: np.ndarray
+    neighbours: tuple[int, ...]
+    c_sk: X25519PrivateKey = field(init=False, repr=False)   # encrypts shares
+    c_pk: bytes = field(init=False)
+    s_sk: X25519PrivateKey = field(init=False, repr=False)   # pairwise mask seeds
+    s_pk: bytes = field(init=False)
+    b_seed: bytes = field(init=False, repr=False)            # self-mask seed b_u
+    peer_keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    held_shares: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.c_sk, self.c_pk = sc.new_keypair()
+        self.s_sk, self.s_pk = sc.new_keypair()
+        self.b_seed = sc.new_seed()
+
+    def masked_input(self, s: Session) -> np.ndarray:
+        """y_u = x_u + PRG(b_u) + sum_v sign(u, v) PRG(s_uv) mod 2^b (uint64 wraps mod 2^64)."""
+        y = self.x + sc.prg_words(self.b_seed, s.length, s.bits)
+        for v in self.neighbours:
+            seed = sc.agree(self.s_sk, self.peer_keys[v][1], b"mask", s.round, self.cid, v)
+            pad = sc.prg_words(seed, s.length, s.bits)
+            y = y + pad if self.cid < v else y - pad
+        return y & s.mask
+
+
+@dataclass
+class SecAggAggregator:
+    """The aggregator: routes messages and sees only public keys, ciphertexts, masked sums."""
+
+    public_keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    masked_sum: np.ndarray | None = None
+    arrived: list[int] = field(default_factory=list)
+    shares: dict[tuple[int, int], dict[int, bytes]] = field(default_factory=dict)
+
+
+def _aad(round: int) -> bytes:
+    return sw.U32.pack(round)
+
+
+# ---- step 1: advertise keys ---------------------------------------------------------------
+def advertise_keys(clients: Mapping[int, SecAggClient], agg: SecAggAggregator,
+                   net: sw.Transport, s: Session) -> None:
+    """Clients send (c_pk, s_pk); the aggregator sends each client its neighbours' keys."""
+    for u, c in clients.items():
+        net.send(sw.pack(sw.Kind.ADVERTISE_KEYS, s.round, u, sw.AGGREGATOR_ID, c.c_pk + c.s_pk))
+    for h, body in net.receive(sw.AGGREGATOR_ID, sw.Kind.ADVERTISE_KEYS):
+        agg.public_keys[h.sender] = (body[:sc.KEY_BYTES], body[sc.KEY_BYTES:])
+    for u in clients:
+        keys = {v: agg.public_keys[v] for v in s.graph[u] if v in agg.public_keys}
+        net.send(sw.pack(sw.Kind.NEIGHBOUR_KEYS, s.round, sw.AGGREGATOR_ID, u,
+                         sw.encode_neighbour_keys(keys)))
+    for u, c in clients.items():
+        for _, body in net.receive(u, sw.Kind.NEIGHBOUR_KEYS):
+            c.peer_keys.update(sw.decode_neighbour_keys(body))
+        if set(c.peer_keys) != set(c.neighbours):
+            raise SecAggError(f"client {u} did not receive all its neighbours' keys")
+
+
+# ---- step 2: share keys -------------------------------------------------------------------
+def share_keys(clients: Mapping[int, SecAggClient], agg: SecAggAggregator,
+               net: sw.Transport, s: Session) -> None:
+    """Each client Shamir-shares s_sk and b_u among its neighbours, encrypted per neighbour."""
+    for u, c in clients.items():
+        s_shares = sc.shamir_share(sc.private_key_bytes(c.s_sk), c.neighbours, s.threshold)
+        b_shares = sc.shamir_share(c.b_seed, c.neighbours, s.threshold)
+        blobs = {}
+        for v in c.neighbours:
+            key = sc.agree(c.c_sk, c.peer_keys[v][0], b"enc", s.round, u, v)
+            plain = sw.SHARE_PLAINTEXT.pack(u, v, s_shares[v], b_shares[v])
+            blobs[v] = sc.encrypt(key, plain, _aad(s.round))
+        net.send(sw.pack(sw.Kind.SHARE_KEYS, s.round, u, sw.AGGREGATOR_ID,
+                         sw.encode_blobs(blobs)))
+    routed: dict[int, dict[int, bytes]] = {u: {} for u in clients}
+    for h, body in net.receive(sw.AGGREGATOR_ID, sw.Kind.SHARE_KEYS):
+        for v, blob in sw.decode_blobs(body).items():
+            routed[v][h.sender] = blob
+    for v, blobs in routed.items():
+        net.send(sw.pack(sw.Kind.FORWARD_SHARES, s.round, sw.AGGREGATOR_ID, v,
+                         sw.encode_blobs(blobs)))
+    for v, c in clients.items():
+        for _, body in net.receive(v, sw.Kind.FORWARD_SHARES):
+            for u, blob in sw.decode_blobs(body).items():
+                key = sc.agree(c.c_sk, c.peer_keys[u][0], b"enc", s.round, v, u)
+                su, sv, s_share, b_share = sw.SHARE_PLAINTEXT.unpack(
+                    sc.decrypt(key, blob, _aad(s.round)))
+                if (su, sv) != (u, v):
+                    raise SecAggError(f"client {v}: share from {u} is addressed {su}->{sv}")
+                c.held_shares[u] = (s_share, b_share)
+
+
+# ---- step 3: masked input collection ------------------------------------------------------
+def collect_masked_inputs(clients: Mapping[int, SecAggClient], senders: Collection[int],
+                          agg: SecAggAggregator, net: sw.Transport, s: Session) -> None:
+    """Clients in ``senders`` send y_u; the aggregator sums what arrives mod 2^b."""
+    for u in senders:
+        body = sw.encode_masked(clients[u].masked_input(s), s.bits, s.word_bytes)
+        net.send(sw.pack(sw.Kind.MASKED_INPUT, s.round, u, sw.AGGREGATOR_ID, body))
+    total = np.zeros(s.length, dtype=np.uint64)
+    for h, body in net.receive(sw.AGGREGATOR_ID, sw.Kind.MASKED_INPUT):
+        y, bits = sw.decode_masked(body)
+        if bits != s.bits or len(y) != s.length:
+            raise SecAggError(f"client {h.sender} sent a masked input of the wrong shape")
+        total += y
+        agg.arrived.append(h.sender)
+    agg.masked_sum = total & s.mask
+
+
+# ---- step 4: unmasking --------------------------------------------------------------------
+def unmask(clients: Mapping[int, SecAggClient], responders: Collection[int],
+           agg: SecAggAggregator, net: sw.Transport, s: Session) -> np.ndarray:
+    """Survivors reveal shares; the aggregator removes the masks and returns the int64 sum."""
+    arrived = set(agg.arrived)
+    if len(arrived) < 2:
+        raise SecAggError(f"only {len(arrived)} masked input(s) arrived; secure aggregation "
+                          "needs at least 2 (a sum of one vector reveals it)")
+    dropped = sorted(set(agg.public_keys) - arrived)
+    for u in responders:
+        nb = s.graph[u]
+        body = sw.encode_ids([v for v in nb if v in arrived], [v for v in nb if v not in arrived])
+        net.send(sw.pack(sw.Kind.UNMASK_REQUEST, s.round, sw.AGGREGATOR_ID, u, body))
+    for u in responders:
+        c = clients[u]
+        for _, body in net.receive(u, sw.Kind.UNMASK_REQUEST):
+            alive, gone = sw.decode_ids(body, 2)
+            if set(alive) & set(gone):  # never reveal both secrets of one client
+                raise SecAggError(f"client {u}: unmask request lists a client as both states")
+            entries = [(v, sw.SELF_SEED, c.held_shares[v][1]) for v in alive]
+            entries += [(v, sw.MASK_KEY, c.held_shares[v][0]) for v in gone]
+            net.send(sw.pack(sw.Kind.UNMASK_SHARES, s.round, u, sw.AGGREGATOR_ID,
+                             sw.encode_unmask_shares(entries)))
+    for h, body in net.receive(sw.AGGREGATOR_ID, sw.Kind.UNMASK_SHARES):
+        for owner, what, share in sw.decode_unmask_shares(body):
+            agg.shares.setdefault((owner, what), {})[h.sender] = share
+    needed = [(u, sw.SELF_SEED) for u in sorted(arrived)] + [(v, sw.MASK_KEY) for v in dropped]
+    short = [(o, len(agg.shares.get((o, w), {}))) for o, w in needed
+             if len(agg.shares.get((o, w), {})) < s.threshold]
+    if short:
+        raise SecAggError(
+            f"too many dropouts: {len(short)} secret(s) have fewer than t={s.threshold} shares "
+            f"(owner, shares) {short[:5]}; {len(responders)} client(s) answered unmasking, "
+            f"{len(dropped)} dropped before sending input; round failed, no sum")
+    total = agg.masked_sum.copy()
+    for u in sorted(arrived):
+        seed = sc.shamir_reconstruct(agg.shares[(u, sw.SELF_SEED)], s.threshold)
+        total -= sc.prg_words(seed, s.length, s.bits)
+    for v in dropped:
+        s_sk = sc.private_key_from_bytes(
+            sc.shamir_reconstruct(agg.shares[(v, sw.MASK_KEY)], s.threshold))
+        for u in s.graph[v]:
+            if u in arrived:  # u's input carries sign(u, v) PRG(s_uv) with no partner
+                pad = sc.prg_words(sc.agree(s_sk, agg.public_keys[u][1], b"mask", s.round, v, u),
+                                   s.length, s.bits)
+                total = total - pad if u < v else total + pad
+    return (total & s.mask).astype(np.int64)
+
+
+# ---- driver -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SecAggResult:
+    """The sum over ``survivors`` (clients whose masked input arrived) and the measured traffic.
+
+    ``client_bytes[k] = (sent, received)`` over the session; ``transport.log`` lists every
+    message (sender, receiver, phase, kind, bytes, payload).
+    """
+
+    sum: np.ndarray
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    late_dropped: tuple[int, ...]
+    session: Session
+    bytes_by_phase: dict[str, int]
+    client_bytes: dict[int, tuple[int, int]]
+    aggregator_bytes: tuple[int, int]
+    transport: sw.Transport
+
+
+def _check_vectors(vectors: Mapping[int, np.ndarray], max_value: int) -> dict[int, np.ndarray]:
+    if not vectors:
+        raise SecAggInputError("no client vectors given")
+    if int(max_value) != max_value or max_value < 0:
+        raise SecAggInputError(f"max_value must be a non-negative integer, got {max_value!r}")
+    out, length = {}, None
+    for k, v in vectors.items():
+        if int(k) != k or not 0 <= k < sw.AGGREGATOR_ID:
+            raise SecAggInputError(f"client ids must be integers in [0, 2^32 - 1), got {k!r}")
+        a = np.asarray(v)
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+            raise SecAggInputError(f"client {k}: need a 1-D integer vector, got {a.dtype} {a.shape}")
+        if length is None:
+            length = len(a)
+        if len(a) != length:
+            raise SecAggInputError(f"client {k}: length {len(a)} differs from {length}")
+        if a.size and (a.min() < 0 or a.max() > max_value):
+            raise SecAggInputError(f"client {k}: values must lie in [0, max_value={max_value}]")
+        out[int(k)] = a.astype(np.uint64)
+    return out
+
+
+def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: Ledger,
+                     round: int, rng: np.random.Generator, dropout: Collection[int] = (),
+                     late_dropout: Collection[int] = (),
+                     threshold: float | int = DEFAULT_THRESHOLD, neighbours: int | None = None,
+                     keep_payloads: bool = True) -> SecAggResult:
+    """Run one SecAgg+ session over ``vectors`` (client id -> int vector in [0, max_value]^L).
+
+    Traffic goes to ``ledger`` (phases secagg-keys / secagg-masked-input / secagg-unmask,
+    source measured). ``threshold``: fraction of the degree (float) or absolute t (int).
+    ``neighbours``: degree k (None: :func:`auto_degree`). Raises :class:`SecAggError` if the
+    round fails; the caller then has no sum for it.
+    """
+    xs = _check_vectors(vectors, max_value)
+    ids = sorted(xs)
+    drop, late = {int(u) for u in dropout}, {int(u) for u in late_dropout}
+    if not drop <= set(ids) or not late <= set(ids) or drop & late:
+        raise SecAggInputError("dropout and late_dropout must be disjoint subsets of the clients")
+    if len(ids) < 2:
+        raise SecAggError("secure aggregation needs at least 2 clients; one client's sum is "
+                          "its own vector")
+    bits = sc.modulus_bits(len(ids), int(max_value))
+    if bits > sc.MAX_BITS:
+        raise SecAggInputError(f"{bits}-bit sums exceed {sc.MAX_BITS} bits; lower max_value")
+    graph = neighbour_graph(ids, neighbours, rng)
+    degree = len(graph[ids[0]])
+    s = Session(int(round), len(xs[ids[0]]), bits, sc.word_bytes(bits),
+                resolve_threshold(threshold, degree), degree, graph)
+    net = sw.Transport(ledger, s.round, keep_payloads)
+    clients = {u: SecAggClient(u, xs[u], graph[u]) for u in ids}
+    agg = SecAggAggregator()
+    advertise_keys(clients, agg, net, s)
+    share_keys(clients, agg, net, s)
+    senders = [u for u in ids if u not in drop]
+    collect_masked_inputs(clients, senders, agg, net, s)
+    total = unmask(clients, [u for u in senders if u not in late], agg, net, s)
+    client_bytes = {u: net.party_bytes(client(u)) for u in ids}
+    return SecAggResult(total, tuple(senders), tuple(sorted(drop)), tuple(sorted(late)), s,
+                        net.bytes_by_phase(), client_bytes, net.party_bytes(AGGREGATOR), net)
+
+
+# ---- several vectors per client: one sum per key (e.g. per chosen marginal) ---------------
+@dataclass(frozen=True)
+class KeyedSums:
+    """Per-key sums over the surviving clients that contributed a vector for that key.
+
+    ``counts[key]`` is the number of surviving contributors (in ``padded`` mode the aggregator
+    learns it only through the secure sum of one-hot indicators). ``failed`` maps keys whose
+    session failed to the reason (only with ``failures="skip"``).
+    """
+
+    sums: dict[Hashable, np.ndarray]
+    contributors: dict[Hashable, tuple[int, ...]]
+    counts: dict[Hashable, int]
+    sessions: tuple[SecAggResult, ...]
+    failed: dict[Hashable, str]
+
+
+def secure_aggregate_keyed(contributions: Mapping[int, Mapping[Hashable, np.ndarray]],
+                           max_value: int, ledger: Ledger, round: int,
+                           rng: np.random.Generator, mode: str = "per-marginal",
+                           layout: Sequence[tuple[Hashable, int]] | None = None,
+                           failures: str = "raise", dropout: Collection[int] = (),
+                           late_dropout: Collection[int] = (),
+                           threshold: float | int = DEFAULT_THRESHOLD,
+                           neighbours: int | None = None,
+                           keep_payloads: bool = True) -> KeyedSums:
+    """Sum, for every key, the vectors of the clients that submitted that key.
+
+    ``per-marginal``: one :func:`secure_aggregate` session per key over its contributors. A key
+    chosen by one client cannot be hidden from the aggregator (the sum is that client's vector)
+    so its session fails like any other (:class:`SecAggError`, or listed in ``failed`` with
+    ``failures="skip"``). ``padded``: one session over all clients, each sending the
+    concatenation over ``layout`` (default: every key submitted, with its length) of its
+    vector or zeros, plus a one-hot block of the keys it submitted. If the caller also keeps
+    the choices out of the clear, the aggregator learns per-key sums and counts only, not who
+    chose what (a key with one contributor still reveals that vector, but not its owner). It
+    costs sum(layout lengths) words per client instead of the client's own lengths.
+    """
+    if mode not in ("per-marginal", "padded") or failures not in ("raise", "skip"):
+        raise SecAggInputError(f"mode must be per-marginal|padded, failures raise|skip; got "
+                               f"{mode!r}, {failures!r}")
+    ids = sorted(int(u) for u in contributions)
+    if layout is None:
+        seen: dict[Hashable, int] = {}
+        for u in ids:
+            for key, vec in contributions[u].items():
+                seen.setdefault(key, len(vec))
+        layout = list(seen.items())
+    lengths = dict(layout)
+    for u in ids:
+        for key, vec in contributions[u].items():
+            if key not in lengths or len(vec) != lengths[key]:
+                raise SecAggInputError(f"client {u}: key {key!r} missing from the layout or "
+                                       f"of the wrong length")
+    drop, late = set(dropout), set(late_dropout)
+    kw = dict(threshold=threshold, neighbours=neighbours, keep_payloads=keep_payloads)
+    sums, contributors, counts, sessions, failed = {}, {}, {}, [], {}
+    if mode == "per-marginal":
+        for key, _ in layout:
+            group = [u for u in ids if key in contributions[u]]
+            try:
+                res = secure_aggregate({u: contributions[u][key] for u in group}, max_value,
+                                       ledger, round, rng, dropout=drop & set(group),
+                                       late_dropout=late & set(group), **kw)
+            except SecAggError as err:
+                if failures == "raise":
+                    raise SecAggError(f"key {key!r}: {err}") from err
+                failed[key] = str(err)
+                continue
+            sessions.append(res)
+            sums[key], contributors[key] = res.sum, res.survivors
+            counts[key] = len(res.survivors)
+        return KeyedSums(sums, contributors, counts, tuple(sessions), failed)
+    offsets = np.cumsum([0] + [n for _, n in layout])
+    total_len = int(offsets[-1])
+    padded = {}
+    for u in ids:
+        vec = np.zeros(total_len + len(layout), dtype=np.int64)
+        for i, (key, n) in enumerate(layout):
+            if key in contributions[u]:
+                vec[offsets[i]:offsets[i + 1]] = contributions[u][key]
+                vec[total_len + i] = 1
+        padded[u] = vec
+    res = secure_aggregate(padded, max(int(max_value), 1), ledger, round, rng,
+                           dropout=drop, late_dropout=late, **kw)
+    alive = set(res.survivors)
+    for i, (key, _) in enumerate(layout):
+        sums[key] = res.sum[offsets[i]:offsets[i + 1]]
+        counts[key] = int(res.sum[total_len + i])
+        contributors[key] = tuple(u for u in ids if u in alive and key in contributions[u])
+    return KeyedSums(sums, contributors, counts, (res,), failed)
