@@ -1,0 +1,100 @@
+"""Graphical-model adapter, central AIM end to end, and the CLI's run command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flaimsim.bench.cli import main
+from flaimsim.mechanisms.data import Table
+from flaimsim.mechanisms.model import GraphicalModel, Measurement
+from flaimsim.protocols.central import run_central
+from flaimsim.protocols.config import ConfigError, RunConfig
+from flaimsim.protocols.prepare import prepare
+
+SMALL = dict(dataset="synthfs", clients=8, synthfs_features=5, synthfs_records=60, max_bins=6,
+             workload_marginals=4, rounds=2, iters_round=30, iters_final=60, seed=3)
+WALL = ("wall_seconds", "select_s", "estimate_s", "generate_s")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(0)
+    t = Table(("a", "b", "c", "d"), (3, 4, 2, 5), rng.integers(0, [3, 4, 2, 5], size=(500, 4)))
+    meas = [Measurement((a,), t.marginal((a,)) + rng.normal(0, 2, t.size((a,))), 2.0)
+            for a in t.columns]
+    meas += [Measurement(("a", "b"), t.marginal(("a", "b")) + rng.normal(0, 2, 12), 2.0),
+             Measurement(("b", "c"), t.marginal(("b", "c")) + rng.normal(0, 2, 8), 2.0)]
+    return t, GraphicalModel.for_table(t).fit(meas, iters=200)
+
+
+@pytest.mark.parametrize("clique", [("a",), ("a", "b"), ("a", "c"), ("a", "c", "d"),
+                                    ("d", "b", "a")])
+def test_fast_marginals_match_mbi_projection(fitted, clique):
+    _, model = fitted
+    ref = np.asarray(model.fitted.project(clique).datavector(flatten=True))
+    np.testing.assert_allclose(model.marginal(clique), ref, rtol=1e-8, atol=1e-8)
+
+
+def test_nll_is_a_normalised_log_likelihood(fitted):
+    t, model = fitted
+    # exp(-NLL per record) over every possible record must sum to 1.
+    every = np.array(np.meshgrid(*[np.arange(s) for s in t.sizes], indexing="ij")).reshape(4, -1).T
+    full = Table(t.columns, t.sizes, every)
+    logp = np.array([-model.nll(full.subset(np.array([i]))) for i in range(full.n)])
+    assert np.exp(logp).sum() == pytest.approx(1.0, rel=1e-9)
+
+
+def test_size_filter_and_clique_bytes(fitted):
+    _, model = fitted
+    assert model.in_model(("a",)) and model.in_model(("b", "a"))
+    assert not model.in_model(("a", "d"))
+    assert model.size_mb([("a", "c", "d")]) > model.size_mb()
+    assert model.clique_table_bytes() == 8 * (12 + 8 + 5)  # maximal cliques ab, bc, d
+
+
+def test_central_run_spends_budget_and_is_reproducible():
+    cfg = RunConfig(**SMALL)
+    data = prepare(cfg)
+    a, b = run_central(cfg, data), run_central(cfg, data)
+    ra = {k: v for k, v in a.record.items() if k not in WALL}
+    rb = {k: v for k, v in b.record.items() if k not in WALL}
+    assert ra == rb
+    assert 0 < ra["rho_spent"] <= ra["rho_budget"] * (1 + 1e-9)
+    assert ra["rho_spent"] == pytest.approx(ra["rho_budget"])
+    assert ra["measurements"] == 2 + 5  # T selections + d1 one-ways
+    assert 0 <= ra["l1_workload_error"] <= 2 and ra["bytes_source"] is None
+    assert len(a.loop.privacy.spends) == 2 * 2 + 5
+    assert not a.ledger.rows
+
+
+def test_cli_run_writes_config_and_result(tmp_path, capsys):
+    args = ["run", "--protocol", "central", "--dataset", "synthfs", "--clients", "8",
+            "--rounds", "2", "--seed", "3", "--max-bins", "6", "--workload-marginals", "4",
+            "--iters-round", "30", "--iters-final", "60", "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "central" in out and "L1 W+" in out
+    result = json.loads((tmp_path / "result.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["rounds"] == 2 and config["seed"] == 3
+    rec = result["results"][0]
+    for key in ("protocol", "dataset", "epsilon", "delta", "rounds", "seed", "l1_workload_error",
+                "l1_workload_error_3way", "nll", "auc", "rho_budget", "rho_spent",
+                "wall_seconds", "client_bytes_sent_mean", "client_bytes_received_mean",
+                "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source"):
+        assert key in rec
+    assert main(args[:-1] + [str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "result.json").read_text())["results"][0]
+    assert {k: v for k, v in again.items() if k not in WALL} == {
+        k: v for k, v in rec.items() if k not in WALL}
+
+
+def test_bad_configuration_is_named():
+    with pytest.raises(ConfigError, match="epsilon"):
+        RunConfig(epsilon=0)
+    with pytest.raises(ConfigError, match="adaptive"):
+        RunConfig(protocol="distaim", mode="adaptive")
+    assert main(["run", "--protocol", "central", "--rounds", "0"]) == 2
