@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # MPyC parses sys.argv when first imported (prefix-matching its own options, e.g. --out
+    # against --output-file); the driver has already parsed ours, so hide them from it.
+    sys.argv = sys.argv[:1]
     try:
         return int(args.func(args) or 0)
     except (ConfigError, ValueError, FileNotFoundError) as exc:

@@ -1,0 +1,207 @@
+"""Clients: local integer vectors secret-shared to the m compute servers over the transport.
+
+Two sharing modes (MPC-NOTES.md, "Running parties"):
+
+* ``shamir``: the client splits x into m Shamir shares of degree t over the servers' prime
+  field GF(p) (``mpyc.thresha.np_random_split``) and sends share i to server i. Upload:
+  ``m * (d * w + H)`` bytes, w = element bytes, H = frame header.
+* ``additive``: servers j = 1..m-1 get a 16-byte seed s_j each; server 0 gets
+  ``x - sum_j PRG(s_j) mod p``. Upload: ``d * w + (m - 1) * 16 + m * H`` bytes. The servers then
+  convert their summed additive pieces to Shamir form once inside MPyC (each server inputs
+  its piece with ``mpc.input``: (m - 1) * d elements sent per server, measured on the wire).
+
+PRG: AES-128-CTR (``cryptography``) keyed with the 16-byte seed, zero nonce; the keystream is
+cut into w-byte little-endian words, masked to bit_length(p) bits, and words >= p are rejected,
+so each element is exactly uniform on [0, p) and the expansion is deterministic.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from mpyc import finfields, thresha
+
+from flaimsim.parties.ledger import Ledger
+from flaimsim.parties.wire import add_wire_rows
+from flaimsim.parties.transport import (
+    FRAME_HEADER_BYTES, ClientTransport, FrameKind, element_bytes, encode_elements)
+
+if TYPE_CHECKING:
+    from flaimsim.parties.launcher import ServerLauncher
+
+SEED_BYTES = 16
+SharingMode = Literal["shamir", "additive"]
+SHARING_MODES = ("shamir", "additive")
+
+
+class SharingError(ValueError):
+    """Input that cannot be shared as asked (wrong type, out of range, unknown mode)."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """The servers' prime field and Shamir parameters, as clients need them."""
+
+    modulus: int
+    m: int
+    threshold: int
+
+    def __post_init__(self) -> None:
+        if self.m < 1 or self.threshold < 0 or 2 * self.threshold >= self.m:
+            raise SharingError(f"invalid m={self.m}, t={self.threshold} (need 2t < m)")
+
+    @property
+    def element_bytes(self) -> int:
+        return element_bytes(self.modulus)
+
+    @property
+    def field(self) -> Any:
+        return finfields.GF(self.modulus)
+
+    @staticmethod
+    def from_info(info: Mapping[str, Any]) -> "FieldSpec":
+        """From a server's ``ping`` reply."""
+        return FieldSpec(int(info["modulus"]), int(info["m"]), int(info["threshold"]))
+
+
+def to_field(x: np.ndarray, modulus: int) -> np.ndarray:
+    """x mod p as Python ints (object array); refuses non-integers and |x| >= p/2."""
+    x = np.asarray(x)
+    if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer):
+        raise SharingError(f"a client vector must be 1-D integers, got {x.dtype} {x.shape}")
+    if x.size and int(np.max(np.abs(x.astype(object)))) >= modulus // 2:
+        raise SharingError("client values must satisfy |x| < p/2 to be recovered as integers")
+    return x.astype(object) % modulus
+
+
+def shamir_shares(x: np.ndarray, spec: FieldSpec) -> np.ndarray:
+    """(m, d) object array: row i is server i's Shamir share of x (degree t)."""
+    return thresha.np_random_split(spec.field, to_field(x, spec.modulus), spec.threshold, spec.m)
+
+
+def expand_seed(seed: bytes, length: int, modulus: int) -> np.ndarray:
+    """``length`` field elements from a 16-byte seed: AES-128-CTR + rejection sampling."""
+    if len(seed) != SEED_BYTES:
+        raise SharingError(f"a PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
+    width, nbits = element_bytes(modulus), int(modulus).bit_length()
+    stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+    parts: list[np.ndarray] = []
+    have = 0
+    while have < length:
+        need = length - have
+        # p >= 2^(nbits - 1), so at least half the words are accepted
+        raw = stream.update(bytes((2 * need + 16) * width))
+        if width <= 8:
+            words = np.zeros((len(raw) // width, 8), dtype=np.uint8)
+            words[:, :width] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)
+            vals = words.view("<u8").reshape(-1) & np.uint64((1 << nbits) - 1)
+            acc = vals[vals < np.uint64(modulus)].astype(object)
+        else:
+            ints = [int.from_bytes(raw[i:i + width], "little") & ((1 << nbits) - 1)
+                    for i in range(0, len(raw), width)]
+            acc = np.array([v for v in ints if v < modulus], dtype=object)
+        parts.append(acc[:need])
+        have += len(parts[-1])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+
+
+def additive_pieces(x: np.ndarray, spec: FieldSpec,
+                    seeds: Sequence[bytes] | None = None) -> tuple[np.ndarray, list[bytes]]:
+    """(masked vector for server 0, seeds for servers 1..m-1): x = masked + sum PRG(s_j) mod p."""
+    xf = to_field(x, spec.modulus)
+    if seeds is None:
+        seeds = [secrets.token_bytes(SEED_BYTES) for _ in range(spec.m - 1)]
+    if len(seeds) != spec.m - 1:
+        raise SharingError(f"need {spec.m - 1} seeds, got {len(seeds)}")
+    masked = xf
+    for s in seeds:
+        masked = (masked - expand_seed(s, len(xf), spec.modulus)) % spec.modulus
+    return masked, list(seeds)
+
+
+def upload_bytes(mode: SharingMode, d: int, spec: FieldSpec) -> int:
+    """Exact bytes one client uploads for a length-d vector (payloads + frame headers)."""
+    if mode == "shamir":
+        return spec.m * (d * spec.element_bytes + FRAME_HEADER_BYTES)
+    if mode == "additive":
+        return d * spec.element_bytes + (spec.m - 1) * SEED_BYTES + spec.m * FRAME_HEADER_BYTES
+    raise SharingError(f"unknown sharing mode {mode!r}; expected one of {SHARING_MODES}")
+
+
+@dataclass(frozen=True)
+class Client:
+    """One data holder; ``id`` is its number k (ledger name ``client:k``)."""
+
+    id: int
+
+    def upload(self, x: np.ndarray, transport: ClientTransport, spec: FieldSpec, round: int,
+               mode: SharingMode, phase: str = "share-inputs") -> int:
+        """Secret-share x to all servers; return the bytes sent."""
+        w = spec.element_bytes
+        sent = 0
+        if mode == "shamir":
+            for i, row in enumerate(shamir_shares(x, spec)):
+                sent += transport.send(self.id, i, FrameKind.SHAMIR_SHARES, round, phase,
+                                       encode_elements(row, w))
+        elif mode == "additive":
+            masked, seeds = additive_pieces(x, spec)
+            sent += transport.send(self.id, 0, FrameKind.ADDITIVE_MASKED, round, phase,
+                                   encode_elements(masked, w))
+            for j, seed in enumerate(seeds, start=1):
+                sent += transport.send(self.id, j, FrameKind.ADDITIVE_SEED, round, phase, seed)
+        else:
+            raise SharingError(f"unknown sharing mode {mode!r}; expected one of {SHARING_MODES}")
+        return sent
+
+
+@dataclass(frozen=True)
+class ShareResult:
+    """What one share-inputs step cost: client uploads and the servers' conversion traffic."""
+
+    name: str
+    mode: str
+    length: int
+    upload_bytes: dict[int, int]           # client id -> bytes sent
+    conversion_bytes_sent: tuple[int, ...]  # server i -> bytes sent in MPyC (additive only)
+    privacy_note: str = ""                  # "not private (t=0) ..." for m = 2 runs
+
+
+def share_inputs(launcher: "ServerLauncher", transport: ClientTransport,
+                 vectors: Mapping[int, np.ndarray], name: str, mode: SharingMode,
+                 round: int = 0, phase: str = "share-inputs", ledger: Ledger | None = None,
+                 bit_length: int | None = None, timeout: float | None = None) -> ShareResult:
+    """Clients upload shares, servers sum them into the secure array ``name``.
+
+    ``vectors`` maps client id -> its int vector (all the same length). In additive mode the
+    servers then convert to Shamir form; that MPyC traffic is added to ``ledger`` as
+    ``server:i -> server:j`` rows of the same phase, next to the ``client:k -> server:i`` rows.
+    The array is a SecInt(bit_length) (default: the servers' ``--bit-length``).
+    """
+    if mode not in SHARING_MODES:
+        raise SharingError(f"unknown sharing mode {mode!r}; expected one of {SHARING_MODES}")
+    lengths = {len(v) for v in vectors.values()}
+    if len(lengths) != 1:
+        raise SharingError(f"client vectors must have one common length, got {sorted(lengths)}")
+    d = lengths.pop()
+    spec = launcher.field_spec_for(bit_length)
+    uploads = {k: Client(k).upload(x, transport, spec, round, mode, phase)
+               for k, x in vectors.items()}
+    launcher.call("receive_shares", name=name, round=round, phase=phase,
+                  clients=sorted(vectors), mode=mode, length=d, bit_length=bit_length,
+                  timeout=timeout)
+    conv: tuple[int, ...] = ()
+    if mode == "additive":
+        before = launcher.counters()
+        launcher.call("to_shamir", name=name, timeout=timeout)
+        after = launcher.counters()
+        diffs = [a - b for a, b in zip(after, before)]
+        conv = tuple(dd.total_sent for dd in diffs)
+        if ledger is not None:
+            add_wire_rows(ledger, before, after, round, phase)
+    if ledger is not None:
+        transport.flush_to_ledger(ledger)
+    return ShareResult(name, mode, d, uploads, conv, launcher.privacy_note)

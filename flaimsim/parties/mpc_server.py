@@ -1,0 +1,459 @@
+"""The MPC compute server program: one MPyC party driven in lockstep over a control channel.
+
+Run one process per party, here or on separate hosts::
+
+    python -m flaimsim.parties.mpc_server -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
+        --control-port N [--control-host 127.0.0.1] [--bit-length 32] [--load MODULE ...]
+
+``-P``/``-I``/``-T``/``--bit-length`` are MPyC's own options (peers, own index, threshold,
+SecInt bit length). Fixed-width encoding (``--mix32-64bit``) is always switched on so byte
+counts are reproducible. The control port accepts two kinds of connection, both framed by
+:mod:`flaimsim.parties.transport`: one driver connection sending JSON commands (one reply per
+command), and client connections sending share frames into an inbox.
+
+Commands run strictly one after another in arrival order; the driver sends every server the
+same sequence, which keeps the MPyC program counters in step (MPyC requires it). A command is
+an ``async def f(state, **kwargs)`` registered with ``@command("name")`` in :data:`COMMANDS`;
+other modules (e.g. ``flaimsim.parties.secure_ops``) register more by being imported, which
+``--load MODULE`` does at start-up. Only ``open`` reveals a secret, and every opening is
+written to the reveal log.
+
+Adding a command (e.g. in a module passed with ``--load``, or ``ServerLauncher(load=[...])``)::
+
+    from flaimsim.parties.mpc_server import CommandError, ServerState, command
+
+    @command("double")
+    async def double(state: ServerState, name: str, out: str) -> dict:
+        y = 2 * state.array(name)          # secure arrays are held by name
+        await state.runtime.gather(y)      # finish its traffic inside the command, so that
+        state.arrays[out] = y              # counters taken around it charge the right phase
+        return {"name": out}
+
+Keyword arguments and results travel as JSON (numpy arrays allowed); ``timeout`` and
+``per_party`` are reserved by the driver.
+
+The process exits if the driver's control connection drops (no orphans), if no driver
+connects within ``--connect-timeout`` seconds, and with code 98 and a message naming the port
+if a port is in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import importlib
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from hashlib import sha1
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from flaimsim.parties import wire
+from flaimsim.parties.clients import SEED_BYTES, expand_seed
+from flaimsim.parties.transport import (
+    Frame, FrameKind, TransportError, decode_elements, dumps, element_bytes, loads,
+    read_frame)
+
+EXIT_PORT_IN_USE = 98
+EXIT_DRIVER_LOST = 3
+EXIT_START_TIMEOUT = 4
+
+Command = Callable[..., Awaitable[Any]]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    """Register ``async def f(state, **kwargs)`` as server command ``name``."""
+    def register(fn: Command) -> Command:
+        if name in COMMANDS and COMMANDS[name] is not fn:
+            raise ValueError(f"server command {name!r} is already registered")
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+class CommandError(ValueError):
+    """A command called with arguments that do not fit the server's state."""
+
+
+def log(state_or_pid: "ServerState | int", msg: str) -> None:
+    pid = state_or_pid if isinstance(state_or_pid, int) else state_or_pid.pid
+    print(f"[server {pid} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Inbox:
+    """Client frames by (round, phase); commands wait for the frames they need."""
+
+    def __init__(self) -> None:
+        self.frames: dict[tuple[int, str], dict[int, Frame]] = {}
+        self.duplicates: list[tuple[int, int, str]] = []
+        self.bytes_from: dict[int, int] = {}
+        self._changed = asyncio.Event()
+
+    def put(self, frame: Frame) -> None:
+        box = self.frames.setdefault((frame.round, frame.phase), {})
+        if frame.sender in box:
+            self.duplicates.append((frame.sender, frame.round, frame.phase))
+        box[frame.sender] = frame
+        self.bytes_from[frame.sender] = self.bytes_from.get(frame.sender, 0) + frame.nbytes
+        self._changed.set()
+
+    async def take(self, round: int, phase: str, senders: list[int],
+                   timeout: float) -> dict[int, Frame]:
+        """Remove and return one frame per sender, waiting up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            dup = [d for d in self.duplicates if d[1:] == (round, phase)]
+            if dup:
+                raise CommandError(f"clients sent twice in round {round}, phase {phase}: {dup}")
+            box = self.frames.get((round, phase), {})
+            missing = [k for k in senders if k not in box]
+            if not missing:
+                return {k: box.pop(k) for k in senders}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CommandError(f"round {round} phase {phase}: no frames from clients "
+                                   f"{missing[:10]}{'...' if len(missing) > 10 else ''}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+
+@dataclass
+class ServerState:
+    """What one server holds between commands; secure arrays are kept by name."""
+
+    runtime: Any
+    secint: Any
+    inbox: Inbox = field(default_factory=Inbox)
+    arrays: dict[str, Any] = field(default_factory=dict)
+    additive: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # piece, bits
+    reveal_log: list[dict[str, Any]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # room for other command modules
+    stopping: bool = False
+
+    @property
+    def pid(self) -> int:
+        return int(self.runtime.pid)
+
+    @property
+    def m(self) -> int:
+        return len(self.runtime.parties)
+
+    @property
+    def threshold(self) -> int:
+        return int(self.runtime.threshold)
+
+    @property
+    def field(self) -> Any:
+        return self.secint.field
+
+    @property
+    def modulus(self) -> int:
+        return int(self.secint.field.modulus)
+
+    def sectype(self, bit_length: int | None = None) -> Any:
+        """SecInt of ``bit_length`` bits (default: the server's ``--bit-length``)."""
+        if bit_length is None or int(bit_length) == self.secint.bit_length:
+            return self.secint
+        if int(bit_length) < 2:
+            raise CommandError(f"bit length must be at least 2, got {bit_length}")
+        return self.runtime.SecInt(int(bit_length))
+
+    def array(self, name: str) -> Any:
+        if name not in self.arrays:
+            raise CommandError(f"no secure array named {name!r}; have {sorted(self.arrays)}")
+        return self.arrays[name]
+
+
+# ---- built-in commands -------------------------------------------------------------------------
+
+def _field_info(secint: Any) -> dict[str, int]:
+    p = int(secint.field.modulus)
+    return {"bit_length": int(secint.bit_length), "modulus": p, "element_bytes": element_bytes(p)}
+
+
+@command("field_info")
+async def field_info(state: ServerState, bit_length: int | None = None) -> dict[str, int]:
+    """Modulus and wire width of the field of SecInt(bit_length): clients share in it."""
+    return _field_info(state.sectype(bit_length))
+
+
+@command("ping")
+async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
+    """Who this server is and its field; ``sleep`` seconds first (to test watchdogs)."""
+    if sleep:
+        await asyncio.sleep(float(sleep))
+    rt = state.runtime
+    return {"pid": state.pid, "m": state.m, "threshold": state.threshold,
+            **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit), "commands": sorted(COMMANDS),
+            "os_pid": os.getpid()}
+
+
+def _sum_mod(vectors: list[np.ndarray], p: int, length: int) -> np.ndarray:
+    acc = np.zeros(length, dtype=object)
+    for v in vectors:
+        acc = acc + v
+    return acc % p
+
+
+@command("receive_shares")
+async def receive_shares(state: ServerState, name: str, round: int, phase: str,
+                         clients: list[int], mode: str, length: int,
+                         bit_length: int | None = None,
+                         wait_timeout: float = 60.0) -> dict[str, Any]:
+    """Sum the clients' share frames of (round, phase) locally: no MPC traffic.
+
+    ``shamir``: the sum of Shamir shares is this server's share of sum_k x_k, stored as secure
+    array ``name`` of type SecInt(bit_length). ``additive``: the sum is this server's additive
+    piece, kept until ``to_shamir``. Clients must have shared in the field of that type.
+    """
+    sectype = state.sectype(bit_length)
+    frames = await state.inbox.take(int(round), phase, [int(k) for k in clients],
+                                    float(wait_timeout))
+    p = int(sectype.field.modulus)
+    w = element_bytes(p)
+    if mode == "shamir" or (mode == "additive" and state.pid == 0):
+        kind = FrameKind.SHAMIR_SHARES if mode == "shamir" else FrameKind.ADDITIVE_MASKED
+        vecs = []
+        for k, f in frames.items():
+            if f.kind != kind or len(f.payload) != length * w:
+                raise CommandError(f"client {k}: expected {kind.name} of {length * w} bytes, "
+                                   f"got {f.kind.name} of {len(f.payload)}")
+            vecs.append(decode_elements(f.payload, w))
+        acc = _sum_mod(vecs, p, length)
+    elif mode == "additive":
+        seeds = []
+        for k, f in frames.items():
+            if f.kind != FrameKind.ADDITIVE_SEED or len(f.payload) != SEED_BYTES:
+                raise CommandError(f"client {k}: expected a {SEED_BYTES}-byte seed frame")
+            seeds.append(f.payload)
+        acc = _sum_mod([expand_seed(s, length, p) for s in seeds], p, length)
+    else:
+        raise CommandError(f"unknown sharing mode {mode!r}")
+    if mode == "shamir":
+        state.arrays[name] = sectype.array(sectype.field.array(acc))
+    else:
+        state.additive[name] = (acc, int(sectype.bit_length))
+    return {"name": name, "length": int(length), "clients": len(frames),
+            "bytes": sum(f.nbytes for f in frames.values())}
+
+
+@command("to_shamir")
+async def to_shamir(state: ServerState, name: str, out: str | None = None) -> dict[str, Any]:
+    """Additive pieces -> Shamir shares: every server inputs its piece, all sum the inputs.
+
+    Each server sends (m - 1) share vectors of d elements (one to each peer).
+    """
+    if name not in state.additive:
+        raise CommandError(f"no additive piece named {name!r}; have {sorted(state.additive)}")
+    mpc = state.runtime
+    piece, bits = state.additive.pop(name)
+    sectype = state.sectype(bits)
+    mine = sectype.array(sectype.field.array(piece))
+    inputs = mpc.input(mine, senders=list(range(state.m)))
+    total = inputs[0]
+    for x in inputs[1:]:
+        total = total + x
+    await mpc.gather(total)  # finish the traffic inside this command
+    state.arrays[out or name] = total
+    return {"name": out or name, "length": int(piece.size)}
+
+
+@command("aggregate")
+async def aggregate(state: ServerState, names: list[str], out: str) -> dict[str, Any]:
+    """``out`` = elementwise sum of the named secure arrays (local, no traffic)."""
+    if not names:
+        raise CommandError("aggregate needs at least one array name")
+    arrays = [state.array(n) for n in names]
+    total = arrays[0]
+    for a in arrays[1:]:
+        if a.shape != total.shape:
+            raise CommandError(f"shapes differ: {total.shape} vs {a.shape}")
+        total = total + a
+    state.arrays[out] = total
+    return {"name": out, "shape": list(total.shape)}
+
+
+@command("open")
+async def open_(state: ServerState, name: str, label: str = "") -> dict[str, Any]:
+    """Reveal secure array ``name`` to all servers (and the driver); log the opening."""
+    x = state.array(name)
+    values = np.asarray(await state.runtime.output(x))
+    if x.sectype.bit_length <= 62:
+        values = values.astype(np.int64)
+    state.reveal_log.append({"seq": len(state.reveal_log), "name": name, "label": label,
+                             "shape": list(values.shape)})
+    return {"name": name, "values": values}
+
+
+@command("reveal_log")
+async def reveal_log(state: ServerState) -> list[dict[str, Any]]:
+    return list(state.reveal_log)
+
+
+@command("arrays")
+async def arrays(state: ServerState) -> dict[str, Any]:
+    """Names and shapes of the secure arrays held (names only, never values)."""
+    return {"secure": {n: list(a.shape) for n, a in state.arrays.items()},
+            "additive": {n: int(a.size) for n, (a, _) in state.additive.items()}}
+
+
+@command("drop")
+async def drop(state: ServerState, names: list[str]) -> list[str]:
+    for n in names:
+        state.arrays.pop(n, None)
+        state.additive.pop(n, None)
+    return sorted(state.arrays)
+
+
+@command("counters")
+async def counters(state: ServerState) -> dict[str, Any]:
+    """Cumulative MPyC wire counters and bytes received from each client."""
+    return {"wire": wire.snapshot(state.runtime).to_dict(),
+            "client_bytes": {str(k): v for k, v in state.inbox.bytes_from.items()}}
+
+
+@command("shutdown")
+async def shutdown(state: ServerState) -> str:
+    state.stopping = True
+    return "bye"
+
+
+# ---- the server loop ---------------------------------------------------------------------------
+
+def _hop(a: Any) -> int:
+    """MPyC's portable program-counter hop for ``--mix32-64bit`` (same as mpyc.runtime.setup)."""
+    return int.from_bytes(sha1(str(a).encode()).digest()[:8], "little", signed=True)
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="flaimsim.parties.mpc_server", add_help=False)
+    ap.add_argument("--control-port", type=int, required=True)
+    ap.add_argument("--control-host", default="127.0.0.1")
+    ap.add_argument("--connect-timeout", type=float, default=120.0,
+                    help="exit if MPyC peers or the driver are not there within this time")
+    ap.add_argument("--load", action="append", default=[],
+                    help="import MODULE to register more commands")
+    return ap.parse_args(argv)
+
+
+async def _execute(state: ServerState, frame: Frame) -> bytes:
+    req = loads(frame.payload)
+    seq, name, kwargs = req["seq"], req["cmd"], req.get("kwargs", {})
+    log(state, f"#{seq} {name}")
+    try:
+        fn = COMMANDS.get(name)
+        if fn is None:
+            raise CommandError(f"unknown command {name!r}; have {sorted(COMMANDS)}")
+        reply = {"seq": seq, "ok": True, "result": await fn(state, **kwargs)}
+    except Exception as exc:  # the driver decides; the traceback goes to stderr
+        tb = traceback.format_exc()
+        log(state, f"#{seq} {name} failed:\n{tb}")
+        reply = {"seq": seq, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                 "traceback": tb}
+    return Frame(FrameKind.REPLY, state.pid, 0, frame.phase, dumps(reply)).encode()
+
+
+async def serve(mpc: Any, args: argparse.Namespace) -> int:
+    """Listen for the driver and clients, start MPyC, run commands until ``shutdown``."""
+    pid = int(mpc.pid)
+    state = ServerState(mpc, mpc.SecInt(mpc.options.bit_length))
+    queue: asyncio.Queue[Frame | None] = asyncio.Queue()
+    control: list[asyncio.StreamWriter] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        is_control = False
+        try:
+            while True:
+                frame = await read_frame(reader)
+                if frame.kind == FrameKind.CONTROL:
+                    if control and control[0] is not writer:
+                        raise TransportError("a second driver tried to connect")
+                    if not control:
+                        control.append(writer)
+                    is_control = True
+                    queue.put_nowait(frame)
+                elif frame.kind in (FrameKind.SHAMIR_SHARES, FrameKind.ADDITIVE_MASKED,
+                                    FrameKind.ADDITIVE_SEED):
+                    state.inbox.put(frame)
+                else:
+                    raise TransportError(f"unexpected {frame.kind.name} frame")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except TransportError as exc:
+            log(pid, f"dropping connection: {exc}")
+        if is_control and not state.stopping:
+            queue.put_nowait(None)  # the driver went away
+        writer.close()
+
+    try:
+        listener = await asyncio.start_server(on_connect, args.control_host, args.control_port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            log(pid, f"port in use: control port {args.control_port}")
+            return EXIT_PORT_IN_USE
+        raise
+    log(pid, f"control on {args.control_host}:{args.control_port}; "
+             f"MPyC party {pid} of {len(mpc.parties)}, t={mpc.threshold}")
+    try:
+        await asyncio.wait_for(mpc.start(), args.connect_timeout)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            log(pid, f"port in use: MPyC port {mpc.parties[pid].port}")
+            return EXIT_PORT_IN_USE
+        raise
+    except asyncio.TimeoutError:
+        log(pid, f"MPyC peers not connected within {args.connect_timeout} s")
+        return EXIT_START_TIMEOUT
+    first = True
+    while True:
+        try:
+            frame = await asyncio.wait_for(queue.get(), args.connect_timeout if first else None)
+        except asyncio.TimeoutError:
+            log(pid, f"no driver within {args.connect_timeout} s")
+            return EXIT_START_TIMEOUT
+        first = False
+        if frame is None:
+            log(pid, "driver connection lost; exiting")
+            return EXIT_DRIVER_LOST
+        reply = await _execute(state, frame)
+        control[0].write(reply)
+        await control[0].drain()
+        if state.stopping:
+            break
+    await mpc.shutdown()
+    listener.close()
+    log(pid, "shut down")
+    return 0
+
+
+def main() -> int:
+    from mpyc import asyncoro
+    from mpyc.runtime import mpc  # parses and strips MPyC's own options from sys.argv
+
+    args = _parse_args(sys.argv[1:])
+    if not mpc.options.mix32_64bit:  # fixed-width encoding: reproducible byte counts
+        mpc.options.mix32_64bit = True
+        asyncoro._hop = _hop
+    for mod in args.load:
+        importlib.import_module(mod)
+    wire.install()
+    code = mpc.run(serve(mpc, args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return int(code)
+
+
+if __name__ == "__main__":
+    # Run the imported module, not __main__, so that modules registering commands with
+    # ``from flaimsim.parties.mpc_server import command`` share one COMMANDS registry.
+    from flaimsim.parties.mpc_server import main as _main
+    sys.exit(_main())

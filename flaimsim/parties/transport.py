@@ -1,0 +1,257 @@
+"""The project's own client -> server transport: length-prefixed frames over TCP, counted exactly.
+
+Client traffic never passes through MPyC (MPyC has no input-only parties), so it is framed and
+counted here. One frame is a 14-byte header followed by the payload::
+
+    <I payload length> <B kind> <i sender> <I round> <B phase code>
+
+``sender`` is the client id (``-1`` for the driver), ``phase`` an index into
+:data:`flaimsim.parties.ledger.PHASES`. The bytes charged for a frame are
+``FRAME_HEADER_BYTES + len(payload)``; TCP/IP overhead is not counted (it is not part of the
+protocol and differs per network). The same framing carries the driver's control commands
+(JSON payloads) on a separate connection.
+
+Field elements travel fixed-width little-endian: ``element_bytes(p) = ceil(bit_length(p) / 8)``
+bytes each (8 B for the 64-bit field of SecInt(32)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Sequence
+
+import numpy as np
+
+from flaimsim.parties.ledger import PHASES, Ledger, client, server
+
+FRAME_HEADER = struct.Struct("<IBiIB")
+FRAME_HEADER_BYTES = FRAME_HEADER.size  # 14
+MAX_PAYLOAD = 1 << 31
+DRIVER = -1
+
+
+class TransportError(ValueError):
+    """A malformed frame, or a frame that does not fit what the receiver expects."""
+
+
+class FrameKind(IntEnum):
+    CONTROL = 1          # driver -> server command (JSON)
+    REPLY = 2            # server -> driver reply (JSON)
+    SHAMIR_SHARES = 3    # client -> server: one Shamir share vector
+    ADDITIVE_MASKED = 4  # client -> server 0: x - sum_j PRG(seed_j)
+    ADDITIVE_SEED = 5    # client -> server j >= 1: 16-byte PRG seed
+
+
+def phase_code(phase: str) -> int:
+    try:
+        return PHASES.index(phase)
+    except ValueError:
+        raise TransportError(f"unknown phase {phase!r}; expected one of {PHASES}") from None
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: FrameKind
+    sender: int
+    round: int
+    phase: str
+    payload: bytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on the wire for this frame: header + payload."""
+        return FRAME_HEADER_BYTES + len(self.payload)
+
+    def encode(self) -> bytes:
+        if len(self.payload) >= MAX_PAYLOAD:
+            raise TransportError(f"payload of {len(self.payload)} bytes is too large for a frame")
+        return FRAME_HEADER.pack(len(self.payload), int(self.kind), self.sender, self.round,
+                                 phase_code(self.phase)) + self.payload
+
+
+def _parse_header(head: bytes) -> tuple[int, FrameKind, int, int, str]:
+    size, kind, sender, rnd, code = FRAME_HEADER.unpack(head)
+    try:
+        kind_ = FrameKind(kind)
+    except ValueError:
+        raise TransportError(f"unknown frame kind {kind}") from None
+    if code >= len(PHASES):
+        raise TransportError(f"unknown phase code {code}")
+    return size, kind_, sender, rnd, PHASES[code]
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+        buf.extend(chunk)
+    return bytes(buf)
+
+
+def read_frame_sync(sock: socket.socket) -> Frame:
+    """Blocking read of one frame (the socket's own timeout applies to each recv)."""
+    size, kind, sender, rnd, phase = _parse_header(_recv_exactly(sock, FRAME_HEADER_BYTES))
+    return Frame(kind, sender, rnd, phase, _recv_exactly(sock, size))
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Frame:
+    """Read one frame from an asyncio stream (raises IncompleteReadError at EOF)."""
+    size, kind, sender, rnd, phase = _parse_header(await reader.readexactly(FRAME_HEADER_BYTES))
+    return Frame(kind, sender, rnd, phase, await reader.readexactly(size))
+
+
+# ---- fixed-width field elements ---------------------------------------------------------------
+
+def element_bytes(modulus: int) -> int:
+    """Bytes per field element on the wire: ceil(bit_length(p) / 8)."""
+    return (int(modulus).bit_length() + 7) // 8
+
+
+def encode_elements(values: np.ndarray, width: int) -> bytes:
+    """Little-endian fixed-width bytes of non-negative integers ``0 <= v < 256**width``."""
+    values = np.asarray(values).reshape(-1)
+    if width <= 8:
+        words = values.astype(np.uint64).astype("<u8")
+        return words.view(np.uint8).reshape(-1, 8)[:, :width].tobytes()
+    return b"".join(int(v).to_bytes(width, "little") for v in values)
+
+
+def decode_elements(buf: bytes, width: int) -> np.ndarray:
+    """Inverse of :func:`encode_elements`: an object array of Python ints."""
+    if len(buf) % width:
+        raise TransportError(f"{len(buf)} bytes is not a whole number of {width}-byte elements")
+    n = len(buf) // width
+    if width <= 8:
+        raw = np.zeros((n, 8), dtype=np.uint8)
+        raw[:, :width] = np.frombuffer(buf, dtype=np.uint8).reshape(n, width)
+        return raw.view("<u8").reshape(n).astype(object)
+    return np.array([int.from_bytes(buf[i * width:(i + 1) * width], "little")
+                     for i in range(n)], dtype=object)
+
+
+# ---- JSON payloads for control frames ---------------------------------------------------------
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        dtype = o.dtype.str if o.dtype != object else "object"
+        return {"__ndarray__": o.tolist(), "dtype": dtype, "shape": list(o.shape)}
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (bytes, bytearray)):
+        return {"__bytes__": bytes(o).hex()}
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    raise TypeError(f"cannot send {type(o).__name__} in a control message")
+
+
+def _json_hook(d: dict[str, Any]) -> Any:
+    if "__ndarray__" in d:
+        dtype = None if d["dtype"] == "object" else d["dtype"]
+        return np.array(d["__ndarray__"], dtype=dtype if dtype else object).reshape(d["shape"])
+    if "__bytes__" in d:
+        return bytes.fromhex(d["__bytes__"])
+    return d
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON (not pickle: a control port must not execute what it receives) with numpy arrays."""
+    return json.dumps(obj, default=_json_default).encode()
+
+
+def loads(buf: bytes) -> Any:
+    return json.loads(buf.decode(), object_hook=_json_hook)
+
+
+# ---- the client side ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SentFrame:
+    sender: int
+    receiver: int
+    round: int
+    phase: str
+    nbytes: int
+
+
+class ClientTransport:
+    """Frames from (simulated) clients to the m servers, one TCP connection per server.
+
+    Clients in the driver process share the connections (frames carry the client id); a lock
+    per server keeps frames whole when clients send from several threads. Every frame sent is
+    logged with its exact size.
+    """
+
+    def __init__(self, addresses: Sequence[tuple[str, int]], timeout: float = 30.0) -> None:
+        self.addresses = list(addresses)
+        self.timeout = timeout
+        self._socks: dict[int, socket.socket] = {}
+        self._locks = [threading.Lock() for _ in self.addresses]
+        self._log_lock = threading.Lock()
+        self.log: list[SentFrame] = []
+        self._flushed = 0
+
+    def _sock(self, i: int) -> socket.socket:
+        if i not in self._socks:
+            s = socket.create_connection(self.addresses[i], timeout=self.timeout)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._socks[i] = s
+        return self._socks[i]
+
+    def send(self, sender: int, receiver: int, kind: FrameKind, round: int, phase: str,
+             payload: bytes) -> int:
+        """Send one frame to server ``receiver``; return the bytes it took on the wire."""
+        if not 0 <= receiver < len(self.addresses):
+            raise TransportError(f"no server {receiver} (m = {len(self.addresses)})")
+        frame = Frame(kind, sender, round, phase, payload)
+        data = frame.encode()
+        with self._locks[receiver]:
+            self._sock(receiver).sendall(data)
+        with self._log_lock:
+            self.log.append(SentFrame(sender, receiver, round, phase, len(data)))
+        return len(data)
+
+    def bytes_by_sender(self, round: int | None = None, phase: str | None = None
+                        ) -> dict[int, int]:
+        out: dict[int, int] = defaultdict(int)
+        for f in self.log:
+            if (round is None or f.round == round) and (phase is None or f.phase == phase):
+                out[f.sender] += f.nbytes
+        return dict(out)
+
+    def flush_to_ledger(self, ledger: Ledger) -> None:
+        """Add the frames sent since the last flush, one row per (client, server, round, phase).
+
+        Rows carry bytes and frame counts with source ``measured``; each frame is written once.
+        """
+        with self._log_lock:
+            frames, self._flushed = self.log[self._flushed:], len(self.log)
+        agg: dict[tuple[int, int, int, str], list[int]] = defaultdict(lambda: [0, 0])
+        for f in frames:
+            a = agg[(f.sender, f.receiver, f.round, f.phase)]
+            a[0] += f.nbytes
+            a[1] += 1
+        for (snd, rcv, rnd, phase), (nbytes, nmsgs) in sorted(agg.items()):
+            ledger.add(rnd, phase, client(snd), server(rcv), nbytes, nmsgs, "measured")
+
+    def close(self) -> None:
+        for s in self._socks.values():
+            try:
+                s.close()
+            except OSError:
+                pass
+        self._socks.clear()
+
+    def __enter__(self) -> "ClientTransport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,156 @@
+"""Byte counting on the MPyC wire between compute servers, and per-phase ledger rows.
+
+MPyC opens one :class:`mpyc.asyncoro.MessageExchanger` per peer connection and only counts the
+bytes it *sends* (``nbytes_sent``: payload + 12-byte header ``<qI`` per message).
+:class:`CountingMessageExchanger` adds messages sent, and bytes/messages received, counted the
+same way (12 + payload per message, when the runtime takes the message), so that for every
+pair ``received(j <- i) == sent(i -> j)`` once a phase is over. Raw socket bytes (including
+the one-off pid/PRSS-key handshake) are kept apart in ``nbytes_raw_received``.
+
+:func:`install` assigns the subclass to the module attribute ``mpyc.asyncoro.MessageExchanger``;
+the runtime looks the attribute up when it connects, so this must run before ``mpc.start()``.
+Snapshots (:class:`WireSnapshot`) are plain values; the driver takes one per server before and
+after a phase and :func:`add_wire_rows` turns the differences into ledger rows
+``server:i -> server:j`` with source ``measured``.
+"""
+
+from __future__ import annotations
+
+from asyncio import Future
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+from mpyc import asyncoro
+
+from flaimsim.parties.ledger import Ledger, server
+
+MPYC_HEADER_BYTES = 12  # <qI: program counter (8) + payload size (4)
+
+
+class CountingMessageExchanger(asyncoro.MessageExchanger):
+    """MPyC peer connection that also counts messages and received bytes."""
+
+    __slots__ = ("nmsgs_sent", "nbytes_received", "nmsgs_received", "nbytes_raw_received")
+
+    def __init__(self, rt: Any, peer_pid: int | None = None) -> None:
+        super().__init__(rt, peer_pid)
+        self.nmsgs_sent = 0
+        self.nbytes_received = 0
+        self.nmsgs_received = 0
+        self.nbytes_raw_received = 0
+
+    def send(self, pc: int, payload: bytes) -> None:
+        super().send(pc, payload)
+        self.nmsgs_sent += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.nbytes_raw_received += len(data)
+        super().data_received(data)
+
+    def receive(self, pc: int) -> Any:
+        # Each MPyC message is taken exactly once through receive(): count it there, either at
+        # once (it already arrived) or when its future resolves.
+        payload = super().receive(pc)
+        if isinstance(payload, Future):
+            payload.add_done_callback(self._count_future)
+        else:
+            self._count(payload)
+        return payload
+
+    def _count(self, payload: bytes) -> None:
+        self.nbytes_received += MPYC_HEADER_BYTES + len(payload)
+        self.nmsgs_received += 1
+
+    def _count_future(self, fut: Future) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._count(fut.result())
+
+
+def install() -> None:
+    """Make MPyC use :class:`CountingMessageExchanger` (call before ``mpc.start()``)."""
+    asyncoro.MessageExchanger = CountingMessageExchanger
+
+
+@dataclass(frozen=True)
+class WireSnapshot:
+    """Cumulative counters of one server; index j of each tuple is peer j (own index: 0)."""
+
+    pid: int
+    bytes_sent: tuple[int, ...]
+    messages_sent: tuple[int, ...]
+    bytes_received: tuple[int, ...]
+    messages_received: tuple[int, ...]
+
+    def __sub__(self, before: "WireSnapshot") -> "WireSnapshot":
+        if before.pid != self.pid or len(before.bytes_sent) != len(self.bytes_sent):
+            raise ValueError("snapshots of different servers cannot be subtracted")
+
+        def d(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(x - y for x, y in zip(a, b))
+        return WireSnapshot(self.pid, d(self.bytes_sent, before.bytes_sent),
+                            d(self.messages_sent, before.messages_sent),
+                            d(self.bytes_received, before.bytes_received),
+                            d(self.messages_received, before.messages_received))
+
+    @property
+    def total_sent(self) -> int:
+        return sum(self.bytes_sent)
+
+    @property
+    def total_received(self) -> int:
+        return sum(self.bytes_received)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "WireSnapshot":
+        return WireSnapshot(int(d["pid"]), *(tuple(int(v) for v in d[k]) for k in (
+            "bytes_sent", "messages_sent", "bytes_received", "messages_received")))
+
+
+def snapshot(runtime: Any) -> WireSnapshot:
+    """Counters of this party's peer connections (zeros where a connection is absent)."""
+    cols: dict[str, list[int]] = {k: [] for k in ("bs", "ms", "br", "mr")}
+    for peer in runtime.parties:
+        proto = peer.protocol if peer.pid != runtime.pid else None
+        ok = isinstance(proto, CountingMessageExchanger)
+        cols["bs"].append(proto.nbytes_sent if ok else 0)
+        cols["ms"].append(proto.nmsgs_sent if ok else 0)
+        cols["br"].append(proto.nbytes_received if ok else 0)
+        cols["mr"].append(proto.nmsgs_received if ok else 0)
+    return WireSnapshot(runtime.pid, tuple(cols["bs"]), tuple(cols["ms"]),
+                        tuple(cols["br"]), tuple(cols["mr"]))
+
+
+def phase_differences(before: Sequence[WireSnapshot],
+                      after: Sequence[WireSnapshot]) -> list[WireSnapshot]:
+    """Per server: counters accumulated between two snapshots (lists indexed by server)."""
+    if len(before) != len(after):
+        raise ValueError("before/after snapshot lists differ in length")
+    return [a - b for a, b in zip(after, before)]
+
+
+def unmatched_pairs(diffs: Sequence[WireSnapshot]) -> list[tuple[int, int, int, int]]:
+    """Pairs (i, j, sent i->j, received at j from i) whose counts disagree (empty = consistent)."""
+    out = []
+    for d in diffs:
+        for j, sent in enumerate(d.bytes_sent):
+            if j != d.pid and sent != diffs[j].bytes_received[d.pid]:
+                out.append((d.pid, j, sent, diffs[j].bytes_received[d.pid]))
+    return out
+
+
+def add_wire_rows(ledger: Ledger, before: Sequence[WireSnapshot], after: Sequence[WireSnapshot],
+                  round: int, phase: str) -> list[WireSnapshot]:
+    """Add rows ``server:i -> server:j`` (bytes i sent to j during the phase); return the diffs.
+
+    Only the sent side is written: received(j) = sum_i sent(i -> j) follows in
+    :meth:`Ledger.totals`.
+    """
+    diffs = phase_differences(before, after)
+    for d in diffs:
+        for j, (nbytes, nmsgs) in enumerate(zip(d.bytes_sent, d.messages_sent)):
+            if j != d.pid:
+                ledger.add(round, phase, server(d.pid), server(j), nbytes, nmsgs, "measured")
+    return diffs
