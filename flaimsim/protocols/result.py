@@ -27,6 +27,8 @@ class RunResult:
     ledger: Ledger
     loop: LoopResult
     notes: list[str] = field(default_factory=list)
+    # Protocol-specific material for tests and teaching (reveal log, secure steps, ...).
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
     def save(self, out_dir: str | Path) -> None:
         """Ledger CSV and privacy spends next to result.json (which the caller writes)."""

@@ -1,0 +1,229 @@
+"""The calibrated cost model behind ``--mpc model``: bytes and messages of each DistAIM
+server step, per ordered server pair, measured with the real MPyC code at small sizes.
+
+Each step's traffic is linear in its size features (fixed-width encoding makes every message
+size a fixed function of the array shapes):
+
+=========  ========================  ==========================================
+step       features                  why
+=========  ========================  ==========================================
+decompose  1, cells                  one bit decomposition per cell
+score      1, cells, k               l multiplications per cell; per-candidate
+                                     inner product and conversion
+select     1, k, ceil(log2 k)        Gumbel noise per candidate; argmax tournament
+measure    1, cells                  noise inputs and one opening per cell
+to_shamir  1, cells                  additive → Shamir conversion
+=========  ========================  ==========================================
+
+A table is measured by :func:`calibrate` (``flaimsim calibrate``) for one setting (servers m,
+count bit length, fixed-point type of the scores) and stored as JSON with the MPyC version;
+:func:`load_or_calibrate` caches tables under ``$FLAIMSIM_CACHE`` (default
+``~/.cache/flaimsim``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .ledger import Ledger, server
+
+FEATURES = {"decompose": ("1", "cells"), "score": ("1", "cells", "k"),
+            "select": ("1", "k", "log2k"), "measure": ("1", "cells"),
+            "to_shamir": ("1", "cells")}
+FRAME_HEADER_BYTES = 14
+SEED_BYTES = 16
+
+
+def _features(op: str, cells: int = 0, k: int = 0) -> np.ndarray:
+    values = {"1": 1.0, "cells": float(cells), "k": float(k),
+              "log2k": float(math.ceil(math.log2(k))) if k > 1 else 0.0}
+    return np.array([values[f] for f in FEATURES[op]])
+
+
+@dataclass(frozen=True)
+class CostTable:
+    """Per op and ordered pair "i->j": coefficients for bytes and messages."""
+
+    m: int
+    max_count: int
+    score_bound: float
+    count_bits: int
+    element_bytes: int
+    mpyc_version: str
+    code_version: str
+    coefficients: dict[str, dict[str, dict[str, list[float]]]]  # op -> kind -> pair -> coef
+    max_relative_residual: float = 0.0
+
+    def predict(self, op: str, cells: int = 0, k: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
+        """(bytes, messages) per ordered server pair for one step of the given size."""
+        x = _features(op, cells, k)
+        out = {}
+        for pair, coef in self.coefficients[op]["bytes"].items():
+            i, j = (int(v) for v in pair.split("->"))
+            msgs = self.coefficients[op]["messages"][pair]
+            out[(i, j)] = (max(int(round(float(x @ np.array(coef)))), 0),
+                           max(int(round(float(x @ np.array(msgs)))), 0))
+        return out
+
+    def charge(self, ledger: Ledger, round: int, phase: str, op: str, cells: int = 0,
+               k: int = 0) -> None:
+        for (i, j), (nbytes, msgs) in self.predict(op, cells, k).items():
+            ledger.add(round, phase, server(i), server(j), nbytes, msgs, "modelled")
+
+    def upload_bytes_per_server(self, sharing: str, cells: int) -> list[int]:
+        """A client's upload to each server: the transport's framing, exactly."""
+        full = cells * self.element_bytes + FRAME_HEADER_BYTES
+        if sharing == "shamir":
+            return [full] * self.m
+        return [full] + [SEED_BYTES + FRAME_HEADER_BYTES] * (self.m - 1)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1)
+
+    @staticmethod
+    def from_json(text: str) -> "CostTable":
+        return CostTable(**json.loads(text))
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.m, self.max_count, self.score_bound)
+
+
+def fxp_bits(score_bound: float) -> int:
+    from .secure_em import em_fxp_type
+
+    return int(em_fxp_type(score_bound).bit_length)
+
+
+def code_version() -> str:
+    """Fingerprint of the secure-step code a table was measured with (tables go stale with it)."""
+    import hashlib
+
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("secure_scoring.py", "secure_em.py", "secure_noise.py", "distaim_server.py",
+                 "mpc_server.py", "wire.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cache_key(m: int, max_count: int, score_bound: float) -> str:
+    from .distaim_engine import count_bits_for
+
+    return (f"m{m}-l{count_bits_for(max_count)}-fxp{fxp_bits(score_bound)}"
+            f"-{code_version()}")
+
+
+def _pair_totals(ledger: Ledger) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for r in ledger.rows:
+        i, j = r.sender.split(":")[1], r.receiver.split(":")[1]
+        acc = out.setdefault(f"{i}->{j}", [0, 0])
+        acc[0] += r.bytes
+        acc[1] += r.messages
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _segments(cells: int, k: int) -> list[int]:
+    base, extra = divmod(cells, k)
+    return [base + (1 if i < extra else 0) for i in range(k)]
+
+
+def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
+              cell_sizes: Sequence[int] = (48, 192, 768),
+              select_ks: Sequence[int] = (4, 16, 64, 161, 256)) -> CostTable:
+    """Measure every step with real server processes and fit the linear cost per pair."""
+    import mpyc
+
+    from .distaim_engine import MpcEngine, count_bits_for
+
+    samples: dict[str, list[tuple[np.ndarray, dict[str, tuple[int, int]]]]] = {
+        op: [] for op in FEATURES}
+    rng = np.random.default_rng(0)
+    element_bytes = 0
+
+    def run(engine: MpcEngine, op: str, x: np.ndarray, fn) -> None:
+        engine.ledger = Ledger()
+        fn()
+        samples[op].append((x, _pair_totals(engine.ledger)))
+
+    for cells in cell_sizes:
+        # Additive sharing so that the conversion to Shamir form is measured too.
+        engine = MpcEngine(Ledger(), m=m, max_count=max_count, sharing="additive")
+        try:
+            element_bytes = engine.element_bytes
+            vectors = {k: rng.integers(0, max(1, max_count // (4 * cells)) + 1, cells)
+                       for k in range(2)}
+            engine.ledger = Ledger()
+            engine.share(0, vectors)
+            samples["to_shamir"].append((_features("to_shamir", cells), _pair_totals(Ledger(
+                rows=[r for r in engine.ledger.rows if r.sender.startswith("server")]))))
+            run(engine, "decompose", _features("decompose", cells), lambda: engine.decompose(0))
+            # A model marginal sums to about the record count: keep every segment's within N.
+            public_c = rng.uniform(0, max_count / cells, cells)
+            for k in sorted({1, 4, 16} | ({64} if cells >= 512 else set())):
+                segs = _segments(cells, k)
+                offsets = np.cumsum([0] + segs[:-1])
+                run(engine, "score", _features("score", cells, k), lambda: engine.score(
+                    0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound))
+            run(engine, "measure", _features("measure", cells),
+                lambda: engine.measure(0, 0, cells, 5.0))
+            if cells == max(cell_sizes):
+                for k in select_ks:
+                    segs = _segments(cells, k)
+                    offsets = np.cumsum([0] + segs[:-1])
+                    engine.ledger = Ledger()
+                    engine.score(0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound)
+                    run(engine, "select", _features("select", 0, k),
+                        lambda: engine.select(0, 1.0, 1.0))
+        finally:
+            engine.close()
+
+    coefficients: dict[str, dict[str, dict[str, list[float]]]] = {}
+    worst = 0.0
+    for op, rows in samples.items():
+        X = np.array([x for x, _ in rows])
+        pairs = sorted({p for _, tot in rows for p in tot})
+        coefficients[op] = {"bytes": {}, "messages": {}}
+        for pair in pairs:
+            for kind, idx in (("bytes", 0), ("messages", 1)):
+                y = np.array([tot.get(pair, (0, 0))[idx] for _, tot in rows], dtype=float)
+                coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+                coefficients[op][kind][pair] = [float(c) for c in coef]
+                if kind == "bytes":
+                    fit = X @ coef
+                    worst = max(worst, float(np.max(np.abs(fit - y) / np.maximum(y, 1))))
+    return CostTable(m, int(max_count), float(score_bound), count_bits_for(max_count),
+                     element_bytes,
+                     mpyc.__version__, code_version(), coefficients, worst)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim"))
+
+
+def load_or_calibrate(m: int, max_count: int, score_bound: float,
+                      path: str | Path | None = None) -> tuple[CostTable, bool]:
+    """The cached table for this setting, or a fresh calibration (then cached).
+
+    Returns the table and whether it was calibrated now.
+    """
+    import mpyc
+
+    target = Path(path) if path else cache_dir() / f"cost-{cache_key(m, max_count, score_bound)}.json"
+    if target.exists():
+        table = CostTable.from_json(target.read_text())
+        if table.mpyc_version == mpyc.__version__ and table.key == cache_key(
+                m, max_count, score_bound):
+            return table, False
+    table = calibrate(m, max_count, score_bound)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(table.to_json())
+    return table, True

@@ -1,0 +1,245 @@
+"""DistAIM's compute servers as an engine the protocol drives: real MPC or its ideal
+functionality with traffic from the cost model.
+
+Both engines keep the same state (the secret aggregate x of the contributing clients' W+
+answers, concatenated in candidate order) and expose the same steps; each step is one ledger
+phase:
+
+=============  ============================================  =========================
+step           real (:class:`MpcEngine`)                     ideal (:class:`IdealEngine`)
+=============  ============================================  =========================
+share          clients → servers shares, servers sum         plain sum; client rows by
+               (``share-inputs``; additive: conversion)       the framing formula
+decompose      bits of x, once per contributor set (score)   nothing; cost-model rows
+score          secret scores of kept candidates (score)      plain scores, same rounding
+select         secure EM, opens the index (select)           plain EM with the same ε_eff
+measure        noise input by every server, opens x_r+noise  x_r + Σ_i round(Z_i), same law
+=============  ============================================  =========================
+
+The ideal engine's outputs have the real engine's distribution: scores are taken against the
+same rounded public marginal, the EM uses the same effective ε (``em_scale``), and the noise
+is the same sum of m rounded Gaussians. Its traffic rows say ``modelled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from ..mechanisms.dp import exponential_mechanism
+from ..mechanisms.scores import aim_score_from_l1
+from .ledger import Ledger, client, server
+
+AGGREGATE = "x"
+PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score",
+                 "select": "select", "measure": "measure"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One secure step and its sizes: enough to charge it from the cost model."""
+
+    round: int
+    op: str
+    cells: int = 0
+    k: int = 0
+    clients: tuple[int, ...] = ()
+
+
+def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
+    """Charge one step's traffic from the cost model (rows marked ``modelled``)."""
+    phase = PHASE_OF_STEP[step.op]
+    if step.op == "share":
+        for k in step.clients:
+            for i, nbytes in enumerate(cost.upload_bytes_per_server(sharing, step.cells)):
+                ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled")
+        if sharing == "additive":
+            cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
+        return
+    cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k)
+
+
+def replay(steps: Sequence[Step], cost: Any, sharing: str) -> Ledger:
+    """The modelled ledger of a sequence of steps (e.g. those of a measured run)."""
+    ledger = Ledger()
+    for step in steps:
+        charge_step(ledger, cost, step, sharing)
+    return ledger
+
+
+class SecureEngine(Protocol):
+    privacy_note: str
+
+    def share(self, round: int, vectors: Mapping[int, np.ndarray]) -> None: ...
+    def decompose(self, round: int) -> None: ...
+    def score(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
+              public_c: np.ndarray, sigma: float, weights: Sequence[float],
+              score_bound: float) -> None: ...
+    def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]: ...
+    def measure(self, round: int, offset: int, length: int, sigma: float
+                ) -> tuple[np.ndarray, float]: ...
+    def reveal_log(self) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+def count_bits_for(max_count: int, frac_bits: int = 0) -> int:
+    """SecInt bit length holding counts up to N (``secure_scoring.count_secint``'s rule)."""
+    from .secure_scoring import _SUM_HEADROOM_BITS
+
+    return int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS
+
+
+class MpcEngine:
+    """m MPyC server processes on loopback running DistAIM's commands; traffic measured."""
+
+    def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1, sharing: str = "shamir",
+                 frac_bits: int = 0, command_timeout: float = 600.0) -> None:
+        from .launcher import ServerLauncher
+        from .transport import ClientTransport
+
+        self.ledger, self.m, self.max_count = ledger, m, int(max_count)
+        self.sharing, self.frac_bits = sharing, frac_bits
+        self.bits = count_bits_for(max_count, frac_bits)
+        self.launcher = ServerLauncher(m=m, command_timeout=command_timeout,
+                                       load=["flaimsim.parties.distaim_server"]).start()
+        self.transport = ClientTransport(self.launcher.client_addresses)
+        self.privacy_note = self.launcher.privacy_note
+        self._parts = 0
+        self.steps: list[Step] = []
+        self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
+
+    def share(self, round: int, vectors: Mapping[int, np.ndarray]) -> None:
+        from .clients import share_inputs
+
+        name = f"part{self._parts}"
+        self._parts += 1
+        d = len(next(iter(vectors.values())))
+        self.steps.append(Step(round, "share", cells=d, clients=tuple(sorted(vectors))))
+        share_inputs(self.launcher, self.transport, vectors, name, self.sharing, round=round,
+                     phase="share-inputs", ledger=self.ledger, bit_length=self.bits)
+        self.cells = d
+        names = [name] if self._parts == 1 else [AGGREGATE, name]
+        self.launcher.call("aggregate", names=names, out=AGGREGATE)
+        self.launcher.call("drop", names=[name])
+
+    def decompose(self, round: int) -> None:
+        self.steps.append(Step(round, "decompose", cells=self.cells))
+        with self.launcher.measure(self.ledger, round, "score"):
+            self.launcher.call("distaim_decompose", name=AGGREGATE, max_count=self.max_count,
+                               frac_bits=self.frac_bits)
+
+    def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
+        self.steps.append(Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths)))
+        self._k = len(lengths)
+        with self.launcher.measure(self.ledger, round, "score"):
+            self.launcher.call("distaim_score", offsets=[int(o) for o in offsets],
+                               lengths=[int(n) for n in lengths],
+                               public_c=np.asarray(public_c, dtype=float), sigma=float(sigma),
+                               weights=[float(w) for w in weights],
+                               score_bound=float(score_bound))
+
+    def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
+        self.steps.append(Step(round, "select", k=self._k))
+        with self.launcher.measure(self.ledger, round, "select"):
+            out = self.launcher.call("distaim_select", epsilon=float(epsilon),
+                                     sensitivity=float(sensitivity), label=f"round {round}")
+        indices = {o["index"] for o in out}
+        if len(indices) != 1:
+            raise RuntimeError(f"servers opened different indices {indices}")
+        return out[0]["index"], float(out[0]["epsilon_effective"])
+
+    def measure(self, round: int, offset: int, length: int, sigma: float
+                ) -> tuple[np.ndarray, float]:
+        self.steps.append(Step(round, "measure", cells=int(length)))
+        with self.launcher.measure(self.ledger, round, "measure"):
+            out = self.launcher.call("distaim_measure", name=AGGREGATE, offset=int(offset),
+                                     length=int(length), sigma=float(sigma),
+                                     label=f"round {round}")
+        return np.asarray(out[0]["values"], dtype=np.int64), float(out[0]["variance"])
+
+    def reveal_log(self) -> list[dict[str, Any]]:
+        return self.launcher.reveal_log()
+
+    def close(self) -> None:
+        self.launcher.close()
+
+
+@dataclass
+class IdealEngine:
+    """The ideal functionality of :class:`MpcEngine`, in the clear, with modelled traffic."""
+
+    ledger: Ledger
+    cost: Any  # CostTable
+    rng: np.random.Generator
+    m: int = 3
+    sharing: str = "shamir"
+    aggregate: np.ndarray | None = None
+    _scores: np.ndarray | None = None
+    steps: list[Step] = field(default_factory=list)
+    _reveals: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def threshold(self) -> int:
+        return (self.m - 1) // 2
+
+    @property
+    def privacy_note(self) -> str:
+        from .launcher import NOT_PRIVATE_NOTE
+
+        return "" if self.threshold >= 1 else NOT_PRIVATE_NOTE
+
+    def share(self, round: int, vectors: Mapping[int, np.ndarray]) -> None:
+        total = sum(np.asarray(v, dtype=np.int64) for v in vectors.values())
+        self.aggregate = total if self.aggregate is None else self.aggregate + total
+        self._charge(Step(round, "share", cells=len(next(iter(vectors.values()))),
+                          clients=tuple(sorted(vectors))))
+
+    def _charge(self, step: Step) -> None:
+        self.steps.append(step)
+        charge_step(self.ledger, self.cost, step, self.sharing)
+
+    def decompose(self, round: int) -> None:
+        self._charge(Step(round, "decompose", cells=len(self.aggregate)))
+
+    def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
+        from .secure_scoring import round_public_marginal
+
+        c = round_public_marginal(np.asarray(public_c, dtype=float), 0)
+        cells = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+        diffs = np.abs(self.aggregate[cells] - c)
+        ends = np.cumsum(lengths)
+        l1 = np.add.reduceat(diffs, ends - np.asarray(lengths))
+        self._scores = aim_score_from_l1(l1.astype(float), sigma, np.asarray(lengths, float),
+                                         np.asarray(weights, float))
+        self._charge(Step(round, "score", cells=int(cells.size), k=len(lengths)))
+
+    def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
+        from .secure_em import em_scale
+
+        eps_eff = em_scale(epsilon, sensitivity)[2]
+        index = exponential_mechanism(self._scores, eps_eff, sensitivity, self.rng)
+        self._charge(Step(round, "select", k=len(self._scores)))
+        self._reveals.append({"seq": len(self._reveals), "name": "selected-index",
+                              "label": f"round {round}", "shape": []})
+        self._scores = None
+        return index, eps_eff
+
+    def measure(self, round: int, offset: int, length: int, sigma: float
+                ) -> tuple[np.ndarray, float]:
+        from .secure_noise import added_variance, share_std
+
+        std = share_std(sigma, self.m, self.threshold)
+        noise = np.rint(self.rng.normal(0.0, std, size=(self.m, length))).astype(np.int64)
+        values = self.aggregate[offset:offset + length] + noise.sum(axis=0)
+        self._charge(Step(round, "measure", cells=length))
+        self._reveals.append({"seq": len(self._reveals), "name": "noisy-marginal",
+                              "label": f"round {round}", "shape": [int(length)]})
+        return values, added_variance(sigma, self.m, self.threshold)
+
+    def reveal_log(self) -> list[dict[str, Any]]:
+        return list(self._reveals)
+
+    def close(self) -> None:
+        pass

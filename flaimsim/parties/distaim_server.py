@@ -1,0 +1,91 @@
+"""DistAIM's secure steps as compute-server commands (loaded with ``--load`` into
+:mod:`flaimsim.parties.mpc_server`).
+
+The servers hold the secret aggregate x (all W+ answers of the contributing clients,
+concatenated in candidate order) and run, each in its own command so that wire counters
+taken around a command charge one phase:
+
+- ``distaim_decompose``: bits of x, once per contributor set (phase ``score``);
+- ``distaim_score``: secret AIM scores of the kept candidates against the public model
+  marginals, by comparisons with public constants (phase ``score``);
+- ``distaim_select``: secure exponential mechanism, opens the chosen index only (``select``);
+- ``distaim_measure``: Gaussian noise input by every server, opens x_r + noise only
+  (``measure``).
+
+Every opening is appended to the reveal log: the only values ever opened are selected
+indices and noisy marginals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .mpc_server import CommandError, ServerState, command
+from .secure_em import em_fxp_type, em_scale, secure_exponential_mechanism
+from .secure_noise import secure_gaussian_measure
+from .secure_scoring import SecretBits, decompose_counts, secure_scores_bits
+
+DEFAULT_FRAC_BITS = 0
+
+
+def _kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
+    return np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+
+
+@command("distaim_decompose")
+async def distaim_decompose(state: ServerState, name: str, max_count: int,
+                            frac_bits: int = DEFAULT_FRAC_BITS) -> dict[str, Any]:
+    """Bit-decompose secret counts ``name`` (values in 0..max_count) for the scoring rounds."""
+    bits = decompose_counts(state.array(name), int(max_count), int(frac_bits))
+    await state.runtime.gather(bits.bits)
+    state.extras["distaim_bits"] = bits
+    state.extras["distaim_counts"] = name
+    return {"cells": bits.n_cells, "count_bits": bits.count_bits}
+
+
+@command("distaim_score")
+async def distaim_score(state: ServerState, offsets: list[int], lengths: list[int],
+                        public_c: np.ndarray, sigma: float, weights: list[float],
+                        score_bound: float) -> dict[str, Any]:
+    """Secret scores u_r = w_r(‖x_r − round(c_r)‖₁ − sqrt(2/π)σn_r) for the kept candidates."""
+    bits: SecretBits | None = state.extras.get("distaim_bits")
+    if bits is None:
+        raise CommandError("distaim_score before distaim_decompose")
+    cells = _kept_cells(offsets, lengths)
+    if len(public_c) != cells.size:
+        raise CommandError(f"public marginal has {len(public_c)} cells, kept cells {cells.size}")
+    kept = SecretBits(bits.counts[cells], bits.bits[cells], bits.count_bits, bits.frac_bits)
+    fxp = em_fxp_type(float(score_bound))
+    scores = secure_scores_bits(kept, np.asarray(public_c, dtype=float), lengths, float(sigma),
+                                weights, fxp)
+    await state.runtime.gather(scores)
+    state.extras["distaim_scores"] = scores
+    return {"candidates": len(lengths), "cells": int(cells.size)}
+
+
+@command("distaim_select")
+async def distaim_select(state: ServerState, epsilon: float, sensitivity: float,
+                         label: str = "") -> dict[str, Any]:
+    """Secure exponential mechanism over the stored scores; opens the index only."""
+    scores = state.extras.pop("distaim_scores", None)
+    if scores is None:
+        raise CommandError("distaim_select before distaim_score")
+    index = await secure_exponential_mechanism(scores, float(epsilon), float(sensitivity))
+    state.reveal_log.append({"seq": len(state.reveal_log), "name": "selected-index",
+                             "label": label, "shape": []})
+    return {"index": int(index), "epsilon_effective": em_scale(epsilon, sensitivity)[2]}
+
+
+@command("distaim_measure")
+async def distaim_measure(state: ServerState, name: str, offset: int, length: int,
+                          sigma: float, label: str = "") -> dict[str, Any]:
+    """Open x[offset:offset+length] + Gaussian noise input by every server."""
+    x = state.array(name)
+    if offset < 0 or offset + length > x.shape[0]:
+        raise CommandError(f"cells {offset}..{offset + length} outside 0..{x.shape[0]}")
+    noisy = await secure_gaussian_measure(x[offset:offset + length], float(sigma))
+    state.reveal_log.append({"seq": len(state.reveal_log), "name": "noisy-marginal",
+                             "label": label, "shape": [int(length)]})
+    return {"values": noisy.values, "variance": noisy.variance}

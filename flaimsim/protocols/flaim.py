@@ -1,0 +1,347 @@
+"""FLAIM: federated AIM with local selection and secure aggregation (NaiveFLAIM, AugFLAIM
+(Oracle), AugFLAIM (Private)), every byte measured.
+
+Round 0: a Poisson sample of clients submits all its one-way marginals (concatenated, one
+SecAgg+ session); the aggregator adds N(0, σ²) to each one-way sum. Round t = 1..T:
+
+1. the aggregator samples clients (Poisson rate p, at least 2) and sends each the serialised
+   model (:mod:`flaimsim.parties.aggregator`);
+2. each sampled client scores its candidates on its own data and draws r_k with the local
+   exponential mechanism (:mod:`flaimsim.parties.fl_clients`: scores, corrections c_k and the
+   local sensitivities 2·max w / 4·max w), and sends r_k in the clear (phase ``select``);
+3. for each distinct chosen r, the choosing clients run SecAgg+ on M_r(D_k) (a one-client
+   group gets a cover client contributing zeros) and the aggregator adds N(0, σ² I) once to
+   each sum: one :class:`Measurement` per distinct marginal;
+4. AugFLAIM (Private), rounds 1..T−1: every sampled client also submits all its one-way
+   marginals through SecAgg+ (ledger phase ``proxy``); the noisy sums refresh the running
+   mean ỹ used by the next rounds' τ̃ and join the model's measurements.
+
+Privacy (add/remove one record; each record lives in exactly one client): in a round a
+record's client runs one exponential mechanism and its vector enters one chosen-marginal sum
+(plus, in Private, each one-way sum once), so by parallel composition across clients the
+accountant charges per round one exponential mechanism (ε_t) and one Gaussian (σ), plus d1
+Gaussians for Private's proxy. Measurements paid: T + d1 (Naive, Oracle) and
+T + d1 + d1·(T − 1) (Private); σ and ε_t come from :meth:`AimSchedule.fixed`. AugFLAIM
+(Oracle) uses the true heterogeneity from the union of all clients' data: NOT private.
+
+Charging happens only after every secure aggregation of the round succeeded. If one fails
+(too many dropouts), :class:`FlaimRoundError` is raised and the round is charged nothing: no
+noisy sum exists and the choices (seen by the aggregator only) influence no released output.
+The aggregator itself learns the exact sums before adding noise (central-noise FLAIM), so DP
+protects what it releases, not what it sees.
+
+Dropouts: each round, round(dropout·|S|) sampled clients, drawn from the seeded ``dropout``
+stream, vanish after sending their masked inputs (secagg's ``late_dropout``): their inputs
+stay in the sums (which remain exact) and their self-masks are rebuilt from neighbours'
+shares; a client that drops does so in every session of its round.
+
+Aggregates are passed to the model as raw sums (ALGORITHMS.md step 4), with their own
+totals: the sum over a group of clients, not a rescaled estimate of the population.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..mechanisms.accounting import PrivacyLedger
+from ..mechanisms.model import GraphicalModel, Measurement
+from ..parties.aggregator import (FlaimRoundError, SecureSum, add_noise, broadcast_model,
+                                  choose_covers, poisson_sample, secure_sum, send_choice)
+from ..parties.fl_clients import FLClient, LocalSelectionError, local_sensitivity, \
+    simplex_projection
+from ..parties.ledger import Ledger
+from ..parties.secagg import SecAggError
+from .aim import run_fixed
+from .config import ConfigError, RunConfig, stream
+from .prepare import PreparedData, prepare
+from .result import RunResult, build_record
+
+Clique = tuple[str, ...]
+VARIANT_OF_PROTOCOL = {"naive-flaim": "naive", "aug-flaim-oracle": "oracle",
+                       "aug-flaim-private": "private"}
+MIN_GROUP, MIN_GROUP_WITH_DROPOUT = 2, 4
+ORACLE_NOTE = ("aug-flaim-oracle uses each client's true heterogeneity tau_k, computed from "
+               "the union of all clients' data: it is NOT differentially private and serves "
+               "only as a reference point")
+
+
+@dataclass(frozen=True)
+class AggregateRecord:
+    """One secure aggregate: what was summed, by whom, and (when auditing) the exact sum."""
+
+    round: int
+    clique: Clique
+    contributors: tuple[int, ...]
+    covers: tuple[int, ...]
+    late_dropped: tuple[int, ...]
+    phase: str                       # "initial", "choice" or "proxy"
+    exact_sum: np.ndarray | None     # pre-noise aggregate, kept only when auditing
+    secure: SecureSum | None         # session with transcript, kept only when auditing
+
+
+@dataclass
+class RoundInfo:
+    round: int
+    sampled: tuple[int, ...]
+    choices: dict[int, Clique] = field(default_factory=dict)
+    late_dropped: tuple[int, ...] = ()
+    broadcast_bytes: int = 0
+    seconds: float = 0.0
+    secagg_seconds: float = 0.0
+
+
+class FlaimBackend:
+    """FLAIM's select and measure steps for :func:`run_fixed` (module docstring)."""
+
+    def __init__(self, config: RunConfig, data: PreparedData, variant: str, ledger: Ledger,
+                 audit: bool = False) -> None:
+        if variant not in ("naive", "oracle", "private"):
+            raise ConfigError(f"unknown FLAIM variant {variant!r}")
+        self.config, self.data, self.variant, self.ledger = config, data, variant, ledger
+        self.workload = data.workload
+        self.audit = audit
+        self.dropout = config.dropout
+        # Smallest secagg group: 2 without dropouts; with dropouts 4, the smallest complete
+        # group (t = ceil(2(n-1)/3)) whose survivors' self-masks survive one late dropout.
+        self.min_group = MIN_GROUP if config.dropout == 0 else MIN_GROUP_WITH_DROPOUT
+        fed = data.federation
+        self.clients = [FLClient(k, fed.client(k)) for k in range(fed.n_clients)]
+        # Public bound on any count a client submits (sets the secagg word width).
+        self.max_value = int(fed.client_sizes().max())
+        self.index = {c: i for i, c in enumerate(self.workload.candidates)}
+        self.weights = dict(zip(self.workload.candidates, self.workload.weights))
+        self.delta_local = local_sensitivity(variant, max(self.workload.weights))
+        seed = config.seed
+        self.rng_sampling = stream(seed, "sampling")
+        self.rng_select = stream(seed, "local-selection")
+        self.rng_noise = stream(seed, "noise")
+        self.rng_graph = stream(seed, "secagg-graph")
+        self.rng_cover = stream(seed, "cover")
+        self.rng_dropout = stream(seed, "dropout")
+        self.proxy_sum: dict[str, np.ndarray] = {}
+        self.proxy_count = 0
+        self.records: list[AggregateRecord] = []
+        self.rounds: list[RoundInfo] = []
+        self.privacy: PrivacyLedger | None = None
+        self._pending: tuple[RoundInfo, float, float] | None = None
+        self._reference: dict[Clique, np.ndarray] = {}
+        self.sessions = 0
+
+    # ---- schedule -------------------------------------------------------------------------
+    def n_measurements(self, rounds: int, d1: int) -> int:
+        if self.variant == "private":
+            return rounds + d1 + d1 * (rounds - 1)
+        return rounds + d1
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _late_dropouts(self, sampled: Sequence[int]) -> tuple[int, ...]:
+        n_drop = int(round(self.dropout * len(sampled)))
+        if n_drop == 0:
+            return ()
+        return tuple(sorted(int(k) for k in self.rng_dropout.choice(sampled, n_drop,
+                                                                    replace=False)))
+
+    def _secure(self, round: int, vectors: dict[int, np.ndarray], late: Sequence[int],
+                what: str, phase: str | None = None, covers: Sequence[int] = ()) -> SecureSum:
+        self.sessions += 1
+        try:
+            return secure_sum(vectors, self.max_value, self.ledger, round, self.rng_graph,
+                              late_dropout=late, phase=phase, covers=covers,
+                              keep_session=self.audit)
+        except SecAggError as err:
+            raise FlaimRoundError(round, f"secure aggregation of {what} failed ({err})") from err
+
+    def _one_ways(self, round: int, sampled: Sequence[int], late: Sequence[int], sigma: float,
+                  phase: str | None) -> tuple[list[tuple[Clique, np.ndarray, SecureSum]], int]:
+        """Secure sum of the sampled clients' concatenated one-ways, split per attribute."""
+        one_ways = self.workload.one_ways
+        vectors = {int(k): self.clients[k].one_ways_vector(one_ways) for k in sampled}
+        res = self._secure(round, vectors, late, "the one-way marginals", phase)
+        out, start = [], 0
+        for c in one_ways:
+            n = self.workload.n_cells(c)
+            out.append((c, res.sum[start:start + n], res))
+            start += n
+        return out, len(one_ways)
+
+    def _release_one_ways(self, round: int, parts, sigma: float, tag: str
+                          ) -> list[Measurement]:
+        out = []
+        for c, total, res in parts:
+            noisy = add_noise(total, sigma, self.rng_noise)
+            out.append(Measurement(c, noisy, sigma))
+            if self.variant == "private":
+                self.proxy_sum[c[0]] = self.proxy_sum.get(c[0], 0.0) + noisy
+            self.records.append(AggregateRecord(
+                round, c, res.contributors, (), res.late_dropped, tag,
+                np.array(total) if self.audit else None, res if self.audit else None))
+        if self.variant == "private":
+            self.proxy_count += 1
+        return out
+
+    def proxy_estimates(self) -> dict[str, np.ndarray]:
+        """ŷ_a: the running mean of the noisy one-way sums, projected on the simplex."""
+        return {a: simplex_projection(s / self.proxy_count) for a, s in self.proxy_sum.items()}
+
+    def _reference_dist(self, clique: Clique) -> np.ndarray:
+        if clique not in self._reference:
+            m = self.data.train.marginal(clique)
+            self._reference[clique] = m / m.sum()
+        return self._reference[clique]
+
+    # ---- SelectMeasure -------------------------------------------------------------------
+    def measure_initial(self, one_ways: Sequence[Clique], sigma: float,
+                        privacy: PrivacyLedger) -> list[Measurement]:
+        """Round 0: a Poisson sample's one-way marginals via one SecAgg+ session + noise."""
+        self.privacy = privacy
+        t0 = time.perf_counter()
+        sampled = poisson_sample(len(self.clients), self.config.participation,
+                                 self.rng_sampling)
+        late = self._late_dropouts(sampled)
+        info = RoundInfo(0, tuple(int(k) for k in sampled), late_dropped=late)
+        parts, d1 = self._one_ways(0, sampled, late, sigma, None)
+        info.secagg_seconds = time.perf_counter() - t0
+        for c in one_ways:
+            privacy.spend_gaussian(0, sigma, "|".join(c))
+        out = self._release_one_ways(0, parts, sigma, "initial")
+        info.seconds = time.perf_counter() - t0
+        self.rounds.append(info)
+        return out
+
+    def select(self, round: int, candidates: Sequence[Clique], model: GraphicalModel,
+               sigma: float, epsilon: float, privacy: PrivacyLedger) -> list[Clique]:
+        """Sample, broadcast, run every sampled client's local EM; collect the choices.
+        Nothing is charged here: the round is charged once its aggregations succeed."""
+        self.privacy = privacy
+        t0 = time.perf_counter()
+        sampled = poisson_sample(len(self.clients), self.config.participation,
+                                 self.rng_sampling)
+        info = RoundInfo(round, tuple(int(k) for k in sampled))
+        info.broadcast_bytes = broadcast_model(model, sampled, self.ledger, round)
+        cands = [c for c in candidates if len(c) > 1] if self.variant == "private" \
+            else list(candidates)
+        if not cands:
+            raise LocalSelectionError(f"round {round}: no candidate left for local selection "
+                                      "(raise max_model_size_mb)")
+        dists = {}
+        for c in cands:
+            m = model.marginal(c)
+            dists[c] = m / m.sum()
+        reference = {c: self._reference_dist(c) for c in cands} \
+            if self.variant == "oracle" else None
+        proxy = self.proxy_estimates() if self.variant == "private" else None
+        weights = [self.weights[c] for c in cands]
+        sizes = [self.workload.n_cells(c) for c in cands]
+        for k in sampled:
+            cl = self.clients[k]
+            scores = cl.scores(cands, dists, sigma, weights, sizes, self.variant, reference,
+                               proxy)
+            idx = cl.choose(cands, scores, epsilon, self.delta_local, self.rng_select)
+            arrived = send_choice(int(k), self.index[cands[idx]], self.ledger, round)
+            info.choices[int(k)] = self.workload.candidates[arrived]
+        info.seconds = time.perf_counter() - t0
+        self._pending = (info, epsilon, sigma)
+        chosen = set(info.choices.values())
+        return [c for c in self.workload.candidates if c in chosen]
+
+    def measure(self, round: int, cliques: Sequence[Clique], sigma: float,
+                privacy: PrivacyLedger, model: GraphicalModel) -> list[Measurement]:
+        """Secure sums of the chosen marginals (and Private's proxy), then charge and noise."""
+        if self._pending is None or self._pending[0].round != round:
+            raise RuntimeError(f"measure({round}) without a matching select")
+        info, epsilon, _ = self._pending
+        self._pending = None
+        t0 = time.perf_counter()
+        sampled = info.sampled
+        info.late_dropped = late = self._late_dropouts(sampled)
+        sums: list[tuple[Clique, SecureSum]] = []
+        for r in cliques:
+            group = [k for k in sampled if info.choices[k] == r]
+            vectors = {k: self.clients[k].marginal(r) for k in group}
+            need = min(self.min_group, len(sampled)) - len(group)
+            covers = choose_covers(group, sampled, need, self.rng_cover) if need > 0 else ()
+            for c in covers:
+                vectors[c] = np.zeros(self.workload.n_cells(r), dtype=np.int64)
+            sums.append((r, self._secure(round, vectors, late, f"marginal {'|'.join(r)}",
+                                         covers=covers)))
+        proxy_parts = None
+        if self.variant == "private" and round < self.config.rounds:
+            proxy_parts, _ = self._one_ways(round, sampled, late, sigma, "proxy")
+        info.secagg_seconds = time.perf_counter() - t0
+        # Every aggregation succeeded: charge the round (parallel composition over clients).
+        privacy.spend_exponential(round, epsilon, f"{len(sampled)} local EMs (parallel)")
+        privacy.spend_gaussian(round, sigma, "parallel: " + ", ".join("|".join(r)
+                                                                       for r in cliques))
+        out = []
+        for r, res in sums:
+            out.append(Measurement(r, add_noise(res.sum, sigma, self.rng_noise), sigma))
+            self.records.append(AggregateRecord(
+                round, r, res.contributors, res.covers, res.late_dropped, "choice",
+                np.array(res.sum) if self.audit else None, res if self.audit else None))
+        if proxy_parts is not None:
+            for c, _, _ in proxy_parts:
+                privacy.spend_gaussian(round, sigma, "proxy " + c[0])
+            out += self._release_one_ways(round, proxy_parts, sigma, "proxy")
+        info.seconds += time.perf_counter() - t0
+        self.rounds.append(info)
+        return out
+
+
+def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
+                   progress: Callable[[int], None] | None = None, audit: bool = False
+                   ) -> tuple[RunResult, FlaimBackend]:
+    """Run a FLAIM variant and also return its backend (aggregates, rounds, transcripts when
+    ``audit``)."""
+    if config.protocol not in VARIANT_OF_PROTOCOL:
+        raise ConfigError(f"{config.protocol!r} is not a FLAIM protocol; choose one of "
+                          f"{tuple(VARIANT_OF_PROTOCOL)}")
+    if config.aggregation != "secagg":
+        raise ConfigError("FLAIM supports aggregation='secagg' only")
+    start = time.perf_counter()
+    data = data or prepare(config)
+    variant = VARIANT_OF_PROTOCOL[config.protocol]
+    ledger = Ledger(run=f"{config.protocol}-s{config.seed}", protocol=config.protocol)
+    model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
+    backend = FlaimBackend(config, data, variant, ledger, audit)
+    loop = run_fixed(config, data.workload, model, backend, progress)
+    rounds = [r for r in backend.rounds if r.round > 0]
+    choice_records = [r for r in backend.records if r.phase == "choice"]
+    extra = {
+        "flaim_variant": variant, "private": variant != "oracle",
+        "local_sensitivity": backend.delta_local,
+        "sampled_clients_mean": float(np.mean([len(r.sampled) for r in backend.rounds])),
+        "distinct_choices_mean": float(np.mean([len(set(r.choices.values()))
+                                                for r in rounds])) if rounds else None,
+        "secagg_sessions": backend.sessions,
+        "cover_sessions": sum(1 for r in choice_records if r.covers),
+        "cover_contributions": sum(len(r.covers) for r in choice_records),
+        "late_dropouts": sum(len(r.late_dropped) for r in backend.rounds),
+        "model_broadcast_bytes_mean": float(np.mean([r.broadcast_bytes for r in rounds]))
+        if rounds else None,
+        "round_seconds_mean": float(np.mean([r.seconds for r in rounds])) if rounds else None,
+        "secagg_seconds": float(sum(r.secagg_seconds for r in backend.rounds)),
+        **{f"bytes_phase_{p}": b for p, b in sorted(ledger.by_phase().items())},
+    }
+    t0 = time.perf_counter()
+    record, synth = build_record(config, data, loop, ledger, 0, 0.0, extra)
+    loop.times.generate_s = time.perf_counter() - t0
+    record["generate_s"] = loop.times.generate_s
+    record["wall_seconds"] = time.perf_counter() - start
+    notes = [ORACLE_NOTE] if variant == "oracle" else []
+    if notes:
+        record["note"] = ORACLE_NOTE
+    return RunResult(record, synth, ledger, loop, notes), backend
+
+
+def run_flaim(config: RunConfig, data: PreparedData | None = None,
+              progress: Callable[[int], None] | None = None) -> RunResult:
+    """Run NaiveFLAIM, AugFLAIM (Oracle) or AugFLAIM (Private) per ``config.protocol``."""
+    return simulate_flaim(config, data, progress)[0]
+
+
+__all__ = ["AggregateRecord", "FlaimBackend", "FlaimRoundError", "ORACLE_NOTE", "RoundInfo",
+           "VARIANT_OF_PROTOCOL", "run_flaim", "simulate_flaim"]

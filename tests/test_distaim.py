@@ -1,0 +1,96 @@
+"""DistAIM end to end: real MPC with 3 server processes, the ideal functionality with the
+calibrated cost model, and their agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flaimsim.parties.cost_model import calibrate
+from flaimsim.parties.distaim_engine import MpcEngine, replay
+from flaimsim.parties.ledger import Ledger
+from flaimsim.protocols.config import RunConfig
+from flaimsim.protocols.distaim import run_distaim, score_bound
+from flaimsim.protocols.prepare import prepare
+
+TINY = dict(protocol="distaim", dataset="synthfs", clients=5, synthfs_features=4,
+            synthfs_records=40, max_bins=5, workload_marginals=3, rounds=2, iters_round=30,
+            iters_final=60, seed=11)
+WALL = ("wall_seconds", "select_s", "estimate_s", "generate_s")
+
+
+@pytest.fixture(scope="module")
+def real_run():
+    cfg = RunConfig(mpc="real", **TINY)
+    return cfg, run_distaim(cfg)
+
+
+def test_real_run_spends_budget_and_opens_only_indices_and_noisy_marginals(real_run):
+    cfg, res = real_run
+    rec = res.record
+    assert rec["bytes_source"] == "measured" and rec["private"] is True
+    assert rec["rho_spent"] == pytest.approx(rec["rho_budget"])
+    reveals = res.artifacts["reveals"]
+    assert {r["name"] for r in reveals} == {"selected-index", "noisy-marginal"}
+    # d1 one-way measurements, then per round one index and one noisy marginal.
+    assert sum(r["name"] == "noisy-marginal" for r in reveals) == 4 + cfg.rounds
+    assert sum(r["name"] == "selected-index" for r in reveals) == cfg.rounds
+    phases = res.ledger.by_phase()
+    assert set(phases) == {"share-inputs", "score", "select", "measure"}
+    assert all(r.source == "measured" for r in res.ledger.rows)
+
+
+def test_client_upload_is_shamir_formula(real_run):
+    cfg, res = real_run
+    data = prepare(cfg)
+    cells = data.workload.total_cells
+    from mpyc.runtime import mpc
+
+    from flaimsim.parties.distaim_engine import count_bits_for
+    from flaimsim.parties.transport import element_bytes
+
+    # Fixed-width elements of the field of SecInt(bitlen(N) + 4) (MPyC adds its security margin).
+    width = element_bytes(mpc.SecInt(count_bits_for(data.train.n)).field.modulus)
+    expected = cfg.servers * (cells * width + 14)
+    assert res.record["client_bytes_sent_mean"] == expected
+    assert res.record["client_bytes_received_mean"] == 0
+
+
+def test_modelled_bytes_match_measured_per_phase(real_run):
+    cfg, res = real_run
+    data = prepare(cfg)
+    table = calibrate(m=3, max_count=data.train.n,
+                      score_bound=score_bound(data.workload, data.train.n,
+                                              res.record["sigma"]),
+                      cell_sizes=(32, 96, 288), select_ks=(3, 8, 21, 40))
+    modelled = replay(res.artifacts["steps"], table, cfg.sharing).by_phase()
+    measured = res.ledger.by_phase()
+    assert set(modelled) == set(measured)
+    for phase, nbytes in measured.items():
+        assert modelled[phase] == pytest.approx(nbytes, rel=0.02), phase
+
+
+def test_modelled_run_is_reproducible(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLAIMSIM_CACHE", str(tmp_path))
+    cfg = RunConfig(mpc="model", **TINY)
+    a, b = run_distaim(cfg), run_distaim(cfg)
+    assert a.record["bytes_source"] == "modelled"
+    strip = lambda r: {k: v for k, v in r.items() if k not in WALL}  # noqa: E731
+    assert strip(a.record) == strip(b.record)
+    assert list(tmp_path.glob("cost-*.json"))  # the calibrated table was cached
+
+
+def test_secure_em_with_huge_epsilon_returns_argmax_three_parties():
+    engine = MpcEngine(Ledger(), m=3, max_count=1000)
+    try:
+        x = np.array([5, 5, 5, 5, 900, 0, 5, 5, 5, 5, 5, 5], dtype=np.int64)
+        engine.share(0, {0: x, 1: np.zeros_like(x)})
+        engine.decompose(0)
+        c = np.full(x.size, 5.0)  # candidate 1 (cells 4..7) is far from the model
+        engine.score(0, [0, 4, 8], [4, 4, 4], c, 0.1, [1.0, 1.0, 1.0], 1e4)
+        index, eps_eff = engine.select(0, 500.0, 1.0)
+        assert index == 1 and 0 < eps_eff <= 500.0
+        names = [r["name"] for r in engine.reveal_log()]
+        assert names == ["selected-index"]
+    finally:
+        engine.close()
