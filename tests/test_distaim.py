@@ -84,7 +84,8 @@ def test_secure_em_with_huge_epsilon_returns_argmax_three_parties():
     engine = MpcEngine(Ledger(), m=3, max_count=1000)
     try:
         x = np.array([5, 5, 5, 5, 900, 0, 5, 5, 5, 5, 5, 5], dtype=np.int64)
-        engine.share(0, {0: x, 1: np.zeros_like(x)})
+        vectors = {0: x, 1: np.zeros_like(x)}
+        engine.share(0, [0, 1], vectors.__getitem__)
         engine.decompose(0)
         c = np.full(x.size, 5.0)  # candidate 1 (cells 4..7) is far from the model
         engine.score(0, [0, 4, 8], [4, 4, 4], c, 0.1, [1.0, 1.0, 1.0], 1e4)

@@ -11,19 +11,19 @@ import json
 import sys
 from typing import Any, Sequence
 
-from ..protocols.config import DATASETS, PROTOCOLS, ConfigError, RunConfig
+from ..protocols.config import DATASETS, PRESETS, PROTOCOLS, ConfigError, RunConfig
 
 MAIN_JOB_PROTOCOLS = ("central", "distaim", "naive-flaim", "aug-flaim-oracle",
                       "aug-flaim-private")
-# The main job: small enough for real MPC with 3 server processes in minutes on 2 cores.
-MAIN_JOB = dict(dataset="synthfs", clients=20, synthfs_features=6, synthfs_records=200,
-                max_bins=8, workload_marginals=8, rounds=4, mpc="real", epsilon=1.0,
-                participation=0.5, iters_round=100, iters_final=300)
+# The main job: the small SynthFS preset with DistAIM under real MPC (3 server processes).
+MAIN_JOB = dict(PRESETS["synthfs-small"], rounds=4, mpc="real", epsilon=1.0)
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", action="append", choices=PROTOCOLS,
                    help="protocol to run (repeatable); default: the main job's five")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="starting configuration (default for synthfs: synthfs-small)")
     p.add_argument("--dataset", choices=DATASETS + ("custom",), default=None)
     p.add_argument("--data-name", default=None, help="file stem for --dataset custom")
     p.add_argument("--data-dir", default=None, help="folder with <name>.csv and "
@@ -48,6 +48,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distaim-participation", choices=("all", "poisson"), default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--aggregation", choices=("secagg", "servers"), default=None)
+    p.add_argument("--synthfs-features", type=int, default=None)
+    p.add_argument("--synthfs-records", type=int, default=None)
+    p.add_argument("--synthfs-bins", type=int, default=None)
+    p.add_argument("--synthfs-alpha", type=float, default=None)
+    p.add_argument("--workload-seed", type=int, default=None)
+    p.add_argument("--label", default=None, help="target column (default: the last)")
     p.add_argument("--iters-round", type=int, default=None)
     p.add_argument("--iters-final", type=int, default=None)
     p.add_argument("--out", default=None, help="write config.json, result.json, ledgers here")
@@ -57,6 +63,12 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
                      ) -> RunConfig:
     fields = set(RunConfig.__dataclass_fields__)
     values = dict(defaults or {})
+    preset = getattr(args, "preset", None)
+    if preset is None and (getattr(args, "dataset", None) or values.get("dataset")) in (
+            None, "synthfs"):
+        preset = "synthfs-small"
+    if preset:
+        values.update(PRESETS[preset])
     for key, value in vars(args).items():
         if key in fields and value is not None and key != "protocol":
             values[key] = value
@@ -95,6 +107,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
+    from ..parties.cost_model import cache_dir, calibrate, load_or_calibrate
+    from ..protocols.distaim import score_bound
+    from ..protocols.prepare import prepare
+    from ..mechanisms.accounting import AimSchedule, cdp_rho
+
+    config = config_from_args(args, {"protocol": "distaim"})
+    data = prepare(config)
+    sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
+                              config.rounds + len(data.workload.one_ways), config.alpha).sigma
+    bound = score_bound(data.workload, data.train.n, sigma)
+    if args.table:
+        table = calibrate(config.servers, data.train.n, bound)
+        from pathlib import Path
+        Path(args.table).write_text(table.to_json())
+        where = args.table
+    else:
+        table, _ = load_or_calibrate(config.servers, data.train.n, bound)
+        where = str(cache_dir())
+    summary = {"table": where, "key": table.key, "mpyc_version": table.mpyc_version,
+               "count_bits": table.count_bits, "element_bytes": table.element_bytes,
+               "max_relative_residual": table.max_relative_residual,
+               "bytes_per_party_example": {
+                   "decompose_per_cell": sum(b for b, _ in table.predict(
+                       "decompose", cells=1000).values()) / 1000 / table.m,
+                   "score_per_cell": sum(b for b, _ in table.predict(
+                       "score", cells=100000, k=1).values()) / 100000 / table.m,
+                   "select_k161": sum(b for b, _ in table.predict(
+                       "select", k=161).values()) / table.m,
+                   "measure_per_cell": sum(b for b, _ in table.predict(
+                       "measure", cells=1000).values()) / 1000 / table.m}}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flaimsim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
     p_bench.set_defaults(func=cmd_bench)
+    p_cal = sub.add_parser("calibrate", help="measure the MPC cost model for --mpc model")
+    add_run_options(p_cal)
+    p_cal.add_argument("--table", default=None, help="write the table here (default: cache)")
+    p_cal.set_defaults(func=cmd_calibrate)
     return parser
 
 

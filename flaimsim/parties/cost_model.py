@@ -162,7 +162,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
             vectors = {k: rng.integers(0, max(1, max_count // (4 * cells)) + 1, cells)
                        for k in range(2)}
             engine.ledger = Ledger()
-            engine.share(0, vectors)
+            engine.share(0, sorted(vectors), vectors.__getitem__)
             samples["to_shamir"].append((_features("to_shamir", cells), _pair_totals(Ledger(
                 rows=[r for r in engine.ledger.rows if r.sender.startswith("server")]))))
             run(engine, "decompose", _features("decompose", cells), lambda: engine.decompose(0))

@@ -24,7 +24,7 @@ is the same sum of m rounded Gaussians. Its traffic rows say ``modelled``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -72,7 +72,8 @@ def replay(steps: Sequence[Step], cost: Any, sharing: str) -> Ledger:
 class SecureEngine(Protocol):
     privacy_note: str
 
-    def share(self, round: int, vectors: Mapping[int, np.ndarray]) -> None: ...
+    def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
+              union: Callable[[Sequence[int]], np.ndarray]) -> None: ...
     def decompose(self, round: int) -> None: ...
     def score(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
               public_c: np.ndarray, sigma: float, weights: Sequence[float],
@@ -110,9 +111,12 @@ class MpcEngine:
         self.steps: list[Step] = []
         self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
 
-    def share(self, round: int, vectors: Mapping[int, np.ndarray]) -> None:
+    def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
+              union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
+        """Clients ``clients`` upload shares of ``answers(k)``; servers add them to x."""
         from .clients import share_inputs
 
+        vectors = {k: answers(k) for k in clients}
         name = f"part{self._parts}"
         self._parts += 1
         d = len(next(iter(vectors.values())))
@@ -190,11 +194,13 @@ class IdealEngine:
 
         return "" if self.threshold >= 1 else NOT_PRIVATE_NOTE
 
-    def share(self, round: int, vectors: Mapping[int, np.ndarray]) -> None:
-        total = sum(np.asarray(v, dtype=np.int64) for v in vectors.values())
+    def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
+              union: Callable[[Sequence[int]], np.ndarray]) -> None:
+        """x += Σ_k answers(k), computed as ``union(clients)`` (the same vector, without
+        materialising every client's copy); uploads charged per client."""
+        total = np.asarray(union(clients), dtype=np.int64)
         self.aggregate = total if self.aggregate is None else self.aggregate + total
-        self._charge(Step(round, "share", cells=len(next(iter(vectors.values()))),
-                          clients=tuple(sorted(vectors))))
+        self._charge(Step(round, "share", cells=int(total.size), clients=tuple(sorted(clients))))
 
     def _charge(self, step: Step) -> None:
         self.steps.append(step)

@@ -50,6 +50,8 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
+# η: the stated bound on |computed − ideal| of s_r + G_r at F = 20 (see the docstring).
+STATED_ETA = 1e-4
 GEOMETRIC_BITS = 40          # B: cap of the geometric parts K and J
 POLY_DEGREE = 6
 SCALE_MANTISSA_BITS = 16

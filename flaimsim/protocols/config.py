@@ -53,6 +53,7 @@ class RunConfig:
     synthfs_features: int = 10
     synthfs_records: int = 500
     synthfs_alpha: float = 1.0
+    synthfs_bins: int = 40
     # MPC / DistAIM
     mpc: str = "model"  # real | model
     servers: int = 3
@@ -108,6 +109,21 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Named starting points; explicit options override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Small enough for real MPC with 3 server processes in seconds per round on 2 cores.
+    "synthfs-small": dict(dataset="synthfs", clients=20, synthfs_features=6,
+                          synthfs_records=200, synthfs_bins=8, workload_marginals=8,
+                          participation=0.5, iters_round=100, iters_final=300),
+    # The paper's SynthFS: K = 100 clients, d = 10 features, n = 500 records, 40 bins.
+    "synthfs-paper": dict(dataset="synthfs", clients=100, synthfs_features=10,
+                          synthfs_records=500, synthfs_bins=40, workload_marginals=64,
+                          participation=0.1),
+    "adult-paper": dict(dataset="adult", clients=100, workload_marginals=64,
+                        participation=0.1),
+}
 
 
 def stream(seed: int, name: str) -> np.random.Generator:

@@ -16,8 +16,9 @@ Steps per run (each a ledger phase):
    is fitted with the noise variance actually added (m σ²/(m − t) + m/12).
 
 Budget: exactly central AIM's (σ, ε_t over T + d1 measurements), as if a curator held the
-contributors' union; the secure EM runs with ε_eff ≤ ε_t (public rounding, em_scale), and the
-accountant charges ε_t. ``--mpc real`` measures traffic on the wire; ``--mpc model`` runs the
+contributors' union. The secure EM is a fixed-point approximation whose bounded-range
+parameter is ε_eff + 8η (η ≤ 1e−4, ``secure_em``); it runs with ε_t − 8η (rounded down
+further by ``em_scale``), so the ε_t that the accountant charges covers it. ``--mpc real`` measures traffic on the wire; ``--mpc model`` runs the
 ideal functionality with traffic from the calibrated cost model.
 """
 
@@ -55,6 +56,26 @@ def client_answers(data: PreparedData, k: int) -> np.ndarray:
     return np.concatenate([local.marginal(c) for c in data.workload.candidates])
 
 
+def secure_em_epsilon(epsilon: float) -> float:
+    """The ε to run the fixed-point secure EM with, so that its bounded-range parameter
+    ε_eff + 8η (secure_em's analysis) stays within the ε_t that the accountant charges."""
+    from ..parties.secure_em import STATED_ETA
+
+    run = epsilon - 8 * STATED_ETA
+    if run <= 0:
+        raise ConfigError(f"ε_t = {epsilon:.3g} per selection is below the secure EM's "
+                          f"fixed-point slack 8η = {8 * STATED_ETA:g}: use fewer rounds or a "
+                          "larger ε")
+    return run
+
+
+def union_answers(data: PreparedData, clients: Sequence[int]) -> np.ndarray:
+    """Σ_{k in clients} M_q(D_k) for every q in W+ (= the answers on the clients' union)."""
+    rows = np.concatenate([data.federation.client_rows[k] for k in clients])
+    union = data.federation.table.subset(rows)
+    return np.concatenate([union.marginal(c) for c in data.workload.candidates])
+
+
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
     """|u_r| ≤ w_r (‖x − c‖₁ + offset) ≤ max w · (2N + max offset): sizes the fixed point."""
     biggest = max(workload.n_cells(c) for c in workload.candidates)
@@ -87,7 +108,8 @@ class DistAimBackend:
             new = set(int(k) for k in sampled) - self.shared
         if not new:
             return
-        self.engine.share(round, {k: client_answers(self.data, k) for k in sorted(new)})
+        self.engine.share(round, sorted(new), lambda k: client_answers(self.data, k),
+                          lambda ks: union_answers(self.data, ks))
         self.shared |= new
         ledger = self.engine.ledger
         before = ledger.by_phase().get("score", 0)
@@ -124,7 +146,7 @@ class DistAimBackend:
                           [self.workload.weights[i] for i in idx],
                           score_bound(self.workload, self.max_count, sigma))
         privacy.spend_exponential(round, epsilon, f"{len(candidates)} candidates (secure)")
-        choice, eps_eff = self.engine.select(round, epsilon,
+        choice, eps_eff = self.engine.select(round, secure_em_epsilon(epsilon),
                                              score_sensitivity(self.workload.weights))
         self.effective_epsilons.append(eps_eff)
         return [candidates[choice]]

@@ -39,7 +39,8 @@ def _load(config: RunConfig) -> tuple[Table, tuple[np.ndarray, ...] | None]:
     if config.dataset == "synthfs":
         table, rows = generate_synthfs(clients=config.clients, features=config.synthfs_features,
                                        records_per_client=config.synthfs_records,
-                                       alpha=config.synthfs_alpha, seed=config.seed)
+                                       alpha=config.synthfs_alpha, bins=config.synthfs_bins,
+                                       seed=config.seed)
         return table, rows
     return load_dataset(config.dataset, config.data_dir), None
 

@@ -1,0 +1,266 @@
+"""Measured cost of the secure operations with real MPyC parties on loopback.
+
+The driver functions (:func:`bench_scoring`, :func:`bench_em`) start ``parties`` processes
+``python -m flaimsim.bench.secure_bench --bench-worker ... -P 127.0.0.1:p0 ... -I i`` on free
+ports with fixed-width wire encoding (MPYC_MIX32_64BIT=1), under a timeout, and read one JSON
+line per party. Bytes are what each party sent to its peers (``protocol.nbytes_sent``, payload +
+12-byte header per message), differenced around each phase; figures are means over parties.
+The driver never imports MPyC itself (MPyC parses sys.argv at import).
+
+Run ``python -m flaimsim.bench.secure_bench`` to print all three benchmarks as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Sequence
+
+BENCH_MAX_COUNT = 45222          # Adult's N: counts need 16 bits
+BENCH_SCORE_BOUND = 2.0 ** 31    # |u_r| on Adult: Δ·(2N + sqrt(2/π) σ n_r) stays below this
+CELLS_PER_SEGMENT = 100
+
+
+class BenchError(RuntimeError):
+    """A benchmark party failed or timed out."""
+
+
+# ---------------------------------------------------------------- driver (no MPyC import)
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def run_parties(worker_args: Sequence[str], parties: int = 3, timeout: float = 180.0) -> list[dict]:
+    """Run the worker in ``parties`` MPyC processes; return each party's JSON report."""
+    ports = _free_ports(parties)
+    peer_flags = [arg for p in ports for arg in ("-P", f"127.0.0.1:{p}")]
+    env = dict(os.environ, MPYC_MIX32_64BIT="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "flaimsim.bench.secure_bench", "--bench-worker",
+                               *worker_args, *peer_flags, "-I", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for i in range(parties)]
+    outputs: list[tuple[str, str]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=max(1.0, deadline - time.monotonic())))
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"benchmark parties timed out after {timeout} s") from exc
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    reports = []
+    for i, (proc, (out, err)) in enumerate(zip(procs, outputs)):
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise BenchError(f"party {i} failed (rc={proc.returncode}):\n{err[-3000:]}")
+        reports.append(json.loads(lines[-1]))
+    return reports
+
+
+def _mean(reports: list[dict], phase: str, key: str) -> float:
+    return sum(r["phases"][phase][key] for r in reports) / len(reports)
+
+
+def bench_scoring(cells: int = 2000, parties: int = 3, timeout: float = 180.0) -> dict[str, Any]:
+    """Bytes and seconds per cell: bits method (one-off + per round) versus SecFxp(32) naive."""
+    reports = run_parties(["scoring", "--cells", str(cells)], parties, timeout)
+    return {
+        "cells": cells,
+        "parties": parties,
+        "ours_bytes_per_cell": _mean(reports, "bits_round", "bytes") / cells,
+        "naive_bytes_per_cell": _mean(reports, "naive_round", "bytes") / cells,
+        "ours_s_per_cell": _mean(reports, "bits_round", "seconds") / cells,
+        "naive_s_per_cell": _mean(reports, "naive_round", "seconds") / cells,
+        "bits_once_bytes_per_cell": _mean(reports, "bits_once", "bytes") / cells,
+        "bits_once_s_per_cell": _mean(reports, "bits_once", "seconds") / cells,
+        "count_type": reports[0]["count_type"],
+        "correct": all(r.get("correct", True) for r in reports),
+    }
+
+
+def bench_em(ks: Sequence[int] = (161, 1000), parties: int = 3,
+             timeout: float = 300.0) -> list[dict[str, Any]]:
+    """Seconds and bytes sent per party for one secure EM draw over k candidates.
+
+    Also the Gumbel noise alone (gumbel_*; the rest of a draw is the scaling and the argmax) and
+    report-noisy-max with Exp noise (rnm_*; a different mechanism, zCDP cost ε²/2).
+    """
+    reports = run_parties(["em", "--ks", ",".join(str(k) for k in ks)], parties, timeout)
+    return [{"k": k, "parties": parties, "seconds": _mean(reports, f"em_{k}", "seconds"),
+             "bytes_per_party": _mean(reports, f"em_{k}", "bytes"),
+             "gumbel_seconds": _mean(reports, f"gumbel_{k}", "seconds"),
+             "gumbel_bytes_per_party": _mean(reports, f"gumbel_{k}", "bytes"),
+             "rnm_seconds": _mean(reports, f"rnm_{k}", "seconds"),
+             "rnm_bytes_per_party": _mean(reports, f"rnm_{k}", "bytes"),
+             "fxp_type": reports[0]["fxp_type"]} for k in ks]
+
+
+def bench_measure(cells: int = 20000, sigma: float = 6.0, parties: int = 3,
+                  timeout: float = 120.0) -> dict[str, Any]:
+    """Distributed Gaussian measurement: cost, and empirical versus reported noise variance."""
+    reports = run_parties(["measure", "--cells", str(cells), "--sigma", str(sigma)], parties, timeout)
+    first = reports[0]
+    return {"cells": cells, "parties": parties, "sigma": sigma,
+            "bytes_per_party": _mean(reports, "measure", "bytes"),
+            "seconds": _mean(reports, "measure", "seconds"),
+            "reported_variance": first["reported_variance"],
+            "empirical_variance": first["empirical_variance"],
+            "empirical_mean": first["empirical_mean"],
+            "threshold": first["threshold"]}
+
+
+# ---------------------------------------------------------------- worker (inside MPyC)
+
+def _sent_bytes() -> int:
+    from mpyc.runtime import mpc
+    return sum(p.protocol.nbytes_sent for p in mpc.parties
+               if p.pid != mpc.pid and p.protocol is not None)
+
+
+class _Phases:
+    def __init__(self) -> None:
+        self.report: dict[str, dict[str, float]] = {}
+        self._t = 0.0
+        self._b = 0
+
+    def start(self) -> None:
+        self._t, self._b = time.perf_counter(), _sent_bytes()
+
+    def stop(self, name: str) -> None:
+        self.report[name] = {"seconds": time.perf_counter() - self._t,
+                             "bytes": float(_sent_bytes() - self._b)}
+
+
+async def _worker_scoring(cells: int) -> dict[str, Any]:
+    import numpy as np
+    from mpyc.runtime import mpc
+
+    from flaimsim.parties.secure_scoring import (count_secint, decompose_counts, secure_l1_bits,
+                                                 secure_l1_naive)
+    rng = np.random.default_rng(0)          # same public inputs at every party
+    x = rng.integers(0, 300, cells)
+    c = rng.uniform(0, 300, cells)
+    segments = [CELLS_PER_SEGMENT] * (cells // CELLS_PER_SEGMENT)
+    if cells % CELLS_PER_SEGMENT:
+        segments.append(cells % CELLS_PER_SEGMENT)
+    secint, fxp = count_secint(BENCH_MAX_COUNT), mpc.SecFxp(32)
+    phases = _Phases()
+    await mpc.start()
+    x_int = mpc.input(secint.array(x if mpc.pid == 0 else np.zeros(cells, np.int64)), senders=0)
+    x_fxp = mpc.input(fxp.array(x.astype(float) if mpc.pid == 0 else np.zeros(cells)), senders=0)
+    await mpc.gather(x_int, x_fxp)
+    await mpc.barrier()
+    phases.start()
+    bits = decompose_counts(x_int, BENCH_MAX_COUNT)
+    await mpc.gather(bits.bits)
+    phases.stop("bits_once")
+    await mpc.barrier()
+    phases.start()
+    l1 = secure_l1_bits(bits, c, segments)
+    await mpc.gather(l1)
+    phases.stop("bits_round")
+    await mpc.barrier()
+    phases.start()
+    l1_naive = secure_l1_naive(x_fxp, c, segments)
+    await mpc.gather(l1_naive)
+    phases.stop("naive_round")
+    got = np.asarray(await mpc.output(l1), dtype=np.int64)
+    got_naive = np.asarray(await mpc.output(l1_naive), dtype=float)
+    starts = np.r_[0, np.cumsum(segments)[:-1]]
+    correct = (np.array_equal(got, np.add.reduceat(np.abs(x - np.rint(c)), starts))
+               and np.allclose(got_naive, np.add.reduceat(np.abs(x - c), starts), atol=0.01 * cells))
+    await mpc.shutdown()
+    return {"phases": phases.report, "count_type": secint.__name__, "correct": bool(correct)}
+
+
+async def _worker_em(ks: list[int]) -> dict[str, Any]:
+    import numpy as np
+    from mpyc.runtime import mpc
+
+    from flaimsim.parties.secure_em import (em_fxp_type, secure_exponential_mechanism, secure_gumbel,
+                                            secure_report_noisy_max)
+    fxp = em_fxp_type(BENCH_SCORE_BOUND)
+    phases = _Phases()
+    await mpc.start()
+    for k in ks:
+        u = np.random.default_rng(k).normal(0.0, 1000.0, k)
+        scores = mpc.input(fxp.array(u if mpc.pid == 0 else np.zeros(k)), senders=0)
+        await mpc.gather(scores)
+        await mpc.barrier()
+        phases.start()
+        await secure_exponential_mechanism(scores, 0.1, 64.0)
+        phases.stop(f"em_{k}")
+        await mpc.barrier()
+        phases.start()
+        await mpc.gather(secure_gumbel(fxp, k))     # the noise alone, for the cost split
+        phases.stop(f"gumbel_{k}")
+        await mpc.barrier()
+        phases.start()
+        await secure_report_noisy_max(scores, 0.1, 64.0)
+        phases.stop(f"rnm_{k}")
+    await mpc.shutdown()
+    return {"phases": phases.report, "fxp_type": fxp.__name__}
+
+
+async def _worker_measure(cells: int, sigma: float) -> dict[str, Any]:
+    import numpy as np
+    from mpyc.runtime import mpc
+
+    from flaimsim.parties.secure_noise import secure_gaussian_measure
+    from flaimsim.parties.secure_scoring import count_secint
+    x = np.random.default_rng(0).integers(0, 500, cells)
+    secint = count_secint(BENCH_MAX_COUNT)
+    phases = _Phases()
+    await mpc.start()
+    counts = mpc.input(secint.array(x if mpc.pid == 0 else np.zeros(cells, np.int64)), senders=0)
+    await mpc.gather(counts)
+    await mpc.barrier()
+    phases.start()
+    out = await secure_gaussian_measure(counts, sigma)
+    phases.stop("measure")
+    await mpc.shutdown()
+    noise = out.values - x
+    return {"phases": phases.report, "reported_variance": out.variance, "threshold": out.threshold,
+            "empirical_variance": float(noise.var(ddof=1)), "empirical_mean": float(noise.mean())}
+
+
+def _worker_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bench-worker", choices=["scoring", "em", "measure"], required=True)
+    parser.add_argument("--cells", type=int, default=2000)
+    parser.add_argument("--ks", default="161,1000")
+    parser.add_argument("--sigma", type=float, default=6.0)
+    args, _ = parser.parse_known_args(argv)    # the rest (-P, -I) is MPyC's
+    from mpyc.runtime import mpc
+    if args.bench_worker == "scoring":
+        report = mpc.run(_worker_scoring(args.cells))
+    elif args.bench_worker == "em":
+        report = mpc.run(_worker_em([int(k) for k in args.ks.split(",")]))
+    else:
+        report = mpc.run(_worker_measure(args.cells, args.sigma))
+    report["party"] = mpc.pid
+    print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    if "--bench-worker" in sys.argv:
+        _worker_main(sys.argv[1:])
+    else:
+        print(json.dumps({"scoring": bench_scoring(), "em": bench_em(), "measure": bench_measure()},
+                         indent=2))
