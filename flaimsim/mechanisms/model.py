@@ -102,21 +102,22 @@ class GraphicalModel:
                 self._log_tables[tuple(cl)] = theta - theta.max()
         return self._log_tables
 
-    def _contract(self, target: Sequence[str]) -> tuple[np.ndarray, float]:
-        """Unnormalised marginal over ``target`` and the log of its scale factor."""
+    def _contract(self, target: Sequence[str]) -> np.ndarray:
+        """Σ over the other attributes of Π_c exp(θ_c − max θ_c), as an array over ``target``.
+
+        Attributes that no clique mentions contribute a uniform factor (ones).
+        """
         tables = self._shifted_log_tables()
-        attrs = list(self.domain.attributes)
-        sym = {a: opt_einsum.get_symbol(i) for i, a in enumerate(attrs)}
+        sym = {a: opt_einsum.get_symbol(i) for i, a in enumerate(self.domain.attributes)}
         operands: list = []
         for cl, logt in tables.items():
             operands += [np.exp(logt), [sym[a] for a in cl]]
-        # Attributes that no clique mentions contribute a uniform factor.
         covered = {a for cl in tables for a in cl}
         for a in target:
             if a not in covered:
                 operands += [np.ones(self.domain[a]), [sym[a]]]
         out = opt_einsum.contract(*operands, [sym[a] for a in target], optimize="greedy")
-        return np.asarray(out, dtype=float), 0.0
+        return np.asarray(out, dtype=float)
 
     def marginal(self, clique: Sequence[str]) -> np.ndarray:
         """Model counts M̂_q (scaled to the model's total), flattened in C order over ``clique``."""
@@ -125,7 +126,7 @@ class GraphicalModel:
             fac = self.fitted.marginals.project(clique).transpose(clique)
             vals = np.asarray(fac.values, dtype=float)
             return (vals / vals.sum() * self.total).ravel()
-        out, _ = self._contract(clique)
+        out = self._contract(clique)
         return (out / out.sum() * self.total).ravel()
 
     def marginals(self, cliques: Sequence[Sequence[str]]) -> dict[Clique, np.ndarray]:
@@ -134,16 +135,10 @@ class GraphicalModel:
     # ---- log-likelihood ----------------------------------------------------------------
     def log_partition(self) -> float:
         """log Z of exp(Σ_c θ_c), over the full domain (uncovered attributes uniform)."""
-        tables = self._shifted_log_tables()
-        attrs = list(self.domain.attributes)
-        sym = {a: opt_einsum.get_symbol(i) for i, a in enumerate(attrs)}
-        operands: list = []
-        for cl, logt in tables.items():
-            operands += [np.exp(logt), [sym[a] for a in cl]]
-        z = float(opt_einsum.contract(*operands, [], optimize="greedy"))
-        covered = {a for cl in tables for a in cl}
-        uncovered = sum(math.log(self.domain[a]) for a in attrs if a not in covered)
-        return math.log(z) + uncovered
+        covered = {a for cl in self._shifted_log_tables() for a in cl}
+        uncovered = sum(math.log(self.domain[a]) for a in self.domain.attributes
+                        if a not in covered)
+        return math.log(float(self._contract(()))) + uncovered
 
     def nll(self, table: Table) -> float:
         """Mean negative log-likelihood of ``table``'s records (nats per record)."""

@@ -45,6 +45,11 @@ class Workload:
         return tuple((a,) for a, _ in self.domain)
 
     @property
+    def answered(self) -> tuple[Clique, ...]:
+        """Every marginal a protocol may measure: W+ then any one-way W+ lacks."""
+        return self.candidates + tuple(c for c in self.one_ways if c not in self.candidates)
+
+    @property
     def total_cells(self) -> int:
         return sum(self.n_cells(c) for c in self.candidates)
 

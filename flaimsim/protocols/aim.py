@@ -70,6 +70,26 @@ def round_spend(sigma: float, epsilon: float) -> float:
     return epsilon ** 2 / 8 + 1 / (2 * sigma ** 2)
 
 
+def one_round(t: int, config: RunConfig, workload: Workload, model: GraphicalModel,
+              backend: SelectMeasure, privacy: PrivacyLedger, measurements: list[Measurement],
+              sigma: float, epsilon: float, times: LoopTimes
+              ) -> tuple[list[Clique], dict[Clique, np.ndarray]]:
+    """Size filter, select, measure, re-fit (warm start). Appends to ``measurements``;
+    returns the chosen marginals and the model's estimates of them before the re-fit."""
+    planned = privacy.rho_spent + round_spend(sigma, epsilon)
+    t0 = time.perf_counter()
+    kept = filter_by_size(model, workload.candidates, config.max_model_size_mb,
+                          min(planned / privacy.rho_budget, 1.0))
+    chosen = list(backend.select(t, kept, model, sigma, epsilon, privacy))
+    times.select_s += time.perf_counter() - t0
+    before = {c: model.marginal(c) for c in chosen}
+    measurements += backend.measure(t, chosen, sigma, privacy, model)
+    t0 = time.perf_counter()
+    model.fit(measurements, iters=config.iters_round)
+    times.estimate_s += time.perf_counter() - t0
+    return chosen, before
+
+
 def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
               backend: SelectMeasure, progress: Callable[[int], None] | None = None) -> LoopResult:
     """Fixed-T AIM (the paper's experiments)."""
@@ -85,17 +105,9 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
     times.estimate_s += time.perf_counter() - t0
     selected: list[list[Clique]] = []
     for t in range(1, config.rounds + 1):
-        planned = privacy.rho_spent + round_spend(schedule.sigma, schedule.epsilon_select)
-        t0 = time.perf_counter()
-        kept = filter_by_size(model, workload.candidates, config.max_model_size_mb,
-                              min(planned / rho, 1.0))
-        chosen = backend.select(t, kept, model, schedule.sigma, schedule.epsilon_select, privacy)
-        times.select_s += time.perf_counter() - t0
-        measurements += backend.measure(t, chosen, schedule.sigma, privacy, model)
-        selected.append(list(chosen))
-        t0 = time.perf_counter()
-        model.fit(measurements, iters=config.iters_round)
-        times.estimate_s += time.perf_counter() - t0
+        chosen, _ = one_round(t, config, workload, model, backend, privacy, measurements,
+                              schedule.sigma, schedule.epsilon_select, times)
+        selected.append(chosen)
         if progress:
             progress(t)
     t0 = time.perf_counter()
@@ -127,18 +139,9 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
             sigma = math.sqrt(1 / (2 * config.alpha * remaining))
             epsilon = math.sqrt(8 * (1 - config.alpha) * remaining)
             terminate = True
-        planned = privacy.rho_spent + round_spend(sigma, epsilon)
-        t0 = time.perf_counter()
-        kept = filter_by_size(model, workload.candidates, config.max_model_size_mb,
-                              min(planned / rho, 1.0))
-        chosen = backend.select(t, kept, model, sigma, epsilon, privacy)
-        times.select_s += time.perf_counter() - t0
-        before = {c: model.marginal(c) for c in chosen}
-        measurements += backend.measure(t, chosen, sigma, privacy, model)
-        selected.append(list(chosen))
-        t0 = time.perf_counter()
-        model.fit(measurements, iters=config.iters_round)
-        times.estimate_s += time.perf_counter() - t0
+        chosen, before = one_round(t, config, workload, model, backend, privacy, measurements,
+                                   sigma, epsilon, times)
+        selected.append(chosen)
         if progress:
             progress(t)
         changed = sum(np.abs(model.marginal(c) - before[c]).sum() for c in chosen)

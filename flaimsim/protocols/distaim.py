@@ -45,15 +45,15 @@ Clique = tuple[str, ...]
 
 
 def candidate_layout(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets and lengths of each W+ candidate in the concatenated answer vector."""
-    lengths = np.array([workload.n_cells(c) for c in workload.candidates], dtype=np.int64)
+    """Offsets and lengths of each answered marginal in the concatenated answer vector."""
+    lengths = np.array([workload.n_cells(c) for c in workload.answered], dtype=np.int64)
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths
 
 
 def client_answers(data: PreparedData, k: int) -> np.ndarray:
-    """Client k's answers M_q(D_k) for every q in W+, concatenated (int64)."""
+    """Client k's answers M_q(D_k) for every q in W+ (and every one-way), concatenated."""
     local = data.federation.client(k)
-    return np.concatenate([local.marginal(c) for c in data.workload.candidates])
+    return np.concatenate([local.marginal(c) for c in data.workload.answered])
 
 
 def secure_em_epsilon(epsilon: float) -> float:
@@ -73,7 +73,7 @@ def union_answers(data: PreparedData, clients: Sequence[int]) -> np.ndarray:
     """Σ_{k in clients} M_q(D_k) for every q in W+ (= the answers on the clients' union)."""
     rows = np.concatenate([data.federation.client_rows[k] for k in clients])
     union = data.federation.table.subset(rows)
-    return np.concatenate([union.marginal(c) for c in data.workload.candidates])
+    return np.concatenate([union.marginal(c) for c in data.workload.answered])
 
 
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
@@ -90,7 +90,7 @@ class DistAimBackend:
         self.config, self.data, self.engine = config, data, engine
         self.workload = data.workload
         self.offsets, self.lengths = candidate_layout(data.workload)
-        self.index = {c: i for i, c in enumerate(data.workload.candidates)}
+        self.index = {c: i for i, c in enumerate(data.workload.answered)}
         self.max_count = max_count
         self.shared: set[int] = set()
         self.sampling = stream(config.seed, "sampling")
@@ -213,7 +213,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     record["score_bytes_per_cell"] = (scoring / config.servers / backend.scored_cells
                                       if backend.scored_cells else None)
     record["decompose_bytes_per_cell"] = (
-        backend.decompose_bytes / config.servers / data.workload.total_cells)
+        backend.decompose_bytes / config.servers / int(backend.lengths.sum()))
     record["wall_seconds"] = time.perf_counter() - start
     return RunResult(record, synth, ledger, loop, notes,
                      {"reveals": reveals, "steps": list(engine.steps)})
