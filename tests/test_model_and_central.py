@@ -98,3 +98,15 @@ def test_bad_configuration_is_named():
     with pytest.raises(ConfigError, match="adaptive"):
         RunConfig(protocol="distaim", mode="adaptive")
     assert main(["run", "--protocol", "central", "--rounds", "0"]) == 2
+
+
+def test_adaptive_mode_spends_exactly_the_budget():
+    cfg = RunConfig(**{**SMALL, "mode": "adaptive", "iters_round": 20, "iters_final": 30,
+                       "epsilon": 0.3})
+    res = run_central(cfg)
+    rec = res.record
+    assert rec["rho_spent"] == pytest.approx(rec["rho_budget"], rel=1e-9)
+    assert rec["rounds_run"] >= 1
+    # the last round spends whatever was left: one EM and one Gaussian per round
+    kinds = [s.mechanism for s in res.loop.privacy.spends]
+    assert kinds.count("exponential") == rec["rounds_run"]
