@@ -110,3 +110,40 @@ def test_adaptive_mode_spends_exactly_the_budget():
     # the last round spends whatever was left: one EM and one Gaussian per round
     kinds = [s.mechanism for s in res.loop.privacy.spends]
     assert kinds.count("exponential") == rec["rounds_run"]
+
+
+def test_sharp_many_clique_model_does_not_underflow():
+    """Z = Π of many tiny factors underflows in one shot; the pairwise rescaling copes."""
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(5)
+    cols = tuple(f"a{i}" for i in range(12))
+    t = Table(cols, (2,) * 12, rng.integers(0, 2, size=(100, 12)))
+    pairs = list(zip(cols, cols[1:]))
+    model = GraphicalModel.for_table(t).fit(
+        [Measurement(p, t.marginal(p).astype(float), 1.0) for p in pairs], iters=10)
+    # Each factor prefers (0, 1); neighbours disagree, so Z ≈ e^(−300·5): below float64.
+    sharp = np.full((2, 2), -300.0)
+    sharp[0, 1] = 0.0
+    model._log_tables = {p: sharp for p in pairs}
+    states = np.array(np.meshgrid(*[[0, 1]] * 12, indexing="ij")).reshape(12, -1)
+    brute = logsumexp(sum(sharp[states[i], states[i + 1]] for i in range(11)))
+    assert brute < -1000  # exp(brute) is 0.0 in float64
+    assert model.log_partition() == pytest.approx(brute, rel=1e-12)
+    m = model.marginal(("a0", "a11"))
+    assert np.all(np.isfinite(m)) and m.sum() == pytest.approx(model.total)
+
+
+def test_repeated_measurements_merge_exactly():
+    from flaimsim.mechanisms.model import merge_by_clique
+
+    a = Measurement(("x",), np.array([1.0, 3.0]), 1.0)
+    b = Measurement(("x",), np.array([3.0, 5.0]), 2.0)
+    (m,) = merge_by_clique([a, b])
+    np.testing.assert_allclose(m.values, [(1 + 3 / 4) / 1.25, (3 + 5 / 4) / 1.25])
+    assert m.sigma == pytest.approx(1.25 ** -0.5)
+    # Same loss up to a constant: ‖y1−μ‖²/σ1² + ‖y2−μ‖²/σ2² − ‖ȳ−μ‖²/σ̄² does not depend on μ.
+    losses = [sum(((x.values - mu) ** 2).sum() / x.sigma ** 2 for x in (a, b))
+              - ((m.values - mu) ** 2).sum() / m.sigma ** 2
+              for mu in (np.zeros(2), np.array([2.0, 7.0]))]
+    assert losses[0] == pytest.approx(losses[1])

@@ -35,8 +35,17 @@ stream, vanish after sending their masked inputs (secagg's ``late_dropout``): th
 stay in the sums (which remain exact) and their self-masks are rebuilt from neighbours'
 shares; a client that drops does so in every session of its round.
 
-Aggregates are passed to the model as raw sums (ALGORITHMS.md step 4), with their own
-totals: the sum over a group of clients, not a rescaled estimate of the population.
+Aggregates reach the model as one measurement per marginal (ALGORITHMS.md step 4), scaled
+to a common total: y·N̂/n̂ with std σ·N̂/n̂, where n̂ estimates the record count behind the
+sum and N̂ the population. For the round-0 and proxy one-way sums (all from one sample),
+n̂ = mean_a Σ_i y_a,i; N̂ = n̂_0·K/|S_0|. For a chosen-marginal sum, n̂ = max(Σ_i y_i,
+σ·sqrt(n_r)) (the floor, the noise std of that sum, keeps the factor bounded). All of it is
+post-processing of noisy outputs and public group sizes: the privacy cost is unchanged.
+Without it the measurements' totals differ by up to |S|× (one client's sum against the
+sample's one-ways) and, under label skew, by the clients' sizes; mirror descent cannot
+match them, flattens the model and drives its potentials to extremes (seen on Adult).
+Under heterogeneity each group's distribution stays biased towards its clients, which is
+FLAIM's problem to begin with. ``config.extra["flaim_scale"] = False`` passes raw sums.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+import opt_einsum
 
 from ..mechanisms.accounting import PrivacyLedger
 from ..mechanisms.model import GraphicalModel, Measurement
@@ -94,6 +104,29 @@ class RoundInfo:
     secagg_seconds: float = 0.0
 
 
+def population_measurement(clique: Clique, noisy: np.ndarray, sigma: float,
+                           records: float | None, target: float | None) -> Measurement:
+    """y·N̂/n̂ with std σ·N̂/n̂ (module docstring); raw when either estimate is None."""
+    if records is None or target is None:
+        return Measurement(clique, noisy, sigma)
+    f = target / records
+    return Measurement(clique, noisy * f, sigma * f)
+
+
+def sum_records_estimate(noisy: np.ndarray, sigma: float) -> float:
+    """n̂ = max(Σ y, σ·sqrt(n_r), 1): the records behind a noisy sum, bounded below."""
+    return float(max(noisy.sum(), sigma * np.sqrt(noisy.size), 1.0))
+
+
+def model_distribution(model: GraphicalModel, clique: Clique) -> np.ndarray:
+    """p̂_r, the model's marginal distribution."""
+    m = model.marginal(clique)
+    total = m.sum()
+    if not (np.isfinite(total) and total > 0):
+        raise FloatingPointError(f"the model's marginal on {clique} cannot be computed")
+    return m / total
+
+
 class FlaimBackend:
     """FLAIM's select and measure steps for :func:`run_fixed` (module docstring)."""
 
@@ -105,6 +138,8 @@ class FlaimBackend:
         self.workload = data.workload
         self.audit = audit
         self.dropout = config.dropout
+        self.scale = bool(config.extra.get("flaim_scale", True))
+        self.population: float | None = None   # N̂, from round 0's noisy one-ways
         # Smallest secagg group: 2 without dropouts; with dropouts 4, the smallest complete
         # group (t = ceil(2(n-1)/3)) whose survivors' self-masks survive one late dropout.
         self.min_group = MIN_GROUP if config.dropout == 0 else MIN_GROUP_WITH_DROPOUT
@@ -171,9 +206,15 @@ class FlaimBackend:
     def _release_one_ways(self, round: int, parts, sigma: float, tag: str
                           ) -> list[Measurement]:
         out = []
-        for c, total, res in parts:
-            noisy = add_noise(total, sigma, self.rng_noise)
-            out.append(Measurement(c, noisy, sigma))
+        noisy_parts = [(c, total, res, add_noise(total, sigma, self.rng_noise))
+                       for c, total, res in parts]
+        records = max(float(np.mean([y.sum() for *_, y in noisy_parts])), 1.0)
+        if round == 0:
+            self.population = records * len(self.clients) / len(parts[0][2].contributors)
+        for c, total, res, noisy in noisy_parts:
+            out.append(population_measurement(c, noisy, sigma,
+                                              records if self.scale else None,
+                                              self.population if self.scale else None))
             if self.variant == "private":
                 self.proxy_sum[c[0]] = self.proxy_sum.get(c[0], 0.0) + noisy
             self.records.append(AggregateRecord(
@@ -227,10 +268,7 @@ class FlaimBackend:
         if not cands:
             raise LocalSelectionError(f"round {round}: no candidate left for local selection "
                                       "(raise max_model_size_mb)")
-        dists = {}
-        for c in cands:
-            m = model.marginal(c)
-            dists[c] = m / m.sum()
+        dists = {c: model_distribution(model, c) for c in cands}
         reference = {c: self._reference_dist(c) for c in cands} \
             if self.variant == "oracle" else None
         proxy = self.proxy_estimates() if self.variant == "private" else None
@@ -278,7 +316,10 @@ class FlaimBackend:
                                                                        for r in cliques))
         out = []
         for r, res in sums:
-            out.append(Measurement(r, add_noise(res.sum, sigma, self.rng_noise), sigma))
+            noisy = add_noise(res.sum, sigma, self.rng_noise)
+            out.append(population_measurement(
+                r, noisy, sigma, sum_records_estimate(noisy, sigma) if self.scale else None,
+                self.population if self.scale else None))
             self.records.append(AggregateRecord(
                 round, r, res.contributors, res.covers, res.late_dropped, "choice",
                 np.array(res.sum) if self.audit else None, res if self.audit else None))
@@ -313,6 +354,7 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     extra = {
         "flaim_variant": variant, "private": variant != "oracle",
         "local_sensitivity": backend.delta_local,
+        "population_estimate": backend.population, "measurements_scaled": backend.scale,
         "sampled_clients_mean": float(np.mean([len(r.sampled) for r in backend.rounds])),
         "distinct_choices_mean": float(np.mean([len(set(r.choices.values()))
                                                 for r in rounds])) if rounds else None,

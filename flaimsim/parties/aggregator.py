@@ -1,0 +1,170 @@
+"""The FL aggregation server of FLAIM: client sampling, model broadcast, choices, secure
+aggregation orchestration and central Gaussian noise.
+
+- Sampling: Poisson with rate p (each client independently); a draw with fewer than 2 clients
+  is redrawn, because secure aggregation needs at least 2 inputs. Redrawing conditions the
+  sample on |S| ≥ 2, which changes the sampling law slightly; the accountant does not use
+  amplification by subsampling, so the privacy analysis is unaffected.
+- Model broadcast: the bytes sent are the serialised model (:func:`serialise_model`: each
+  clique's name and its float64 potential table as ``np.save`` output), counted with len().
+- Choices: each client sends its candidate index as a 4-byte little-endian integer.
+- Secure aggregation: one SecAgg+ session per distinct chosen marginal over the clients that
+  chose it (:mod:`flaimsim.parties.secagg`). A marginal chosen by a single client cannot be
+  aggregated alone; other sampled clients join as *covers* with zero vectors (they pay the
+  bytes; the protocol module decides how many). The aggregator then still learns that
+  client's exact vector: in central-noise FLAIM
+  the aggregator always learns the exact sums before it adds the noise, so secure
+  aggregation hides individual vectors among the contributors, never the sum, and DP protects
+  only what leaves the aggregator (the model and the synthetic data).
+- Noise: N(0, σ² I) added once per aggregate by the aggregator.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Collection, Mapping, Sequence
+
+import numpy as np
+
+from ..mechanisms.model import GraphicalModel
+from .ledger import AGGREGATOR, Ledger, client
+from .secagg import SecAggError, SecAggResult, secure_aggregate
+
+Clique = tuple[str, ...]
+CHOICE = struct.Struct("<I")
+NAME_LEN = struct.Struct("<H")
+MIN_SAMPLE = 2
+
+
+class FlaimRoundError(RuntimeError):
+    """A FLAIM round failed (secure aggregation could not finish); no noisy sum was released
+    and no privacy was charged for the round."""
+
+    def __init__(self, round: int, reason: str) -> None:
+        super().__init__(f"FLAIM round {round} failed: {reason}; the round released nothing and "
+                         "spent no privacy budget")
+        self.round = round
+        self.reason = reason
+
+
+class SamplingError(ValueError):
+    """Client sampling that cannot produce a valid sample."""
+
+
+def poisson_sample(n_clients: int, rate: float, rng: np.random.Generator,
+                   minimum: int = MIN_SAMPLE, max_tries: int = 10_000) -> np.ndarray:
+    """Sorted client ids, each included independently with probability ``rate``; redrawn
+    until at least ``minimum`` are sampled (secure aggregation needs 2)."""
+    if n_clients < minimum:
+        raise SamplingError(f"{n_clients} client(s) cannot give a sample of {minimum}")
+    if not 0 < rate <= 1:
+        raise SamplingError(f"sampling rate must be in (0, 1], got {rate}")
+    for _ in range(max_tries):
+        picked = np.flatnonzero(rng.random(n_clients) < rate)
+        if picked.size >= minimum:
+            return picked
+    raise SamplingError(f"rate {rate} over {n_clients} clients gave fewer than {minimum} "
+                        f"clients in {max_tries} draws")
+
+
+# ---- model broadcast ------------------------------------------------------------------------
+def serialise_model(model: GraphicalModel) -> bytes:
+    """The model as sent: per clique, its attribute names (UTF-8, '|'-joined, length-prefixed)
+    and ``np.save`` of its float64 potential table; prefixed by the clique count."""
+    buf = io.BytesIO()
+    cliques = model.cliques
+    buf.write(NAME_LEN.pack(len(cliques)))
+    for cl in cliques:
+        name = "|".join(cl).encode()
+        buf.write(NAME_LEN.pack(len(name)) + name)
+        np.save(buf, np.asarray(model.fitted.potentials[cl].values, dtype=np.float64),
+                allow_pickle=False)
+    return buf.getvalue()
+
+
+def deserialise_model(blob: bytes) -> dict[Clique, np.ndarray]:
+    """Inverse of :func:`serialise_model`: clique -> potential table."""
+    buf = io.BytesIO(blob)
+    (count,) = NAME_LEN.unpack(buf.read(NAME_LEN.size))
+    out: dict[Clique, np.ndarray] = {}
+    for _ in range(count):
+        (length,) = NAME_LEN.unpack(buf.read(NAME_LEN.size))
+        clique = tuple(buf.read(length).decode().split("|"))
+        out[clique] = np.load(buf, allow_pickle=False)
+    return out
+
+
+def broadcast_model(model: GraphicalModel, clients: Sequence[int], ledger: Ledger,
+                    round: int) -> int:
+    """Send the serialised model to each client (ledger phase model-broadcast); its size."""
+    size = len(serialise_model(model))
+    for k in clients:
+        ledger.add(round, "model-broadcast", AGGREGATOR, client(int(k)), size)
+    return size
+
+
+# ---- choices ----------------------------------------------------------------------------------
+def encode_choice(index: int) -> bytes:
+    return CHOICE.pack(int(index))
+
+
+def decode_choice(blob: bytes) -> int:
+    return CHOICE.unpack(blob)[0]
+
+
+def send_choice(k: int, index: int, ledger: Ledger, round: int) -> int:
+    """Client k sends its chosen candidate index in the clear (phase select); what arrives."""
+    blob = encode_choice(index)
+    ledger.add(round, "select", client(k), AGGREGATOR, len(blob))
+    return decode_choice(blob)
+
+
+def choose_covers(group: Collection[int], sampled: Sequence[int], count: int,
+                  rng: np.random.Generator) -> tuple[int, ...]:
+    """``count`` sampled clients outside ``group`` (seeded) that join its session with zeros."""
+    others = [int(k) for k in sampled if k not in set(group)]
+    if len(others) < count:
+        raise SamplingError(f"{count} cover client(s) needed but only {len(others)} available")
+    return tuple(sorted(int(k) for k in rng.choice(others, count, replace=False)))
+
+
+# ---- secure aggregation ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class SecureSum:
+    """The exact sum the aggregator obtains from one session, and who was in it."""
+
+    sum: np.ndarray
+    contributors: tuple[int, ...]     # clients whose real vector is in the sum
+    covers: tuple[int, ...]           # clients that contributed zeros (small groups)
+    late_dropped: tuple[int, ...]
+    session: SecAggResult | None      # kept only when auditing (it holds the transcript)
+
+
+def secure_sum(vectors: Mapping[int, np.ndarray], max_value: int, ledger: Ledger, round: int,
+               rng: np.random.Generator, late_dropout: Collection[int] = (),
+               phase: str | None = None, covers: Collection[int] = (),
+               keep_session: bool = False) -> SecureSum:
+    """One SecAgg+ session over ``vectors``; its traffic goes to ``ledger`` with the secagg
+    phases, or all re-tagged as ``phase`` (e.g. ``proxy``). Raises SecAggError on failure."""
+    target = Ledger(ledger.run, ledger.protocol) if phase else ledger
+    late = [k for k in late_dropout if k in vectors]
+    res = secure_aggregate(vectors, max_value, target, round, rng, late_dropout=late,
+                           keep_payloads=keep_session)
+    if phase:
+        for r in target.rows:
+            ledger.add(r.round, phase, r.sender, r.receiver, r.bytes, r.messages, r.source)
+    contributors = tuple(k for k in res.survivors if k not in set(covers))
+    return SecureSum(res.sum, contributors, tuple(covers), res.late_dropped,
+                     res if keep_session else None)
+
+
+def add_noise(total: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """The aggregator's central Gaussian noise, once per aggregate: y = Σ + N(0, σ² I)."""
+    return np.asarray(total, dtype=float) + rng.normal(0.0, sigma, size=np.shape(total))
+
+
+__all__ = ["FlaimRoundError", "SamplingError", "SecAggError", "SecureSum", "add_noise",
+           "broadcast_model", "choose_covers", "decode_choice", "deserialise_model",
+           "encode_choice", "poisson_sample", "secure_sum", "send_choice", "serialise_model"]
