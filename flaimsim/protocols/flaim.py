@@ -165,6 +165,12 @@ class FlaimBackend:
         self._pending: tuple[RoundInfo, float, float] | None = None
         self._reference: dict[Clique, np.ndarray] = {}
         self.sessions = 0
+        self.servers = None
+        if config.aggregation == "servers":
+            from ..parties.server_aggregation import ServerAggregation
+
+            self.servers = ServerAggregation(config.servers, self.max_value * fed.n_clients,
+                                             config.party_timeout_s)
 
     # ---- schedule -------------------------------------------------------------------------
     def n_measurements(self, rounds: int, d1: int) -> int:
@@ -183,6 +189,8 @@ class FlaimBackend:
     def _secure(self, round: int, vectors: dict[int, np.ndarray], late: Sequence[int],
                 what: str, phase: str | None = None, covers: Sequence[int] = ()) -> SecureSum:
         self.sessions += 1
+        if self.servers is not None:
+            return self.servers.sum(vectors, self.ledger, round, phase, late, covers)
         try:
             return secure_sum(vectors, self.max_value, self.ledger, round, self.rng_graph,
                               late_dropout=late, phase=phase, covers=covers,
@@ -340,15 +348,17 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     if config.protocol not in VARIANT_OF_PROTOCOL:
         raise ConfigError(f"{config.protocol!r} is not a FLAIM protocol; choose one of "
                           f"{tuple(VARIANT_OF_PROTOCOL)}")
-    if config.aggregation != "secagg":
-        raise ConfigError("FLAIM supports aggregation='secagg' only")
     start = time.perf_counter()
     data = data or prepare(config)
     variant = VARIANT_OF_PROTOCOL[config.protocol]
     ledger = Ledger(run=f"{config.protocol}-s{config.seed}", protocol=config.protocol)
     model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
     backend = FlaimBackend(config, data, variant, ledger, audit)
-    loop = run_fixed(config, data.workload, model, backend, progress)
+    try:
+        loop = run_fixed(config, data.workload, model, backend, progress)
+    finally:
+        if backend.servers is not None:
+            backend.servers.close()
     rounds = [r for r in backend.rounds if r.round > 0]
     choice_records = [r for r in backend.records if r.phase == "choice"]
     extra = {
@@ -358,6 +368,7 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         "sampled_clients_mean": float(np.mean([len(r.sampled) for r in backend.rounds])),
         "distinct_choices_mean": float(np.mean([len(set(r.choices.values()))
                                                 for r in rounds])) if rounds else None,
+        "aggregation": config.aggregation,
         "secagg_sessions": backend.sessions,
         "cover_sessions": sum(1 for r in choice_records if r.covers),
         "cover_contributions": sum(len(r.covers) for r in choice_records),
@@ -369,7 +380,8 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         **{f"bytes_phase_{p}": b for p, b in sorted(ledger.by_phase().items())},
     }
     t0 = time.perf_counter()
-    record, synth = build_record(config, data, loop, ledger, 0, 0.0, extra)
+    n_servers = config.servers if backend.servers is not None else 0
+    record, synth = build_record(config, data, loop, ledger, n_servers, 0.0, extra)
     loop.times.generate_s = time.perf_counter() - t0
     record["generate_s"] = loop.times.generate_s
     record["wall_seconds"] = time.perf_counter() - start
