@@ -23,7 +23,8 @@ TABLE_COLUMNS = (
     ("rho_spent", "rho spent", "{:.4g}"),
     ("client_bytes_sent_mean", "client sent", "bytes"),
     ("client_bytes_received_mean", "client recv", "bytes"),
-    ("server_bytes_sent_mean", "server sent", "bytes"),
+    ("server_sent", "server sent", "bytes"),
+    ("server_received", "server recv", "bytes"),
     ("bytes_source", "source", "{}"),
     ("wall_seconds", "wall s", "{:.1f}"),
 )
@@ -39,10 +40,20 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.0f} B"
 
 
+def _server_view(r: dict[str, Any]) -> dict[str, Any]:
+    """Server-side traffic: mean per MPC compute server, or the FL aggregator's."""
+    sent = r.get("server_bytes_sent_mean")
+    received = r.get("server_bytes_received_mean")
+    if sent is None and r.get("aggregator_bytes_sent") is not None:
+        sent, received = r.get("aggregator_bytes_sent"), r.get("aggregator_bytes_received")
+    return {**r, "server_sent": sent, "server_received": received}
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
+    """The comparison table; "server" is the mean MPC compute server, or the aggregator."""
     head = [h for _, h, _ in TABLE_COLUMNS]
     rows = []
-    for r in records:
+    for r in map(_server_view, records):
         row = []
         for key, _, fmt in TABLE_COLUMNS:
             v = r.get(key)
