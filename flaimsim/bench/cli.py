@@ -2,6 +2,10 @@
 
     flaimsim run      one or more protocols on one data set (no options: the main job)
     flaimsim bench    micro-benchmarks and per-protocol timings, printed as JSON
+    flaimsim sweep    protocols over T, ε, partitions and seeds (parallel, resumable)
+    flaimsim table    the DistAIM vs FLAIM trade-off table of a sweep directory
+    flaimsim plot     PNG plots of a sweep directory
+    flaimsim explain  a tiny run, step by step: who sends what to whom
 """
 
 from __future__ import annotations
@@ -159,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_cal)
     p_cal.add_argument("--table", default=None, help="write the table here (default: cache)")
     p_cal.set_defaults(func=cmd_calibrate)
+    from . import explain, plots, sweep, table  # each module owns its subcommand
+
+    for module in (sweep, table, plots, explain):
+        module.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,358 @@
+"""Sweeps: every combination of protocol × T × ε × partition × seed, run in parallel through
+``concurrent.futures.ProcessPoolExecutor`` (spawn start method: jax and MPyC do not survive
+fork), resumable cell by cell.
+
+Layout of a sweep directory ``DIR``::
+
+    DIR/sweep-config.json          the resolved base configuration and the axes (a later
+                                   sweep into DIR adds its cells to the list)
+    DIR/cells/<key>.json           one finished cell: its config, record and notes
+    DIR/cells/<key>.ledger.csv     that cell's communication ledger
+    DIR/sweep.csv                  one row per finished cell: every record field
+    DIR/failures.json              cells that raised (retried on the next run)
+
+A cell's key is readable (protocol, data set, partition, ε, T, seed) plus a hash of its full
+configuration, so that changing any other option never reuses a stale result. A cell counts
+as done when its JSON exists; the JSON is written last and atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from ..protocols.config import PROTOCOLS, ConfigError, RunConfig
+
+DEFAULT_ROUNDS = (2, 4, 8, 10, 16, 32)
+DEFAULT_PROTOCOLS = ("distaim", "naive-flaim", "aug-flaim-oracle", "aug-flaim-private",
+                     "central")
+CELLS = "cells"
+# Fields that determine the prepared data (load, split, federation, workload).
+_DATA_FIELDS = ("dataset", "data_dir", "max_bins", "label", "seed", "test_fraction",
+                "partition", "clients", "beta", "synthfs_features", "synthfs_records",
+                "synthfs_alpha", "synthfs_bins", "workload_marginals", "workload_degree",
+                "workload_seed")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The base configuration and the axes that vary."""
+
+    base: RunConfig
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
+    rounds: tuple[int, ...] = DEFAULT_ROUNDS
+    epsilons: tuple[float, ...] = (1.0,)
+    partitions: tuple[str, ...] = ("iid",)
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        for name in ("protocols", "rounds", "epsilons", "partitions", "seeds"):
+            if not getattr(self, name):
+                raise ConfigError(f"sweep axis {name!r} is empty")
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown:
+            raise ConfigError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
+
+    def configs(self) -> list[RunConfig]:
+        """One validated RunConfig per cell, largest T first (long cells start early)."""
+        out = [self.base.replace(protocol=p, rounds=t, epsilon=e, partition=part, seed=s)
+               for p, t, e, part, s in product(self.protocols, self.rounds, self.epsilons,
+                                               self.partitions, self.seeds)]
+        return sorted(out, key=lambda c: -c.rounds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base.to_dict(), "protocols": list(self.protocols),
+                "rounds": list(self.rounds), "epsilons": list(self.epsilons),
+                "partitions": list(self.partitions), "seeds": list(self.seeds)}
+
+
+def cell_key(config: RunConfig) -> str:
+    """``<protocol>-<dataset>-<partition>-e<ε>-T<T>-s<seed>-<hash of the full config>``."""
+    digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True, default=str)
+                          .encode()).hexdigest()[:8]
+    return (f"{config.protocol}-{config.dataset}-{config.partition}-e{config.epsilon:g}"
+            f"-T{config.rounds}-s{config.seed}-{digest}")
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    key: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+_PREPARED: dict[tuple, Any] = {}
+
+
+def _prepared(config: RunConfig):
+    """prepare(config), cached per worker process for cells that share their data."""
+    from ..protocols.prepare import prepare
+
+    key = tuple(getattr(config, f) for f in _DATA_FIELDS)
+    if key not in _PREPARED:
+        _PREPARED.clear()  # one data set at a time: Adult's W+ answers are large
+        _PREPARED[key] = prepare(config)
+    return _PREPARED[key]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_cell(config: RunConfig, cells_dir: str) -> CellOutcome:
+    """Run one cell and write ``<key>.ledger.csv`` then ``<key>.json``; never raises."""
+    from ..protocols import runner
+
+    key = cell_key(config)
+    start = time.perf_counter()
+    try:
+        result = runner(config.protocol)(config, data=_prepared(config), progress=None)
+        out = Path(cells_dir)
+        result.ledger.write_csv(out / f"{key}.ledger.csv")
+        privacy = result.loop.privacy.to_records() if result.loop is not None else None
+        _write_atomic(out / f"{key}.json", json.dumps(
+            {"key": key, "config": config.to_dict(), "record": result.record,
+             "notes": list(result.notes), "privacy": privacy,
+             "ledger": f"{key}.ledger.csv"}, indent=1, default=str))
+        return CellOutcome(key, True, time.perf_counter() - start)
+    except Exception as exc:  # a failed cell is reported, the sweep goes on
+        return CellOutcome(key, False, time.perf_counter() - start,
+                           f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+
+
+def _worker_init() -> None:
+    # MPyC parses sys.argv on import; the sweep's own options are not for it.
+    sys.argv = sys.argv[:1]
+
+
+@dataclass
+class SweepReport:
+    total: int
+    skipped: list[str] = field(default_factory=list)
+    done: list[CellOutcome] = field(default_factory=list)
+    failed: list[CellOutcome] = field(default_factory=list)
+
+
+def run_sweep(spec: SweepSpec, out_dir: str | Path, jobs: int = 2,
+              execute: Callable[[RunConfig, str], CellOutcome] = run_cell,
+              show_progress: bool | None = None) -> SweepReport:
+    """Run the missing cells (``jobs`` worker processes; 1 runs in this process), then write
+    sweep.csv. ``execute`` must be a module-level function when ``jobs > 1``."""
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    out = Path(out_dir)
+    cells_dir = out / CELLS
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    configs = spec.configs()
+    keys = [cell_key(c) for c in configs]
+    # A later sweep into the same directory adds its cells (e.g. more protocols or T):
+    # table and plot read the union; "runs" keeps every invocation's axes.
+    previous = _read_config(out)
+    listed = list(dict.fromkeys([*previous.get("cells", []), *keys]))
+    runs = [*previous.get("runs", []), {**spec.to_dict(), "jobs": jobs}]
+    (out / "sweep-config.json").write_text(json.dumps(
+        {**spec.to_dict(), "jobs": jobs, "cells": listed, "runs": runs}, indent=1,
+        default=str))
+    todo = [c for c, k in zip(configs, keys) if not (cells_dir / f"{k}.json").is_file()]
+    report = SweepReport(total=len(configs),
+                         skipped=[k for k in keys if (cells_dir / f"{k}.json").is_file()])
+    show = sys.stderr.isatty() if show_progress is None else show_progress
+    bar = None
+    if show and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="sweep", unit="cell")
+
+    def finished(outcome: CellOutcome) -> None:
+        (report.done if outcome.ok else report.failed).append(outcome)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"failed={len(report.failed)}")
+        else:
+            status = "ok" if outcome.ok else "FAILED"
+            print(f"[{len(report.done) + len(report.failed)}/{len(todo)}] {outcome.key} "
+                  f"{status} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
+
+    try:
+        if jobs == 1 or len(todo) <= 1:
+            for c in todo:
+                finished(execute(c, str(cells_dir)))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                     initializer=_worker_init) as pool:
+                futures: list[tuple[RunConfig, Future]] = [
+                    (c, pool.submit(execute, c, str(cells_dir))) for c in todo]
+                index = {id(f): c for c, f in futures}
+                for fut in as_completed([f for _, f in futures]):
+                    try:
+                        finished(fut.result())
+                    except Exception as exc:  # the worker process itself died
+                        c = index[id(fut)]
+                        finished(CellOutcome(cell_key(c), False, 0.0,
+                                             f"{type(exc).__name__}: {exc}"))
+    finally:
+        if bar is not None:
+            bar.close()
+    failures = [{"key": f.key, "error": f.error} for f in report.failed]
+    (out / "failures.json").write_text(json.dumps(failures, indent=1))
+    write_sweep_csv(out, listed)
+    return report
+
+
+def _read_config(out: Path) -> dict[str, Any]:
+    path = out / "sweep-config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# ---- reading a sweep directory -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    """One finished cell as read back: its record and where its ledger is."""
+
+    key: str
+    record: dict[str, Any]
+    ledger_path: Path | None
+
+    def ledger(self):
+        from ..parties.ledger import Ledger
+
+        if self.ledger_path is None or not self.ledger_path.is_file():
+            raise FileNotFoundError(f"cell {self.key}: ledger not found at {self.ledger_path}")
+        return Ledger.read_csv(self.ledger_path)
+
+
+def load_cells(out_dir: str | Path, keys: Iterable[str] | None = None) -> list[Cell]:
+    """Finished cells of a sweep directory (those listed in sweep-config.json if present)."""
+    out = Path(out_dir)
+    cells_dir = out / CELLS
+    if not cells_dir.is_dir():
+        raise FileNotFoundError(f"{out} is not a sweep directory (no {CELLS}/ folder)")
+    if keys is None and (out / "sweep-config.json").is_file():
+        keys = json.loads((out / "sweep-config.json").read_text()).get("cells")
+    paths = ([cells_dir / f"{k}.json" for k in keys] if keys is not None
+             else sorted(cells_dir.glob("*.json")))
+    cells = []
+    for p in paths:
+        if not p.is_file():
+            continue
+        d = json.loads(p.read_text())
+        ledger = d.get("ledger")
+        cells.append(Cell(d["key"], d["record"], cells_dir / ledger if ledger else None))
+    return cells
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return ";".join(map(str, v))
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True)
+    return "" if v is None else v
+
+
+def write_sweep_csv(out_dir: str | Path, keys: Sequence[str] | None = None) -> Path:
+    """DIR/sweep.csv: one row per finished cell, every record field plus cell and ledger."""
+    out = Path(out_dir)
+    cells = load_cells(out, keys)
+    columns: list[str] = ["cell"]
+    for c in cells:
+        columns += [k for k in c.record if k not in columns]
+    columns.append("ledger")
+    path = out / "sweep.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns)
+        w.writeheader()
+        for c in cells:
+            row = {k: _csv_value(v) for k, v in c.record.items()}
+            row["cell"] = c.key
+            row["ledger"] = (str(c.ledger_path.relative_to(out)) if c.ledger_path else "")
+            w.writerow(row)
+    return path
+
+
+# ---- command line --------------------------------------------------------------------------
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .cli import add_run_options
+
+    p = sub.add_parser("sweep", help="run protocols over T, ε, partitions and seeds",
+                       conflict_handler="resolve")
+    add_run_options(p)
+    p.add_argument("--protocols", type=_str_list, default=None,
+                   help=f"comma list (default: {','.join(DEFAULT_PROTOCOLS)})")
+    p.add_argument("--rounds", type=_int_list, default=DEFAULT_ROUNDS,
+                   help="comma list of T (default: 2,4,8,10,16,32)")
+    p.add_argument("--epsilon", type=_float_list, default=(1.0,), help="comma list of ε")
+    p.add_argument("--partition", type=_str_list, default=None,
+                   help="comma list of iid, dirichlet, cluster, natural")
+    p.add_argument("--repeats", type=int, default=1, help="R: seeds seed..seed+R-1")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--out", required=True, help="sweep directory (resumable)")
+    p.set_defaults(func=command)
+
+
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    from .cli import config_from_args
+
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
+    axis_free = argparse.Namespace(**{**vars(args), "rounds": None, "epsilon": None,
+                                      "partition": None, "protocol": None})
+    base = config_from_args(axis_free)
+    protocols = args.protocols or tuple(args.protocol or ()) or DEFAULT_PROTOCOLS
+    partitions = args.partition or (base.partition,)
+    return SweepSpec(base, tuple(protocols), tuple(args.rounds), tuple(args.epsilon),
+                     tuple(partitions), tuple(range(base.seed, base.seed + args.repeats)))
+
+
+def command(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    n = len(spec.configs())
+    print(f"sweep: {n} cells ({len(spec.protocols)} protocols × {len(spec.rounds)} T × "
+          f"{len(spec.epsilons)} ε × {len(spec.partitions)} partitions × "
+          f"{len(spec.seeds)} seeds) into {args.out}, {args.jobs} jobs", file=sys.stderr)
+    start = time.perf_counter()
+    report = run_sweep(spec, args.out, jobs=args.jobs)
+    print(f"sweep: {len(report.done)} run, {len(report.skipped)} already done, "
+          f"{len(report.failed)} failed, {time.perf_counter() - start:.0f} s; "
+          f"wrote {args.out}/sweep.csv")
+    for f in report.failed:
+        first = (f.error or "").splitlines()[0] if f.error else ""
+        print(f"FAILED {f.key}: {first}", file=sys.stderr)
+    if report.failed:
+        print(f"details in {args.out}/failures.json; rerun the same command to retry",
+              file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+__all__ = ["SweepSpec", "SweepReport", "CellOutcome", "Cell", "cell_key", "run_cell",
+           "run_sweep", "load_cells", "write_sweep_csv", "DEFAULT_ROUNDS",
+           "DEFAULT_PROTOCOLS"]
