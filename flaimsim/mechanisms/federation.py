@@ -200,6 +200,12 @@ def partition_cluster(table: Table, n_clients: int, rng: np.random.Generator,
     k = _check_n_clients(table, n_clients)
     seed = int(np.random.default_rng(rng).integers(2**31 - 1))
     embedding = cluster_embedding(table, dims, seed)
+    distinct = np.unique(table.values, axis=0).shape[0]
+    if distinct < k:
+        # k-means cannot make more non-empty clusters than distinct points (and how it
+        # breaks ties among duplicates varies with threading): refuse up front.
+        raise FederationError(f"only {distinct} distinct records for {k} clients: k-means "
+                              f"would leave clients empty")
     with warnings.catch_warnings():
         # Fewer distinct points than K: the empty clusters are reported below instead.
         warnings.simplefilter("ignore", ConvergenceWarning)
