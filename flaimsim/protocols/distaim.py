@@ -77,9 +77,12 @@ def union_answers(data: PreparedData, clients: Sequence[int]) -> np.ndarray:
 
 
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
-    """|u_r| ≤ w_r (‖x − c‖₁ + offset) ≤ max w · (2N + max offset): sizes the fixed point."""
-    biggest = max(workload.n_cells(c) for c in workload.candidates)
-    return max(workload.weights) * (2 * max_count + score_offset(sigma, biggest)) + 1.0
+    """Public bound on |u_r|, which sizes the secure EM's fixed point: secure_scoring's rule
+    with the model total bounded by the record count N (a larger total fails its check)."""
+    from ..parties.secure_scoring import score_bound as bound
+
+    biggest = max(workload.n_cells(c) for c in workload.answered)
+    return bound(max(workload.weights), max_count, max_count, sigma, biggest)
 
 
 class DistAimBackend:
