@@ -214,17 +214,7 @@ class ServerLauncher:
 
     def kill(self) -> None:
         """Kill every party's process group and wait for it; close sockets and logs."""
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+        self._kill_processes()
         for s in self.control:
             s.close()
         self.control = []
@@ -267,18 +257,22 @@ class ServerLauncher:
             parts.append(self.stderr_tail(i).rstrip() or "(empty)")
         return "\n".join(parts)
 
-    def _fail(self, reason: str) -> None:
-        for p in self.procs:  # kill first, so the tails are final
+    def _kill_processes(self) -> None:
+        """SIGKILL every party's process group, then reap the processes."""
+        for p in self.procs:
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
+                except (ProcessLookupError, PermissionError):
                     pass
         for p in self.procs:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 pass
+
+    def _fail(self, reason: str) -> None:
+        self._kill_processes()  # first, so that the stderr tails are final
         msg = self._report(reason) if self.logs else reason
         self.kill()
         raise PartyFailure(msg)

@@ -227,13 +227,19 @@ def _check_scores(scores: Any) -> type:
 
 def secure_em_index(scores: Any, epsilon: float, sensitivity: float, draws: int = 1) -> Any:
     """Secret index (or (draws,) indices) of argmax_r ε u_r/(2Δ) + G_r; nothing opened."""
+    return _noisy_argmax(scores, epsilon, sensitivity, secure_gumbel, draws)
+
+
+def _noisy_argmax(scores: Any, epsilon: float, sensitivity: float, noise: Any,
+                  draws: int) -> Any:
+    """argmax_r ε u_r/(2Δ) + Z_r with Z = ``noise(fxp, n)``, for ``draws`` independent draws."""
     fxp = _check_scores(scores)
     k = scores.shape[0]
     s = _scaled_scores(scores, epsilon, sensitivity)
-    gumbel = secure_gumbel(fxp, draws * k)
+    z = noise(fxp, draws * k)
     if draws == 1:
-        return mpc.np_argmax(s + gumbel)
-    return mpc.np_argmax(gumbel.reshape(draws, k) + s, axis=1)
+        return mpc.np_argmax(s + z)
+    return mpc.np_argmax(z.reshape(draws, k) + s, axis=1)
 
 
 async def secure_exponential_mechanism(scores: Any, epsilon: float, sensitivity: float) -> int:
@@ -272,13 +278,7 @@ def secure_exponential_noise(fxp: type, n: int) -> Any:
 
 def secure_rnm_index(scores: Any, epsilon: float, sensitivity: float, draws: int = 1) -> Any:
     """Secret argmax_r ε u_r/(2Δ) + E_r, E_r ~ Exp(1) (= permute-and-flip); nothing opened."""
-    fxp = _check_scores(scores)
-    k = scores.shape[0]
-    s = _scaled_scores(scores, epsilon, sensitivity)
-    noise = secure_exponential_noise(fxp, draws * k)
-    if draws == 1:
-        return mpc.np_argmax(s + noise)
-    return mpc.np_argmax(noise.reshape(draws, k) + s, axis=1)
+    return _noisy_argmax(scores, epsilon, sensitivity, secure_exponential_noise, draws)
 
 
 async def secure_report_noisy_max(scores: Any, epsilon: float, sensitivity: float,
