@@ -24,7 +24,7 @@ is the same sum of m rounded Gaussians. Its traffic rows say ``modelled``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..mechanisms.accounting import PrivacyLedger
 from ..mechanisms.model import GraphicalModel, Measurement
-from ..mechanisms.scores import score_offset, score_sensitivity
+from ..mechanisms.scores import score_sensitivity
 from ..mechanisms.workload import Workload
 from ..parties.distaim_engine import IdealEngine, MpcEngine, SecureEngine
 from ..parties.ledger import Ledger

@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-import opt_einsum
 
 from ..mechanisms.accounting import PrivacyLedger
 from ..mechanisms.model import GraphicalModel, Measurement
