@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flaimsim.parties.cost_model import calibrate
-from flaimsim.parties.distaim_engine import MpcEngine, replay
+from flaimsim.parties.mpc.cost_model import calibrate
+from flaimsim.parties.mpc.distaim_engine import MpcEngine, replay
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import RunConfig
 from flaimsim.protocols.distaim import run_distaim, score_bound
@@ -46,7 +46,7 @@ def test_client_upload_is_shamir_formula(real_run):
     cells = data.workload.total_cells
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.distaim_engine import count_bits_for
+    from flaimsim.parties.mpc.distaim_engine import count_bits_for
     from flaimsim.parties.transport import element_bytes
 
     # Fixed-width elements of the field of SecInt(bitlen(N) + 4) (MPyC adds its security margin).

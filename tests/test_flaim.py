@@ -11,10 +11,10 @@ import pytest
 from flaimsim.mechanisms.accounting import PrivacyLedger, cdp_rho
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
-from flaimsim.parties import secagg_wire as sw
-from flaimsim.parties.aggregator import (FlaimRoundError, deserialise_model, poisson_sample,
+from flaimsim.parties.secagg import wire as sw
+from flaimsim.parties.fl.aggregator import (FlaimRoundError, deserialise_model, poisson_sample,
                                          serialise_model)
-from flaimsim.parties.fl_clients import FLClient, local_sensitivity, simplex_projection
+from flaimsim.parties.fl.clients import FLClient, local_sensitivity, simplex_projection
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import RunConfig
 from flaimsim.protocols.aim import run_fixed

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from flaimsim.parties.clients import (
+from flaimsim.parties.mpc.input_sharing import (
     SEED_BYTES, FieldSpec, SharingError, additive_pieces, expand_seed, shamir_shares,
     share_inputs, upload_bytes)
-from flaimsim.parties.launcher import (
+from flaimsim.parties.mpc.launcher import (
     NOT_PRIVATE_NOTE, LauncherConfigError, PartyFailure, PortInUseError, ServerLauncher,
     free_ports)
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import (
     FRAME_HEADER_BYTES, ClientTransport, Frame, FrameKind, decode_elements, dumps,
     encode_elements, loads)
-from flaimsim.parties.wire import WireSnapshot, add_wire_rows, unmatched_pairs
+from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows, unmatched_pairs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -281,7 +281,7 @@ def test_port_in_use_error_names_the_port(which: str) -> None:
 
 
 def test_port_race_is_retried_with_fresh_ports(monkeypatch) -> None:
-    import flaimsim.parties.launcher as launcher_mod
+    import flaimsim.parties.mpc.launcher as launcher_mod
     blocker = socket.socket()
     blocker.bind(("", 0))
     blocker.listen()
@@ -303,7 +303,7 @@ def test_port_race_is_retried_with_fresh_ports(monkeypatch) -> None:
 
 
 EXTRA_COMMANDS = '''
-from flaimsim.parties.mpc_server import ServerState, command
+from flaimsim.parties.mpc.server import ServerState, command
 
 @command("double")
 async def double(state: ServerState, name: str, out: str) -> dict:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from flaimsim.parties import secagg_crypto as sc
-from flaimsim.parties import secagg_wire as sw
+from flaimsim.parties.secagg import crypto as sc
+from flaimsim.parties.secagg import wire as sw
 from flaimsim.parties.ledger import Ledger
-from flaimsim.parties.secagg import (SecAggAggregator, SecAggClient, SecAggError,
+from flaimsim.parties.secagg.protocol import (SecAggAggregator, SecAggClient, SecAggError,
                                      SecAggInputError, Session, advertise_keys,
                                      collect_masked_inputs, neighbour_graph, secure_aggregate,
                                      secure_aggregate_keyed, share_keys, unmask)

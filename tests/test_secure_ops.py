@@ -13,12 +13,12 @@ from mpyc.runtime import mpc
 from scipy import stats
 
 from flaimsim.mechanisms.scores import aim_score_from_l1
-from flaimsim.parties.secure_em import (GEOMETRIC_BITS, SecureMechanismError, em_fxp_type, em_scale,
+from flaimsim.parties.mpc.secure_em import (GEOMETRIC_BITS, SecureMechanismError, em_fxp_type, em_scale,
                                         gumbel_from_randomness, noise_fxp,
                                         secure_exponential_mechanism,
                                         secure_exponential_mechanism_batch)
-from flaimsim.parties.secure_noise import added_variance, secure_gaussian_measure
-from flaimsim.parties.secure_scoring import (SecureScoringError, count_secint, decompose_counts,
+from flaimsim.parties.mpc.secure_noise import added_variance, secure_gaussian_measure
+from flaimsim.parties.mpc.secure_scoring import (SecureScoringError, count_secint, decompose_counts,
                                              secure_abs_diff_bits, secure_l1_bits, secure_l1_naive,
                                              secure_scores_bits)
 
@@ -198,7 +198,7 @@ def _rnm_exp_probabilities(s: np.ndarray) -> np.ndarray:
 
 
 def test_report_noisy_max_matches_permute_and_flip_law() -> None:
-    from flaimsim.parties.secure_em import secure_report_noisy_max
+    from flaimsim.parties.mpc.secure_em import secure_report_noisy_max
     fxp = em_fxp_type(1e4)
     u = np.array([0.0, 1.5, 3.0, -2.0])
     epsilon, sensitivity, draws = 1.0, 0.5, 400

@@ -6,13 +6,13 @@ import argparse
 import time
 from typing import Any
 
-from ..protocols.config import RunConfig
+from flaimsim.protocols.config import RunConfig
 
 
 def bench_central(config: RunConfig) -> dict[str, Any]:
     """Central AIM's phase timings and utility, beside the one-way-only baseline."""
-    from ..protocols.central import run_central, run_oneway_baseline
-    from ..protocols.prepare import prepare
+    from flaimsim.protocols.central import run_central, run_oneway_baseline
+    from flaimsim.protocols.prepare import prepare
 
     data = prepare(config)
     t0 = time.perf_counter()
@@ -28,20 +28,20 @@ def bench_central(config: RunConfig) -> dict[str, Any]:
 
 
 def run_bench(what: str, args: argparse.Namespace) -> Any:
-    from .cli import config_from_args
+    from flaimsim.bench.options import config_from_args
 
     if what == "central":
         return bench_central(config_from_args(args, {"protocol": "central"}))
     if what == "transport":
-        from .transport_bench import bench_transport
+        from flaimsim.bench.transport_bench import bench_transport
         return bench_transport()
     if what == "scoring":
-        from .secure_bench import bench_scoring
+        from flaimsim.bench.secure_bench import bench_scoring
         return bench_scoring()
     if what == "em":
-        from .secure_bench import bench_em
+        from flaimsim.bench.secure_bench import bench_em
         return bench_em()
     if what == "secagg":
-        from .secagg_bench import bench_secagg
+        from flaimsim.bench.secagg_bench import bench_secagg
         return bench_secagg()
     raise ValueError(f"unknown benchmark {what!r}")

@@ -13,78 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
-from ..protocols.config import DATASETS, PRESETS, PROTOCOLS, ConfigError, RunConfig
-
-MAIN_JOB_PROTOCOLS = ("central", "distaim", "naive-flaim", "aug-flaim-oracle",
-                      "aug-flaim-private")
-# The main job: the small SynthFS preset with DistAIM under real MPC (3 server processes).
-MAIN_JOB = dict(PRESETS["synthfs-small"], rounds=4, mpc="real", epsilon=1.0)
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", action="append", choices=PROTOCOLS,
-                   help="protocol to run (repeatable); default: the main job's five")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="starting configuration (default for synthfs: synthfs-small)")
-    p.add_argument("--dataset", choices=DATASETS + ("custom",), default=None)
-    p.add_argument("--data-name", default=None, help="file stem for --dataset custom")
-    p.add_argument("--data-dir", default=None, help="folder with <name>.csv and "
-                   "<name>-domain.json (default for adult: ../shared/data/adult)")
-    p.add_argument("--epsilon", type=float, default=None)
-    p.add_argument("--delta", type=float, default=None)
-    p.add_argument("--rounds", type=int, default=None, help="T, the number of AIM rounds")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--alpha", type=float, default=None, help="budget share for measurements")
-    p.add_argument("--mode", choices=("fixed", "adaptive"), default=None)
-    p.add_argument("--max-model-size", type=float, default=None, dest="max_model_size_mb")
-    p.add_argument("--max-bins", type=int, default=None)
-    p.add_argument("--workload-marginals", type=int, default=None)
-    p.add_argument("--clients", type=int, default=None)
-    p.add_argument("--partition", choices=("iid", "dirichlet", "cluster", "natural"),
-                   default=None)
-    p.add_argument("--beta", type=float, default=None)
-    p.add_argument("--participation", type=float, default=None, help="Poisson rate p")
-    p.add_argument("--mpc", choices=("real", "model"), default=None)
-    p.add_argument("--servers", type=int, choices=(2, 3), default=None)
-    p.add_argument("--sharing", choices=("shamir", "additive"), default=None)
-    p.add_argument("--distaim-participation", choices=("all", "poisson"), default=None)
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--aggregation", choices=("secagg", "servers"), default=None)
-    p.add_argument("--synthfs-features", type=int, default=None)
-    p.add_argument("--synthfs-records", type=int, default=None)
-    p.add_argument("--synthfs-bins", type=int, default=None)
-    p.add_argument("--synthfs-alpha", type=float, default=None)
-    p.add_argument("--workload-seed", type=int, default=None)
-    p.add_argument("--label", default=None, help="target column (default: the last)")
-    p.add_argument("--iters-round", type=int, default=None)
-    p.add_argument("--iters-final", type=int, default=None)
-    p.add_argument("--out", default=None, help="write config.json, result.json, ledgers here")
-
-
-def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None = None
-                     ) -> RunConfig:
-    fields = set(RunConfig.__dataclass_fields__)
-    values = dict(defaults or {})
-    preset = getattr(args, "preset", None)
-    if preset is None and (getattr(args, "dataset", None) or values.get("dataset")) in (
-            None, "synthfs"):
-        preset = "synthfs-small"
-    if preset:
-        values.update(PRESETS[preset])
-    for key, value in vars(args).items():
-        if key in fields and value is not None and key != "protocol":
-            values[key] = value
-    if getattr(args, "dataset", None) == "custom":
-        if not args.data_name or not args.data_dir:
-            raise ConfigError("--dataset custom needs --data-name and --data-dir")
-        values["dataset"] = args.data_name
-    return RunConfig(**values)
+from flaimsim.bench.options import MAIN_JOB, MAIN_JOB_PROTOCOLS, add_run_options, config_from_args
+from flaimsim.protocols.config import ConfigError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runs import format_table, run_protocols
+    from flaimsim.bench.runs import format_table, run_protocols
 
     main_job = not args.protocol
     protocols = args.protocol or list(MAIN_JOB_PROTOCOLS)
@@ -101,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import benches
+    from flaimsim.bench import benches
 
     out = benches.run_bench(args.what, args)
     if args.json:
@@ -113,10 +49,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
-    from ..parties.cost_model import cache_dir, calibrate, load_or_calibrate
-    from ..protocols.distaim import score_bound
-    from ..protocols.prepare import prepare
-    from ..mechanisms.accounting import AimSchedule, cdp_rho
+    from flaimsim.parties.mpc.cost_model import cache_dir, calibrate, load_or_calibrate
+    from flaimsim.protocols.distaim import score_bound
+    from flaimsim.protocols.prepare import prepare
+    from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
 
     config = config_from_args(args, {"protocol": "distaim"})
     data = prepare(config)
@@ -163,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_cal)
     p_cal.add_argument("--table", default=None, help="write the table here (default: cache)")
     p_cal.set_defaults(func=cmd_calibrate)
-    from . import explain, plots, sweep, table  # each module owns its subcommand
+    from flaimsim.bench import explain, plots, sweep, table  # each module owns its subcommand
 
     for module in (sweep, table, plots, explain):
         module.add_parser(sub)

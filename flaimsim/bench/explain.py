@@ -14,10 +14,10 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any, Sequence
 
-from ..parties.ledger import Ledger, LedgerRow, party_kind
-from ..protocols.config import RunConfig
-from .network import PHASE_ORDER, PRESETS, wall_time_split
-from .runs import human_bytes
+from flaimsim.parties.ledger import Ledger, LedgerRow, party_kind
+from flaimsim.protocols.config import RunConfig
+from flaimsim.bench.network import PHASE_ORDER, PRESETS, wall_time_split
+from flaimsim.bench.runs import human_bytes
 
 # A SynthFS small enough for real MPC in well under a minute on 2 cores.
 TINY = dict(dataset="synthfs", clients=4, synthfs_features=4, synthfs_records=60,
@@ -163,8 +163,8 @@ def _flaim_opened(result: Any, backend: Any | None) -> dict[int, list[str]]:
 
 def explain(config: RunConfig | None = None) -> str:
     """Run the tiny DistAIM and AugFLAIM (Private) and return the narration."""
-    from ..protocols import runner
-    from ..protocols.prepare import prepare
+    from flaimsim.protocols import runner
+    from flaimsim.protocols.prepare import prepare
 
     config = config or RunConfig(**TINY)
     data = prepare(config)
@@ -179,7 +179,7 @@ def explain(config: RunConfig | None = None) -> str:
                          distaim.ledger, WHAT["distaim"], _distaim_opened(distaim), K))
     flaim_config = config.replace(protocol="aug-flaim-private")
     try:
-        from ..protocols.flaim import simulate_flaim
+        from flaimsim.protocols.flaim import simulate_flaim
 
         flaim, backend = simulate_flaim(flaim_config, data, None)
     except ImportError:

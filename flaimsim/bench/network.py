@@ -33,7 +33,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-from ..parties.ledger import PHASES, LedgerRow
+from flaimsim.parties.ledger import PHASES, LedgerRow
 
 # The order phases happen in within one round (protocol-independent: a protocol uses a subset).
 PHASE_ORDER: tuple[str, ...] = (

@@ -19,11 +19,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..parties.ledger import PHASES, party_kind
-from .network import PRESETS, Network
-from .runs import human_bytes
-from .sweep import Cell, load_cells
-from .table import (DISTAIM, FLAIM_VARIANTS, GroupKey, Summary, best_t,
+from flaimsim.parties.ledger import PHASES, party_kind
+from flaimsim.bench.network import PRESETS, Network
+from flaimsim.bench.runs import human_bytes
+from flaimsim.bench.sweep import Cell, load_cells
+from flaimsim.bench.table import (DISTAIM, FLAIM_VARIANTS, GroupKey, Summary, best_t,
                     client_traffic_by_round, crossover_round, group_key, mean_curve,
                     summarise)
 
@@ -311,7 +311,7 @@ def make_plots(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .table import add_network_option
+    from flaimsim.bench.table import add_network_option
 
     p = sub.add_parser("plot", help="PNG plots of a sweep directory (into DIR/plots)")
     p.add_argument("dir", help="sweep directory")
@@ -320,7 +320,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from .table import networks_from_args
+    from flaimsim.bench.table import networks_from_args
 
     for path in make_plots(args.dir, networks_from_args(args)):
         print(f"wrote {path}")

@@ -9,9 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..protocols import RunConfig, runner
-from ..protocols.prepare import prepare
-from ..protocols.result import RunResult
+from flaimsim.protocols import RunConfig, runner
+from flaimsim.protocols.prepare import prepare
+from flaimsim.protocols.result import RunResult
 
 TABLE_COLUMNS = (
     ("protocol", "protocol", "{}"),

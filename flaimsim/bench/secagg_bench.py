@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from flaimsim.parties import secagg_wire as sw
+from flaimsim.parties.secagg import wire as sw
 from flaimsim.parties.ledger import Ledger, client
-from flaimsim.parties.secagg import DEFAULT_THRESHOLD, secure_aggregate
+from flaimsim.parties.secagg.protocol import DEFAULT_THRESHOLD, secure_aggregate
 
 PHASES = ("secagg-keys", "secagg-masked-input", "secagg-unmask")
 

@@ -151,7 +151,7 @@ async def _worker_scoring(cells: int) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.secure_scoring import (count_secint, decompose_counts, secure_l1_bits,
+    from flaimsim.parties.mpc.secure_scoring import (count_secint, decompose_counts, secure_l1_bits,
                                                  secure_l1_naive)
     rng = np.random.default_rng(0)          # same public inputs at every party
     x = rng.integers(0, 300, cells)
@@ -193,7 +193,7 @@ async def _worker_em(ks: list[int]) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.secure_em import (em_fxp_type, secure_exponential_mechanism, secure_gumbel,
+    from flaimsim.parties.mpc.secure_em import (em_fxp_type, secure_exponential_mechanism, secure_gumbel,
                                             secure_report_noisy_max)
     fxp = em_fxp_type(BENCH_SCORE_BOUND)
     phases = _Phases()
@@ -222,8 +222,8 @@ async def _worker_measure(cells: int, sigma: float) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.secure_noise import secure_gaussian_measure
-    from flaimsim.parties.secure_scoring import count_secint
+    from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
+    from flaimsim.parties.mpc.secure_scoring import count_secint
     x = np.random.default_rng(0).integers(0, 500, cells)
     secint = count_secint(BENCH_MAX_COUNT)
     phases = _Phases()

@@ -33,7 +33,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..protocols.config import PROTOCOLS, ConfigError, RunConfig
+from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
 
 DEFAULT_ROUNDS = (2, 4, 8, 10, 16, 32)
 # The pair the trade-off table compares; add naive-flaim, aug-flaim-oracle and central with
@@ -100,7 +100,7 @@ _PREPARED: dict[tuple, Any] = {}
 
 def _prepared(config: RunConfig):
     """prepare(config), cached per worker process for cells that share their data."""
-    from ..protocols.prepare import prepare
+    from flaimsim.protocols.prepare import prepare
 
     key = tuple(getattr(config, f) for f in _DATA_FIELDS)
     if key not in _PREPARED:
@@ -117,7 +117,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def run_cell(config: RunConfig, cells_dir: str) -> CellOutcome:
     """Run one cell and write ``<key>.ledger.csv`` then ``<key>.json``; never raises."""
-    from ..protocols import runner
+    from flaimsim.protocols import runner
 
     key = cell_key(config)
     start = time.perf_counter()
@@ -232,7 +232,7 @@ class Cell:
     ledger_path: Path | None
 
     def ledger(self):
-        from ..parties.ledger import Ledger
+        from flaimsim.parties.ledger import Ledger
 
         if self.ledger_path is None or not self.ledger_path.is_file():
             raise FileNotFoundError(f"cell {self.key}: ledger not found at {self.ledger_path}")
@@ -302,7 +302,7 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_run_options
+    from flaimsim.bench.options import add_run_options
 
     p = sub.add_parser("sweep", help="run protocols over T, ε, partitions and seeds",
                        conflict_handler="resolve")
@@ -321,7 +321,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
-    from .cli import config_from_args
+    from flaimsim.bench.options import config_from_args
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")

@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..parties.ledger import Ledger, party_kind
-from .network import PRESETS, Network, parse_network, wall_time
-from .runs import human_bytes
-from .sweep import Cell, load_cells
+from flaimsim.parties.ledger import Ledger, party_kind
+from flaimsim.bench.network import PRESETS, Network, parse_network, wall_time
+from flaimsim.bench.runs import human_bytes
+from flaimsim.bench.sweep import Cell, load_cells
 
 DISTAIM = "distaim"
 FLAIM = "aug-flaim-private"

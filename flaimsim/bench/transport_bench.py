@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from flaimsim.parties.clients import share_inputs
-from flaimsim.parties.launcher import ServerLauncher
+from flaimsim.parties.mpc.input_sharing import share_inputs
+from flaimsim.parties.mpc.launcher import ServerLauncher
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import ClientTransport
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Table
+from flaimsim.mechanisms.data import Table
 
 Clique = tuple[str, ...]
 

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import opt_einsum  # noqa: E402
 from mbi import junction_tree  # noqa: E402
 
-from .data import Table  # noqa: E402
+from flaimsim.mechanisms.data import Table  # noqa: E402
 
 Clique = tuple[str, ...]
 

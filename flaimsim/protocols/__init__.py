@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Callable
 
-from .config import PROTOCOLS, ConfigError, RunConfig
+from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
 
 _ENTRY = {
     "central": ("central", "run_central"),

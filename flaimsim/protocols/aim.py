@@ -19,11 +19,11 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from ..mechanisms.accounting import AimSchedule, PrivacyLedger, cdp_rho
-from ..mechanisms.model import GraphicalModel, Measurement, filter_by_size
-from ..mechanisms.scores import score_offset
-from ..mechanisms.workload import Workload
-from .config import RunConfig
+from flaimsim.mechanisms.accounting import AimSchedule, PrivacyLedger, cdp_rho
+from flaimsim.mechanisms.model import GraphicalModel, Measurement, filter_by_size
+from flaimsim.mechanisms.scores import score_offset
+from flaimsim.mechanisms.workload import Workload
+from flaimsim.protocols.config import RunConfig
 
 Clique = tuple[str, ...]
 

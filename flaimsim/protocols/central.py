@@ -13,17 +13,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..mechanisms.accounting import PrivacyLedger
-from ..mechanisms.data import Table
-from ..mechanisms.dp import exponential_mechanism, gaussian_mechanism
-from ..mechanisms.model import GraphicalModel, Measurement
-from ..mechanisms.scores import aim_score_from_l1, score_sensitivity
-from ..mechanisms.workload import Workload
-from ..parties.ledger import Ledger
-from .aim import run_adaptive, run_fixed
-from .config import RunConfig, stream
-from .prepare import PreparedData, prepare
-from .result import RunResult, build_record
+from flaimsim.mechanisms.accounting import PrivacyLedger
+from flaimsim.mechanisms.data import Table
+from flaimsim.mechanisms.dp import exponential_mechanism, gaussian_mechanism
+from flaimsim.mechanisms.model import GraphicalModel, Measurement
+from flaimsim.mechanisms.scores import aim_score_from_l1, score_sensitivity
+from flaimsim.mechanisms.workload import Workload
+from flaimsim.parties.ledger import Ledger
+from flaimsim.protocols.aim import run_adaptive, run_fixed
+from flaimsim.protocols.config import RunConfig, stream
+from flaimsim.protocols.prepare import PreparedData, prepare
+from flaimsim.protocols.result import RunResult, build_record
 
 Clique = tuple[str, ...]
 
@@ -90,8 +90,8 @@ def run_central(config: RunConfig, data: PreparedData | None = None,
 def run_oneway_baseline(config: RunConfig, data: PreparedData | None = None) -> dict[str, float]:
     """Reference point: a model fitted to the noisy one-way marginals alone, spending the
     whole budget on them (σ = sqrt(d1 / (2ρ))). Returns its workload errors."""
-    from ..mechanisms.accounting import cdp_rho
-    from ..mechanisms.evaluation import workload_error
+    from flaimsim.mechanisms.accounting import cdp_rho
+    from flaimsim.mechanisms.evaluation import workload_error
 
     data = data or prepare(config)
     rho = cdp_rho(config.epsilon, config.delta)

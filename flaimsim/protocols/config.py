@@ -63,6 +63,10 @@ class RunConfig:
     # FLAIM
     dropout: float = 0.0
     aggregation: str = "secagg"  # secagg | servers
+    # A public upper bound on the number of training records. Under add/remove DP the true N
+    # is private, so field bit lengths and SecAgg word widths that show on the wire come from
+    # this bound; default: the data set's documented size (see public_record_bound).
+    max_records: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,6 +102,8 @@ class RunConfig:
             raise ConfigError(f"clients must be >= 1, got {self.clients}")
         if self.max_model_size_mb <= 0:
             raise ConfigError("max_model_size_mb must be positive")
+        if self.max_records is not None and self.max_records < 1:
+            raise ConfigError(f"max_records must be >= 1, got {self.max_records}")
 
     @property
     def threshold(self) -> int:
@@ -123,7 +129,29 @@ PRESETS: dict[str, dict[str, Any]] = {
                           participation=0.1),
     "adult-paper": dict(dataset="adult", clients=100, workload_marginals=64,
                         participation=0.1),
+    # The setting of the authors' code, which produced the poster's table: K = 100 clients,
+    # Poisson participation p = 0.1, delta = 1e-5, 64 random 3-way marginals (seed 123), an
+    # 80 MB model cap, the "cluster" split, and DistAIM sharing a client's answers when it is
+    # first sampled (cumulative participation).
+    "paper": dict(clients=100, participation=0.1, delta=1e-5, workload_marginals=64,
+                  workload_degree=3, workload_seed=123, max_model_size_mb=80.0,
+                  partition="cluster", distaim_participation="poisson"),
 }
+
+# Documented sizes of the bundled and paper data sets (records in the full file), used as the
+# public bound on N when --max-records is not given. They are facts about the published data
+# set, not about the run's (private) training split.
+DOCUMENTED_RECORDS: dict[str, int] = {"adult": 48_842}
+
+
+def public_record_bound(config: "RunConfig") -> int | None:
+    """The public bound on N: ``max_records`` if set, else the documented size (SynthFS:
+    clients × records per client); ``None`` when no public bound is known."""
+    if config.max_records is not None:
+        return int(config.max_records)
+    if config.dataset == "synthfs":
+        return config.clients * config.synthfs_records
+    return DOCUMENTED_RECORDS.get(config.dataset)
 
 
 def stream(seed: int, name: str) -> np.random.Generator:

@@ -30,16 +30,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..mechanisms.accounting import PrivacyLedger
-from ..mechanisms.model import GraphicalModel, Measurement
-from ..mechanisms.scores import score_sensitivity
-from ..mechanisms.workload import Workload
-from ..parties.distaim_engine import IdealEngine, MpcEngine, SecureEngine
-from ..parties.ledger import Ledger
-from .aim import run_fixed
-from .config import ConfigError, RunConfig, stream
-from .prepare import PreparedData, prepare
-from .result import RunResult, build_record
+from flaimsim.mechanisms.accounting import PrivacyLedger
+from flaimsim.mechanisms.model import GraphicalModel, Measurement
+from flaimsim.mechanisms.scores import score_sensitivity
+from flaimsim.mechanisms.workload import Workload
+from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEngine
+from flaimsim.parties.ledger import Ledger
+from flaimsim.protocols.aim import run_fixed
+from flaimsim.protocols.config import ConfigError, RunConfig, stream
+from flaimsim.protocols.prepare import PreparedData, prepare
+from flaimsim.protocols.result import RunResult, build_record
 
 Clique = tuple[str, ...]
 
@@ -59,7 +59,7 @@ def client_answers(data: PreparedData, k: int) -> np.ndarray:
 def secure_em_epsilon(epsilon: float) -> float:
     """The ε to run the fixed-point secure EM with, so that its bounded-range parameter
     ε_eff + 8η (secure_em's analysis) stays within the ε_t that the accountant charges."""
-    from ..parties.secure_em import STATED_ETA
+    from flaimsim.parties.mpc.secure_em import STATED_ETA
 
     run = epsilon - 8 * STATED_ETA
     if run <= 0:
@@ -79,7 +79,7 @@ def union_answers(data: PreparedData, clients: Sequence[int]) -> np.ndarray:
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
     """Public bound on |u_r|, which sizes the secure EM's fixed point: secure_scoring's rule
     with the model total bounded by the record count N (a larger total fails its check)."""
-    from ..parties.secure_scoring import score_bound as bound
+    from flaimsim.parties.mpc.secure_scoring import score_bound as bound
 
     biggest = max(workload.n_cells(c) for c in workload.answered)
     return bound(max(workload.weights), max_count, max_count, sigma, biggest)
@@ -166,7 +166,7 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
                                          sharing=config.sharing,
                                          command_timeout=config.party_timeout_s)
     else:
-        from ..parties.cost_model import load_or_calibrate
+        from flaimsim.parties.mpc.cost_model import load_or_calibrate
 
         table, fresh = load_or_calibrate(config.servers, max_count,
                                          score_bound(data.workload, max_count, sigma_hint))
@@ -188,7 +188,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     max_count = data.train.n
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
-    from ..mechanisms.accounting import AimSchedule, cdp_rho
+    from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
 
     sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
                               config.rounds + len(data.workload.one_ways), config.alpha).sigma

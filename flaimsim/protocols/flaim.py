@@ -56,18 +56,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..mechanisms.accounting import PrivacyLedger
-from ..mechanisms.model import GraphicalModel, Measurement
-from ..parties.aggregator import (FlaimRoundError, SecureSum, add_noise, broadcast_model,
+from flaimsim.mechanisms.accounting import PrivacyLedger
+from flaimsim.mechanisms.model import GraphicalModel, Measurement
+from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_noise, broadcast_model,
                                   choose_covers, poisson_sample, secure_sum, send_choice)
-from ..parties.fl_clients import FLClient, LocalSelectionError, local_sensitivity, \
+from flaimsim.parties.fl.clients import FLClient, LocalSelectionError, local_sensitivity, \
     simplex_projection
-from ..parties.ledger import Ledger
-from ..parties.secagg import SecAggError
-from .aim import run_fixed
-from .config import ConfigError, RunConfig, stream
-from .prepare import PreparedData, prepare
-from .result import RunResult, build_record
+from flaimsim.parties.ledger import Ledger
+from flaimsim.parties.secagg.protocol import SecAggError
+from flaimsim.protocols.aim import run_fixed
+from flaimsim.protocols.config import ConfigError, RunConfig, stream
+from flaimsim.protocols.prepare import PreparedData, prepare
+from flaimsim.protocols.result import RunResult, build_record
 
 Clique = tuple[str, ...]
 VARIANT_OF_PROTOCOL = {"naive-flaim": "naive", "aug-flaim-oracle": "oracle",
@@ -166,7 +166,7 @@ class FlaimBackend:
         self.sessions = 0
         self.servers = None
         if config.aggregation == "servers":
-            from ..parties.server_aggregation import ServerAggregation
+            from flaimsim.parties.fl.server_aggregation import ServerAggregation
 
             self.servers = ServerAggregation(config.servers, self.max_value * fed.n_clients,
                                              config.party_timeout_s)

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..mechanisms.data import Table, coarsen, load_dataset
-from ..mechanisms.federation import Federation, federate, from_client_rows, heterogeneity_report
-from ..mechanisms.synthfs import generate_synthfs
-from ..mechanisms.workload import Workload, make_workload
-from .config import ConfigError, RunConfig, stream
+from flaimsim.mechanisms.data import Table, coarsen, load_dataset
+from flaimsim.mechanisms.federation import Federation, federate, from_client_rows, heterogeneity_report
+from flaimsim.mechanisms.synthfs import generate_synthfs
+from flaimsim.mechanisms.workload import Workload, make_workload
+from flaimsim.protocols.config import ConfigError, RunConfig, stream
 
 
 @dataclass(frozen=True)

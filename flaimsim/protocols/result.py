@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..mechanisms.data import Table
-from ..mechanisms.evaluation import downstream_auc, workload_error
-from ..parties.ledger import Ledger
-from .aim import LoopResult
-from .config import RunConfig, stream
-from .prepare import PreparedData
+from flaimsim.mechanisms.data import Table
+from flaimsim.mechanisms.evaluation import downstream_auc, workload_error
+from flaimsim.parties.ledger import Ledger
+from flaimsim.protocols.aim import LoopResult
+from flaimsim.protocols.config import RunConfig, stream
+from flaimsim.protocols.prepare import PreparedData
 
 COMM_FIELDS = ("client_bytes_sent_mean", "client_bytes_received_mean",
                "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source")

@@ -1,7 +1,7 @@
 """Start m compute-server processes on loopback, drive them in lockstep, and watch them.
 
 :class:`ServerLauncher` picks free ports (bind to port 0), starts
-``python -m flaimsim.parties.mpc_server`` once per party in its own process group, keeps the
+``python -m flaimsim.parties.mpc.server`` once per party in its own process group, keeps the
 processes for every round of a run, and sends each command to all servers over their control
 connections (:meth:`ServerLauncher.call`). A watchdog runs while waiting for replies: if a
 party exits, a command fails at any party, or a reply takes longer than the timeout, every
@@ -29,11 +29,11 @@ import weakref
 from contextlib import contextmanager
 from typing import IO, Any, Iterator, Sequence
 
-from flaimsim.parties.clients import FieldSpec
+from flaimsim.parties.mpc.field import FieldSpec
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import (
     DRIVER, Frame, FrameKind, dumps, loads, read_frame_sync)
-from flaimsim.parties.wire import WireSnapshot, add_wire_rows
+from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows
 
 EXIT_PORT_IN_USE = 98  # mirrors mpc_server.EXIT_PORT_IN_USE (not imported: it imports mpyc.runtime)
 NOT_PRIVATE_NOTE = ("not private (t=0): with m=2 MPyC shares equal the secrets; "
@@ -143,7 +143,7 @@ class ServerLauncher:
         self.procs, self.logs = [], []
         _LIVE.add(self)
         for i in range(self.m):
-            cmd = [self.python, "-m", "flaimsim.parties.mpc_server", *peers, "-I", str(i),
+            cmd = [self.python, "-m", "flaimsim.parties.mpc.server", *peers, "-I", str(i),
                    "-T", str(self.threshold), "--bit-length", str(self.bit_length),
                    "--mix32-64bit", "--control-host", self.host,
                    "--control-port", str(self.control_ports[i]),

@@ -28,9 +28,9 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from ..mechanisms.dp import exponential_mechanism
-from ..mechanisms.scores import aim_score_from_l1
-from .ledger import Ledger, client, server
+from flaimsim.mechanisms.dp import exponential_mechanism
+from flaimsim.mechanisms.scores import aim_score_from_l1
+from flaimsim.parties.ledger import Ledger, client, server
 
 AGGREGATE = "x"
 PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score",
@@ -87,7 +87,7 @@ class SecureEngine(Protocol):
 
 def count_bits_for(max_count: int, frac_bits: int = 0) -> int:
     """SecInt bit length holding counts up to N (``secure_scoring.count_secint``'s rule)."""
-    from .secure_scoring import _SUM_HEADROOM_BITS
+    from flaimsim.parties.mpc.secure_scoring import _SUM_HEADROOM_BITS
 
     return int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS
 
@@ -97,14 +97,14 @@ class MpcEngine:
 
     def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1, sharing: str = "shamir",
                  frac_bits: int = 0, command_timeout: float = 600.0) -> None:
-        from .launcher import ServerLauncher
-        from .transport import ClientTransport
+        from flaimsim.parties.mpc.launcher import ServerLauncher
+        from flaimsim.parties.transport import ClientTransport
 
         self.ledger, self.m, self.max_count = ledger, m, int(max_count)
         self.sharing, self.frac_bits = sharing, frac_bits
         self.bits = count_bits_for(max_count, frac_bits)
         self.launcher = ServerLauncher(m=m, command_timeout=command_timeout,
-                                       load=["flaimsim.parties.distaim_server"]).start()
+                                       load=["flaimsim.parties.mpc.distaim_server"]).start()
         self.transport = ClientTransport(self.launcher.client_addresses)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0
@@ -114,7 +114,7 @@ class MpcEngine:
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
         """Clients ``clients`` upload shares of ``answers(k)``; servers add them to x."""
-        from .clients import share_inputs
+        from flaimsim.parties.mpc.input_sharing import share_inputs
 
         vectors = {k: answers(k) for k in clients}
         name = f"part{self._parts}"
@@ -190,7 +190,7 @@ class IdealEngine:
 
     @property
     def privacy_note(self) -> str:
-        from .launcher import NOT_PRIVATE_NOTE
+        from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
 
         return "" if self.threshold >= 1 else NOT_PRIVATE_NOTE
 
@@ -210,7 +210,7 @@ class IdealEngine:
         self._charge(Step(round, "decompose", cells=len(self.aggregate)))
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
-        from .secure_scoring import round_public_marginal
+        from flaimsim.parties.mpc.secure_scoring import round_public_marginal
 
         c = round_public_marginal(np.asarray(public_c, dtype=float), 0)
         cells = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
@@ -222,7 +222,7 @@ class IdealEngine:
         self._charge(Step(round, "score", cells=int(cells.size), k=len(lengths)))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
-        from .secure_em import em_scale
+        from flaimsim.parties.mpc.secure_em import em_scale
 
         eps_eff = em_scale(epsilon, sensitivity)[2]
         index = exponential_mechanism(self._scores, eps_eff, sensitivity, self.rng)
@@ -234,7 +234,7 @@ class IdealEngine:
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
-        from .secure_noise import added_variance, share_std
+        from flaimsim.parties.mpc.secure_noise import added_variance, share_std
 
         std = share_std(sigma, self.m, self.threshold)
         noise = np.rint(self.rng.normal(0.0, std, size=(self.m, length))).astype(np.int64)

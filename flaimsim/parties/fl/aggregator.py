@@ -28,9 +28,9 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from ..mechanisms.model import GraphicalModel
-from .ledger import AGGREGATOR, Ledger, client
-from .secagg import SecAggError, SecAggResult, secure_aggregate
+from flaimsim.mechanisms.model import GraphicalModel
+from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
+from flaimsim.parties.secagg.protocol import SecAggError, SecAggResult, secure_aggregate
 
 Clique = tuple[str, ...]
 CHOICE = struct.Struct("<I")

@@ -5,13 +5,13 @@ bit decomposition, naive baseline), :mod:`secure_em` (Gumbel-max exponential mec
 report-noisy-max option) and :mod:`secure_noise` (distributed Gaussian measurement).
 """
 
-from flaimsim.parties.secure_em import (SecureMechanismError, em_fxp_type, em_scale, noise_fxp,
+from flaimsim.parties.mpc.secure_em import (SecureMechanismError, em_fxp_type, em_scale, noise_fxp,
                                         secure_em_index, secure_exponential_mechanism,
                                         secure_exponential_mechanism_batch, secure_gumbel,
                                         secure_report_noisy_max)
-from flaimsim.parties.secure_noise import (NoisyMeasurement, SecureNoiseError, added_variance,
+from flaimsim.parties.mpc.secure_noise import (NoisyMeasurement, SecureNoiseError, added_variance,
                                            secure_gaussian_measure, share_std)
-from flaimsim.parties.secure_scoring import (SecretBits, SecureScoringError, count_secint,
+from flaimsim.parties.mpc.secure_scoring import (SecretBits, SecureScoringError, count_secint,
                                              decompose_counts, round_public_marginal, score_bound,
                                              secure_abs_diff_bits, secure_l1_bits, secure_l1_naive,
                                              secure_scores_bits)

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .ledger import Ledger, server
+from flaimsim.parties.ledger import Ledger, server
 
 FEATURES = {"decompose": ("1", "cells"), "score": ("1", "cells", "k"),
             "select": ("1", "k", "log2k"), "measure": ("1", "cells"),
@@ -97,7 +97,7 @@ class CostTable:
 
 
 def fxp_bits(score_bound: float) -> int:
-    from .secure_em import em_fxp_type
+    from flaimsim.parties.mpc.secure_em import em_fxp_type
 
     return int(em_fxp_type(score_bound).bit_length)
 
@@ -109,13 +109,13 @@ def code_version() -> str:
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for name in ("secure_scoring.py", "secure_em.py", "secure_noise.py", "distaim_server.py",
-                 "mpc_server.py", "wire.py"):
+                 "server.py", "input_sharing.py", "wire.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
 def cache_key(m: int, max_count: int, score_bound: float) -> str:
-    from .distaim_engine import count_bits_for
+    from flaimsim.parties.mpc.distaim_engine import count_bits_for
 
     return (f"m{m}-l{count_bits_for(max_count)}-fxp{fxp_bits(score_bound)}"
             f"-{code_version()}")
@@ -142,7 +142,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     """Measure every step with real server processes and fit the linear cost per pair."""
     import mpyc
 
-    from .distaim_engine import MpcEngine, count_bits_for
+    from flaimsim.parties.mpc.distaim_engine import MpcEngine, count_bits_for
 
     samples: dict[str, list[tuple[np.ndarray, dict[str, tuple[int, int]]]]] = {
         op: [] for op in FEATURES}

@@ -40,9 +40,9 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
-from ..mechanisms.data import Table
-from ..mechanisms.dp import exponential_mechanism
-from ..mechanisms.scores import aim_score_from_l1
+from flaimsim.mechanisms.data import Table
+from flaimsim.mechanisms.dp import exponential_mechanism
+from flaimsim.mechanisms.scores import aim_score_from_l1
 
 Clique = tuple[str, ...]
 Variant = Literal["naive", "oracle", "private"]

@@ -2,7 +2,7 @@
 
 Run one process per party, here or on separate hosts::
 
-    python -m flaimsim.parties.mpc_server -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
+    python -m flaimsim.parties.mpc.server -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
         --control-port N [--control-host 127.0.0.1] [--bit-length 32] [--load MODULE ...]
 
 ``-P``/``-I``/``-T``/``--bit-length`` are MPyC's own options (peers, own index, threshold,
@@ -20,7 +20,7 @@ written to the reveal log.
 
 Adding a command (e.g. in a module passed with ``--load``, or ``ServerLauncher(load=[...])``)::
 
-    from flaimsim.parties.mpc_server import CommandError, ServerState, command
+    from flaimsim.parties.mpc.server import CommandError, ServerState, command
 
     @command("double")
     async def double(state: ServerState, name: str, out: str) -> dict:
@@ -53,8 +53,8 @@ from typing import Any, Awaitable, Callable
 
 import numpy as np
 
-from flaimsim.parties import wire
-from flaimsim.parties.clients import SEED_BYTES, expand_seed
+from flaimsim.parties.mpc import wire
+from flaimsim.parties.mpc.input_sharing import SEED_BYTES, expand_seed
 from flaimsim.parties.transport import (
     Frame, FrameKind, TransportError, decode_elements, dumps, element_bytes, loads,
     read_frame)
@@ -335,7 +335,7 @@ def _hop(a: Any) -> int:
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="flaimsim.parties.mpc_server", add_help=False)
+    ap = argparse.ArgumentParser(prog="flaimsim.parties.mpc.server", add_help=False)
     ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--control-host", default="127.0.0.1")
     ap.add_argument("--connect-timeout", type=float, default=120.0,
@@ -454,6 +454,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     # Run the imported module, not __main__, so that modules registering commands with
-    # ``from flaimsim.parties.mpc_server import command`` share one COMMANDS registry.
-    from flaimsim.parties.mpc_server import main as _main
+    # ``from flaimsim.parties.mpc.server import command`` share one COMMANDS registry.
+    from flaimsim.parties.mpc.server import main as _main
     sys.exit(_main())

@@ -14,11 +14,11 @@ from typing import Collection, Mapping
 
 import numpy as np
 
-from .aggregator import SecureSum
-from .clients import share_inputs
-from .launcher import ServerLauncher
-from .ledger import AGGREGATOR, Ledger, server
-from .transport import ClientTransport
+from flaimsim.parties.fl.aggregator import SecureSum
+from flaimsim.parties.mpc.input_sharing import share_inputs
+from flaimsim.parties.mpc.launcher import ServerLauncher
+from flaimsim.parties.ledger import AGGREGATOR, Ledger, server
+from flaimsim.parties.transport import ClientTransport
 
 
 class ServerAggregation:

@@ -40,7 +40,7 @@ from enum import IntEnum
 import numpy as np
 
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
-from flaimsim.parties.secagg_crypto import KEY_BYTES, NONCE_BYTES, SHARE_BYTES, TAG_BYTES
+from flaimsim.parties.secagg.crypto import KEY_BYTES, NONCE_BYTES, SHARE_BYTES, TAG_BYTES
 
 VERSION = 1
 AGGREGATOR_ID = 0xFFFFFFFF

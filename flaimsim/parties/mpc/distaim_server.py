@@ -1,5 +1,5 @@
 """DistAIM's secure steps as compute-server commands (loaded with ``--load`` into
-:mod:`flaimsim.parties.mpc_server`).
+:mod:`flaimsim.parties.mpc.server`).
 
 The servers hold the secret aggregate x (all W+ answers of the contributing clients,
 concatenated in candidate order) and run, each in its own command so that wire counters
@@ -22,10 +22,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .mpc_server import CommandError, ServerState, command
-from .secure_em import em_fxp_type, em_scale, secure_exponential_mechanism
-from .secure_noise import secure_gaussian_measure
-from .secure_scoring import SecretBits, decompose_counts, secure_scores_bits
+from flaimsim.parties.mpc.server import CommandError, ServerState, command
+from flaimsim.parties.mpc.secure_em import em_fxp_type, em_scale, secure_exponential_mechanism
+from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
+from flaimsim.parties.mpc.secure_scoring import SecretBits, decompose_counts, secure_scores_bits
 
 DEFAULT_FRAC_BITS = 0
 

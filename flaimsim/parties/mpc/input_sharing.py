@@ -19,53 +19,35 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from mpyc import finfields, thresha
+from mpyc import thresha
 
 from flaimsim.parties.ledger import Ledger
-from flaimsim.parties.wire import add_wire_rows
+from flaimsim.parties.mpc.wire import add_wire_rows
+from flaimsim.parties.mpc.field import FieldSpec, SharingError
 from flaimsim.parties.transport import (
     FRAME_HEADER_BYTES, ClientTransport, FrameKind, element_bytes, encode_elements)
 
-if TYPE_CHECKING:
-    from flaimsim.parties.launcher import ServerLauncher
+
+
+class ServerControl(Protocol):
+    """What sharing needs of the servers' driver (``ServerLauncher`` provides it)."""
+
+    @property
+    def privacy_note(self) -> str: ...
+
+    def field_spec_for(self, bit_length: int) -> FieldSpec: ...
+
+    def call(self, name: str, **kwargs: Any) -> Any: ...
+
+    def counters(self) -> Any: ...
 
 SEED_BYTES = 16
 SharingMode = Literal["shamir", "additive"]
 SHARING_MODES = ("shamir", "additive")
-
-
-class SharingError(ValueError):
-    """Input that cannot be shared as asked (wrong type, out of range, unknown mode)."""
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """The servers' prime field and Shamir parameters, as clients need them."""
-
-    modulus: int
-    m: int
-    threshold: int
-
-    def __post_init__(self) -> None:
-        if self.m < 1 or self.threshold < 0 or 2 * self.threshold >= self.m:
-            raise SharingError(f"invalid m={self.m}, t={self.threshold} (need 2t < m)")
-
-    @property
-    def element_bytes(self) -> int:
-        return element_bytes(self.modulus)
-
-    @property
-    def field(self) -> Any:
-        return finfields.GF(self.modulus)
-
-    @staticmethod
-    def from_info(info: Mapping[str, Any]) -> "FieldSpec":
-        """From a server's ``ping`` reply."""
-        return FieldSpec(int(info["modulus"]), int(info["m"]), int(info["threshold"]))
 
 
 def to_field(x: np.ndarray, modulus: int) -> np.ndarray:
@@ -170,7 +152,7 @@ class ShareResult:
     privacy_note: str = ""                  # "not private (t=0) ..." for m = 2 runs
 
 
-def share_inputs(launcher: "ServerLauncher", transport: ClientTransport,
+def share_inputs(launcher: ServerControl, transport: ClientTransport,
                  vectors: Mapping[int, np.ndarray], name: str, mode: SharingMode,
                  round: int = 0, phase: str = "share-inputs", ledger: Ledger | None = None,
                  bit_length: int | None = None, timeout: float | None = None) -> ShareResult:

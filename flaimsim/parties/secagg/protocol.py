@@ -49,8 +49,8 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
-from flaimsim.parties import secagg_crypto as sc
-from flaimsim.parties import secagg_wire as sw
+from flaimsim.parties.secagg import crypto as sc
+from flaimsim.parties.secagg import wire as sw
 
 DEFAULT_THRESHOLD = 2 / 3
 

@@ -1,0 +1,1 @@
+"""SecAgg+ secure aggregation: protocol steps, cryptography, and the message formats on the wire."""
