@@ -15,20 +15,23 @@ import json
 import sys
 from typing import Sequence
 
-from flaimsim.bench.options import MAIN_JOB, MAIN_JOB_PROTOCOLS, add_run_options, config_from_args
+from flaimsim.bench.options import (MAIN_JOB_PROTOCOLS, add_run_options, config_from_args,
+                                    main_job_defaults, resolve_preset)
 from flaimsim.protocols.config import ConfigError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flaimsim.bench.runs import format_table, run_protocols
+    from flaimsim.bench.runs import run_set
 
     main_job = not args.protocol
     protocols = args.protocol or list(MAIN_JOB_PROTOCOLS)
-    config = config_from_args(args, MAIN_JOB if main_job else None).replace(
+    preset = resolve_preset(args)
+    config = config_from_args(args, main_job_defaults(preset) if main_job else None).replace(
         protocol=protocols[0])
-    results = run_protocols(config, protocols, args.out)
-    print(format_table([r.record for r in results]))
-    for r in results:
+    runs = run_set(config, protocols, args.out, preset=preset)
+    print(runs.header())
+    print(runs.table())
+    for r in runs.results:
         for note in r.notes:
             print(f"note ({r.record['protocol']}): {note}")
     if args.out:
@@ -88,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run protocols and print the comparison table")
-    add_run_options(p_run)
+    add_run_options(p_run, main_job=True)
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg"))

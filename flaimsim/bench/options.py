@@ -1,74 +1,172 @@
 """Run options shared by ``flaimsim run``, ``bench`` and ``sweep``, and how they become a
-:class:`RunConfig` (presets first, then explicit options)."""
+:class:`RunConfig`.
+
+Resolution, lowest first: RunConfig's defaults, the preset (``--preset``, else the data set's
+own, :func:`~flaimsim.protocols.config.default_preset`: ``synthfs-small`` for SynthFS,
+``paper`` for every other data set), the main job's settings (``run`` without
+``--protocol``), then the options given. The help texts quote the same values.
+"""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from typing import Any
 
-from ..protocols.config import DATASETS, PRESETS, PROTOCOLS, ConfigError, RunConfig
+from ..protocols.config import (DATASETS, PRESETS, PROTOCOLS, ConfigError, RunConfig,
+                                check_preset, default_preset)
 
 MAIN_JOB_PROTOCOLS = ("central", "distaim", "naive-flaim", "aug-flaim-oracle",
                       "aug-flaim-private")
-# The main job: the small SynthFS preset with DistAIM under real MPC (3 server processes).
-MAIN_JOB = dict(PRESETS["synthfs-small"], rounds=4, mpc="real", epsilon=1.0)
+# The main job (``run`` without --protocol): T = 4 at ε = 1, DistAIM under real MPC (3 server
+# processes) where the preset is small enough for it, else under the calibrated cost model.
+MAIN_JOB = dict(rounds=4, epsilon=1.0)
+REAL_MPC_PRESETS = ("synthfs-small",)
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", action="append", choices=PROTOCOLS,
-                   help="protocol to run (repeatable); default: the main job's five")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="starting configuration (default for synthfs: synthfs-small)")
-    p.add_argument("--dataset", choices=DATASETS + ("custom",), default=None)
-    p.add_argument("--data-name", default=None, help="file stem for --dataset custom")
-    p.add_argument("--data-dir", default=None, help="folder with <name>.csv and "
-                   "<name>-domain.json (default for adult: ../shared/data/adult)")
-    p.add_argument("--epsilon", type=float, default=None)
-    p.add_argument("--delta", type=float, default=None)
-    p.add_argument("--rounds", type=int, default=None, help="T, the number of AIM rounds")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--alpha", type=float, default=None, help="budget share for measurements")
-    p.add_argument("--mode", choices=("fixed", "adaptive"), default=None)
-    p.add_argument("--max-model-size", type=float, default=None, dest="max_model_size_mb")
-    p.add_argument("--max-bins", type=int, default=None)
-    p.add_argument("--workload-marginals", type=int, default=None)
-    p.add_argument("--clients", type=int, default=None)
-    p.add_argument("--partition", choices=("iid", "dirichlet", "cluster", "natural"),
-                   default=None)
-    p.add_argument("--beta", type=float, default=None)
-    p.add_argument("--participation", type=float, default=None, help="Poisson rate p")
-    p.add_argument("--mpc", choices=("real", "model"), default=None)
-    p.add_argument("--servers", type=int, choices=(2, 3), default=None)
-    p.add_argument("--sharing", choices=("shamir", "additive"), default=None)
-    p.add_argument("--distaim-participation", choices=("all", "poisson"), default=None)
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--aggregation", choices=("secagg", "servers"), default=None)
-    p.add_argument("--synthfs-features", type=int, default=None)
-    p.add_argument("--synthfs-records", type=int, default=None)
-    p.add_argument("--synthfs-bins", type=int, default=None)
-    p.add_argument("--synthfs-alpha", type=float, default=None)
-    p.add_argument("--workload-seed", type=int, default=None)
-    p.add_argument("--label", default=None, help="target column (default: the last)")
-    p.add_argument("--iters-round", type=int, default=None)
-    p.add_argument("--iters-final", type=int, default=None)
-    p.add_argument("--out", default=None, help="write config.json, result.json, ledgers here")
+def main_job_defaults(preset: str) -> dict[str, Any]:
+    """The main job's settings on top of ``preset``."""
+    return dict(MAIN_JOB, mpc="real" if preset in REAL_MPC_PRESETS else "model")
+
+
+def preset_values(preset: str) -> dict[str, Any]:
+    """Every RunConfig field as ``preset`` sets it (RunConfig's default where it is silent)."""
+    return {**asdict(RunConfig()), **PRESETS[preset]}
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _default_text(name: str, main_job: bool) -> str:
+    """"default: X" from the presets themselves, naming where SynthFS's (or the main job's)
+    value differs, so that help cannot drift from the code."""
+    paper, small = (_show(preset_values(p)[name]) for p in ("paper", "synthfs-small"))
+    if name.startswith("synthfs_") or paper == small:  # SynthFS's own: its preset's value
+        text = f"default: {small}"
+    else:
+        text = f"default: {paper}; synthfs: {small}"
+    if main_job and name in main_job_defaults("paper"):
+        job_paper, job_small = (_show(main_job_defaults(p)[name]) for p in ("paper",
+                                                                            "synthfs-small"))
+        if job_paper != job_small:
+            text += f"; main job: {job_paper}, on synthfs {job_small}"
+        elif job_paper != paper or job_small != small:
+            text += f"; main job: {job_paper}"
+    return text
+
+
+def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
+    """The run options in groups; ``main_job`` adds the main job's values to the help."""
+
+    def opt(group: argparse._ArgumentGroup, flag: str, help: str, dest: str | None = None,
+            **kw: Any) -> None:
+        name = dest or flag.lstrip("-").replace("-", "_")
+        group.add_argument(flag, dest=name, default=None,
+                           help=f"{help} ({_default_text(name, main_job)})", **kw)
+
+    run = p.add_argument_group("what to run", "Settings resolve, lowest first: the preset "
+                               "(--preset, else the data set's own), the main job's (run "
+                               "without --protocol), then the options given.")
+    run.add_argument("--protocol", action="append", choices=PROTOCOLS,
+                     help="protocol to run (repeatable; default: the main job's five, "
+                          f"{', '.join(MAIN_JOB_PROTOCOLS)})")
+    run.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="starting configuration; options given override it (default: the "
+                          "data set's own: synthfs-small for synthfs, paper for any other)")
+    opt(run, "--seed", "run seed; every seeded stream derives from it", type=int)
+
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS + ("custom",), default=None,
+                      help=f"data set; custom reads --data-name from --data-dir "
+                           f"(default: {RunConfig.dataset})")
+    data.add_argument("--data-name", default=None,
+                      help="file stem for --dataset custom: <name>.csv and <name>-domain.json")
+    data.add_argument("--data-dir", default=None,
+                      help="folder with <name>.csv and <name>-domain.json (default for adult: "
+                           "$FLAIMSIM_ADULT_DIR, else ../shared/data/adult)")
+    data.add_argument("--label", default=None,
+                      help="target column of the downstream classifier (default: the last)")
+    opt(data, "--max-bins", "coarsen attributes to at most B values (public, data-independent)",
+        type=int, metavar="B")
+    opt(data, "--synthfs-features", "SynthFS: attributes d", type=int)
+    opt(data, "--synthfs-records", "SynthFS: records per client", type=int)
+    opt(data, "--synthfs-bins", "SynthFS: values per attribute", type=int)
+    opt(data, "--synthfs-alpha", "SynthFS: Zipf exponent of the clients' centres (smaller: "
+        "more skew)", type=float)
+
+    privacy = p.add_argument_group("privacy")
+    opt(privacy, "--epsilon", "ε of the (ε, δ)-DP guarantee, converted to a zCDP budget ρ",
+        type=float)
+    opt(privacy, "--delta", "δ of the (ε, δ)-DP guarantee", type=float)
+    opt(privacy, "--alpha", "share of each round's budget spent on measurement", type=float)
+
+    aim = p.add_argument_group("AIM")
+    opt(aim, "--rounds", "T, the number of AIM rounds", type=int, metavar="T")
+    opt(aim, "--mode", "fixed T or adaptive budget (adaptive: central only)",
+        choices=("fixed", "adaptive"))
+    opt(aim, "--workload-marginals", "random 3-way marginals in the workload W", type=int)
+    opt(aim, "--workload-seed", "seed drawing the workload marginals", type=int)
+    opt(aim, "--max-model-size", "cap on the graphical model's size in MB",
+        dest="max_model_size_mb", type=float, metavar="MB")
+    opt(aim, "--iters-round", "model-fitting iterations per round", type=int)
+    opt(aim, "--iters-final", "model-fitting iterations of the final fit", type=int)
+
+    fed = p.add_argument_group("federation")
+    opt(fed, "--clients", "K, the number of clients", type=int, metavar="K")
+    opt(fed, "--partition", "how records are split over clients; iid on synthfs keeps its "
+        "natural clients", choices=("iid", "dirichlet", "cluster", "natural"))
+    opt(fed, "--beta", "Dirichlet concentration of --partition dirichlet", type=float)
+    opt(fed, "--participation", "p, the Poisson rate at which a client takes part in a round",
+        type=float, metavar="P")
+
+    mpc = p.add_argument_group("MPC (DistAIM)")
+    opt(mpc, "--mpc", "real: MPyC server processes; model: the calibrated cost table",
+        choices=("real", "model"))
+    opt(mpc, "--servers", "compute servers (3 tolerates one corruption, 2 none)", type=int,
+        choices=(2, 3))
+    opt(mpc, "--sharing", "secret sharing of the clients' inputs",
+        choices=("shamir", "additive"))
+    opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
+        "0) or poisson (each client's, once it is first sampled)", choices=("all", "poisson"))
+
+    flaim = p.add_argument_group("FLAIM")
+    opt(flaim, "--dropout", "share of sampled clients that drop out of a round", type=float)
+    opt(flaim, "--aggregation", "secagg: SecAgg+ at an aggregator; servers: the MPC servers",
+        choices=("secagg", "servers"))
+
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default=None,
+                     help="write config.json, result.json and ledgers here (default: none)")
+
+
+def resolve_preset(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> str:
+    """The preset a run starts from: ``--preset``, else the data set's own."""
+    preset = getattr(args, "preset", None)
+    dataset = getattr(args, "dataset", None) or (defaults or {}).get("dataset")
+    if dataset == "custom":
+        dataset = getattr(args, "data_name", None) or "custom"
+    if preset is not None:
+        check_preset(preset, dataset or PRESETS[preset].get("dataset", RunConfig.dataset))
+        return preset
+    return default_preset(dataset or RunConfig.dataset)
 
 
 def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None = None
                      ) -> RunConfig:
+    """RunConfig from the preset (:func:`resolve_preset`), ``defaults`` and the options."""
     fields = set(RunConfig.__dataclass_fields__)
-    values = dict(defaults or {})
-    preset = getattr(args, "preset", None)
-    if preset is None and (getattr(args, "dataset", None) or values.get("dataset")) in (
-            None, "synthfs"):
-        preset = "synthfs-small"
-    if preset:
-        values.update(PRESETS[preset])
+    if getattr(args, "dataset", None) == "custom":
+        if not args.data_name or not args.data_dir:
+            raise ConfigError("--dataset custom needs --data-name and --data-dir")
+        if args.data_name in DATASETS:
+            raise ConfigError(f"--data-name {args.data_name!r} is a built-in data set's name; "
+                              f"use --dataset {args.data_name} --data-dir DIR, or rename")
+    values = dict(PRESETS[resolve_preset(args, defaults)])
+    values.update(defaults or {})
     for key, value in vars(args).items():
         if key in fields and value is not None and key != "protocol":
             values[key] = value
     if getattr(args, "dataset", None) == "custom":
-        if not args.data_name or not args.data_dir:
-            raise ConfigError("--dataset custom needs --data-name and --data-dir")
         values["dataset"] = args.data_name
     return RunConfig(**values)

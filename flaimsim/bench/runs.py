@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from flaimsim.protocols import RunConfig, runner
 from flaimsim.protocols.prepare import prepare
-from flaimsim.protocols.result import RunResult
+from flaimsim.protocols.result import RunResult, reference_record
 
 TABLE_COLUMNS = (
     ("protocol", "protocol", "{}"),
@@ -49,11 +49,47 @@ def _server_view(r: dict[str, Any]) -> dict[str, Any]:
     return {**r, "server_sent": sent, "server_received": received}
 
 
-def format_table(records: Sequence[dict[str, Any]]) -> str:
-    """The comparison table; "server" is the mean MPC compute server, or the aggregator."""
+def reference_rows(reference: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reference figures (:func:`~flaimsim.protocols.result.reference_record`) as rows
+    of the comparison table."""
+    return [{"protocol": "ref: real train data", "auc": reference.get("auc_real_data")},
+            {"protocol": "ref: one-way only",
+             **{key: reference.get(f"oneway_{key}") for key in (
+                 "l1_workload_error", "l1_workload_error_3way", "nll", "auc", "rho_spent")}}]
+
+
+def reference_notes(reference: dict[str, Any]) -> list[str]:
+    """How to read the reference rows, and whether the workload covers the label."""
+    label, n, m = (reference.get(k) for k in ("label", "label_in_workload",
+                                              "workload_marginals"))
+    coverage = (f"label {label!r} is in {n} of the {m} workload marginals" if n else
+                f"label {label!r} is in none of the {m} workload marginals: AIM is not asked "
+                "to keep its relation to the other attributes, so an AUC near 0.5 is expected")
+    return [coverage, "reference rows read the real data and are not private; the one-way "
+            "baseline spends the same (ε, δ) on the one-way marginals alone"]
+
+
+def format_header(config: RunConfig, preset: str | None, data: dict[str, Any]) -> str:
+    """The settings that decide a run's cost, with the preset they started from;
+    ``data`` is :meth:`PreparedData.describe`."""
+    mpc = f"mpc {config.mpc}, {config.servers} servers"
+    return "\n".join((
+        f"preset {preset or '-'}: {config.dataset} ({data['train_records']} train / "
+        f"{data['test_records']} test records, label {data['label']!r})",
+        f"K = {data['clients']} clients ({config.partition}), p = {config.participation:g}"
+        f" | W = {data['workload_marginals']} marginals, W+ = {data['candidates']} "
+        f"candidates, {data['cells']:,} cells | T = {config.rounds} | "
+        f"ε = {config.epsilon:g}, δ = {config.delta:g} | {mpc}"))
+
+
+def format_table(records: Sequence[dict[str, Any]],
+                 reference: dict[str, Any] | None = None) -> str:
+    """The comparison table; "server" is the mean MPC compute server, or the aggregator.
+    With ``reference``, its rows follow the protocols' under a rule, then its notes."""
     head = [h for _, h, _ in TABLE_COLUMNS]
+    extra = reference_rows(reference) if reference is not None else []
     rows = []
-    for r in map(_server_view, records):
+    for r in map(_server_view, [*records, *extra]):
         row = []
         for key, _, fmt in TABLE_COLUMNS:
             v = r.get(key)
@@ -66,9 +102,14 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    rule = "  ".join("-" * w for w in widths)
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[:len(records)]]
+    if reference is not None:
+        lines.append(rule)
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths))
+                  for r in rows[len(records):]]
+        lines += [f"note: {n}" for n in reference_notes(reference)]
     return "\n".join(lines)
 
 
@@ -82,11 +123,37 @@ def progress_callback(total: int, desc: str):
     return (lambda t: bar.update(1)), bar.close
 
 
+@dataclass(frozen=True)
+class RunSet:
+    """Protocols run on one prepared data set, with the reference figures computed once."""
+
+    config: RunConfig
+    preset: str | None
+    data: dict[str, Any]  # PreparedData.describe()
+    reference: dict[str, Any]  # protocols.result.reference_record
+    results: list[RunResult]
+
+    def header(self) -> str:
+        return format_header(self.config, self.preset, self.data)
+
+    def table(self) -> str:
+        return format_table([r.record for r in self.results], self.reference)
+
+
 def run_protocols(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | None = None
                   ) -> list[RunResult]:
     """Run each protocol on the same prepared data; write config.json and result.json."""
+    return run_set(base, protocols, out_dir).results
+
+
+def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | None = None,
+            preset: str | None = None) -> RunSet:
+    """Run each protocol on the same prepared data, compute the reference figures once and
+    add them to every record; write config.json and result.json (with a ``reference``
+    block)."""
     protocols = list(protocols)
     data = prepare(base)
+    reference = reference_record(base, data)
     results = []
     for name in protocols:
         config = base.replace(protocol=name)
@@ -95,14 +162,17 @@ def run_protocols(base: RunConfig, protocols: Iterable[str], out_dir: str | Path
             results.append(runner(name)(config, data=data, progress=update))
         finally:
             close()
+        results[-1].record.update(reference)
+    described = data.describe()
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        resolved = {**asdict(base), "protocols": protocols, "data": data.describe()}
+        resolved = {**asdict(base), "preset": preset, "protocols": protocols,
+                    "data": described}
         (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
         (out / "result.json").write_text(json.dumps(
-            {"config": resolved, "results": [r.record for r in results]}, indent=2,
-            default=str))
+            {"config": resolved, "reference": reference,
+             "results": [r.record for r in results]}, indent=2, default=str))
         for r in results:
             r.save(out)
-    return results
+    return RunSet(base, preset, described, reference, results)

@@ -87,11 +87,13 @@ def run_central(config: RunConfig, data: PreparedData | None = None,
     return RunResult(record, synth, ledger, loop)
 
 
-def run_oneway_baseline(config: RunConfig, data: PreparedData | None = None) -> dict[str, float]:
+def run_oneway_baseline(config: RunConfig, data: PreparedData | None = None
+                        ) -> dict[str, float | None]:
     """Reference point: a model fitted to the noisy one-way marginals alone, spending the
-    whole budget on them (σ = sqrt(d1 / (2ρ))). Returns its workload errors."""
+    whole budget on them (σ = sqrt(d1 / (2ρ))). Returns its workload errors, test NLL and
+    downstream AUC (attributes independent under it: AUC near 0.5)."""
     from flaimsim.mechanisms.accounting import cdp_rho
-    from flaimsim.mechanisms.evaluation import workload_error
+    from flaimsim.mechanisms.evaluation import downstream_auc, workload_error
 
     data = data or prepare(config)
     rho = cdp_rho(config.epsilon, config.delta)
@@ -105,4 +107,6 @@ def run_oneway_baseline(config: RunConfig, data: PreparedData | None = None) -> 
     return {"oneway_l1_workload_error": workload_error(data.train, synth,
                                                        data.workload.candidates),
             "oneway_l1_workload_error_3way": workload_error(data.train, synth, three),
+            "oneway_nll": model.nll(data.test),
+            "oneway_auc": downstream_auc(synth, data.test, data.label, seed=config.seed),
             "oneway_rho_spent": privacy.rho_spent}

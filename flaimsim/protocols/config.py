@@ -138,6 +138,25 @@ PRESETS: dict[str, dict[str, Any]] = {
                   partition="cluster", distaim_participation="poisson"),
 }
 
+
+def default_preset(dataset: str) -> str:
+    """The preset a data set starts from when neither ``--preset`` nor an option says
+    otherwise: ``synthfs-small`` for SynthFS (small enough for real MPC on a laptop),
+    ``paper`` (the authors' setting) for every other data set, a user's own included."""
+    return "synthfs-small" if dataset == "synthfs" else "paper"
+
+
+def check_preset(preset: str, dataset: str) -> None:
+    """A preset that names a data set (``synthfs-small``, ``adult-paper``, ...) applies to
+    that data set only; a clear error instead of, e.g., SynthFS's 8 marginals on a user's."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    own = PRESETS[preset].get("dataset")
+    if own is not None and own != dataset:
+        raise ConfigError(f"preset {preset!r} is for the {own} data set, not {dataset!r}; "
+                          f"use --preset {default_preset(dataset)} or leave --preset out")
+
+
 # Documented sizes of the bundled and paper data sets (records in the full file), used as the
 # public bound on N when --max-records is not given. They are facts about the published data
 # set, not about the run's (private) training split.
