@@ -81,7 +81,8 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
                       help=f"data set; custom reads --data-name from --data-dir "
                            f"(default: {RunConfig.dataset})")
     data.add_argument("--data-name", default=None,
-                      help="file stem for --dataset custom: <name>.csv and <name>-domain.json")
+                      help="file stem for --dataset custom: <name>.csv and <name>-domain.json "
+                           "(default: none)")
     data.add_argument("--data-dir", default=None,
                       help="folder with <name>.csv and <name>-domain.json (default for adult: "
                            "$FLAIMSIM_ADULT_DIR, else ../shared/data/adult)")
