@@ -12,6 +12,8 @@ import pytest
 
 from flaimsim.bench.cli import build_parser, main
 from flaimsim.bench.options import config_from_args, main_job_defaults, resolve_preset
+from flaimsim.bench.runs import run_set
+from flaimsim.mechanisms.accounting import cdp_rho
 from flaimsim.mechanisms.evaluation import label_coverage
 from flaimsim.mechanisms.workload import make_workload
 from flaimsim.protocols.config import ConfigError, RunConfig, default_preset
@@ -119,6 +121,12 @@ def test_custom_run_prints_its_preset_and_cost_settings(custom_dir, tmp_path, ca
     assert "W = 64 marginals, W+ = 119 candidates" in printed
     assert "T = 2" in printed and "ε = 1, δ = 1e-05" in printed and "mpc model" in printed
     assert "ref: real train data" in printed and "ref: one-way only" in printed
+    result = json.loads((out / "result.json").read_text())
+    ref, rec = result["reference"], result["results"][0]
+    assert {k: rec[k] for k in ref} == ref  # every record carries the same references
+    for key in ("auc_real_data", "label_in_workload", "oneway_l1_workload_error",
+                "oneway_l1_workload_error_3way", "oneway_nll", "oneway_auc"):
+        assert ref[key] is not None, key
     config = json.loads((out / "config.json").read_text())
     assert (config["preset"], config["clients"], config["workload_marginals"]) == (
         "paper", 100, 64)
@@ -140,11 +148,14 @@ def test_label_coverage_counts_marginals_with_the_label(custom_dir):
 
 
 def test_reference_rows_on_adult(adult_dir, tmp_path):
+    # The references alone (no protocol run): what result.json's block holds on Adult.
     out = tmp_path / "adult"
-    assert main(["run", "--dataset", "adult", "--data-dir", str(adult_dir), "--partition",
-                 "iid", "--max-bins", "8", *FAST, "--out", str(out)]) == 0
+    config = config_from_args(parse("--dataset", "adult", "--data-dir", str(adult_dir),
+                                    "--partition", "iid", "--max-bins", "8", *FAST[2:]))
+    assert run_set(config, [], out, preset="paper").results == []
     result = json.loads((out / "result.json").read_text())
-    ref, rec = result["reference"], result["results"][0]
+    ref = result["reference"]
+    assert result["config"]["preset"] == "paper" and result["results"] == []
     assert ref["label"] == "income>50K" and ref["workload_marginals"] == 64
     # The workload drawn afresh from the domain file (its marginals do not depend on bins).
     domain = json.loads((adult_dir / "adult-domain.json").read_text())
@@ -154,9 +165,8 @@ def test_reference_rows_on_adult(adult_dir, tmp_path):
     # independent, so its synthetic label carries no signal.
     assert ref["auc_real_data"] > 0.85
     assert abs(ref["oneway_auc"] - 0.5) < 0.1
-    assert ref["oneway_rho_spent"] == pytest.approx(rec["rho_budget"])
+    # The same budget as the protocols: ρ of (ε, δ) = (1, 1e-5), all of it spent.
+    assert ref["oneway_rho_spent"] == pytest.approx(cdp_rho(1.0, 1e-5))
     for key in ("oneway_l1_workload_error", "oneway_l1_workload_error_3way"):
         assert 0 < ref[key] <= 2
     assert math.isfinite(ref["oneway_nll"]) and ref["oneway_nll"] > 0
-    # Every record carries the same references.
-    assert {k: rec[k] for k in ref} == ref
