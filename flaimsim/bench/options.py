@@ -65,9 +65,10 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
         group.add_argument(flag, dest=name, default=None,
                            help=f"{help} ({_default_text(name, main_job)})", **kw)
 
+    job = " the main job's (run without --protocol)," if main_job else ""
     run = p.add_argument_group("what to run", "Settings resolve, lowest first: the preset "
-                               "(--preset, else the data set's own), the main job's (run "
-                               "without --protocol), then the options given.")
+                               f"(--preset, else the data set's own),{job} then the options "
+                               "given.")
     run.add_argument("--protocol", action="append", choices=PROTOCOLS,
                      help="protocol to run (repeatable; default: the main job's five, "
                           f"{', '.join(MAIN_JOB_PROTOCOLS)})")
