@@ -51,6 +51,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default=None, help="target column (default: the last)")
     p.add_argument("--iters-round", type=int, default=None)
     p.add_argument("--iters-final", type=int, default=None)
+    p.add_argument("--max-records", type=int, default=None, dest="max_records",
+                   help="public upper bound on the training records N; sets the bit lengths "
+                        "and SecAgg word widths seen on the wire (default: the data set's "
+                        "documented size; a custom file's row count, marked not public)")
     p.add_argument("--out", default=None, help="write config.json, result.json, ledgers here")
 
 
