@@ -42,9 +42,9 @@ class RecordBound:
         return {"value": self.value, "public": self.public, "source": self.source}
 
 
-NOT_PUBLIC_BOUND_NOTE = ("record bound taken from the data file's row count (no --max-records "
-                         "and no documented size): the wire widths it sets reveal its bit "
-                         "length; pass --max-records for a public bound")
+NOT_PUBLIC_BOUND_NOTE = ("record bound NOT public: taken from the data file's row count (no "
+                         "--max-records and no documented size); the wire widths it sets "
+                         "reveal its bit length; pass --max-records for a public bound")
 
 
 def record_bound(config: RunConfig, table_rows: int) -> RecordBound:

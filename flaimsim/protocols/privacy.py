@@ -39,7 +39,7 @@ def mpyc_sec_param() -> int:
     """MPyC's statistical security parameter k as the servers run it (its default)."""
     import mpyc
 
-    return int(mpyc.get_arg_parser().get_default("sec_param"))
+    return int(mpyc._get_arg_parser().get_default("sec_param"))  # private but stable
 
 
 def _noise(config: RunConfig) -> dict[str, Any]:
