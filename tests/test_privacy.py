@@ -224,3 +224,21 @@ def test_custom_data_without_bound_is_marked_not_public(tmp_path):
 
     notes = run_central(cfg).record["privacy"]["notes"]
     assert any("not public" in n.lower() for n in notes)
+
+
+def test_real_distaim_privacy_block_and_server_openings():
+    """Acceptance: real MPC (3 servers); ρ components add up to the budget, δ is the sum of
+    its terms, and every opening the servers logged has a release after its charge."""
+    from flaimsim.protocols.distaim import run_distaim
+
+    res = run_distaim(RunConfig(protocol="distaim", mpc="real", **TINY))
+    block = _check_block(res.record)
+    assert block["noise"]["randomness"].startswith("OS CSPRNG")
+    assert block["threshold"] == 1 and block["delta_terms"]["gumbel-truncation"] > 0
+    releases = [e for e in res.loop.privacy.events if e.kind == "release"]
+    reveals = res.artifacts["reveals"]
+    assert len(releases) == len(reveals)
+    assert sum(e.mechanism == "gaussian" for e in releases) == sum(
+        r["name"] == "noisy-marginal" for r in reveals)
+    assert sum(e.mechanism == "exponential" for e in releases) == sum(
+        r["name"] == "selected-index" for r in reveals)

@@ -96,6 +96,7 @@ def privacy_block(config: RunConfig, data: PreparedData, privacy: PrivacyLedger,
         "order": {"charges": sum(e.kind == "charge" for e in events),
                   "releases": sum(e.kind == "release" for e in events),
                   "refunds": sum(e.kind == "refund" for e in events),
+                  # check_order() above raised otherwise
                   "every_release_after_its_charge": True},
         "notes": out_notes,
     }
@@ -113,4 +114,19 @@ def privacy_block(config: RunConfig, data: PreparedData, privacy: PrivacyLedger,
     return block
 
 
-__all__ = ["DELTA_TERM_NOTES", "RHO_NOTES", "mpyc_sec_param", "privacy_block"]
+def format_privacy(protocol: str, block: dict[str, Any]) -> str:
+    """Two lines for the terminal: ρ by kind (summing to ρ spent) and δ by term."""
+    rho = " + ".join(f"{k} {v:.4g}" for k, v in block["rho_by_mechanism"].items())
+    delta = " + ".join(f"{k} {v:.4g}" for k, v in block["delta_terms"].items())
+    t = "" if block["threshold"] is None else f", t = {block['threshold']} of " \
+        f"{block['servers']} servers"
+    bound = block["record_bound"]
+    public = "" if bound is None else f", record bound {bound['value']} " \
+        f"({'public' if bound['public'] else 'NOT public'})"
+    return (f"privacy ({protocol}, {block['neighbouring']}{t}{public}): rho "
+            f"{block['rho_spent']:.4g} = {rho}\n  delta {block['delta']:.4g} = {delta}; "
+            f"noise {block['noise']['law']}")
+
+
+__all__ = ["DELTA_TERM_NOTES", "RHO_NOTES", "format_privacy", "mpyc_sec_param",
+           "privacy_block"]
