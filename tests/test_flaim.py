@@ -132,15 +132,23 @@ def _started_backend(protocol: str, **kw):
     return backend, data, model, privacy, ledger, sigma, eps
 
 
-def test_too_many_dropouts_fail_the_round_and_spend_nothing():
+def test_too_many_dropouts_fail_the_round_and_refund_its_gaussians():
     backend, data, model, privacy, _, sigma, eps = _started_backend("aug-flaim-private")
     spends_before = list(privacy.spends)
     assert {s.round for s in spends_before} == {0}
     backend.dropout = 0.99  # every sampled client vanishes after its masked input
     chosen = backend.select(1, list(data.workload.candidates), model, sigma, eps, privacy)
+    # The EM is charged before the choices are sent (and they were: it stays charged).
+    em = privacy.spends[-1]
+    assert em.mechanism == "exponential" and em.round == 1
     with pytest.raises(FlaimRoundError, match="round 1"):
         backend.measure(1, chosen, sigma, privacy, model)
-    assert privacy.spends == spends_before
+    assert privacy.spends == spends_before + [em]
+    refunds = [e for e in privacy.events if e.kind == "refund"]
+    assert refunds and {e.mechanism for e in refunds} == {"gaussian"}
+    assert not any(e.kind == "release" and e.round == 1 and e.mechanism == "gaussian"
+                   for e in privacy.events)
+    privacy.check_order()
 
 
 def test_model_broadcast_bytes_are_the_serialised_model():

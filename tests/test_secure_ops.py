@@ -154,7 +154,8 @@ def test_gaussian_measure_single_party_variance() -> None:
     x = np.random.default_rng(2).integers(0, 500, n)
     out = mpc.run(secure_gaussian_measure(count_secint(1000).array(x), sigma))
     assert out.parties == 1 and out.threshold == 0
-    assert out.variance == pytest.approx(added_variance(sigma, 1, 0)) == pytest.approx(sigma ** 2 + 1 / 12)
+    # One party: the discrete Gaussian N_Z(0, σ²), whose variance is σ² to ~exp(−2π²σ²).
+    assert out.variance == pytest.approx(added_variance(sigma, 1, 0)) == pytest.approx(sigma ** 2)
     noise = out.values - x
     assert np.all(noise == np.rint(noise))
     assert abs(noise.mean()) < 4.5 * math.sqrt(out.variance / n)

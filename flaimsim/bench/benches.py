@@ -44,4 +44,7 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
     if what == "secagg":
         from flaimsim.bench.secagg_bench import bench_secagg
         return bench_secagg()
+    if what == "noise":
+        from flaimsim.bench.noise_bench import bench_noise
+        return bench_noise()
     raise ValueError(f"unknown benchmark {what!r}")

@@ -34,6 +34,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in runs.results:
         for note in r.notes:
             print(f"note ({r.record['protocol']}): {note}")
+    from flaimsim.protocols.privacy import format_privacy
+
+    for r in runs.results:
+        print(format_privacy(r.record["protocol"], r.record["privacy"]))
     if args.out:
         print(f"wrote {args.out}/config.json and {args.out}/result.json")
     return 0
@@ -54,21 +58,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
     from flaimsim.parties.mpc.cost_model import cache_dir, calibrate, load_or_calibrate
     from flaimsim.protocols.distaim import score_bound
-    from flaimsim.protocols.prepare import prepare
+    from flaimsim.protocols.prepare import prepare, wire_record_bound
     from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
 
     config = config_from_args(args, {"protocol": "distaim"})
     data = prepare(config)
+    max_count = wire_record_bound(data)  # DistAIM's widths come from the public bound
     sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
                               config.rounds + len(data.workload.one_ways), config.alpha).sigma
-    bound = score_bound(data.workload, data.train.n, sigma)
+    bound = score_bound(data.workload, max_count, sigma)
     if args.table:
-        table = calibrate(config.servers, data.train.n, bound)
+        table = calibrate(config.servers, max_count, bound)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
     else:
-        table, _ = load_or_calibrate(config.servers, data.train.n, bound)
+        table, _ = load_or_calibrate(config.servers, max_count, bound)
         where = str(cache_dir())
     summary = {"table": where, "key": table.key, "mpyc_version": table.mpyc_version,
                "count_bits": table.count_bits, "element_bytes": table.element_bytes,
@@ -94,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_run, main_job=True)
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
-    p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg"))
+    p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
+                                                "noise"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
     p_bench.set_defaults(func=cmd_bench)

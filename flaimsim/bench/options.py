@@ -102,6 +102,11 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
         type=float)
     opt(privacy, "--delta", "δ of the (ε, δ)-DP guarantee", type=float)
     opt(privacy, "--alpha", "share of each round's budget spent on measurement", type=float)
+    privacy.add_argument("--max-records", type=int, default=None, dest="max_records",
+                         help="public upper bound on the training records N; sets the bit "
+                              "lengths and SecAgg word widths seen on the wire (default: the "
+                              "data set's documented size; a custom file's row count, marked "
+                              "not public)")
 
     aim = p.add_argument_group("AIM")
     opt(aim, "--rounds", "T, the number of AIM rounds", type=int, metavar="T")

@@ -8,15 +8,31 @@ Conversion (Canonne, Kamath, Steinke 2020, Prop. 12): ρ-zCDP implies (ε, δ)-D
 and the budget ρ for a target (ε, δ) is the largest ρ with δ(ρ, ε) ≤ δ, found by bisection.
 
 Costs, each for neighbouring data sets differing by one record (add/remove):
-- Gaussian mechanism with L2 sensitivity Δ₂ and std σ: Δ₂² / (2σ²);
+- discrete Gaussian N_Z(0, σ²) on a vector of L2 sensitivity Δ₂: Δ₂² / (2σ²) exactly
+  (Canonne, Kamath, Steinke 2020, Thm. 4); every protocol's noise is this law;
+- a sum of n independent N_Z(0, σ²/n) shares (DistAIM's honest servers): Δ₂²/(2σ²) plus the
+  slack of :func:`distributed_noise_slack` (Kairouz, Liu, Steinke 2021), charged as its own
+  spend kind ``dgauss-sum-slack``;
 - exponential mechanism with parameter ε (utility sensitivity folded into ε): ε²/8
   (bounded-range analysis, Cesar & Rogers 2021).
+
+Order: a mechanism charges the ledger before its output is released; ``release`` names the
+charge that pays for it and fails without one (:class:`PrivacyOrderError`). A charge is
+refunded only if nothing it paid for was released.
+
+δ terms beyond the zCDP conversion: a mechanism whose output law is within total variation τ
+of its ideal law (e.g. the secure EM's Gumbel noise capped at B bits) records τ with
+``add_deviation``. Coupling the actual run with the ideal one, the run's output is within
+τ_run = Σ τ of the ideal run's for every data set, so (ε, δ)-DP of the ideal run gives
+(ε, δ + (1 + e^ε)·τ_run)-DP of the actual one (:meth:`PrivacyLedger.delta_terms`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+NEIGHBOURING = "add/remove one record"
 
 
 
@@ -69,6 +85,34 @@ def gaussian_cost(sigma: float, l2_sensitivity: float = 1.0) -> float:
     return l2_sensitivity ** 2 / (2 * sigma ** 2)
 
 
+def distributed_noise_slack(sigma: float, honest: int, cells: int) -> float:
+    """Extra ρ of a sum of ``honest`` = n i.i.d. N_Z(0, σ²/n) shares over the ideal 1/(2σ²).
+
+    Kairouz, Liu, Steinke 2021 (The Distributed Discrete Gaussian Mechanism for Federated
+    Learning with Secure Aggregation), Prop. 14 / Thm. 11 with per-share s² = σ²/n (s ≥ 1/2),
+    sensitivities Δ₁ = Δ₂ = 1 (one record changes one cell of a count vector by one) and d
+    cells: the sum is ρ-zCDP with ρ = ½(Δ₂/(√n s) + τ√d)² or ½(Δ₂²/(n s²) + 2Δ₁τ/(√n s) + τ²d),
+    τ = 10·Σ_{k=1}^{n−1} exp(−2π² s² k/(k+1)). Since √n s = σ the smaller of the two is
+    1/(2σ²) + τ/σ + τ²d/2 (d ≥ 1); this returns τ/σ + τ²d/2 (0 for n = 1: CKS20 exactly).
+    """
+    if not sigma > 0 or honest < 1 or cells < 1:
+        raise ValueError(f"need sigma > 0, honest >= 1, cells >= 1; got {sigma}, {honest}, "
+                         f"{cells}")
+    s2 = sigma ** 2 / honest
+    if s2 < 0.25:
+        raise BudgetError(f"KLS21's bound needs per-share s >= 1/2, got s^2 = {s2:.3g}")
+    tau = 10 * math.fsum(math.exp(-2 * math.pi ** 2 * s2 * k / (k + 1))
+                         for k in range(1, honest))
+    return tau / sigma + tau ** 2 * cells / 2
+
+
+def gumbel_truncation_tv(candidates: int, bits: int) -> float:
+    """Total variation of a secure Gumbel-max EM whose geometric parts K, J are capped at B
+    bits from the uncapped one: each capped Geom(1/2) moves mass 2^−(B+1), two per candidate,
+    so ≤ k·2^−B; we state secure_em's rounder 2k·2^−B."""
+    return 2 * candidates * 2.0 ** -bits
+
+
 def exponential_cost(epsilon: float) -> float:
     """zCDP cost ε²/8 of the exponential mechanism (bounded range)."""
     if epsilon < 0:
@@ -112,20 +156,40 @@ class AimSchedule:
             self.epsilon_select)
 
 
+class PrivacyOrderError(RuntimeError):
+    """An output released before the charge that pays for it, or a refund after release."""
+
+
 @dataclass(frozen=True)
 class Spend:
     round: int
     mechanism: str
     rho: float
     detail: str = ""
+    charge: int = -1          # event sequence number of the charge
+
+
+@dataclass(frozen=True)
+class PrivacyEvent:
+    """One entry of the ledger's order log: a charge, a release, a refund or a deviation."""
+
+    seq: int
+    kind: str                 # charge | release | refund | deviation
+    round: int
+    mechanism: str
+    charge: int = -1          # the charge this event refers to (releases, refunds)
+    value: float = 0.0        # ρ of a charge or refund; τ of a deviation
+    detail: str = ""
 
 
 @dataclass
 class PrivacyLedger:
-    """Running zCDP spend against a budget ρ; refuses any spend that would exceed it."""
+    """Running zCDP spend against a budget ρ; refuses any spend that would exceed it, and
+    any release whose charge is missing (module docstring: order, refunds, deviations)."""
 
     rho_budget: float
     spends: list[Spend] = field(default_factory=list)
+    events: list[PrivacyEvent] = field(default_factory=list)
     # Floating-point slack only: schedules are built to spend exactly ρ.
     tolerance: float = 1e-9
 
@@ -140,21 +204,105 @@ class PrivacyLedger:
     def can_spend(self, rho: float) -> bool:
         return self.rho_spent + rho <= self.rho_budget * (1 + self.tolerance)
 
-    def spend(self, round: int, mechanism: str, rho: float, detail: str = "") -> None:
+    def _log(self, kind: str, round: int, mechanism: str, charge: int = -1,
+             value: float = 0.0, detail: str = "") -> int:
+        seq = len(self.events)
+        self.events.append(PrivacyEvent(seq, kind, int(round), mechanism, charge, float(value),
+                                        detail))
+        return seq
+
+    def spend(self, round: int, mechanism: str, rho: float, detail: str = "") -> int:
+        """Charge ρ; returns the charge's id for :meth:`release` / :meth:`refund`."""
         if rho < 0:
             raise ValueError("a spend cannot be negative")
         if not self.can_spend(rho):
             raise BudgetError(
                 f"round {round}: {mechanism} costs rho={rho:.6g} but only "
                 f"{max(self.rho_remaining, 0):.6g} of {self.rho_budget:.6g} remains")
-        self.spends.append(Spend(int(round), mechanism, float(rho), detail))
+        seq = self._log("charge", round, mechanism, value=rho, detail=detail)
+        self.spends.append(Spend(int(round), mechanism, float(rho), detail, seq))
+        return seq
 
     def spend_gaussian(self, round: int, sigma: float, detail: str = "",
-                       l2_sensitivity: float = 1.0) -> None:
-        self.spend(round, "gaussian", gaussian_cost(sigma, l2_sensitivity), detail)
+                       l2_sensitivity: float = 1.0, honest_shares: int = 1,
+                       cells: int = 1) -> int:
+        """Charge a discrete Gaussian measurement of parameter σ; with ``honest_shares`` = n > 1
+        (a sum of n shares N_Z(0, σ²/n)) also KLS21's slack as kind ``dgauss-sum-slack``."""
+        charge = self.spend(round, "gaussian", gaussian_cost(sigma, l2_sensitivity), detail)
+        if honest_shares > 1:
+            self.spend(round, "dgauss-sum-slack",
+                       l2_sensitivity ** 2 * distributed_noise_slack(
+                           sigma / l2_sensitivity, honest_shares, cells), detail)
+        return charge
 
-    def spend_exponential(self, round: int, epsilon: float, detail: str = "") -> None:
-        self.spend(round, "exponential", exponential_cost(epsilon), detail)
+    def spend_exponential(self, round: int, epsilon: float, detail: str = "") -> int:
+        return self.spend(round, "exponential", exponential_cost(epsilon), detail)
+
+    def release(self, charge: int, what: str) -> int:
+        """Record that an output paid for by ``charge`` left the mechanism (after the charge)."""
+        paid = [e for e in self.events if e.seq == charge and e.kind == "charge"]
+        if not paid:
+            raise PrivacyOrderError(f"{what} released without a prior charge (id {charge})")
+        if any(e.kind == "refund" and e.charge == charge for e in self.events):
+            raise PrivacyOrderError(f"{what} released on a refunded charge (id {charge})")
+        return self._log("release", paid[0].round, paid[0].mechanism, charge, detail=what)
+
+    def refund(self, charge: int, reason: str) -> None:
+        """Undo ``charge`` (and the slack charged with it) if nothing it paid was released."""
+        if any(e.kind == "release" and e.charge == charge for e in self.events):
+            raise PrivacyOrderError(f"charge {charge} paid for a release: no refund ({reason})")
+        first = next((i for i, s in enumerate(self.spends) if s.charge == charge), None)
+        if first is None:
+            raise PrivacyOrderError(f"no charge {charge} to refund")
+        undone = [self.spends[first]]
+        rest = self.spends[first + 1:first + 2]
+        if rest and rest[0].mechanism == "dgauss-sum-slack":
+            undone += rest
+        for s in undone:
+            self.spends.remove(s)
+            self._log("refund", s.round, s.mechanism, s.charge, s.rho, reason)
+
+    def add_deviation(self, round: int, mechanism: str, tv: float, detail: str = "") -> None:
+        """Record a mechanism's total-variation distance τ from its ideal law (a δ term)."""
+        if not tv >= 0:
+            raise ValueError(f"a total variation must be >= 0, got {tv}")
+        self._log("deviation", round, mechanism, value=tv, detail=detail)
+
+    def check_order(self) -> None:
+        """Every release comes after its charge, and no refunded charge was released."""
+        charged = {e.seq: e for e in self.events if e.kind == "charge"}
+        refunded = {e.charge for e in self.events if e.kind == "refund"}
+        for e in self.events:
+            if e.kind != "release":
+                continue
+            if e.charge not in charged or charged[e.charge].seq >= e.seq:
+                raise PrivacyOrderError(f"release {e.seq} ({e.detail}) precedes its charge")
+            if e.charge in refunded:
+                raise PrivacyOrderError(f"release {e.seq} ({e.detail}) on a refunded charge")
+
+    def rho_by_mechanism(self) -> dict[str, float]:
+        kinds: dict[str, list[float]] = {}
+        for s in self.spends:
+            kinds.setdefault(s.mechanism, []).append(s.rho)
+        return {k: float(math.fsum(v)) for k, v in kinds.items()}
+
+    def deviation_by_mechanism(self) -> dict[str, float]:
+        kinds: dict[str, list[float]] = {}
+        for e in self.events:
+            if e.kind == "deviation":
+                kinds.setdefault(e.mechanism, []).append(e.value)
+        return {k: float(math.fsum(v)) for k, v in kinds.items()}
+
+    def delta_terms(self, epsilon: float) -> dict[str, float]:
+        """δ components at ε: the zCDP conversion of the ρ spent, and (1 + e^ε)·τ per
+        deviating mechanism kind (module docstring)."""
+        terms = {"zcdp_conversion": cdp_delta(self.rho_spent, epsilon)}
+        for kind, tv in self.deviation_by_mechanism().items():
+            terms[kind] = (1 + math.exp(epsilon)) * tv
+        return terms
 
     def to_records(self) -> list[dict]:
         return [s.__dict__.copy() for s in self.spends]
+
+    def event_records(self) -> list[dict]:
+        return [e.__dict__.copy() for e in self.events]

@@ -1,20 +1,35 @@
-"""Plain reference DP mechanisms: Gaussian and exponential (the secure versions under MPC
-sample from the same distributions; see ``parties/secure_ops``).
+"""Plain reference DP mechanisms: the (discrete) Gaussian and the exponential mechanism
+(the secure versions under MPC sample from the same distributions; see ``parties/mpc``).
 
 Neighbouring relation everywhere: add/remove one record. Costs in zCDP are in
-:mod:`flaimsim.mechanisms.accounting`.
+:mod:`flaimsim.mechanisms.accounting`. The Gaussian noise of every protocol is the discrete
+Gaussian N_Z(0, σ²) of :mod:`flaimsim.mechanisms.discrete_gaussian` (exact sampler).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from flaimsim.mechanisms.discrete_gaussian import (UniformSource, discrete_gaussian_variance,
+                                                   sample_discrete_gaussian)
 
-def gaussian_mechanism(x: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """y = x + N(0, σ² I). L2 sensitivity of a count vector under add/remove: 1."""
-    if sigma <= 0:
+
+def gaussian_mechanism(x: np.ndarray, sigma: float,
+                       rng: "np.random.Generator | UniformSource") -> np.ndarray:
+    """y = x + N_Z(0, σ² I) for an integer vector x (int64 out). L2 sensitivity of a count
+    vector under add/remove: 1, so Δ²/(2σ²) = 1/(2σ²)-zCDP (CKS20)."""
+    if not sigma > 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    return np.asarray(x, dtype=float) + rng.normal(0.0, sigma, size=np.shape(x))
+    x = np.asarray(x)
+    xi = np.rint(x).astype(np.int64)
+    if not np.array_equal(xi, x):
+        raise ValueError("the discrete Gaussian mechanism needs integer counts")
+    return xi + sample_discrete_gaussian(sigma ** 2, np.shape(x), rng)
+
+
+def gaussian_noise_variance(sigma: float) -> float:
+    """The variance actually added by :func:`gaussian_mechanism` (≤ σ², = σ² to ~e^−2π²σ²)."""
+    return discrete_gaussian_variance(sigma ** 2)
 
 
 def exponential_mechanism(scores: np.ndarray, epsilon: float, sensitivity: float,

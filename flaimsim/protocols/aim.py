@@ -29,7 +29,11 @@ Clique = tuple[str, ...]
 
 
 class SelectMeasure(Protocol):
-    """The pluggable half of a round: selection and measurement with their own privacy."""
+    """The pluggable half of a round: selection and measurement with their own privacy.
+
+    Every method charges ``privacy`` BEFORE its output is released and then calls
+    ``privacy.release(charge, what)``; a release without its charge raises
+    ``PrivacyOrderError``, and the loop re-checks the order log at the end."""
 
     def n_measurements(self, rounds: int, d1: int) -> int:
         """Gaussian measurements of σ that the schedule must pay for."""
@@ -113,6 +117,7 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
     t0 = time.perf_counter()
     model.fit(measurements, iters=config.iters_final)
     times.estimate_s += time.perf_counter() - t0
+    privacy.check_order()
     return LoopResult(model, measurements, privacy, selected, schedule, times, config.rounds)
 
 
@@ -150,4 +155,5 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
     t0 = time.perf_counter()
     model.fit(measurements, iters=config.iters_final)
     times.estimate_s += time.perf_counter() - t0
+    privacy.check_order()
     return LoopResult(model, measurements, privacy, selected, None, times, t)

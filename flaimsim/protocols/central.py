@@ -3,7 +3,10 @@
 No communication: the ledger stays empty and every communication field is null.
 Selection is the plain exponential mechanism over the shared AIM score
 (:mod:`flaimsim.mechanisms.scores`, Δ = max_r w_r under add/remove), measurement the plain
-Gaussian mechanism (L2 sensitivity 1 per marginal).
+discrete Gaussian mechanism N_Z(0, σ²) (L2 sensitivity 1 per marginal; exact sampler driven by
+the seeded ``mechanisms`` stream, so a run is reproducible from its seed). The model is fitted
+with the variance of the law actually sampled (≤ σ²). Each mechanism charges the privacy
+ledger before its output is released.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 
 from flaimsim.mechanisms.accounting import PrivacyLedger
 from flaimsim.mechanisms.data import Table
-from flaimsim.mechanisms.dp import exponential_mechanism, gaussian_mechanism
+from flaimsim.mechanisms.dp import (exponential_mechanism, gaussian_mechanism,
+                                    gaussian_noise_variance)
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import aim_score_from_l1, score_sensitivity
 from flaimsim.mechanisms.workload import Workload
@@ -45,10 +49,12 @@ class CuratorBackend:
     def _measure(self, round: int, cliques: Sequence[Clique], sigma: float,
                  privacy: PrivacyLedger) -> list[Measurement]:
         out = []
+        std = float(np.sqrt(gaussian_noise_variance(sigma)))
         for c in cliques:
-            privacy.spend_gaussian(round, sigma, "|".join(c))
-            out.append(Measurement(c, gaussian_mechanism(self.table.marginal(c), sigma,
-                                                         self.rng), sigma))
+            charge = privacy.spend_gaussian(round, sigma, "|".join(c))
+            noisy = gaussian_mechanism(self.table.marginal(c), sigma, self.rng)
+            privacy.release(charge, f"noisy marginal {'|'.join(c)}")
+            out.append(Measurement(c, noisy.astype(float), std))
         return out
 
     def measure_initial(self, one_ways, sigma, privacy):
@@ -59,10 +65,11 @@ class CuratorBackend:
         sizes = np.array([self.workload.n_cells(c) for c in candidates])
         scores = aim_score_from_l1(l1_distances(self.table, candidates, model), sigma, sizes,
                                    weights)
-        privacy.spend_exponential(round, epsilon, f"{len(candidates)} candidates")
+        charge = privacy.spend_exponential(round, epsilon, f"{len(candidates)} candidates")
         # Δ over the whole candidate set (public), not only the kept ones.
         idx = exponential_mechanism(scores, epsilon, score_sensitivity(self.workload.weights),
                                     self.rng)
+        privacy.release(charge, "selected index")
         return [candidates[idx]]
 
     def measure(self, round, cliques, sigma, privacy, model):

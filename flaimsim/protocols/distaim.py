@@ -12,8 +12,11 @@ Steps per run (each a ledger phase):
    mode that total lags behind a growing contributor set: it costs no budget but biases the
    score until the model catches up.
 3. select: secure exponential mechanism; only the index is opened.
-4. measure: every server inputs Gaussian noise; only the noisy marginal is opened. The model
-   is fitted with the noise variance actually added (m σ²/(m − t) + m/12).
+4. measure: every server inputs a discrete Gaussian share N_Z(0, σ²/(m − t)); only the noisy
+   marginal is opened. The model is fitted with the noise variance actually added
+   (m·Var N_Z(0, σ²/(m − t)), ``secure_noise.added_variance``). Each selection and
+   measurement is charged to the privacy ledger before the servers open its output; the
+   honest shares' sum is charged with KLS21's slack and the Gumbel cap's δ term is recorded.
 
 Budget: exactly central AIM's (σ, ε_t over T + d1 measurements), as if a curator held the
 contributors' union. The secure EM is a fixed-point approximation whose bounded-range
@@ -30,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from flaimsim.mechanisms.accounting import PrivacyLedger
+from flaimsim.mechanisms.accounting import PrivacyLedger, gumbel_truncation_tv
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import score_sensitivity
 from flaimsim.mechanisms.workload import Workload
@@ -38,7 +41,7 @@ from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEn
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
-from flaimsim.protocols.prepare import PreparedData, prepare
+from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
 
 Clique = tuple[str, ...]
@@ -125,11 +128,15 @@ class DistAimBackend:
     def _measure(self, round: int, cliques: Sequence[Clique], sigma: float,
                  privacy: PrivacyLedger) -> list[Measurement]:
         out = []
+        honest = self.config.servers - self.config.threshold
         for c in cliques:
             i = self.index[c]
+            # Charge first (the servers open the noisy marginal inside engine.measure).
+            charge = privacy.spend_gaussian(round, sigma, "|".join(c), honest_shares=honest,
+                                            cells=int(self.lengths[i]))
             values, variance = self.engine.measure(round, int(self.offsets[i]),
                                                    int(self.lengths[i]), sigma)
-            privacy.spend_gaussian(round, sigma, "|".join(c))
+            privacy.release(charge, f"noisy marginal {'|'.join(c)}")
             out.append(Measurement(c, values.astype(float), math.sqrt(variance)))
         return out
 
@@ -148,9 +155,16 @@ class DistAimBackend:
         self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, sigma,
                           [self.workload.weights[i] for i in idx],
                           score_bound(self.workload, self.max_count, sigma))
-        privacy.spend_exponential(round, epsilon, f"{len(candidates)} candidates (secure)")
+        from flaimsim.parties.mpc.secure_em import GEOMETRIC_BITS
+
+        charge = privacy.spend_exponential(round, epsilon,
+                                           f"{len(candidates)} candidates (secure)")
+        privacy.add_deviation(round, "gumbel-truncation",
+                              gumbel_truncation_tv(len(candidates), GEOMETRIC_BITS),
+                              f"{len(candidates)} candidates, B = {GEOMETRIC_BITS} bits")
         choice, eps_eff = self.engine.select(round, secure_em_epsilon(epsilon),
                                              score_sensitivity(self.workload.weights))
+        privacy.release(charge, "selected index")
         self.effective_epsilons.append(eps_eff)
         return [candidates[choice]]
 
@@ -184,8 +198,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     """DistAIM with ``config.servers`` compute servers (``--mpc real`` or ``model``)."""
     start = time.perf_counter()
     data = data or prepare(config)
-    # A public upper bound on every aggregate count: the number of training records.
-    max_count = data.train.n
+    # A public upper bound on every aggregate count (sets the wire-visible bit lengths).
+    max_count = wire_record_bound(data)
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
     from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho

@@ -24,11 +24,14 @@ Gaussians for Private's proxy. Measurements paid: T + d1 (Naive, Oracle) and
 T + d1 + d1·(T − 1) (Private); σ and ε_t come from :meth:`AimSchedule.fixed`. AugFLAIM
 (Oracle) uses the true heterogeneity from the union of all clients' data: NOT private.
 
-Charging happens only after every secure aggregation of the round succeeded. If one fails
-(too many dropouts), :class:`FlaimRoundError` is raised and the round is charged nothing: no
-noisy sum exists and the choices (seen by the aggregator only) influence no released output.
-The aggregator itself learns the exact sums before adding noise (central-noise FLAIM), so DP
-protects what it releases, not what it sees.
+Charge before release: the round's exponential mechanism is charged before the clients run
+their local EMs (their choices reach the aggregator in the clear), and the round's Gaussians
+before the secure aggregations start. If an aggregation fails (too many dropouts),
+:class:`FlaimRoundError` is raised and the Gaussians are refunded: no noisy sum was released
+(the aggregator only ever held exact sums, which it sees in any case). The EM stays charged:
+its choices were sent. The aggregator itself learns the exact sums before adding noise
+(central-noise FLAIM), so DP protects what it releases, not what it sees. The noise is the
+discrete Gaussian N_Z(0, σ²); the model is fitted with its exact variance.
 
 Dropouts: each round, round(dropout·|S|) sampled clients, drawn from the seeded ``dropout``
 stream, vanish after sending their masked inputs (secagg's ``late_dropout``): their inputs
@@ -57,6 +60,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from flaimsim.mechanisms.accounting import PrivacyLedger
+from flaimsim.mechanisms.dp import gaussian_noise_variance
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_noise, broadcast_model,
                                   choose_covers, poisson_sample, secure_sum, send_choice)
@@ -66,7 +70,7 @@ from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.secagg.protocol import SecAggError
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
-from flaimsim.protocols.prepare import PreparedData, prepare
+from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
 
 Clique = tuple[str, ...]
@@ -112,6 +116,11 @@ def population_measurement(clique: Clique, noisy: np.ndarray, sigma: float,
     return Measurement(clique, noisy * f, sigma * f)
 
 
+def noise_std(sigma: float) -> float:
+    """Std of the noise the aggregator actually adds (the discrete Gaussian's, ≤ σ)."""
+    return float(np.sqrt(gaussian_noise_variance(sigma)))
+
+
 def sum_records_estimate(noisy: np.ndarray, sigma: float) -> float:
     """n̂ = max(Σ y, σ·sqrt(n_r), 1): the records behind a noisy sum, bounded below."""
     return float(max(noisy.sum(), sigma * np.sqrt(noisy.size), 1.0))
@@ -144,8 +153,9 @@ class FlaimBackend:
         self.min_group = MIN_GROUP if config.dropout == 0 else MIN_GROUP_WITH_DROPOUT
         fed = data.federation
         self.clients = [FLClient(k, fed.client(k)) for k in range(fed.n_clients)]
-        # Public bound on any count a client submits (sets the secagg word width).
-        self.max_value = int(fed.client_sizes().max())
+        # Public bound on any count a client submits (sets the secagg word width): the
+        # record bound, not max n_k (private under add/remove).
+        self.max_value = wire_record_bound(data)
         self.index = {c: i for i, c in enumerate(self.workload.candidates)}
         self.weights = dict(zip(self.workload.candidates, self.workload.weights))
         self.delta_local = local_sensitivity(variant, max(self.workload.weights))
@@ -168,7 +178,8 @@ class FlaimBackend:
         if config.aggregation == "servers":
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
 
-            self.servers = ServerAggregation(config.servers, self.max_value * fed.n_clients,
+            # Every sum is over disjoint clients' records: at most the record bound.
+            self.servers = ServerAggregation(config.servers, self.max_value,
                                              config.party_timeout_s)
 
     # ---- schedule -------------------------------------------------------------------------
@@ -210,16 +221,19 @@ class FlaimBackend:
             start += n
         return out, len(one_ways)
 
-    def _release_one_ways(self, round: int, parts, sigma: float, tag: str
-                          ) -> list[Measurement]:
+    def _release_one_ways(self, round: int, parts, sigma: float, tag: str,
+                          charges: Sequence[int]) -> list[Measurement]:
         out = []
         noisy_parts = [(c, total, res, add_noise(total, sigma, self.rng_noise))
                        for c, total, res in parts]
+        for (c, *_), charge in zip(parts, charges):
+            self.privacy.release(charge, f"noisy {tag} one-way {c[0]}")
+        std = noise_std(sigma)
         records = max(float(np.mean([y.sum() for *_, y in noisy_parts])), 1.0)
         if round == 0:
             self.population = records * len(self.clients) / len(parts[0][2].contributors)
         for c, total, res, noisy in noisy_parts:
-            out.append(population_measurement(c, noisy, sigma,
+            out.append(population_measurement(c, noisy, std,
                                               records if self.scale else None,
                                               self.population if self.scale else None))
             if self.variant == "private":
@@ -253,9 +267,8 @@ class FlaimBackend:
         info = RoundInfo(0, tuple(int(k) for k in sampled), late_dropped=late)
         parts, d1 = self._one_ways(0, sampled, late, sigma, None)
         info.secagg_seconds = time.perf_counter() - t0
-        for c in one_ways:
-            privacy.spend_gaussian(0, sigma, "|".join(c))
-        out = self._release_one_ways(0, parts, sigma, "initial")
+        charges = [privacy.spend_gaussian(0, sigma, "|".join(c)) for c in one_ways]
+        out = self._release_one_ways(0, parts, sigma, "initial", charges)
         info.seconds = time.perf_counter() - t0
         self.rounds.append(info)
         return out
@@ -263,11 +276,14 @@ class FlaimBackend:
     def select(self, round: int, candidates: Sequence[Clique], model: GraphicalModel,
                sigma: float, epsilon: float, privacy: PrivacyLedger) -> list[Clique]:
         """Sample, broadcast, run every sampled client's local EM; collect the choices.
-        Nothing is charged here: the round is charged once its aggregations succeed."""
+        The round's EM is charged (parallel composition over clients) before any choice
+        is sent."""
         self.privacy = privacy
         t0 = time.perf_counter()
         sampled = poisson_sample(len(self.clients), self.config.participation,
                                  self.rng_sampling)
+        em_charge = privacy.spend_exponential(round, epsilon,
+                                              f"{len(sampled)} local EMs (parallel)")
         info = RoundInfo(round, tuple(int(k) for k in sampled))
         info.broadcast_bytes = broadcast_model(model, sampled, self.ledger, round)
         cands = [c for c in candidates if len(c) > 1] if self.variant == "private" \
@@ -287,6 +303,7 @@ class FlaimBackend:
                                proxy)
             idx = cl.choose(cands, scores, epsilon, self.delta_local, self.rng_select)
             arrived = send_choice(int(k), self.index[cands[idx]], self.ledger, round)
+            privacy.release(em_charge, f"client {int(k)}'s choice")
             info.choices[int(k)] = self.workload.candidates[arrived]
         info.seconds = time.perf_counter() - t0
         self._pending = (info, epsilon, sigma)
@@ -303,37 +320,47 @@ class FlaimBackend:
         t0 = time.perf_counter()
         sampled = info.sampled
         info.late_dropped = late = self._late_dropouts(sampled)
+        with_proxy = self.variant == "private" and round < self.config.rounds
+        # Charge the round's Gaussians (parallel composition over clients) before any sum
+        # exists; refunded below if an aggregation fails, as then nothing is released.
+        charge = privacy.spend_gaussian(round, sigma, "parallel: " + ", ".join(
+            "|".join(r) for r in cliques))
+        proxy_charges = [privacy.spend_gaussian(round, sigma, "proxy " + c[0])
+                         for c in self.workload.one_ways] if with_proxy else []
         sums: list[tuple[Clique, SecureSum]] = []
-        for r in cliques:
-            group = [k for k in sampled if info.choices[k] == r]
-            vectors = {k: self.clients[k].marginal(r) for k in group}
-            need = min(self.min_group, len(sampled)) - len(group)
-            covers = choose_covers(group, sampled, need, self.rng_cover) if need > 0 else ()
-            for c in covers:
-                vectors[c] = np.zeros(self.workload.n_cells(r), dtype=np.int64)
-            sums.append((r, self._secure(round, vectors, late, f"marginal {'|'.join(r)}",
-                                         covers=covers)))
         proxy_parts = None
-        if self.variant == "private" and round < self.config.rounds:
-            proxy_parts, _ = self._one_ways(round, sampled, late, sigma, "proxy")
+        try:
+            for r in cliques:
+                group = [k for k in sampled if info.choices[k] == r]
+                vectors = {k: self.clients[k].marginal(r) for k in group}
+                need = min(self.min_group, len(sampled)) - len(group)
+                covers = choose_covers(group, sampled, need, self.rng_cover) \
+                    if need > 0 else ()
+                for c in covers:
+                    vectors[c] = np.zeros(self.workload.n_cells(r), dtype=np.int64)
+                sums.append((r, self._secure(round, vectors, late, f"marginal {'|'.join(r)}",
+                                             covers=covers)))
+            if with_proxy:
+                proxy_parts, _ = self._one_ways(round, sampled, late, sigma, "proxy")
+        except FlaimRoundError:
+            for ch in [charge, *proxy_charges]:
+                privacy.refund(ch, f"round {round}: secure aggregation failed, nothing "
+                               "released")
+            raise
         info.secagg_seconds = time.perf_counter() - t0
-        # Every aggregation succeeded: charge the round (parallel composition over clients).
-        privacy.spend_exponential(round, epsilon, f"{len(sampled)} local EMs (parallel)")
-        privacy.spend_gaussian(round, sigma, "parallel: " + ", ".join("|".join(r)
-                                                                       for r in cliques))
         out = []
+        std = noise_std(sigma)
         for r, res in sums:
             noisy = add_noise(res.sum, sigma, self.rng_noise)
+            privacy.release(charge, f"noisy sum {'|'.join(r)}")
             out.append(population_measurement(
-                r, noisy, sigma, sum_records_estimate(noisy, sigma) if self.scale else None,
+                r, noisy, std, sum_records_estimate(noisy, sigma) if self.scale else None,
                 self.population if self.scale else None))
             self.records.append(AggregateRecord(
                 round, r, res.contributors, res.covers, res.late_dropped, "choice",
                 np.array(res.sum) if self.audit else None, res if self.audit else None))
         if proxy_parts is not None:
-            for c, _, _ in proxy_parts:
-                privacy.spend_gaussian(round, sigma, "proxy " + c[0])
-            out += self._release_one_ways(round, proxy_parts, sigma, "proxy")
+            out += self._release_one_ways(round, proxy_parts, sigma, "proxy", proxy_charges)
         info.seconds += time.perf_counter() - t0
         self.rounds.append(info)
         return out

@@ -4,6 +4,16 @@ federate, and build the workload.
 SynthFS keeps its natural clients (the generator's own client per record); other data sets
 are federated by the configured partition. The train/test split is over records, and each
 client keeps its training records only.
+
+Record bound: every width that shows on the wire (DistAIM's count bit length, FLAIM's SecAgg
+word width) comes from a bound on the number of training records N, never from N itself,
+which is private under add/remove DP. It is ``--max-records`` if given, else the data set's
+documented size (:func:`flaimsim.protocols.config.public_record_bound`); data with more
+training records than the bound is refused. A custom data set with no documented size and no
+``--max-records`` uses its file's row count, marked NOT public (``RecordBound.public``): the
+run works and says in its privacy block that the wire widths reveal ⌊log₂⌋ of the file's size.
+We chose this over refusing to run: it leaks only a bit length, and only of the whole file
+(before the split), and the claim printed with the result names it.
 """
 
 from __future__ import annotations
@@ -17,7 +27,47 @@ from flaimsim.mechanisms.data import Table, coarsen, load_dataset
 from flaimsim.mechanisms.federation import Federation, federate, from_client_rows, heterogeneity_report
 from flaimsim.mechanisms.synthfs import generate_synthfs
 from flaimsim.mechanisms.workload import Workload, make_workload
-from flaimsim.protocols.config import ConfigError, RunConfig, stream
+from flaimsim.protocols.config import ConfigError, RunConfig, public_record_bound, stream
+
+
+@dataclass(frozen=True)
+class RecordBound:
+    """The bound on N that sizes wire-visible widths, and whether it is public."""
+
+    value: int
+    public: bool
+    source: str               # "--max-records", "documented size" or "file row count"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "public": self.public, "source": self.source}
+
+
+NOT_PUBLIC_BOUND_NOTE = ("record bound NOT public: taken from the data file's row count (no "
+                         "--max-records and no documented size); the wire widths it sets "
+                         "reveal its bit length; pass --max-records for a public bound")
+
+
+def record_bound(config: RunConfig, table_rows: int) -> RecordBound:
+    """The configured public bound, or the file's row count marked not public."""
+    bound = public_record_bound(config)
+    if bound is not None:
+        source = "--max-records" if config.max_records is not None else "documented size"
+        return RecordBound(int(bound), True, source)
+    return RecordBound(int(table_rows), False, "file row count")
+
+
+def check_record_bound(bound: RecordBound, train_records: int) -> None:
+    """Refuse a training set larger than the bound (its counts would overflow the widths)."""
+    if train_records > bound.value:
+        raise ConfigError(f"the training data has {train_records} records, more than the "
+                          f"record bound {bound.value} ({bound.source}); raise --max-records")
+
+
+def wire_record_bound(data: "PreparedData") -> int:
+    """The bound on N that sizes wire-visible widths (never the private N itself)."""
+    if data.record_bound is None:
+        raise ConfigError("prepared data carries no record bound; build it with prepare()")
+    return data.record_bound.value
 
 
 @dataclass(frozen=True)
@@ -27,6 +77,7 @@ class PreparedData:
     federation: Federation
     workload: Workload
     label: str
+    record_bound: RecordBound | None = None
 
     def describe(self) -> dict[str, Any]:
         het = heterogeneity_report(self.federation)
@@ -64,6 +115,8 @@ def prepare(config: RunConfig) -> PreparedData:
     train_idx = np.flatnonzero(~is_test)
     test = table.subset(np.flatnonzero(is_test))
     train = table.subset(train_idx)
+    bound = record_bound(config, table.n)
+    check_record_bound(bound, train.n)
 
     partition = config.partition
     if natural_rows is not None and partition in ("natural", "iid") and config.dataset == "synthfs":
@@ -82,7 +135,8 @@ def prepare(config: RunConfig) -> PreparedData:
                        min_per_label=1 if partition == "dirichlet" else 0)
     workload = make_workload(train.domain, degree=config.workload_degree,
                              num_marginals=config.workload_marginals, seed=config.workload_seed)
-    return PreparedData(train, test, fed, workload, label)
+    return PreparedData(train, test, fed, workload, label, bound)
 
 
-__all__ = ["PreparedData", "prepare"]
+__all__ = ["PreparedData", "RecordBound", "check_record_bound", "prepare", "record_bound",
+           "wire_record_bound"]

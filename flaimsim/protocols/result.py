@@ -15,6 +15,7 @@ from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import LoopResult
 from flaimsim.protocols.config import RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData
+from flaimsim.protocols.privacy import privacy_block
 
 COMM_FIELDS = ("client_bytes_sent_mean", "client_bytes_received_mean",
                "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source")
@@ -38,6 +39,8 @@ class RunResult:
         self.ledger.write_csv(out / f"ledger-{tag}.csv")
         (out / f"privacy-{tag}.json").write_text(json.dumps(self.loop.privacy.to_records(),
                                                            indent=1))
+        (out / f"privacy-events-{tag}.json").write_text(json.dumps(
+            self.loop.privacy.event_records(), indent=1))
 
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:
@@ -96,4 +99,6 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
                                                      if k not in COMM_FIELDS},
     }
     record.update(extra or {})
+    note = (extra or {}).get("privacy_note")
+    record["privacy"] = privacy_block(config, data, loop.privacy, [note] if note else [])
     return _finite(record), synth

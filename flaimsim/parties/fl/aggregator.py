@@ -16,7 +16,8 @@ aggregation orchestration and central Gaussian noise.
   the aggregator always learns the exact sums before it adds the noise, so secure
   aggregation hides individual vectors among the contributors, never the sum, and DP protects
   only what leaves the aggregator (the model and the synthetic data).
-- Noise: N(0, σ² I) added once per aggregate by the aggregator.
+- Noise: the discrete Gaussian N_Z(0, σ² I) (``mechanisms.dp.gaussian_mechanism``) added once
+  per aggregate by the aggregator.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
+from flaimsim.mechanisms.dp import gaussian_mechanism
 from flaimsim.mechanisms.model import GraphicalModel
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
 from flaimsim.parties.secagg.protocol import SecAggError, SecAggResult, secure_aggregate
@@ -161,8 +163,9 @@ def secure_sum(vectors: Mapping[int, np.ndarray], max_value: int, ledger: Ledger
 
 
 def add_noise(total: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """The aggregator's central Gaussian noise, once per aggregate: y = Σ + N(0, σ² I)."""
-    return np.asarray(total, dtype=float) + rng.normal(0.0, sigma, size=np.shape(total))
+    """The aggregator's central noise, once per aggregate: y = Σ + N_Z(0, σ² I), the discrete
+    Gaussian of every protocol (exact sampler, seeded ``rng``; int64 out)."""
+    return gaussian_mechanism(total, sigma, rng)
 
 
 __all__ = ["FlaimRoundError", "SamplingError", "SecAggError", "SecureSum", "add_noise",

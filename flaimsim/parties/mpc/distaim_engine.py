@@ -13,12 +13,12 @@ share          clients → servers shares, servers sum         plain sum; client
 decompose      bits of x, once per contributor set (score)   nothing; cost-model rows
 score          secret scores of kept candidates (score)      plain scores, same rounding
 select         secure EM, opens the index (select)           plain EM with the same ε_eff
-measure        noise input by every server, opens x_r+noise  x_r + Σ_i round(Z_i), same law
+measure        noise input by every server, opens x_r+noise  x_r + Σ_i Z_i, same law
 =============  ============================================  =========================
 
 The ideal engine's outputs have the real engine's distribution: scores are taken against the
 same rounded public marginal, the EM uses the same effective ε (``em_scale``), and the noise
-is the same sum of m rounded Gaussians. Its traffic rows say ``modelled``.
+is the same sum of m discrete Gaussian shares N_Z(0, σ²/(m − t)). Its traffic rows say ``modelled``.
 """
 
 from __future__ import annotations
@@ -234,10 +234,9 @@ class IdealEngine:
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
-        from flaimsim.parties.mpc.secure_noise import added_variance, share_std
+        from flaimsim.parties.mpc.secure_noise import added_variance, noise_shares
 
-        std = share_std(sigma, self.m, self.threshold)
-        noise = np.rint(self.rng.normal(0.0, std, size=(self.m, length))).astype(np.int64)
+        noise = noise_shares(sigma, self.m, self.threshold, length, self.rng)
         values = self.aggregate[offset:offset + length] + noise.sum(axis=0)
         self._charge(Step(round, "measure", cells=length))
         self._reveals.append({"seq": len(self._reveals), "name": "noisy-marginal",

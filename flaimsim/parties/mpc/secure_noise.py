@@ -1,30 +1,34 @@
-"""Secure Gaussian measurement: distributed noise added inside MPC, only the noisy vector opened.
+"""Secure Gaussian measurement: distributed discrete Gaussian noise added inside MPC, only the
+noisy vector opened.
 
-Each of the m servers draws independent Z_i ~ N(0, σ²/(m − t)) per cell from its own
-OS-seeded generator (``secrets``; MPC randomness cannot be seeded, so neither can this),
-rounds it to the integer grid and inputs it with ``mpc.input``. The servers open
-x + Σ_i round(Z_i) only. Any t colluding servers know at most t of the shares; the other
-m − t shares sum to noise of variance (m − t)·σ²/(m − t) = σ² (plus rounding), so the
-measurement is at least as noisy as the central N(0, σ²) one towards any coalition of size t.
+Each of the m servers draws its own share Z_i ~ N_Z(0, σ²/(m − t)) per cell with the exact
+sampler of :mod:`flaimsim.mechanisms.discrete_gaussian` driven by the operating system's
+CSPRNG (``SystemSource``: MPC randomness cannot be seeded, so neither can this) and inputs
+it with ``mpc.input``. The servers open x + Σ_i Z_i only. A coalition of t servers knows at
+most t shares; what it sees is x + (a sum of the m − t honest shares), each N_Z(0, σ²/(m − t)).
 
-Variance actually added (returned, for the model fit): m·σ²/(m − t) + m/12 (Sheppard's
-correction for rounding each share; exact as σ²/(m − t) ≫ 1). With m = 1, t = 0: σ² + 1/12.
+Privacy (add/remove one record, L2 = L1 sensitivity 1, d cells): by Kairouz, Liu, Steinke 2021
+(Prop. 14) such a sum is (1/(2σ²) + τ/σ + τ²d/2)-zCDP, τ = 10·Σ_{k=1}^{m−t−1}
+exp(−2π² (σ²/(m−t)) k/(k+1)); the ledger charges 1/(2σ²) as ``gaussian`` and the rest as
+``dgauss-sum-slack`` (:func:`flaimsim.mechanisms.accounting.distributed_noise_slack`). With
+m = 1 it is the discrete Gaussian of CKS20 exactly.
 
-Privacy note: the opened honest part is a sum of rounded Gaussians, not a continuous Gaussian.
-For integer x, x + round(Z) = round(x + Z), and sums of m − t independent rounded Gaussians of
-variance σ²/(m − t) ≫ 1 are within negligible Rényi divergence of a discrete Gaussian of
-variance σ² (cf. the distributed discrete Gaussian, Kairouz, Liu, Steinke 2021); we account
-the measurement as the Gaussian mechanism with σ and say so. Integer grid only (no 2^−f grid).
+Variance actually added (returned, for the model fit): m·Var N_Z(0, σ²/(m − t)) ≤ mσ²/(m − t)
+(:func:`added_variance`, the law's exact variance). Integer grid only (no 2^−f grid).
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from mpyc.runtime import mpc
+
+from flaimsim.mechanisms.discrete_gaussian import (SystemSource, UniformSource,
+                                                   discrete_gaussian_variance,
+                                                   sample_discrete_gaussian)
 
 
 class SecureNoiseError(ValueError):
@@ -35,31 +39,45 @@ class SecureNoiseError(ValueError):
 class NoisyMeasurement:
     """Opened noisy counts and the noise variance actually added per cell."""
 
-    values: np.ndarray        # int64, x + Σ_i round(Z_i)
-    variance: float           # m σ²/(m − t) + m/12
-    share_std: float          # σ/sqrt(m − t), each server's continuous noise std
+    values: np.ndarray        # int64, x + Σ_i Z_i
+    variance: float           # m Var N_Z(0, σ²/(m − t))
+    share_std: float          # σ/sqrt(m − t), each share's scale parameter s
     parties: int
     threshold: int
 
 
-def share_std(sigma: float, parties: int, threshold: int) -> float:
-    """Per-server std σ/sqrt(m − t): any m − t honest shares sum to variance σ²."""
+def _check(sigma: float, parties: int, threshold: int) -> None:
     if not sigma > 0 or parties < 1 or not 0 <= threshold < parties:
         raise SecureNoiseError(
             f"need sigma > 0 and 0 <= t < m, got sigma={sigma}, m={parties}, t={threshold}")
-    return sigma / float(np.sqrt(parties - threshold))
+
+
+def share_scale2(sigma: float, parties: int, threshold: int) -> Fraction:
+    """Each share's s² = σ²/(m − t), exactly (σ² as the float's rational value)."""
+    _check(sigma, parties, threshold)
+    return Fraction(sigma ** 2) / (parties - threshold)
+
+
+def share_std(sigma: float, parties: int, threshold: int) -> float:
+    """Per-server scale σ/sqrt(m − t): any m − t honest shares sum to parameter σ²."""
+    return float(np.sqrt(float(share_scale2(sigma, parties, threshold))))
 
 
 def added_variance(sigma: float, parties: int, threshold: int) -> float:
-    """m σ²/(m − t) + m/12: the variance of Σ_i round(Z_i)."""
-    return parties * share_std(sigma, parties, threshold) ** 2 + parties / 12.0
+    """m·Var N_Z(0, σ²/(m − t)): the variance of Σ_i Z_i over all m shares (≤ mσ²/(m − t))."""
+    return parties * discrete_gaussian_variance(share_scale2(sigma, parties, threshold))
+
+
+def noise_shares(sigma: float, parties: int, threshold: int, n: int,
+                 source: "np.random.Generator | UniformSource") -> np.ndarray:
+    """(parties, n) int64 shares N_Z(0, σ²/(m − t)) (the ideal engine draws all m at once)."""
+    return sample_discrete_gaussian(share_scale2(sigma, parties, threshold), (parties, n), source)
 
 
 def secure_noise(secint: type, n: int, sigma: float) -> Any:
-    """Σ_i round(Z_i) as a secret ``secint`` array (n,): every server inputs its own share."""
+    """Σ_i Z_i as a secret ``secint`` array (n,): every server inputs its own share."""
     m, t = len(mpc.parties), mpc.threshold
-    rng = np.random.default_rng(secrets.randbits(128))
-    own = np.rint(rng.normal(0.0, share_std(sigma, m, t), size=n)).astype(np.int64)
+    own = sample_discrete_gaussian(share_scale2(sigma, m, t), n, SystemSource())
     shares = mpc.input(secint.array(own), senders=list(range(m)))
     total = shares[0]
     for share in shares[1:]:
