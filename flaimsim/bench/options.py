@@ -39,6 +39,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--participation", type=float, default=None, help="Poisson rate p")
     p.add_argument("--mpc", choices=("real", "model"), default=None)
     p.add_argument("--servers", type=int, choices=(2, 3), default=None)
+    p.add_argument("--servers-at", default=None, metavar="H0:C0,H1:C1,H2:C2",
+                   help="drive compute servers already running (`flaimsim serve`) at these "
+                        "control addresses, in party order, instead of spawning them")
     p.add_argument("--sharing", choices=("shamir", "additive"), default=None)
     p.add_argument("--distaim-participation", choices=("all", "poisson"), default=None)
     p.add_argument("--dropout", type=float, default=None)
@@ -67,6 +70,10 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
     for key, value in vars(args).items():
         if key in fields and value is not None and key != "protocol":
             values[key] = value
+    if values.get("servers_at") and getattr(args, "servers", None) is None:
+        from flaimsim.parties.mpc.addresses import parse_addresses
+
+        values["servers"] = len(parse_addresses(values["servers_at"]))  # one per address
     if getattr(args, "dataset", None) == "custom":
         if not args.data_name or not args.data_dir:
             raise ConfigError("--dataset custom needs --data-name and --data-dir")

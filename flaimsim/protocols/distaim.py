@@ -164,7 +164,8 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
     if config.mpc == "real":
         engine: SecureEngine = MpcEngine(ledger, m=config.servers, max_count=max_count,
                                          sharing=config.sharing,
-                                         command_timeout=config.party_timeout_s)
+                                         command_timeout=config.party_timeout_s,
+                                         servers_at=config.server_addresses)
     else:
         from flaimsim.parties.mpc.cost_model import load_or_calibrate
 

@@ -169,7 +169,8 @@ class FlaimBackend:
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
 
             self.servers = ServerAggregation(config.servers, self.max_value * fed.n_clients,
-                                             config.party_timeout_s)
+                                             config.party_timeout_s,
+                                             servers_at=config.server_addresses)
 
     # ---- schedule -------------------------------------------------------------------------
     def n_measurements(self, rounds: int, d1: int) -> int:

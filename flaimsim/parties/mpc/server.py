@@ -32,9 +32,17 @@ Adding a command (e.g. in a module passed with ``--load``, or ``ServerLauncher(l
 Keyword arguments and results travel as JSON (numpy arrays allowed); ``timeout`` and
 ``per_party`` are reserved by the driver.
 
-The process exits if the driver's control connection drops (no orphans), if no driver
-connects within ``--connect-timeout`` seconds, and with code 98 and a message naming the port
-if a port is in use.
+Watchdogs (no orphans): the process exits by itself if the driver's control connection drops
+(also while a command runs; code 3), if an MPyC peer's connection drops outside shutdown
+(code 5), if one command runs longer than ``--command-timeout`` seconds (code 6), if no
+driver connects within ``--connect-timeout`` seconds (``--idle-timeout`` between sessions;
+code 4), and with code 98 and a message naming the port if a port is in use.
+
+Sessions: ``shutdown`` ends the process (the spawned mode). ``release`` ends one driver's
+session and keeps MPyC connected for the next driver (``flaimsim serve``, servers on their own
+hosts): the server forgets every array, inbox frame and reveal-log entry of the session, and
+waits for the next driver. Clients send their share frames to ``--publish HOST:PORT``
+(default: the control address), which ``ping`` reports.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 from flaimsim.parties.mpc import wire
+from flaimsim.parties.mpc.addresses import parse_address
 from flaimsim.parties.mpc.input_sharing import SEED_BYTES, expand_seed
 from flaimsim.parties.transport import (
     Frame, FrameKind, TransportError, decode_elements, dumps, element_bytes, loads,
@@ -62,6 +71,8 @@ from flaimsim.parties.transport import (
 EXIT_PORT_IN_USE = 98
 EXIT_DRIVER_LOST = 3
 EXIT_START_TIMEOUT = 4
+EXIT_PEER_LOST = 5
+EXIT_COMMAND_TIMEOUT = 6
 
 Command = Callable[..., Awaitable[Any]]
 COMMANDS: dict[str, Command] = {}
@@ -137,7 +148,17 @@ class ServerState:
     additive: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # piece, bits
     reveal_log: list[dict[str, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # room for other command modules
-    stopping: bool = False
+    stopping: bool = False  # shutdown under way: peers closing is expected
+    releasing: bool = False  # this session ends after the reply; the next driver may connect
+    publish: tuple[str, int] | None = None  # where clients send share frames
+
+    def reset_session(self) -> None:
+        """Forget everything one driver's session left behind (``release``)."""
+        self.inbox = Inbox()
+        self.arrays.clear()
+        self.additive.clear()
+        self.reveal_log.clear()
+        self.extras.clear()
 
     @property
     def pid(self) -> int:
@@ -193,8 +214,9 @@ async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
         await asyncio.sleep(float(sleep))
     rt = state.runtime
     return {"pid": state.pid, "m": state.m, "threshold": state.threshold,
-            **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit), "commands": sorted(COMMANDS),
-            "os_pid": os.getpid()}
+            **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit),
+            "commands": sorted(COMMANDS), "os_pid": os.getpid(),
+            "client_address": list(state.publish) if state.publish else None}
 
 
 def _sum_mod(vectors: list[np.ndarray], p: int, length: int) -> np.ndarray:
@@ -327,6 +349,15 @@ async def shutdown(state: ServerState) -> str:
     return "bye"
 
 
+@command("release")
+async def release(state: ServerState) -> str:
+    """End this driver's session; MPyC stays connected for the next one."""
+    await state.runtime.barrier()  # every party has finished the session's traffic
+    state.reset_session()
+    state.releasing = True
+    return "released"
+
+
 # ---- the server loop ---------------------------------------------------------------------------
 
 def _hop(a: Any) -> int:
@@ -338,8 +369,15 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="flaimsim.parties.mpc.server", add_help=False)
     ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--control-host", default="127.0.0.1")
+    ap.add_argument("--publish", default=None, metavar="HOST:PORT",
+                    help="address clients send share frames to (default: the control address)")
     ap.add_argument("--connect-timeout", type=float, default=120.0,
-                    help="exit if MPyC peers or the driver are not there within this time")
+                    help="exit if MPyC peers or the first driver are not there within this time")
+    ap.add_argument("--idle-timeout", type=float, default=None,
+                    help="between sessions, exit after this long without a driver "
+                         "(default: --connect-timeout; 0: wait for ever)")
+    ap.add_argument("--command-timeout", type=float, default=3600.0,
+                    help="exit if one command runs longer than this (0: no limit)")
     ap.add_argument("--load", action="append", default=[],
                     help="import MODULE to register more commands")
     return ap.parse_args(argv)
@@ -362,12 +400,63 @@ async def _execute(state: ServerState, frame: Frame) -> bytes:
     return Frame(FrameKind.REPLY, state.pid, 0, frame.phase, dumps(reply)).encode()
 
 
+class _Watch:
+    """Why this server must stop, set from connection callbacks while a command may be running."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.code = 0
+        self.reason = ""
+
+    def trip(self, code: int, reason: str) -> None:
+        if not self.event.is_set():
+            self.code, self.reason = code, reason
+            self.event.set()
+
+
+def _watch_peers(state: ServerState, watch: _Watch) -> None:
+    """Make MPyC peer connections report an unexpected close (MPyC itself ignores a peer that
+    closes cleanly, e.g. because it was killed, and would wait for it for ever)."""
+    from mpyc import asyncoro
+
+    base = asyncoro.MessageExchanger
+
+    class WatchedExchanger(base):  # type: ignore[misc, valid-type]
+        __slots__ = ()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not state.stopping and self.peer_pid is not None:
+                watch.trip(EXIT_PEER_LOST, f"MPyC peer {self.peer_pid} disconnected ({exc})")
+            try:
+                super().connection_lost(exc)
+            except Exception:  # MPyC re-raises exc in a callback; the watch handles it
+                pass
+
+    asyncoro.MessageExchanger = WatchedExchanger
+
+
+async def _wait_or_trip(aw: "asyncio.Future[Any]", watch: _Watch, timeout: float | None
+                        ) -> bool:
+    """Wait for ``aw`` unless the watch trips or ``timeout`` passes; True if ``aw`` is done."""
+    tripped = asyncio.ensure_future(watch.event.wait())
+    try:
+        done, _ = await asyncio.wait({aw, tripped}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        tripped.cancel()
+    return aw in done
+
+
 async def serve(mpc: Any, args: argparse.Namespace) -> int:
-    """Listen for the driver and clients, start MPyC, run commands until ``shutdown``."""
+    """Listen for drivers and clients, start MPyC, run commands until ``shutdown``."""
     pid = int(mpc.pid)
     state = ServerState(mpc, mpc.SecInt(mpc.options.bit_length))
-    queue: asyncio.Queue[Frame | None] = asyncio.Queue()
-    control: list[asyncio.StreamWriter] = []
+    state.publish = (parse_address(args.publish) if args.publish
+                     else (args.control_host, args.control_port))
+    queue: asyncio.Queue[Frame] = asyncio.Queue()
+    control: list[asyncio.StreamWriter] = []  # the current session's driver, if any
+    watch = _Watch()
+    _watch_peers(state, watch)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         is_control = False
@@ -390,8 +479,8 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
             pass
         except TransportError as exc:
             log(pid, f"dropping connection: {exc}")
-        if is_control and not state.stopping:
-            queue.put_nowait(None)  # the driver went away
+        if is_control and control and control[0] is writer and not state.stopping:
+            watch.trip(EXIT_DRIVER_LOST, "driver connection lost")  # mid-session
         writer.close()
 
     try:
@@ -401,8 +490,9 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
             log(pid, f"port in use: control port {args.control_port}")
             return EXIT_PORT_IN_USE
         raise
-    log(pid, f"control on {args.control_host}:{args.control_port}; "
-             f"MPyC party {pid} of {len(mpc.parties)}, t={mpc.threshold}")
+    log(pid, f"control on {args.control_host}:{args.control_port}, clients to "
+             f"{state.publish[0]}:{state.publish[1]}; MPyC party {pid} of {len(mpc.parties)}, "
+             f"t={mpc.threshold}")
     try:
         await asyncio.wait_for(mpc.start(), args.connect_timeout)
     except OSError as exc:
@@ -413,23 +503,43 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
     except asyncio.TimeoutError:
         log(pid, f"MPyC peers not connected within {args.connect_timeout} s")
         return EXIT_START_TIMEOUT
-    first = True
+    idle = args.connect_timeout if args.idle_timeout is None else args.idle_timeout
+    wait_for_driver: float | None = args.connect_timeout
+    command_timeout = args.command_timeout or None
     while True:
-        try:
-            frame = await asyncio.wait_for(queue.get(), args.connect_timeout if first else None)
-        except asyncio.TimeoutError:
-            log(pid, f"no driver within {args.connect_timeout} s")
+        get = asyncio.ensure_future(queue.get())
+        if not await _wait_or_trip(get, watch, wait_for_driver or None):
+            get.cancel()
+            if watch.event.is_set():
+                log(pid, f"{watch.reason}; exiting")
+                return watch.code
+            log(pid, f"no driver command within {wait_for_driver} s; exiting")
             return EXIT_START_TIMEOUT
-        first = False
-        if frame is None:
-            log(pid, "driver connection lost; exiting")
-            return EXIT_DRIVER_LOST
-        reply = await _execute(state, frame)
-        control[0].write(reply)
-        await control[0].drain()
+        wait_for_driver = None  # within a session the driver may pause as long as it likes
+        frame = get.result()
+        run = asyncio.ensure_future(_execute(state, frame))
+        if not await _wait_or_trip(run, watch, command_timeout):
+            if watch.event.is_set():
+                log(pid, f"{watch.reason} during a command; exiting")
+                return watch.code
+            log(pid, f"a command ran longer than --command-timeout {command_timeout} s; exiting")
+            return EXIT_COMMAND_TIMEOUT
+        writer = control[0]
+        writer.write(run.result())
+        await writer.drain()
         if state.stopping:
             break
-    await mpc.shutdown()
+        if state.releasing:  # the next driver starts a new session
+            state.releasing = False
+            control.clear()
+            writer.close()
+            wait_for_driver = idle
+            log(pid, "session released; waiting for the next driver")
+    try:  # MPyC's shutdown barrier waits for every peer: bounded, in case one died meanwhile
+        await asyncio.wait_for(mpc.shutdown(), args.connect_timeout)
+    except asyncio.TimeoutError:
+        log(pid, f"peers did not shut down within {args.connect_timeout} s; exiting")
+        return EXIT_PEER_LOST
     listener.close()
     log(pid, "shut down")
     return 0
@@ -446,10 +556,12 @@ def main() -> int:
     for mod in args.load:
         importlib.import_module(mod)
     wire.install()
-    code = mpc.run(serve(mpc, args))
+    code = int(mpc.run(serve(mpc, args)))
     sys.stdout.flush()
     sys.stderr.flush()
-    return int(code)
+    if code:  # a watchdog fired: leave now, without waiting for MPyC's pending tasks or peers
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
