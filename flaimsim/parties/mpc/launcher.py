@@ -121,7 +121,7 @@ class ServerLauncher:
                  host: str = "127.0.0.1", start_timeout: float = 60.0,
                  command_timeout: float = 120.0, load: Sequence[str] = (),
                  port_retries: int = 3, ports: tuple[Sequence[int], Sequence[int]] | None = None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, server_timeout: float | None = None) -> None:
         if m < 2:
             raise LauncherConfigError(f"need at least 2 servers, got m={m}")
         t = (m - 1) // 2 if threshold is None else threshold
@@ -133,6 +133,7 @@ class ServerLauncher:
         self.start_timeout, self.command_timeout = start_timeout, command_timeout
         self.load, self.port_retries, self.fixed_ports, self.python = (
             list(load), port_retries, ports, python)
+        self._server_timeout = server_timeout
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
         self.control: list[socket.socket] = []
@@ -204,6 +205,8 @@ class ServerLauncher:
     def server_command_timeout(self) -> float:
         """The servers' own limit on one command: beyond the driver's, so the driver's
         watchdog normally fires first and reports every party's stderr."""
+        if self._server_timeout is not None:
+            return self._server_timeout
         return 2 * self.command_timeout + 60
 
     @property
