@@ -282,18 +282,22 @@ def test_servers_at_matches_the_spawned_mode(serves, spawned_run) -> None:
     procs, servers_at = serves
     remote = run_distaim(RunConfig(**TINY, servers_at=servers_at))
     assert comparable(remote.ledger) == comparable(spawned_run.ledger)
+    assert remote.record["servers_at"] == servers_at
     for name in SEEDED_FIELDS:
         assert remote.record[name] == spawned_run.record[name], name
     assert all(p.poll() is None for p in procs)  # released, still serving
 
 
 def test_fifty_engine_cycles_keep_descriptors_flat(serves) -> None:
-    """Each cycle opens an engine on the standing servers, shares, and closes it."""
+    """Each cycle opens an engine on the standing servers, shares, and closes it. The closed
+    engines are kept (as results that hold them would be), so garbage collection cannot hide
+    a socket that close() left open."""
     _, servers_at = serves
     addresses = parse_addresses(servers_at)
-    counts = []
+    counts, kept = [], []
     for cycle in range(50):
         engine = MpcEngine(Ledger(), m=3, max_count=100, servers_at=addresses)
+        kept.append(engine)
         engine.share(0, [0, 1], lambda k: np.arange(4) + k)
         engine.close()
         assert not engine.transport._socks and not engine.launcher.control
@@ -302,15 +306,43 @@ def test_fifty_engine_cycles_keep_descriptors_flat(serves) -> None:
 
 
 def test_spawned_engine_cycles_keep_descriptors_flat() -> None:
-    counts = []
+    counts, kept = [], []
     for cycle in range(4):
         engine = MpcEngine(Ledger(), m=3, max_count=100)
+        kept.append(engine)
         engine.share(0, [0, 1], lambda k: np.arange(4) + k)
         pids = engine.launcher.pids
         engine.close()
         assert not any(alive(p) for p in pids)
         counts.append(open_fds())
     assert counts[-1] <= counts[1], counts
+
+
+def test_flaim_aggregation_on_standing_servers(serves) -> None:
+    from flaimsim.parties.fl.server_aggregation import ServerAggregation
+
+    _, servers_at = serves
+    agg = ServerAggregation(m=3, max_sum=1000, timeout=60,
+                            servers_at=parse_addresses(servers_at))
+    try:
+        ledger = Ledger()
+        vectors = {0: np.array([1, 2, 3]), 1: np.array([10, 20, 30])}
+        out = agg.sum(vectors, ledger, round=1)
+        assert list(out.sum) == [11, 22, 33]
+        assert {r.phase for r in ledger.rows} == {"share-inputs", "reveal"}
+    finally:
+        agg.close()
+    assert not agg.transport._socks
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--party", "3", "--peers", "a:1,b:2,c:3", "--control", "a:4"], "--party 3"),
+    (["--party", "0", "--peers", "a:1,b:2,c:3", "--control", "a"], "HOST:PORT")])
+def test_serve_names_bad_arguments(argv, error, capsys) -> None:
+    from flaimsim.bench.cli import main
+
+    assert main(["serve", *argv]) == 2
+    assert error in capsys.readouterr().err
 
 
 def test_remote_servers_refuse_a_wrong_order(serves) -> None:

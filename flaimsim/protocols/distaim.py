@@ -202,6 +202,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     finally:
         engine.close()
     extra = {"mpc": config.mpc, "servers": config.servers,
+             # where server:i of the ledger ran (its counters are that host's own)
+             "servers_at": config.servers_at if config.mpc == "real" else None,
              "private": config.threshold >= 1,
              "privacy_note": engine.privacy_note or None,
              "contributing_clients": len(backend.shared),
