@@ -132,9 +132,9 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=int, default=None, help="MPyC t (default (m-1)//2)")
     p.add_argument("--bit-length", type=int, default=32, help="default SecInt bit length")
     p.add_argument("--connect-timeout", type=float, default=600.0,
-                   help="exit if the peers or the first driver are not there within this")
+                   help="exit if the other servers are not all up within this many seconds")
     p.add_argument("--idle-timeout", type=float, default=0.0,
-                   help="between drivers, exit after this many idle seconds (0: never)")
+                   help="exit after this many seconds without a driver (0: never)")
     p.add_argument("--command-timeout", type=float, default=3600.0,
                    help="exit if one command runs longer than this (0: no limit)")
     p.set_defaults(func=cmd_serve)

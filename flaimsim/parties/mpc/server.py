@@ -34,9 +34,10 @@ Keyword arguments and results travel as JSON (numpy arrays allowed); ``timeout``
 
 Watchdogs (no orphans): the process exits by itself if the driver's control connection drops
 (also while a command runs; code 3), if an MPyC peer's connection drops outside shutdown
-(code 5), if one command runs longer than ``--command-timeout`` seconds (code 6), if no
-driver connects within ``--connect-timeout`` seconds (``--idle-timeout`` between sessions;
-code 4), and with code 98 and a message naming the port if a port is in use.
+(code 5), if one command runs longer than ``--command-timeout`` seconds (code 6), if the
+peers are not connected within ``--connect-timeout`` seconds or no driver comes within
+``--idle-timeout`` (default: the connect timeout; code 4), and with code 98 and a message
+naming the port if a port is in use.
 
 Sessions: ``shutdown`` ends the process (the spawned mode). ``release`` ends one driver's
 session and keeps MPyC connected for the next driver (``flaimsim serve``, servers on their own

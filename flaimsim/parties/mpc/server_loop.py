@@ -39,10 +39,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--publish", default=None, metavar="HOST:PORT",
                     help="address clients send share frames to (default: the control address)")
     ap.add_argument("--connect-timeout", type=float, default=120.0,
-                    help="exit if MPyC peers or the first driver are not there within this time")
+                    help="exit if the MPyC peers are not all connected within this time")
     ap.add_argument("--idle-timeout", type=float, default=None,
-                    help="between sessions, exit after this long without a driver "
-                         "(default: --connect-timeout; 0: wait for ever)")
+                    help="exit after this long without a driver, before the first session "
+                         "and between sessions (default: --connect-timeout; 0: for ever)")
     ap.add_argument("--command-timeout", type=float, default=3600.0,
                     help="exit if one command runs longer than this (0: no limit)")
     ap.add_argument("--load", action="append", default=[],
@@ -171,7 +171,7 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
         log(pid, f"MPyC peers not connected within {args.connect_timeout} s")
         return EXIT_START_TIMEOUT
     idle = args.connect_timeout if args.idle_timeout is None else args.idle_timeout
-    wait_for_driver: float | None = args.connect_timeout
+    wait_for_driver: float | None = idle  # the first driver too
     command_timeout = args.command_timeout or None
     while True:
         get = asyncio.ensure_future(queue.get())
