@@ -6,6 +6,7 @@
     flaimsim table    the DistAIM vs FLAIM trade-off table of a sweep directory
     flaimsim plot     PNG plots of a sweep directory
     flaimsim explain  a tiny run, step by step: who sends what to whom
+    flaimsim serve    one MPC compute server on this host (drive it with run --servers-at)
 """
 
 from __future__ import annotations
@@ -91,6 +92,62 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Become one compute server (party ``--party`` of the ``--peers`` list) on this host."""
+    import os
+
+    from flaimsim.parties.mpc.addresses import parse_address, parse_addresses
+
+    peers = parse_addresses(args.peers)
+    if not 0 <= args.party < len(peers):
+        raise ConfigError(f"--party {args.party} is not in 0..{len(peers) - 1} "
+                          f"(--peers lists {len(peers)})")
+    host, port = parse_address(args.control)
+    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server",
+            *[a for h, p in peers for a in ("-P", f"{h}:{p}")], "-I", str(args.party),
+            "--bit-length", str(args.bit_length), "--mix32-64bit",
+            "--control-host", host, "--control-port", str(port),
+            "--connect-timeout", str(args.connect_timeout),
+            "--idle-timeout", str(args.idle_timeout),
+            "--command-timeout", str(args.command_timeout),
+            "--load", "flaimsim.parties.mpc.distaim_server"]
+    if args.threshold is not None:
+        argv[argv.index("-I"):argv.index("-I")] = ["-T", str(args.threshold)]
+    if args.publish:
+        parse_address(args.publish)
+        argv += ["--publish", args.publish]
+    print(f"flaimsim serve: party {args.party} of {len(peers)}, control {args.control}",
+          file=sys.stderr, flush=True)
+    os.environ["MPYC_MIX32_64BIT"] = "1"
+    os.execv(sys.executable, argv)  # this process becomes the server (same pid, same signals)
+    return 0  # not reached
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run one MPC compute server on this host",
+                       description="Run compute server --party i of the --peers list. Start "
+                       "one per host, then drive them with `flaimsim run ... --servers-at "
+                       "C0,C1,C2` (their --control addresses, in party order). The server "
+                       "serves one driver after another; it exits if a driver or peer "
+                       "disconnects mid-session, or on SIGTERM/Ctrl-C.")
+    p.add_argument("--party", type=int, required=True, help="this server's index i")
+    p.add_argument("--peers", required=True, metavar="H0:P0,H1:P1,H2:P2",
+                   help="every server's MPyC address, in party order (the same list at all)")
+    p.add_argument("--control", required=True, metavar="HOST:PORT",
+                   help="where this server listens for the driver and the clients")
+    p.add_argument("--publish", default=None, metavar="HOST:PORT",
+                   help="address clients are told to send shares to (default: --control)")
+    p.add_argument("--threshold", type=int, default=None, help="MPyC t (default (m-1)//2)")
+    p.add_argument("--bit-length", type=int, default=32, help="default SecInt bit length")
+    p.add_argument("--connect-timeout", type=float, default=600.0,
+                   help="exit if the other servers are not all up within this many seconds")
+    p.add_argument("--idle-timeout", type=float, default=0.0,
+                   help="exit after this many seconds without a driver (0: never)")
+    p.add_argument("--command-timeout", type=float, default=3600.0,
+                   help="exit if one command runs longer than this (0: no limit)")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flaimsim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (sweep, table, plots, explain):
         module.add_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

@@ -132,6 +132,9 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
         choices=("real", "model"))
     opt(mpc, "--servers", "compute servers (3 tolerates one corruption, 2 none)", type=int,
         choices=(2, 3))
+    opt(mpc, "--servers-at", "drive compute servers already running (`flaimsim serve`) at "
+        "these control addresses, in party order, instead of spawning them",
+        metavar="H0:C0,H1:C1,H2:C2")
     opt(mpc, "--sharing", "secret sharing of the clients' inputs",
         choices=("shamir", "additive"))
     opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
@@ -174,6 +177,10 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
     for key, value in vars(args).items():
         if key in fields and value is not None and key != "protocol":
             values[key] = value
+    if values.get("servers_at") and getattr(args, "servers", None) is None:
+        from flaimsim.parties.mpc.addresses import parse_addresses
+
+        values["servers"] = len(parse_addresses(values["servers_at"]))  # one per address
     if getattr(args, "dataset", None) == "custom":
         values["dataset"] = args.data_name
     return RunConfig(**values)

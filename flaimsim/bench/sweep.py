@@ -1,6 +1,12 @@
 """Sweeps: every combination of protocol × T × ε × partition × seed, run in parallel through
 ``concurrent.futures.ProcessPoolExecutor`` (spawn start method: jax and MPyC do not survive
-fork), resumable cell by cell.
+fork), or on a Dask distributed cluster (``--scheduler tcp://HOST:8786``; ``--scheduler
+local`` starts a ``LocalCluster``), resumable cell by cell.
+
+On Dask a worker only computes: it returns the cell's files and the driver writes them, so
+workers need no shared file system and a killed worker cannot leave half a cell. Dask
+reschedules the cells of a worker that dies; whatever is still missing runs on the next
+invocation with the same arguments (resume).
 
 Layout of a sweep directory ``DIR``::
 
@@ -25,6 +31,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -93,6 +100,8 @@ class CellOutcome:
     ok: bool
     seconds: float
     error: str | None = None
+    # The cell's files (name -> text), while they travel from a worker to the writer.
+    files: dict[str, str] | None = field(default=None, compare=False, repr=False)
 
 
 _PREPARED: dict[tuple, Any] = {}
@@ -110,30 +119,57 @@ def _prepared(config: RunConfig):
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write-then-rename: readers and resumes see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def run_cell(config: RunConfig, cells_dir: str) -> CellOutcome:
-    """Run one cell and write ``<key>.ledger.csv`` then ``<key>.json``; never raises."""
+def compute_cell(config: RunConfig) -> CellOutcome:
+    """Run one cell; its files (``<key>.ledger.csv``, ``<key>.json``) come back in
+    ``files``, written by :func:`write_cell`. Never raises."""
+    import tempfile
+
     from flaimsim.protocols import runner
 
     key = cell_key(config)
     start = time.perf_counter()
     try:
         result = runner(config.protocol)(config, data=_prepared(config), progress=None)
-        out = Path(cells_dir)
-        result.ledger.write_csv(out / f"{key}.ledger.csv")
+        with tempfile.TemporaryDirectory(prefix="flaimsim-cell-") as tmp:
+            result.ledger.write_csv(Path(tmp) / "ledger.csv")
+            ledger_text = (Path(tmp) / "ledger.csv").read_text()
         privacy = result.loop.privacy.to_records() if result.loop is not None else None
-        _write_atomic(out / f"{key}.json", json.dumps(
-            {"key": key, "config": config.to_dict(), "record": result.record,
-             "notes": list(result.notes), "privacy": privacy,
-             "ledger": f"{key}.ledger.csv"}, indent=1, default=str))
-        return CellOutcome(key, True, time.perf_counter() - start)
+        doc = json.dumps({"key": key, "config": config.to_dict(), "record": result.record,
+                          "notes": list(result.notes), "privacy": privacy,
+                          "ledger": f"{key}.ledger.csv"}, indent=1, default=str)
+        return CellOutcome(key, True, time.perf_counter() - start,
+                           files={f"{key}.ledger.csv": ledger_text, f"{key}.json": doc})
     except Exception as exc:  # a failed cell is reported, the sweep goes on
         return CellOutcome(key, False, time.perf_counter() - start,
                            f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+
+
+def write_cell(outcome: CellOutcome, cells_dir: str | Path) -> CellOutcome:
+    """Write a computed cell's files atomically, the JSON (which marks it done) last."""
+    if outcome.files:
+        for name in sorted(outcome.files, key=lambda n: n.endswith(".json")):
+            _write_atomic(Path(cells_dir) / name, outcome.files[name])
+    return CellOutcome(outcome.key, outcome.ok, outcome.seconds, outcome.error)
+
+
+def run_cell(config: RunConfig, cells_dir: str) -> CellOutcome:
+    """Run one cell and write ``<key>.ledger.csv`` then ``<key>.json``; never raises."""
+    return write_cell(compute_cell(config), cells_dir)
+
+
+def dask_cell(config: RunConfig) -> CellOutcome:
+    """One cell on a Dask worker (whose command line is not MPyC's): files come back."""
+    _worker_init()
+    return compute_cell(config)
 
 
 def _worker_init() -> None:
@@ -151,9 +187,12 @@ class SweepReport:
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, jobs: int = 2,
               execute: Callable[[RunConfig, str], CellOutcome] = run_cell,
-              show_progress: bool | None = None) -> SweepReport:
-    """Run the missing cells (``jobs`` worker processes; 1 runs in this process), then write
-    sweep.csv. ``execute`` must be a module-level function when ``jobs > 1``."""
+              show_progress: bool | None = None, scheduler: str | None = None
+              ) -> SweepReport:
+    """Run the missing cells (``jobs`` worker processes; 1 runs in this process; or on the
+    Dask cluster at ``scheduler``, ``"local"`` for a LocalCluster of ``jobs`` workers), then
+    write sweep.csv. ``execute`` must be a module-level function when ``jobs > 1``; Dask runs
+    :func:`dask_cell` and writes here."""
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
@@ -190,7 +229,11 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, jobs: int = 2,
                   f"{status} ({outcome.seconds:.0f} s)", file=sys.stderr, flush=True)
 
     try:
-        if jobs == 1 or len(todo) <= 1:
+        if scheduler and todo:
+            from flaimsim.bench.dask_sweep import run_on_dask
+
+            run_on_dask(todo, scheduler, jobs, lambda o: finished(write_cell(o, cells_dir)))
+        elif jobs == 1 or len(todo) <= 1:
             for c in todo:
                 finished(execute(c, str(cells_dir)))
         else:
@@ -316,6 +359,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma list of iid, dirichlet, cluster, natural")
     p.add_argument("--repeats", type=int, default=1, help="R: seeds seed..seed+R-1")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                   help="run the cells on this Dask distributed scheduler (`local`: a "
+                        "LocalCluster of --jobs workers); default: a local process pool")
     p.add_argument("--out", required=True, help="sweep directory (resumable)")
     p.set_defaults(func=command)
 
@@ -339,9 +385,11 @@ def command(args: argparse.Namespace) -> int:
     n = len(spec.configs())
     print(f"sweep: {n} cells ({len(spec.protocols)} protocols × {len(spec.rounds)} T × "
           f"{len(spec.epsilons)} ε × {len(spec.partitions)} partitions × "
-          f"{len(spec.seeds)} seeds) into {args.out}, {args.jobs} jobs", file=sys.stderr)
+          f"{len(spec.seeds)} seeds) into {args.out}, "
+          f"{'Dask at ' + args.scheduler if args.scheduler else f'{args.jobs} jobs'}",
+          file=sys.stderr)
     start = time.perf_counter()
-    report = run_sweep(spec, args.out, jobs=args.jobs)
+    report = run_sweep(spec, args.out, jobs=args.jobs, scheduler=args.scheduler)
     print(f"sweep: {len(report.done)} run, {len(report.skipped)} already done, "
           f"{len(report.failed)} failed, {time.perf_counter() - start:.0f} s; "
           f"wrote {args.out}/sweep.csv")
@@ -355,5 +403,6 @@ def command(args: argparse.Namespace) -> int:
 
 
 __all__ = ["SweepSpec", "SweepReport", "CellOutcome", "Cell", "cell_key", "run_cell",
+           "compute_cell", "write_cell", "dask_cell",
            "run_sweep", "load_cells", "write_sweep_csv", "DEFAULT_ROUNDS",
            "DEFAULT_PROTOCOLS"]

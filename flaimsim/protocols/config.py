@@ -60,6 +60,9 @@ class RunConfig:
     sharing: str = "shamir"  # shamir | additive
     distaim_participation: str = "all"  # all (round 0) | poisson (first sample)
     party_timeout_s: float = 600.0
+    # Compute servers already running (`flaimsim serve`): control HOST:PORT of party 0,1,...
+    # in order, comma-separated; None spawns them on this machine.
+    servers_at: str | None = None
     # FLAIM
     dropout: float = 0.0
     aggregation: str = "secagg"  # secagg | servers
@@ -104,6 +107,24 @@ class RunConfig:
             raise ConfigError("max_model_size_mb must be positive")
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"max_records must be >= 1, got {self.max_records}")
+        if self.servers_at is not None and self.mpc == "model" and self.aggregation == "secagg":
+            raise ConfigError("--servers-at needs --mpc real (DistAIM) or --aggregation "
+                              "servers (FLAIM): nothing else uses compute servers")
+        if self.servers_at is not None and len(self.server_addresses or ()) != self.servers:
+            raise ConfigError(f"--servers-at lists {len(self.server_addresses or ())} "
+                              f"addresses for --servers {self.servers}")
+
+    @property
+    def server_addresses(self) -> list[tuple[str, int]] | None:
+        """The parsed ``servers_at`` (control addresses in party order), or None."""
+        from flaimsim.parties.mpc.addresses import parse_addresses
+
+        if self.servers_at is None:
+            return None
+        try:
+            return parse_addresses(self.servers_at)
+        except ValueError as exc:
+            raise ConfigError(f"--servers-at: {exc}") from None
 
     @property
     def threshold(self) -> int:

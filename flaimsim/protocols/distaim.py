@@ -178,7 +178,8 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
     if config.mpc == "real":
         engine: SecureEngine = MpcEngine(ledger, m=config.servers, max_count=max_count,
                                          sharing=config.sharing,
-                                         command_timeout=config.party_timeout_s)
+                                         command_timeout=config.party_timeout_s,
+                                         servers_at=config.server_addresses)
     else:
         from flaimsim.parties.mpc.cost_model import load_or_calibrate
 
@@ -215,6 +216,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     finally:
         engine.close()
     extra = {"mpc": config.mpc, "servers": config.servers,
+             # where server:i of the ledger ran (its counters are that host's own)
+             "servers_at": config.servers_at if config.mpc == "real" else None,
              "private": config.threshold >= 1,
              "privacy_note": engine.privacy_note or None,
              "contributing_clients": len(backend.shared),

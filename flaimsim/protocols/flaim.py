@@ -180,7 +180,8 @@ class FlaimBackend:
 
             # Every sum is over disjoint clients' records: at most the record bound.
             self.servers = ServerAggregation(config.servers, self.max_value,
-                                             config.party_timeout_s)
+                                             config.party_timeout_s,
+                                             servers_at=config.server_addresses)
 
     # ---- schedule -------------------------------------------------------------------------
     def n_measurements(self, rounds: int, d1: int) -> int:

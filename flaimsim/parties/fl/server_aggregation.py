@@ -10,13 +10,13 @@ drops after uploading is still counted (its shares are already with the servers)
 
 from __future__ import annotations
 
-from typing import Collection, Mapping
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
 from flaimsim.parties.fl.aggregator import SecureSum
 from flaimsim.parties.mpc.input_sharing import share_inputs
-from flaimsim.parties.mpc.launcher import ServerLauncher
+from flaimsim.parties.mpc.launcher import connect_servers
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, server
 from flaimsim.parties.transport import ClientTransport
 
@@ -24,11 +24,14 @@ from flaimsim.parties.transport import ClientTransport
 class ServerAggregation:
     """m compute servers kept up for a whole FLAIM run; one :meth:`sum` per aggregate."""
 
-    def __init__(self, m: int = 3, max_sum: int = 2**31 - 1, timeout: float = 600.0) -> None:
+    def __init__(self, m: int = 3, max_sum: int = 2**31 - 1, timeout: float = 600.0,
+                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
         # Opened sums are signed SecInt values: one spare bit above the largest sum.
-        self.bits = int(max_sum).bit_length() + 2
-        self.launcher = ServerLauncher(m=m, bit_length=max(self.bits, 8),
-                                       command_timeout=timeout).start()
+        self.bits = max(int(max_sum).bit_length() + 2, 8)
+        # servers_at: servers already running on their hosts (their default SecInt may
+        # differ, so every step names the bit length)
+        self.launcher = connect_servers(m, servers_at, bit_length=self.bits,
+                                        command_timeout=timeout)
         self.transport = ClientTransport(self.launcher.client_addresses)
         self.privacy_note = self.launcher.privacy_note
         self._count = 0
@@ -39,11 +42,11 @@ class ServerAggregation:
         name = f"agg{self._count}"
         self._count += 1
         share_inputs(self.launcher, self.transport, vectors, name, "shamir", round=round,
-                     phase=phase or "share-inputs", ledger=ledger)
+                     phase=phase or "share-inputs", ledger=ledger, bit_length=self.bits)
         with self.launcher.measure(ledger, round, phase or "reveal"):
             total = np.asarray(self.launcher.open(name, label=f"round {round}"), dtype=np.int64)
         # The opened sum reaches the aggregator from server 0 (fixed-width elements).
-        width = self.launcher.field_spec.element_bytes
+        width = self.launcher.field_spec_for(self.bits).element_bytes
         ledger.add(round, phase or "reveal", server(0), AGGREGATOR, total.size * width, 1,
                    "measured")
         self.launcher.call("drop", names=[name])
@@ -52,4 +55,7 @@ class ServerAggregation:
         return SecureSum(total, contributors, tuple(covers), late, None)
 
     def close(self) -> None:
-        self.launcher.close()
+        try:
+            self.transport.close()
+        finally:
+            self.launcher.close()

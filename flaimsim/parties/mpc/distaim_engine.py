@@ -96,15 +96,17 @@ class MpcEngine:
     """m MPyC server processes on loopback running DistAIM's commands; traffic measured."""
 
     def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1, sharing: str = "shamir",
-                 frac_bits: int = 0, command_timeout: float = 600.0) -> None:
-        from flaimsim.parties.mpc.launcher import ServerLauncher
+                 frac_bits: int = 0, command_timeout: float = 600.0,
+                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
+        from flaimsim.parties.mpc.launcher import connect_servers
         from flaimsim.parties.transport import ClientTransport
 
         self.ledger, self.m, self.max_count = ledger, m, int(max_count)
         self.sharing, self.frac_bits = sharing, frac_bits
         self.bits = count_bits_for(max_count, frac_bits)
-        self.launcher = ServerLauncher(m=m, command_timeout=command_timeout,
-                                       load=["flaimsim.parties.mpc.distaim_server"]).start()
+        # servers_at: servers already running on their hosts (`flaimsim serve`)
+        self.launcher = connect_servers(m, servers_at, command_timeout=command_timeout,
+                                        load=["flaimsim.parties.mpc.distaim_server"])
         self.transport = ClientTransport(self.launcher.client_addresses)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0
@@ -167,7 +169,10 @@ class MpcEngine:
         return self.launcher.reveal_log()
 
     def close(self) -> None:
-        self.launcher.close()
+        try:
+            self.transport.close()
+        finally:
+            self.launcher.close()
 
 
 @dataclass

@@ -6,8 +6,14 @@ processes for every round of a run, and sends each command to all servers over t
 connections (:meth:`ServerLauncher.call`). A watchdog runs while waiting for replies: if a
 party exits, a command fails at any party, or a reply takes longer than the timeout, every
 party's process group is killed and :class:`PartyFailure` is raised with each party's exit code
-and stderr tail. Closing (context manager, ``close()``, or interpreter exit via ``atexit``)
-leaves no party process running.
+and stderr tail. Closing (context manager, ``close()``, interpreter exit via ``atexit``, or
+SIGTERM/SIGINT to the driver: :func:`install_signal_cleanup` runs on every start) leaves no
+party process running. The servers watch for themselves too (``server.py``): a server whose
+driver or peer disconnects, or whose command overruns, exits on its own.
+
+:class:`RemoteServers` drives servers that are already running on their own hosts
+(``flaimsim serve``) instead of spawning them: same commands and watchdog, but closing
+releases the session (the servers stay up for the next driver) instead of shutting them down.
 
 With m = 2 MPyC runs with t = 0, where every share equals the secret: such a run is
 ``private == False`` and :attr:`ServerLauncher.privacy_note` says so for every output.
@@ -24,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -79,6 +86,34 @@ def _kill_live_launchers() -> None:
         launcher.kill()
 
 
+_PREVIOUS_HANDLERS: dict[int, Any] = {}
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """Kill every live launcher's servers, then do what the signal did before."""
+    _kill_live_launchers()
+    previous = _PREVIOUS_HANDLERS.get(signum, signal.SIG_DFL)
+    if callable(previous):  # e.g. SIGINT's KeyboardInterrupt
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:  # SIG_DFL: end the way the signal would have
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def install_signal_cleanup(signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> bool:
+    """Make SIGTERM/SIGINT kill every live launcher's servers first (chaining the previous
+    handlers). Only the main thread may set handlers; elsewhere this does nothing (the servers'
+    own watchdogs still end them when this process dies). True if installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    for sig in signals:
+        current = signal.getsignal(sig)
+        if current is not _on_signal:
+            _PREVIOUS_HANDLERS[sig] = current
+            signal.signal(sig, _on_signal)
+    return True
+
+
 class ServerLauncher:
     """m MPyC compute servers on this machine, driven over control connections."""
 
@@ -86,7 +121,7 @@ class ServerLauncher:
                  host: str = "127.0.0.1", start_timeout: float = 60.0,
                  command_timeout: float = 120.0, load: Sequence[str] = (),
                  port_retries: int = 3, ports: tuple[Sequence[int], Sequence[int]] | None = None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, server_timeout: float | None = None) -> None:
         if m < 2:
             raise LauncherConfigError(f"need at least 2 servers, got m={m}")
         t = (m - 1) // 2 if threshold is None else threshold
@@ -98,6 +133,7 @@ class ServerLauncher:
         self.start_timeout, self.command_timeout = start_timeout, command_timeout
         self.load, self.port_retries, self.fixed_ports, self.python = (
             list(load), port_retries, ports, python)
+        self._server_timeout = server_timeout
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
         self.control: list[socket.socket] = []
@@ -131,6 +167,7 @@ class ServerLauncher:
         raise AssertionError("unreachable")
 
     def _launch(self) -> None:
+        install_signal_cleanup()
         self.kill()
         self._closed, self.control, self.info = False, [], []
         if self.fixed_ports:
@@ -147,7 +184,8 @@ class ServerLauncher:
                    "-T", str(self.threshold), "--bit-length", str(self.bit_length),
                    "--mix32-64bit", "--control-host", self.host,
                    "--control-port", str(self.control_ports[i]),
-                   "--connect-timeout", str(self.start_timeout)]
+                   "--connect-timeout", str(self.start_timeout),
+                   "--command-timeout", str(self.server_command_timeout)]
             for mod in self.load:
                 cmd += ["--load", mod]
             logf = tempfile.TemporaryFile(prefix=f"flaimsim-server{i}-")
@@ -162,6 +200,18 @@ class ServerLauncher:
                 port = self.control_ports[i]
                 self.kill()
                 raise PortInUseError(f"control port {port} in use by another process", port)
+
+    @property
+    def server_command_timeout(self) -> float:
+        """The servers' own limit on one command: beyond the driver's, so the driver's
+        watchdog normally fires first and reports every party's stderr."""
+        if self._server_timeout is not None:
+            return self._server_timeout
+        return 2 * self.command_timeout + 60
+
+    @property
+    def control_addresses(self) -> list[tuple[str, int]]:
+        return [(self.host, p) for p in self.control_ports]
 
     def _connect_control(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -181,7 +231,7 @@ class ServerLauncher:
             for i in range(self.m):
                 if socks[i] is None:
                     try:
-                        s = socket.create_connection((self.host, self.control_ports[i]), 1.0)
+                        s = socket.create_connection(self.control_addresses[i], 1.0)
                         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         socks[i] = s
                     except OSError:
@@ -320,7 +370,8 @@ class ServerLauncher:
                             rep = {"seq": seq, "ok": True, "result": "closed"}
                         else:  # the party is probably exiting: let its exit code show
                             try:
-                                self.procs[i].wait(2.0)
+                                if i < len(self.procs):
+                                    self.procs[i].wait(2.0)
                             except subprocess.TimeoutExpired:
                                 pass
                             self._check_alive(f"running {cmd!r}")
@@ -355,8 +406,9 @@ class ServerLauncher:
 
     @property
     def client_addresses(self) -> list[tuple[str, int]]:
-        """Where clients send their share frames (the servers' control ports)."""
-        return [(self.host, p) for p in self.control_ports]
+        """Where clients send their share frames: the address each server publishes."""
+        return [tuple(i["client_address"]) if i.get("client_address") else a  # type: ignore
+                for i, a in zip(self.info, self.control_addresses)]
 
     def counters(self, timeout: float | None = None) -> list[WireSnapshot]:
         return [WireSnapshot.from_dict(r["wire"]) for r in self.call("counters", timeout)]
@@ -381,3 +433,83 @@ class ServerLauncher:
         if any(lg != logs[0] for lg in logs):
             raise PartyFailure(f"servers disagree on what was revealed: {logs}")
         return logs[0]
+
+
+class RemoteServers(ServerLauncher):
+    """m compute servers already running on their hosts (``flaimsim serve``), party i at
+    control address ``addresses[i]``. Nothing is spawned or killed here: closing releases the
+    session (MPyC stays up for the next driver); a failure closes the control connections,
+    which makes every server exit by its own watchdog."""
+
+    def __init__(self, addresses: Sequence[tuple[str, int]], start_timeout: float = 60.0,
+                 command_timeout: float = 120.0) -> None:
+        super().__init__(m=max(2, len(addresses)), start_timeout=start_timeout,
+                         command_timeout=command_timeout)
+        if len(addresses) < 2:
+            raise LauncherConfigError(f"need at least 2 server addresses, got {len(addresses)}")
+        self.addresses = [(str(h), int(p)) for h, p in addresses]
+        self.fixed_ports = None
+
+    @property
+    def control_addresses(self) -> list[tuple[str, int]]:
+        return list(self.addresses)
+
+    def start(self) -> "RemoteServers":
+        install_signal_cleanup()
+        self.kill()
+        self._closed, self.control, self.info = False, [], []
+        _LIVE.add(self)
+        self._connect_control()
+        self.info = self.call("ping", timeout=self.start_timeout)
+        self._check_parties()
+        return self
+
+    def _check_parties(self) -> None:
+        where = [f"{h}:{p}" for h, p in self.addresses]
+        for i, info in enumerate(self.info):
+            if info["pid"] != i or info["m"] != self.m:
+                self._fail(f"{where[i]} is MPyC party {info['pid']} of {info['m']}, but is "
+                           f"listed as party {i} of {self.m} (order --servers-at by --party)")
+        for key in ("threshold", "modulus", "bit_length", "mix32_64bit"):
+            values = {info[key] for info in self.info}
+            if len(values) != 1:
+                self._fail(f"servers disagree on {key}: {values}")
+        self.threshold = int(self.info[0]["threshold"])
+        self.bit_length = int(self.info[0]["bit_length"])
+        missing = sorted({"distaim_score"} - set(self.info[0]["commands"]))
+        if missing:
+            self._fail(f"servers lack commands {missing}: start them with `flaimsim serve`")
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Release the session; the servers wait for the next driver."""
+        if self._closed:
+            return
+        try:
+            if self.control:
+                self.call("release", timeout=timeout)
+        except (PartyFailure, OSError):
+            pass
+        finally:
+            self.kill()
+
+    def _kill_processes(self) -> None:
+        """Nothing to kill here: closing the control connections makes the servers exit."""
+        for s in self.control:
+            s.close()
+
+    @property
+    def hosts(self) -> list[str]:
+        return [f"{h}:{p}" for h, p in self.addresses]
+
+
+def connect_servers(m: int, servers_at: Sequence[tuple[str, int]] | None = None,
+                    **launcher_options: Any) -> ServerLauncher:
+    """Started servers: ``RemoteServers(servers_at)`` if addresses are given, else m spawned
+    here with ``launcher_options``."""
+    if servers_at:
+        if len(servers_at) != m:
+            raise LauncherConfigError(f"{len(servers_at)} server addresses for m={m} servers")
+        opts = {k: v for k, v in launcher_options.items()
+                if k in ("start_timeout", "command_timeout")}
+        return RemoteServers(servers_at, **opts).start()
+    return ServerLauncher(m=m, **launcher_options).start()

@@ -32,36 +32,40 @@ Adding a command (e.g. in a module passed with ``--load``, or ``ServerLauncher(l
 Keyword arguments and results travel as JSON (numpy arrays allowed); ``timeout`` and
 ``per_party`` are reserved by the driver.
 
-The process exits if the driver's control connection drops (no orphans), if no driver
-connects within ``--connect-timeout`` seconds, and with code 98 and a message naming the port
-if a port is in use.
+Watchdogs (no orphans): the process exits by itself if the driver's control connection drops
+(also while a command runs; code 3), if an MPyC peer's connection drops outside shutdown
+(code 5), if one command runs longer than ``--command-timeout`` seconds (code 6), if the
+peers are not connected within ``--connect-timeout`` seconds or no driver comes within
+``--idle-timeout`` (default: the connect timeout; code 4), and with code 98 and a message
+naming the port if a port is in use.
+
+Sessions: ``shutdown`` ends the process (the spawned mode). ``release`` ends one driver's
+session and keeps MPyC connected for the next driver (``flaimsim serve``, servers on their own
+hosts): the server forgets every array, inbox frame and reveal-log entry of the session, and
+waits for the next driver. Clients send their share frames to ``--publish HOST:PORT``
+(default: the control address), which ``ping`` reports.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import errno
-import importlib
 import os
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
-from hashlib import sha1
 from typing import Any, Awaitable, Callable
 
 import numpy as np
 
 from flaimsim.parties.mpc import wire
 from flaimsim.parties.mpc.input_sharing import SEED_BYTES, expand_seed
-from flaimsim.parties.transport import (
-    Frame, FrameKind, TransportError, decode_elements, dumps, element_bytes, loads,
-    read_frame)
+from flaimsim.parties.transport import Frame, FrameKind, decode_elements, element_bytes
 
 EXIT_PORT_IN_USE = 98
 EXIT_DRIVER_LOST = 3
 EXIT_START_TIMEOUT = 4
+EXIT_PEER_LOST = 5
+EXIT_COMMAND_TIMEOUT = 6
 
 Command = Callable[..., Awaitable[Any]]
 COMMANDS: dict[str, Command] = {}
@@ -137,7 +141,17 @@ class ServerState:
     additive: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # piece, bits
     reveal_log: list[dict[str, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # room for other command modules
-    stopping: bool = False
+    stopping: bool = False  # shutdown under way: peers closing is expected
+    releasing: bool = False  # this session ends after the reply; the next driver may connect
+    publish: tuple[str, int] | None = None  # where clients send share frames
+
+    def reset_session(self) -> None:
+        """Forget everything one driver's session left behind (``release``)."""
+        self.inbox = Inbox()
+        self.arrays.clear()
+        self.additive.clear()
+        self.reveal_log.clear()
+        self.extras.clear()
 
     @property
     def pid(self) -> int:
@@ -193,8 +207,9 @@ async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
         await asyncio.sleep(float(sleep))
     rt = state.runtime
     return {"pid": state.pid, "m": state.m, "threshold": state.threshold,
-            **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit), "commands": sorted(COMMANDS),
-            "os_pid": os.getpid()}
+            **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit),
+            "commands": sorted(COMMANDS), "os_pid": os.getpid(),
+            "client_address": list(state.publish) if state.publish else None}
 
 
 def _sum_mod(vectors: list[np.ndarray], p: int, length: int) -> np.ndarray:
@@ -327,133 +342,17 @@ async def shutdown(state: ServerState) -> str:
     return "bye"
 
 
-# ---- the server loop ---------------------------------------------------------------------------
-
-def _hop(a: Any) -> int:
-    """MPyC's portable program-counter hop for ``--mix32-64bit`` (same as mpyc.runtime.setup)."""
-    return int.from_bytes(sha1(str(a).encode()).digest()[:8], "little", signed=True)
-
-
-def _parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="flaimsim.parties.mpc.server", add_help=False)
-    ap.add_argument("--control-port", type=int, required=True)
-    ap.add_argument("--control-host", default="127.0.0.1")
-    ap.add_argument("--connect-timeout", type=float, default=120.0,
-                    help="exit if MPyC peers or the driver are not there within this time")
-    ap.add_argument("--load", action="append", default=[],
-                    help="import MODULE to register more commands")
-    return ap.parse_args(argv)
-
-
-async def _execute(state: ServerState, frame: Frame) -> bytes:
-    req = loads(frame.payload)
-    seq, name, kwargs = req["seq"], req["cmd"], req.get("kwargs", {})
-    log(state, f"#{seq} {name}")
-    try:
-        fn = COMMANDS.get(name)
-        if fn is None:
-            raise CommandError(f"unknown command {name!r}; have {sorted(COMMANDS)}")
-        reply = {"seq": seq, "ok": True, "result": await fn(state, **kwargs)}
-    except Exception as exc:  # the driver decides; the traceback goes to stderr
-        tb = traceback.format_exc()
-        log(state, f"#{seq} {name} failed:\n{tb}")
-        reply = {"seq": seq, "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                 "traceback": tb}
-    return Frame(FrameKind.REPLY, state.pid, 0, frame.phase, dumps(reply)).encode()
-
-
-async def serve(mpc: Any, args: argparse.Namespace) -> int:
-    """Listen for the driver and clients, start MPyC, run commands until ``shutdown``."""
-    pid = int(mpc.pid)
-    state = ServerState(mpc, mpc.SecInt(mpc.options.bit_length))
-    queue: asyncio.Queue[Frame | None] = asyncio.Queue()
-    control: list[asyncio.StreamWriter] = []
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        is_control = False
-        try:
-            while True:
-                frame = await read_frame(reader)
-                if frame.kind == FrameKind.CONTROL:
-                    if control and control[0] is not writer:
-                        raise TransportError("a second driver tried to connect")
-                    if not control:
-                        control.append(writer)
-                    is_control = True
-                    queue.put_nowait(frame)
-                elif frame.kind in (FrameKind.SHAMIR_SHARES, FrameKind.ADDITIVE_MASKED,
-                                    FrameKind.ADDITIVE_SEED):
-                    state.inbox.put(frame)
-                else:
-                    raise TransportError(f"unexpected {frame.kind.name} frame")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        except TransportError as exc:
-            log(pid, f"dropping connection: {exc}")
-        if is_control and not state.stopping:
-            queue.put_nowait(None)  # the driver went away
-        writer.close()
-
-    try:
-        listener = await asyncio.start_server(on_connect, args.control_host, args.control_port)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            log(pid, f"port in use: control port {args.control_port}")
-            return EXIT_PORT_IN_USE
-        raise
-    log(pid, f"control on {args.control_host}:{args.control_port}; "
-             f"MPyC party {pid} of {len(mpc.parties)}, t={mpc.threshold}")
-    try:
-        await asyncio.wait_for(mpc.start(), args.connect_timeout)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            log(pid, f"port in use: MPyC port {mpc.parties[pid].port}")
-            return EXIT_PORT_IN_USE
-        raise
-    except asyncio.TimeoutError:
-        log(pid, f"MPyC peers not connected within {args.connect_timeout} s")
-        return EXIT_START_TIMEOUT
-    first = True
-    while True:
-        try:
-            frame = await asyncio.wait_for(queue.get(), args.connect_timeout if first else None)
-        except asyncio.TimeoutError:
-            log(pid, f"no driver within {args.connect_timeout} s")
-            return EXIT_START_TIMEOUT
-        first = False
-        if frame is None:
-            log(pid, "driver connection lost; exiting")
-            return EXIT_DRIVER_LOST
-        reply = await _execute(state, frame)
-        control[0].write(reply)
-        await control[0].drain()
-        if state.stopping:
-            break
-    await mpc.shutdown()
-    listener.close()
-    log(pid, "shut down")
-    return 0
-
-
-def main() -> int:
-    from mpyc import asyncoro
-    from mpyc.runtime import mpc  # parses and strips MPyC's own options from sys.argv
-
-    args = _parse_args(sys.argv[1:])
-    if not mpc.options.mix32_64bit:  # fixed-width encoding: reproducible byte counts
-        mpc.options.mix32_64bit = True
-        asyncoro._hop = _hop
-    for mod in args.load:
-        importlib.import_module(mod)
-    wire.install()
-    code = mpc.run(serve(mpc, args))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return int(code)
+@command("release")
+async def release(state: ServerState) -> str:
+    """End this driver's session; MPyC stays connected for the next one."""
+    await state.runtime.barrier()  # every party has finished the session's traffic
+    state.reset_session()
+    state.releasing = True
+    return "released"
 
 
 if __name__ == "__main__":
-    # Run the imported module, not __main__, so that modules registering commands with
+    # Run the imported modules, not __main__, so that modules registering commands with
     # ``from flaimsim.parties.mpc.server import command`` share one COMMANDS registry.
-    from flaimsim.parties.mpc.server import main as _main
+    from flaimsim.parties.mpc.server_loop import main as _main
     sys.exit(_main())
