@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 PROTOCOLS = ("central", "distaim", "naive-flaim", "aug-flaim-oracle", "aug-flaim-private")
-DATASETS = ("synthfs", "adult")
+DATASETS = ("synthfs", "adult", "magic", "covtype", "census", "marketing")
 
 
 class ConfigError(ValueError):
@@ -141,7 +141,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Documented sizes of the bundled and paper data sets (records in the full file), used as the
 # public bound on N when --max-records is not given. They are facts about the published data
 # set, not about the run's (private) training split.
-DOCUMENTED_RECORDS: dict[str, int] = {"adult": 48_842}
+DOCUMENTED_RECORDS: dict[str, int] = {"adult": 48_842,
+                                      # UCI: MAGIC, Covertype, Census-Income (train + test),
+                                      # Bank Marketing (bank-full); the full files' sizes bound
+                                      # the subsampled and partial copies too.
+                                      "magic": 19_020, "covtype": 581_012, "census": 299_285,
+                                      "marketing": 45_211}
 
 
 def public_record_bound(config: "RunConfig") -> int | None:
