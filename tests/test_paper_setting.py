@@ -70,3 +70,21 @@ def test_paper_preset_is_the_authors_setting():
             p["workload_seed"], p["max_model_size_mb"], p["partition"],
             p["distaim_participation"]) == (100, 0.1, 1e-5, 64, 123, 80.0, "cluster",
                                             "poisson")
+
+
+def test_umap_cluster_split_is_seeded_cached_and_skewed(tmp_path, monkeypatch):
+    from flaimsim.mechanisms.federation import heterogeneity_report, partition_cluster
+    from flaimsim.mechanisms.synthfs import generate_synthfs
+
+    monkeypatch.setenv("FLAIMSIM_CACHE", str(tmp_path))
+    table, _ = generate_synthfs(clients=6, features=4, records_per_client=60, alpha=1.0,
+                                bins=8, seed=1)
+    fed = partition_cluster(table, 6, np.random.default_rng(4), embedding="umap")
+    assert fed.params["embedding"].startswith("umap(n_neighbors=15, min_dist=0.1")
+    assert len(list((tmp_path / "embeddings").glob("umap-*.npy"))) == 1
+    again = partition_cluster(table, 6, np.random.default_rng(4), embedding="umap")
+    assert all(np.array_equal(a, b) for a, b in zip(fed.client_rows, again.client_rows))
+    from flaimsim.mechanisms.federation import partition_iid
+
+    iid = heterogeneity_report(partition_iid(table, 6, np.random.default_rng(4)))
+    assert heterogeneity_report(fed)["mean_tv"] > 2 * iid["mean_tv"]

@@ -36,6 +36,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partition", choices=("iid", "dirichlet", "cluster", "natural"),
                    default=None)
     p.add_argument("--beta", type=float, default=None)
+    p.add_argument("--embedding", choices=("umap", "pca"), default=None,
+                   dest="cluster_embedding",
+                   help="cluster split's embedding: umap (the paper's, default) or pca (faster)")
     p.add_argument("--participation", type=float, default=None, help="Poisson rate p")
     p.add_argument("--mpc", choices=("real", "model"), default=None)
     p.add_argument("--servers", type=int, choices=(2, 3), default=None)

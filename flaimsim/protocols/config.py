@@ -47,6 +47,7 @@ class RunConfig:
     clients: int = 100
     partition: str = "iid"  # iid | dirichlet | cluster | natural (SynthFS's own clients)
     beta: float = 0.1
+    cluster_embedding: str = "umap"  # umap (the paper's) | pca (faster)
     label: str | None = None  # default: the last column
     participation: float = 0.1  # Poisson sampling rate p
     # SynthFS
@@ -98,6 +99,8 @@ class RunConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.aggregation not in ("secagg", "servers"):
             raise ConfigError("aggregation must be 'secagg' or 'servers'")
+        if self.cluster_embedding not in ("umap", "pca"):
+            raise ConfigError("cluster_embedding must be 'umap' or 'pca'")
         if self.clients < 1:
             raise ConfigError(f"clients must be >= 1, got {self.clients}")
         if self.max_model_size_mb <= 0:
