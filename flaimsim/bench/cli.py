@@ -7,6 +7,7 @@
     flaimsim plot     PNG plots of a sweep directory
     flaimsim explain  a tiny run, step by step: who sends what to whom
     flaimsim data     prepare the paper's raw data sets in the private-pgm format
+    flaimsim reproduce  the poster's trade-off table in the paper's setting, every data set
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_cal)
     p_cal.add_argument("--table", default=None, help="write the table here (default: cache)")
     p_cal.set_defaults(func=cmd_calibrate)
-    from flaimsim.bench import explain, plots, sweep, table  # each module owns its subcommand
+    from flaimsim.bench import explain, plots, reproduce, sweep, table  # each owns a subcommand
 
-    for module in (sweep, table, plots, explain):
+    for module in (sweep, table, plots, explain, reproduce):
         module.add_parser(sub)
     add_data_parser(sub)
     return parser

@@ -239,13 +239,14 @@ def _data_dir_candidates(name: str) -> list[Path]:
     candidates.append(Path.cwd() / ".." / "shared" / "data" / name)
     repo_root = Path(__file__).resolve().parents[2]
     candidates.append(repo_root / ".." / "shared" / "data" / name)
+    candidates.append(repo_root / ".." / ".." / "shared" / "data" / name)  # git worktrees
     return candidates
 
 
 def default_data_dir(name: str) -> Path:
     """The directory holding ``<name>.csv``: the env var ``FLAIMSIM_<NAME>_DIR`` (e.g.
     ``FLAIMSIM_ADULT_DIR``), then ``<cwd>/../shared/data/<name>``, then
-    ``<repo root>/../shared/data/<name>``. Raises :class:`DataError` listing what was tried."""
+    ``<repo root>/../shared/data/<name>`` (or two levels up, for git worktrees). Raises :class:`DataError` listing what was tried."""
     candidates = _data_dir_candidates(name)
     for directory in candidates:
         if (directory / f"{name}.csv").is_file():
