@@ -43,8 +43,8 @@ CELLS = "cells"
 # Fields that determine the prepared data (load, split, federation, workload).
 _DATA_FIELDS = ("dataset", "data_dir", "max_bins", "label", "seed", "test_fraction",
                 "partition", "clients", "beta", "cluster_embedding", "synthfs_features",
-                "synthfs_records", "synthfs_alpha", "synthfs_bins", "workload_marginals", "workload_degree",
-                "workload_seed")
+                "synthfs_records", "synthfs_alpha", "synthfs_bins", "workload_marginals",
+                "workload_degree", "workload_seed")
 
 
 @dataclass(frozen=True)

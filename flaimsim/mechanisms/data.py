@@ -246,7 +246,8 @@ def _data_dir_candidates(name: str) -> list[Path]:
 def default_data_dir(name: str) -> Path:
     """The directory holding ``<name>.csv``: the env var ``FLAIMSIM_<NAME>_DIR`` (e.g.
     ``FLAIMSIM_ADULT_DIR``), then ``<cwd>/../shared/data/<name>``, then
-    ``<repo root>/../shared/data/<name>`` (or two levels up, for git worktrees). Raises :class:`DataError` listing what was tried."""
+    ``<repo root>/../shared/data/<name>`` (or two levels up, for git worktrees). Raises
+    :class:`DataError` listing what was tried."""
     candidates = _data_dir_candidates(name)
     for directory in candidates:
         if (directory / f"{name}.csv").is_file():

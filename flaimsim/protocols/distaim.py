@@ -289,5 +289,6 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                      {"reveals": reveals, "steps": list(engine.steps)})
 
 
-__all__ = ["run_distaim", "DistAimBackend", "ContributorCount", "scale_to_contributors", "candidate_layout", "client_answers",
+__all__ = ["run_distaim", "DistAimBackend", "ContributorCount", "scale_to_contributors",
+           "candidate_layout", "client_answers",
            "ConfigError"]
