@@ -7,6 +7,8 @@
     flaimsim plot     PNG plots of a sweep directory
     flaimsim explain  a tiny run, step by step: who sends what to whom
     flaimsim serve    one MPC compute server on this host (drive it with run --servers-at)
+    flaimsim data     prepare the paper's raw data sets in the private-pgm format
+    flaimsim reproduce  the poster's trade-off table in the paper's setting, every data set
 """
 
 from __future__ import annotations
@@ -148,6 +150,46 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """``data prepare NAME RAW... --out DIR``: code raw files by the documented rule."""
+    from pathlib import Path
+
+    from flaimsim.mechanisms.raw_data import RAW_SPECS, default_raw_dir, prepare_raw, \
+        write_prepared
+
+    spec = RAW_SPECS[args.name]
+    raw = [Path(p) for p in args.raw] or [default_raw_dir() / f for f in spec.files]
+    fraction = spec.paper_subsample if args.paper_subsample else args.subsample
+    prepared = prepare_raw(args.name, raw, fraction, args.seed, args.limit)
+    out = write_prepared(prepared, args.out, raw)
+    print(f"{args.name}: {prepared.codes.shape[0]} records of {prepared.raw_records} "
+          f"(subsample {fraction or 'none'}), {len(prepared.columns)} columns -> "
+          f"{out}/{args.name}.csv, {args.name}-domain.json, {args.name}-coding.json")
+    return 0
+
+
+def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    from flaimsim.mechanisms.raw_data import RAW_SPECS
+
+    p_data = sub.add_parser("data", help="prepare the paper's raw data sets")
+    data_sub = p_data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser(
+        "prepare", help="raw files -> NAME.csv + NAME-domain.json (continuous attributes in "
+        "32 equal-width bins, categorical ones coded by sorted value)")
+    p.add_argument("name", choices=sorted(RAW_SPECS))
+    p.add_argument("raw", nargs="*", help="raw file(s), in order (default: the data set's "
+                   "files in $FLAIMSIM_RAW_DIR or ../shared/data/raw)")
+    p.add_argument("--out", required=True, help="output directory")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--subsample", type=float, default=None,
+                       help="keep this fraction of records (seeded)")
+    group.add_argument("--paper-subsample", action="store_true",
+                       help="the paper's fraction (covtype 0.2, census 0.3)")
+    p.add_argument("--seed", type=int, default=0, help="subsampling seed")
+    p.add_argument("--limit", type=int, default=None, help="read only N data lines per file")
+    p.set_defaults(func=cmd_data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flaimsim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,11 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_cal)
     p_cal.add_argument("--table", default=None, help="write the table here (default: cache)")
     p_cal.set_defaults(func=cmd_calibrate)
-    from flaimsim.bench import explain, plots, sweep, table  # each module owns its subcommand
+    from flaimsim.bench import explain, plots, reproduce, sweep, table  # each owns a subcommand
 
-    for module in (sweep, table, plots, explain):
+    for module in (sweep, table, plots, explain, reproduce):
         module.add_parser(sub)
     add_serve_parser(sub)
+    add_data_parser(sub)
     return parser
 
 

@@ -126,6 +126,8 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
     opt(fed, "--beta", "Dirichlet concentration of --partition dirichlet", type=float)
     opt(fed, "--participation", "p, the Poisson rate at which a client takes part in a round",
         type=float, metavar="P")
+    opt(fed, "--embedding", "the cluster split's embedding: umap (the paper's) or pca (faster)",
+        dest="cluster_embedding", choices=("umap", "pca"))
 
     mpc = p.add_argument_group("MPC (DistAIM)")
     opt(mpc, "--mpc", "real: MPyC server processes; model: the calibrated cost table",

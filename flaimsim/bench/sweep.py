@@ -49,9 +49,9 @@ DEFAULT_PROTOCOLS = ("distaim", "aug-flaim-private")
 CELLS = "cells"
 # Fields that determine the prepared data (load, split, federation, workload).
 _DATA_FIELDS = ("dataset", "data_dir", "max_bins", "label", "seed", "test_fraction",
-                "partition", "clients", "beta", "synthfs_features", "synthfs_records",
-                "synthfs_alpha", "synthfs_bins", "workload_marginals", "workload_degree",
-                "workload_seed")
+                "partition", "clients", "beta", "cluster_embedding", "synthfs_features",
+                "synthfs_records", "synthfs_alpha", "synthfs_bins", "workload_marginals",
+                "workload_degree", "workload_seed")
 
 
 @dataclass(frozen=True)
@@ -364,6 +364,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "LocalCluster of --jobs workers); default: a local process pool")
     p.add_argument("--out", required=True, help="sweep directory (resumable)")
     p.set_defaults(func=command)
+    p.epilog = "Without --preset the sweep uses the paper's setting (preset 'paper')."
+
+
+def paper_defaults(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """Without ``--preset``, a sweep runs in the paper's setting (``PRESETS["paper"]``); on
+    SynthFS with the paper's SynthFS sizes (``synthfs-paper``)."""
+    from flaimsim.protocols.config import PRESETS
+
+    if getattr(args, "preset", None) is not None:
+        return args, {}
+    defaults = (dict(PRESETS["synthfs-paper"])
+                if getattr(args, "dataset", None) in (None, "synthfs") else {})
+    return argparse.Namespace(**{**vars(args), "preset": "paper"}), defaults
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
@@ -373,7 +386,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
     axis_free = argparse.Namespace(**{**vars(args), "rounds": None, "epsilon": None,
                                       "partition": None, "protocol": None})
-    base = config_from_args(axis_free)
+    base = config_from_args(*paper_defaults(axis_free))
     protocols = args.protocols or tuple(args.protocol or ()) or DEFAULT_PROTOCOLS
     partitions = args.partition or (base.partition,)
     return SweepSpec(base, tuple(protocols), tuple(args.rounds), tuple(args.epsilon),

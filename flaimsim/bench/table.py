@@ -322,11 +322,63 @@ NOTE = ("Client throughput is a client's bytes sent + received averaged over all
         "'~' marks an extrapolated crossover round.")
 
 
+PARTICIPATION_LABELS = {"all": "DistAIM: all clients in round 0 (the poster's distributed "
+                               "setting)",
+                        "poisson": "DistAIM: cumulative Poisson participation"}
+
+
+def cell_configs(out_dir: str | Path, cells: Sequence[Cell]) -> dict[str, dict[str, Any]]:
+    """Each finished cell's full configuration (from ``cells/<key>.json``)."""
+    import json
+
+    out = {}
+    for c in cells:
+        path = Path(out_dir) / "cells" / f"{c.key}.json"
+        if path.is_file():
+            out[c.key] = json.loads(path.read_text()).get("config", {})
+    return out
+
+
+def setting_header(configs: Iterable[dict[str, Any]]) -> str:
+    """Whether the cells ran in the paper's setting (``PRESETS["paper"]``), and if not, how
+    they differ."""
+    from flaimsim.protocols.config import PRESETS
+
+    paper = dict(PRESETS["paper"], cluster_embedding="umap")
+    configs = list(configs)
+    differs = {k: sorted({str(c.get(k)) for c in configs if c.get(k) != v})
+               for k, v in paper.items()}
+    differs = {k: v for k, v in differs.items() if v}
+    described = ("K = 100 clients, Poisson p = 0.1, δ = 1e-5, 64 random 3-way marginals "
+                 "(seed 123), 80 MB model cap, cluster split (UMAP + k-means), DistAIM in "
+                 "cumulative Poisson participation, α = 0.9, 50/500 mirror-descent iterations")
+    if not differs:
+        return f"Setting: the paper's (preset 'paper': {described})."
+    diff = "; ".join(f"{k} = {', '.join(v)} (paper: {paper[k]})" for k, v in differs.items())
+    return f"Setting: the paper's ({described}) except {diff}."
+
+
+def group_labels(items: Sequence[TradeOff], configs: dict[str, dict[str, Any]]
+                 ) -> dict[GroupKey, str]:
+    """Per group, how DistAIM's clients took part (from its cells' configurations)."""
+    out = {}
+    for t in items:
+        modes = sorted({str(configs.get(k, {}).get("distaim_participation"))
+                        for k in t.distaim.cells})
+        out[(t.dataset, t.epsilon, t.partition)] = "; ".join(
+            PARTICIPATION_LABELS.get(m, f"DistAIM participation {m}") for m in modes)
+    return out
+
+
 def format_trade_offs(items: Sequence[TradeOff], networks: Sequence[Network],
-                      markdown: bool = False) -> str:
+                      markdown: bool = False, labels: dict[GroupKey, str] | None = None
+                      ) -> str:
     parts = []
     for t in items:
         title = f"{t.dataset}, ε = {t.epsilon:g}, partition = {t.partition}"
+        label = (labels or {}).get((t.dataset, t.epsilon, t.partition))
+        if label:
+            title += f" — {label}"
         parts.append(("### " if markdown else "== ") + title)
         parts.append(_render(trade_off_rows(t, networks), markdown))
         parts.append("")
@@ -402,13 +454,15 @@ def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS
         w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in srows for k in r)))
         w.writeheader()
         w.writerows(srows)
-    md = ["# Communication trade-off: DistAIM vs AugFLAIM (Private)", "",
-          format_trade_offs(items, networks, markdown=True), "",
+    configs = cell_configs(out, cells)
+    header, labels = setting_header(configs.values()), group_labels(items, configs)
+    md = ["# Communication trade-off: DistAIM vs AugFLAIM (Private)", "", header, "",
+          format_trade_offs(items, networks, markdown=True, labels=labels), "",
           "## Every protocol and T (means over repeats)", "",
           format_summary(summaries, markdown=True), ""]
     (out / "table.md").write_text("\n".join(md))
-    return (format_trade_offs(items, networks) + "\n\nEvery protocol and T:\n"
-            + format_summary(summaries))
+    return (header + "\n\n" + format_trade_offs(items, networks, labels=labels)
+            + "\n\nEvery protocol and T:\n" + format_summary(summaries))
 
 
 def add_network_option(p: argparse.ArgumentParser) -> None:

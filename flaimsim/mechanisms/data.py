@@ -239,13 +239,15 @@ def _data_dir_candidates(name: str) -> list[Path]:
     candidates.append(Path.cwd() / ".." / "shared" / "data" / name)
     repo_root = Path(__file__).resolve().parents[2]
     candidates.append(repo_root / ".." / "shared" / "data" / name)
+    candidates.append(repo_root / ".." / ".." / "shared" / "data" / name)  # git worktrees
     return candidates
 
 
 def default_data_dir(name: str) -> Path:
     """The directory holding ``<name>.csv``: the env var ``FLAIMSIM_<NAME>_DIR`` (e.g.
     ``FLAIMSIM_ADULT_DIR``), then ``<cwd>/../shared/data/<name>``, then
-    ``<repo root>/../shared/data/<name>``. Raises :class:`DataError` listing what was tried."""
+    ``<repo root>/../shared/data/<name>`` (or two levels up, for git worktrees). Raises
+    :class:`DataError` listing what was tried."""
     candidates = _data_dir_candidates(name)
     for directory in candidates:
         if (directory / f"{name}.csv").is_file():
@@ -256,7 +258,17 @@ def default_data_dir(name: str) -> Path:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Table:
-    """Load ``<data_dir>/<name>.csv`` with ``<data_dir>/<name>-domain.json`` (e.g. "adult")."""
+    """Load ``<data_dir>/<name>.csv`` with ``<data_dir>/<name>-domain.json`` (e.g. "adult").
+
+    Without ``data_dir``, a paper data set (magic, covtype, census, marketing) that is not
+    found where :func:`default_data_dir` looks is prepared from its raw files into the cache
+    (:func:`flaimsim.mechanisms.raw_data.prepared_dir`, with the paper's subsampling)."""
+    if data_dir is None:
+        from flaimsim.mechanisms.raw_data import RAW_SPECS, prepared_dir
+
+        if name in RAW_SPECS and not any((d / f"{name}.csv").is_file()
+                                         for d in _data_dir_candidates(name)):
+            data_dir = prepared_dir(name)
     directory = default_data_dir(name) if data_dir is None else Path(data_dir)
     csv_path = directory / f"{name}.csv"
     domain_path = directory / f"{name}-domain.json"

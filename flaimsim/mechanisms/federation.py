@@ -17,8 +17,12 @@ import numpy as np
 from flaimsim.mechanisms.data import Table
 
 METHODS = ("iid", "dirichlet", "cluster")
+EMBEDDINGS = ("umap", "pca")
 DIRICHLET_MAX_TRIES = 100
 CLUSTER_EMBEDDING_DIMS = 10
+# The authors' cluster split (synth_fl/utils/dataloaders/sharders.py): UMAP of the records'
+# integer codes with n_neighbors 15, min_dist 0.1 (2 components, umap-learn's default).
+UMAP_NEIGHBORS, UMAP_MIN_DIST, UMAP_COMPONENTS = 15, 0.1, 2
 
 
 class FederationError(ValueError):
@@ -175,7 +179,7 @@ def cluster_embedding(table: Table, dims: int = CLUSTER_EMBEDDING_DIMS,
     """One-hot encode every attribute (sum_a |Omega_a| indicator columns, sparse) and project
     onto the top ``dims`` principal components (sklearn PCA, centred implicitly; arpack).
 
-    Stand-in for the paper's UMAP embedding (UMAP is not available here)."""
+    The fast option; the paper's split uses :func:`umap_embedding`."""
     from scipy import sparse
     from sklearn.decomposition import PCA
 
@@ -190,26 +194,61 @@ def cluster_embedding(table: Table, dims: int = CLUSTER_EMBEDDING_DIMS,
     return PCA(n_components=dims, svd_solver="arpack", random_state=seed).fit_transform(onehot)
 
 
+def umap_embedding(table: Table, seed: int = 0) -> np.ndarray:
+    """The paper's embedding: UMAP (n_neighbors 15, min_dist 0.1, 2 components) of the
+    records' integer codes, as the authors' code does. Seeded (``random_state``), which makes
+    umap-learn run single-threaded. The result is cached under ``$FLAIMSIM_CACHE/embeddings``
+    keyed by the codes, the domain and the seed, since it takes minutes on large tables."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    digest = hashlib.sha1(np.ascontiguousarray(table.values).tobytes())
+    digest.update(repr((table.columns, table.sizes, seed, UMAP_NEIGHBORS, UMAP_MIN_DIST,
+                        UMAP_COMPONENTS)).encode())
+    cache = Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim"))
+    path = cache / "embeddings" / f"umap-{digest.hexdigest()[:16]}.npy"
+    if path.is_file():
+        return np.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap-learn's n_jobs/random_state and numba notes
+        import umap
+
+        embedding = umap.UMAP(n_neighbors=min(UMAP_NEIGHBORS, table.n - 1),
+                              min_dist=UMAP_MIN_DIST, n_components=UMAP_COMPONENTS,
+                              random_state=seed).fit_transform(table.values.astype(float))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
+    np.save(tmp, embedding)
+    os.replace(tmp, path)
+    return embedding
+
+
 def partition_cluster(table: Table, n_clients: int, rng: np.random.Generator,
-                      dims: int = CLUSTER_EMBEDDING_DIMS, n_init: int = 3) -> Federation:
-    """Cluster skew: k-means (K clusters, seeded from ``rng``, ``n_init`` restarts) on the
-    :func:`cluster_embedding` of the records; client k = cluster k. Sizes are uneven."""
+                      dims: int = CLUSTER_EMBEDDING_DIMS, n_init: int = 3,
+                      embedding: str = "pca") -> Federation:
+    """Cluster skew: k-means (K clusters, seeded from ``rng``, ``n_init`` restarts) on an
+    embedding of the records (``"umap"``: :func:`umap_embedding`, the paper's; ``"pca"``:
+    :func:`cluster_embedding`, faster); client k = cluster k. Sizes are uneven."""
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
 
     k = _check_n_clients(table, n_clients)
+    if embedding not in EMBEDDINGS:
+        raise FederationError(f"unknown embedding {embedding!r}; choose one of {EMBEDDINGS}")
     seed = int(np.random.default_rng(rng).integers(2**31 - 1))
-    embedding = cluster_embedding(table, dims, seed)
     distinct = np.unique(table.values, axis=0).shape[0]
     if distinct < k:
         # k-means cannot make more non-empty clusters than distinct points (and how it
         # breaks ties among duplicates varies with threading): refuse up front.
         raise FederationError(f"only {distinct} distinct records for {k} clients: k-means "
                               f"would leave clients empty")
+    points = (umap_embedding(table, seed) if embedding == "umap"
+              else cluster_embedding(table, dims, seed))
     with warnings.catch_warnings():
         # Fewer distinct points than K: the empty clusters are reported below instead.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        owner = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(embedding)
+        owner = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(points)
     sizes = np.bincount(owner, minlength=k)
     if sizes.min() == 0:
         empty = np.flatnonzero(sizes == 0).tolist()
@@ -217,13 +256,16 @@ def partition_cluster(table: Table, n_clients: int, rng: np.random.Generator,
                               f"({len(empty)} of {k}); the data has too few distinct records "
                               f"for {k} clients")
     return Federation(table, _rows_from_owner(owner.astype(np.int64), k), "cluster",
-                      {"n_clients": k, "embedding": f"onehot+pca{dims}", "n_init": n_init,
+                      {"n_clients": k, "n_init": n_init,
+                       "embedding": (f"umap(n_neighbors={UMAP_NEIGHBORS}, min_dist="
+                                     f"{UMAP_MIN_DIST}, {UMAP_COMPONENTS}d)"
+                                     if embedding == "umap" else f"onehot+pca{dims}"),
                        "kmeans_seed": seed})
 
 
 def federate(table: Table, method: str, n_clients: int, rng: np.random.Generator,
              beta: float | None = None, label: str | None = None,
-             min_per_label: int = 0) -> Federation:
+             min_per_label: int = 0, embedding: str = "pca") -> Federation:
     """Partition ``table`` with ``method`` in {"iid", "dirichlet", "cluster"}."""
     _check_n_clients(table, n_clients)
     if method == "iid":
@@ -233,7 +275,7 @@ def federate(table: Table, method: str, n_clients: int, rng: np.random.Generator
             raise FederationError("method 'dirichlet' needs beta and label")
         return partition_dirichlet(table, n_clients, beta, label, rng, min_per_label)
     if method == "cluster":
-        return partition_cluster(table, n_clients, rng)
+        return partition_cluster(table, n_clients, rng, embedding=embedding)
     raise FederationError(f"unknown federation method {method!r}; choose one of {METHODS}")
 
 

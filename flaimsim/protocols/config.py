@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 PROTOCOLS = ("central", "distaim", "naive-flaim", "aug-flaim-oracle", "aug-flaim-private")
-DATASETS = ("synthfs", "adult")
+DATASETS = ("synthfs", "adult", "magic", "covtype", "census", "marketing")
 
 
 class ConfigError(ValueError):
@@ -47,6 +47,7 @@ class RunConfig:
     clients: int = 100
     partition: str = "iid"  # iid | dirichlet | cluster | natural (SynthFS's own clients)
     beta: float = 0.1
+    cluster_embedding: str = "umap"  # umap (the paper's) | pca (faster)
     label: str | None = None  # default: the last column
     participation: float = 0.1  # Poisson sampling rate p
     # SynthFS
@@ -101,6 +102,8 @@ class RunConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.aggregation not in ("secagg", "servers"):
             raise ConfigError("aggregation must be 'secagg' or 'servers'")
+        if self.cluster_embedding not in ("umap", "pca"):
+            raise ConfigError("cluster_embedding must be 'umap' or 'pca'")
         if self.clients < 1:
             raise ConfigError(f"clients must be >= 1, got {self.clients}")
         if self.max_model_size_mb <= 0:
@@ -154,9 +157,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Poisson participation p = 0.1, delta = 1e-5, 64 random 3-way marginals (seed 123), an
     # 80 MB model cap, the "cluster" split, and DistAIM sharing a client's answers when it is
     # first sampled (cumulative participation).
+    # alpha 0.9 and 50 / 500 mirror-descent iterations per round / at the end are the
+    # authors' (sweep_configs/paper/*.json: gauss_budget_alloc, pgm_train_iters,
+    # pgm_final_iters).
     "paper": dict(clients=100, participation=0.1, delta=1e-5, workload_marginals=64,
                   workload_degree=3, workload_seed=123, max_model_size_mb=80.0,
-                  partition="cluster", distaim_participation="poisson"),
+                  partition="cluster", distaim_participation="poisson", alpha=0.9,
+                  iters_round=50, iters_final=500),
 }
 
 
@@ -181,7 +188,12 @@ def check_preset(preset: str, dataset: str) -> None:
 # Documented sizes of the bundled and paper data sets (records in the full file), used as the
 # public bound on N when --max-records is not given. They are facts about the published data
 # set, not about the run's (private) training split.
-DOCUMENTED_RECORDS: dict[str, int] = {"adult": 48_842}
+DOCUMENTED_RECORDS: dict[str, int] = {"adult": 48_842,
+                                      # UCI: MAGIC, Covertype, Census-Income (train + test),
+                                      # Bank Marketing (bank-full); the full files' sizes bound
+                                      # the subsampled and partial copies too.
+                                      "magic": 19_020, "covtype": 581_012, "census": 299_285,
+                                      "marketing": 45_211}
 
 
 def public_record_bound(config: "RunConfig") -> int | None:

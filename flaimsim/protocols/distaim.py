@@ -9,8 +9,9 @@ Steps per run (each a ledger phase):
 2. score: the servers bit-decompose the aggregate once per contributor set, then score the
    size-filtered candidates against the public model marginals, scaled by the model's total
    (a public DP estimate of the contributors' count, as upstream AIM uses). In ``poisson``
-   mode that total lags behind a growing contributor set: it costs no budget but biases the
-   score until the model catches up.
+   mode that total lags behind a growing contributor set, so the marginals are rescaled to a
+   noisy count of the contributors' records released every round (:class:`ContributorCount`,
+   charged to the budget: the schedule pays for one extra measurement).
 3. select: secure exponential mechanism; only the index is opened.
 4. measure: every server inputs a discrete Gaussian share N_Z(0, σ²/(m − t)); only the noisy
    marginal is opened. The model is fitted with the noise variance actually added
@@ -88,6 +89,57 @@ def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
     return bound(max(workload.weights), max_count, max_count, sigma, biggest)
 
 
+class ContributorCount:
+    """A noisy count ñ of the contributors' records, for ``poisson`` (cumulative) mode.
+
+    Released in round 0 and in every selection round (T + 1 releases, whether or not the
+    contributor set changed, so the number of releases is public and fixed). Each release
+    measures, inside MPC, the smallest one-way marginal of the contributors' aggregate with
+    std σ_c = σ·sqrt(T + 1) and sums it: one record changes that histogram by 1 in L2
+    (add/remove), so a release costs 1/(2σ_c²) = 1/(2σ²(T + 1)) zCDP and all T + 1 together
+    cost exactly one Gaussian measurement at σ; the schedule pays for T + d1 + 1
+    measurements. Releases for an unchanged set are averaged (inverse variance).
+    """
+
+    def __init__(self, workload: Workload, offsets: np.ndarray, lengths: np.ndarray,
+                 rounds: int, max_count: int) -> None:
+        one_ways = [i for i, c in enumerate(workload.answered) if len(c) == 1]
+        self.which = min(one_ways, key=lambda i: (int(lengths[i]), i))
+        self.offset, self.length = int(offsets[self.which]), int(lengths[self.which])
+        self.releases, self.max_count = rounds + 1, max_count
+        self.estimate: float | None = None
+        self.variance = math.inf
+        self.history: list[dict] = []
+
+    def release(self, engine: SecureEngine, round: int, sigma: float, changed: bool,
+                privacy: PrivacyLedger) -> float:
+        sigma_c = sigma * math.sqrt(self.releases)
+        values, cell_variance = engine.measure(round, self.offset, self.length, sigma_c)
+        privacy.spend_gaussian(round, sigma_c, "contributor count")
+        total, variance = float(values.sum()), self.length * cell_variance
+        if changed or self.estimate is None:
+            self.estimate, self.variance = total, variance
+        else:  # same contributors: average with the earlier releases
+            weight = self.variance / (self.variance + variance)
+            self.estimate = weight * total + (1 - weight) * self.estimate
+            self.variance = 1 / (1 / self.variance + 1 / variance)
+        self.history.append({"round": round, "noisy_count": total, "estimate": self.estimate,
+                             "changed": changed})
+        return self.scale
+
+    @property
+    def scale(self) -> float:
+        """ñ clipped to the public range [1, N]."""
+        return float(min(max(self.estimate or 1.0, 1.0), self.max_count))
+
+
+def scale_to_contributors(public_c: np.ndarray, model_total: float, count: float
+                          ) -> np.ndarray:
+    """The model's marginals (at its own total) rescaled to the contributors' noisy count:
+    M̂_q · ñ / total(M̂)."""
+    return public_c * (count / model_total) if model_total > 0 else public_c
+
+
 class DistAimBackend:
     """Select and measure through a :class:`SecureEngine` (real MPC or its ideal model)."""
 
@@ -103,9 +155,13 @@ class DistAimBackend:
         self.effective_epsilons: list[float] = []
         self.scored_cells = 0
         self.decompose_bytes = 0
+        self.count = (ContributorCount(data.workload, self.offsets, self.lengths,
+                                       config.rounds, max_count)
+                      if config.distaim_participation == "poisson" else None)
 
     # -- participation ---------------------------------------------------------------------
-    def _join(self, round: int) -> None:
+    def _join(self, round: int) -> bool:
+        """Share the newly sampled clients' answers; whether the contributor set grew."""
         K = self.data.federation.n_clients
         if self.config.distaim_participation == "all":
             new = set(range(K)) - self.shared
@@ -113,7 +169,7 @@ class DistAimBackend:
             sampled = np.flatnonzero(self.sampling.random(K) < self.config.participation)
             new = set(int(k) for k in sampled) - self.shared
         if not new:
-            return
+            return False
         self.engine.share(round, sorted(new), lambda k: client_answers(self.data, k),
                           lambda ks: union_answers(self.data, ks))
         self.shared |= new
@@ -121,9 +177,11 @@ class DistAimBackend:
         before = ledger.by_phase().get("score", 0)
         self.engine.decompose(round)
         self.decompose_bytes += ledger.by_phase().get("score", 0) - before
+        return True
 
     def n_measurements(self, rounds: int, d1: int) -> int:
-        return rounds + d1
+        # poisson: T + 1 contributor-count releases, together one measurement's cost.
+        return rounds + d1 + (self.count is not None)
 
     def _measure(self, round: int, cliques: Sequence[Clique], sigma: float,
                  privacy: PrivacyLedger) -> list[Measurement]:
@@ -144,13 +202,18 @@ class DistAimBackend:
         self._join(0)
         while not self.shared:  # poisson: nobody sampled yet; the sample is redrawn
             self._join(0)
+        if self.count is not None:
+            self.count.release(self.engine, 0, sigma, True, privacy)
         return self._measure(0, one_ways, sigma, privacy)
 
     def select(self, round, candidates, model, sigma, epsilon, privacy):
-        if self.config.distaim_participation == "poisson":
-            self._join(round)
-        idx = [self.index[c] for c in candidates]
         public_c = np.concatenate([model.marginal(c) for c in candidates])
+        if self.count is not None:  # the model's total lags a growing contributor set
+            changed = self._join(round)
+            public_c = scale_to_contributors(
+                public_c, model.total, self.count.release(self.engine, round, sigma, changed,
+                                                          privacy))
+        idx = [self.index[c] for c in candidates]
         self.scored_cells += int(public_c.size)
         self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, sigma,
                           [self.workload.weights[i] for i in idx],
@@ -206,7 +269,9 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
 
     sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
-                              config.rounds + len(data.workload.one_ways), config.alpha).sigma
+                              config.rounds + len(data.workload.one_ways)
+                              + (config.distaim_participation == "poisson"),
+                              config.alpha).sigma
     engine, notes = make_engine(config, data, ledger, max_count, sigma)
     try:
         backend = DistAimBackend(config, data, engine, max_count)
@@ -221,6 +286,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "private": config.threshold >= 1,
              "privacy_note": engine.privacy_note or None,
              "contributing_clients": len(backend.shared),
+             "contributor_count": (None if backend.count is None
+                                   else backend.count.history),
              "scored_cells": backend.scored_cells,
              "epsilon_select_effective_min": min(backend.effective_epsilons),
              "opened": sorted({r["name"] for r in reveals}),
@@ -239,5 +306,6 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                      {"reveals": reveals, "steps": list(engine.steps)})
 
 
-__all__ = ["run_distaim", "DistAimBackend", "candidate_layout", "client_answers",
+__all__ = ["run_distaim", "DistAimBackend", "ContributorCount", "scale_to_contributors",
+           "candidate_layout", "client_answers",
            "ConfigError"]

@@ -132,7 +132,8 @@ def prepare(config: RunConfig) -> PreparedData:
                        beta=config.beta, label=label,
                        # The authors' label-skew split gives every client one record of each
                        # label first; without it β = 0.1 over 100 clients leaves clients empty.
-                       min_per_label=1 if partition == "dirichlet" else 0)
+                       min_per_label=1 if partition == "dirichlet" else 0,
+                       embedding=config.cluster_embedding)
     workload = make_workload(train.domain, degree=config.workload_degree,
                              num_marginals=config.workload_marginals, seed=config.workload_seed)
     return PreparedData(train, test, fed, workload, label, bound)

@@ -1,0 +1,314 @@
+"""``flaimsim reproduce``: the poster's communication trade-off, in the paper's setting, for
+every data set available here, with the poster's row beside ours.
+
+Per data set it runs a sweep (``bench.sweep``: parallel, resumable, progress bar) of central
+AIM, DistAIM, NaiveFLAIM and AugFLAIM (Private) in modelled mode (``--mpc model``) over the
+paper's T grid, in ``PRESETS["paper"]``. Then it writes into ``OUT``:
+
+    OUT/<dataset>/...                  the sweep directory (cells, table.md via bench.table)
+    OUT/<dataset>/error-vs-T.png       workload error against T per protocol (Fig. 3b)
+    OUT/<dataset>/traffic-vs-T.png     client and server-side traffic against T
+    OUT/reproduce.md, reproduce.csv    poster row beside ours, per data set, with timings
+
+Our row: T ratio = T*_FLAIM / T*_DistAIM (best T by mean workload error); throughput ratio
+= DistAIM / AugFLAIM (Private) client bytes (mean over all K clients), also for bytes sent
+and bytes received separately; error difference (err_F − err_D)/err_D in %; NLL difference
+in % of DistAIM's NLL and in nats. The poster's DistAIM figure is a formula (8 B per W+ cell,
+sent once per contributing client), so that formula is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from flaimsim.bench.sweep import SweepSpec, load_cells, run_sweep
+from flaimsim.protocols.config import PRESETS, RunConfig
+
+# The paper's T grid (sweep_configs/paper/communication_tracking.json: global_rounds).
+PAPER_ROUNDS = (2, 4, 8, 10, 16, 32, 64, 96, 128, 160, 192)
+PROTOCOLS = ("central", "distaim", "naive-flaim", "aug-flaim-private")
+QUICK_DATASETS = ("adult", "magic")
+QUICK_ROUNDS = (2, 4, 8)
+# --quick: the table's pair only (central and NaiveFLAIM cells cost as much as the others).
+QUICK_PROTOCOLS = ("distaim", "aug-flaim-private")
+DATASET_ORDER = ("adult", "magic", "census", "marketing", "covtype")
+BYTES_PER_CELL = 8  # the authors' formula: one 8-byte value per W+ cell
+
+
+@dataclass(frozen=True)
+class PosterRow:
+    """A row of the poster's table: ratios (×), DistAIM / FLAIM per-client MB, differences
+    in % (FLAIM vs DistAIM)."""
+
+    t_ratio: float
+    throughput_ratio: float
+    distaim_mb: float
+    flaim_mb: float
+    error_pct: float
+    nll_pct: float
+
+
+POSTER: dict[str, PosterRow] = {
+    "adult": PosterRow(2.0, 1300, 80, 0.06, 58, 11),
+    "magic": PosterRow(3.2, 1643, 80, 0.04, 20, 14),
+    "census": PosterRow(1.5, 64, 29.6, 0.46, 79, 33),
+    "intrusion": PosterRow(2.5, 366, 101, 0.28, 82, 52),
+    "marketing": PosterRow(2.0, 97, 18, 0.19, 77, 35),
+    "credit": PosterRow(1.0, 167, 93, 0.55, 45, 6),
+    "covtype": PosterRow(1.25, 10, 7.6, 0.76, 64, 3),
+}
+
+
+def available_datasets() -> list[str]:
+    """The poster's data sets that can be loaded here (Adult prepared, others from raw)."""
+    from flaimsim.mechanisms.data import DataError, default_data_dir
+    from flaimsim.mechanisms.raw_data import RAW_SPECS, RawDataError, default_raw_dir
+
+    out = []
+    for name in DATASET_ORDER:
+        try:
+            if name in RAW_SPECS:
+                raw = default_raw_dir()
+                if all((raw / f).is_file() for f in RAW_SPECS[name].files):
+                    out.append(name)
+            else:
+                default_data_dir(name)
+                out.append(name)
+        except (DataError, RawDataError):
+            continue
+    return out
+
+
+def base_config(dataset: str, **overrides: Any) -> RunConfig:
+    """The paper's setting on ``dataset``, modelled MPC, ε = 1."""
+    return RunConfig(**{**PRESETS["paper"], "dataset": dataset, "mpc": "model",
+                        "epsilon": 1.0, **overrides})
+
+
+def formula_bytes(config: RunConfig) -> int:
+    """The authors' DistAIM client upload: Σ_{q ∈ W+} n_q × 8 bytes."""
+    from flaimsim.mechanisms.data import load_dataset
+    from flaimsim.mechanisms.workload import make_workload
+
+    domain = load_dataset(config.dataset, config.data_dir).domain
+    workload = make_workload(domain, degree=config.workload_degree,
+                             num_marginals=config.workload_marginals,
+                             seed=config.workload_seed)
+    return BYTES_PER_CELL * sum(workload.n_cells(c) for c in workload.answered)
+
+
+def _mean_field(records: Sequence[dict[str, Any]], name: str) -> float | None:
+    vals = [float(r[name]) for r in records if r.get(name) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def our_row(sweep_dir: Path) -> dict[str, Any]:
+    """Our figures for one data set's sweep (see the module docstring)."""
+    from flaimsim.bench.table import trade_offs
+
+    cells = load_cells(sweep_dir)
+    t = trade_offs(cells, networks=())[0]
+    by_key = {c.key: c.record for c in cells}
+    d_recs = [by_key[k] for k in t.distaim.cells]
+    f_recs = [by_key[k] for k in t.flaim.cells]
+    sent = [_mean_field(r, "client_bytes_sent_mean") for r in (d_recs, f_recs)]
+    recv = [_mean_field(r, "client_bytes_received_mean") for r in (d_recs, f_recs)]
+    d_nll, f_nll = t.distaim.nll, t.flaim.nll
+    return {
+        "distaim_T": t.distaim.rounds, "flaim_T": t.flaim.rounds, "t_ratio": t.t_ratio,
+        "throughput_ratio": t.client_ratio,
+        "distaim_client_mb": (t.distaim.client_bytes or 0) / 1e6,
+        "flaim_client_mb": (t.flaim.client_bytes or 0) / 1e6,
+        "sent_ratio": _ratio(*sent), "received_ratio": _ratio(*recv),
+        "distaim_sent_mb": (sent[0] or 0) / 1e6, "flaim_sent_mb": (sent[1] or 0) / 1e6,
+        "distaim_received_mb": (recv[0] or 0) / 1e6,
+        "flaim_received_mb": (recv[1] or 0) / 1e6,
+        "distaim_sent_mb_participating": (_mean_field(
+            d_recs, "client_bytes_sent_mean_participating") or 0) / 1e6,
+        "error_pct": t.error_diff_pct,
+        "nll_pct": 100 * (f_nll - d_nll) / d_nll if d_nll and f_nll is not None else None,
+        "nll_nats": t.nll_diff,
+        "distaim_error": t.distaim.error, "flaim_error": t.flaim.error,
+        "distaim_server_mb": (t.distaim.server_bytes or 0) / 1e6,
+        "flaim_aggregator_mb": (t.flaim.server_bytes or 0) / 1e6,
+        "server_ratio": t.server_ratio,
+        "contributing_clients": _mean_field(d_recs, "contributing_clients"),
+        "bytes_source": t.distaim.bytes_source,
+    }
+
+
+def plot_dataset(sweep_dir: Path) -> list[Path]:
+    from flaimsim.bench.plots import plot_error, plot_traffic
+    from flaimsim.bench.table import summarise
+
+    summaries = summarise(load_cells(sweep_dir), networks=())
+    groups = sorted({(s.dataset, s.epsilon, s.partition) for s in summaries})
+    out = []
+    for g in groups:
+        mine = [s for s in summaries if (s.dataset, s.epsilon, s.partition) == g]
+        out.append(plot_error(mine, g, sweep_dir / "error-vs-T.png"))
+        out.append(plot_traffic(mine, g, sweep_dir / "traffic-vs-T.png"))
+    return out
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, Any]],
+                  header: str) -> str:
+    """The markdown report: poster row beside ours per data set."""
+    lines = ["# FLAIM poster's communication trade-off, reproduced", "", header, "",
+             "| data set | source | T ratio | throughput ratio (DistAIM / FLAIM MB per "
+             "client) | sent ratio | received ratio | Err | NLL | server side (DistAIM "
+             "per server / aggregator MB) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, ours in rows.items():
+        p = POSTER.get(name)
+        if p is not None:
+            lines.append(f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
+                         f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
+                         f"{p.nll_pct:g}% | not reported |")
+        lines.append(
+            f"| {name} | ours (T* {ours['distaim_T']} / {ours['flaim_T']}) | "
+            f"{_f(ours['t_ratio'], '.2g')}x | {_f(ours['throughput_ratio'], '.0f')}x "
+            f"({ours['distaim_client_mb']:.3g} / {ours['flaim_client_mb']:.3g}) | "
+            f"{_f(ours['sent_ratio'], '.0f')}x ({ours['distaim_sent_mb']:.3g} / "
+            f"{ours['flaim_sent_mb']:.3g}) | {_f(ours['received_ratio'], '.3g')}x "
+            f"({ours['distaim_received_mb']:.3g} / {ours['flaim_received_mb']:.3g}) | "
+            f"{_f(ours['error_pct'], '+.0f')}% | {_f(ours['nll_pct'], '+.0f')}% "
+            f"({_f(ours['nll_nats'], '+.3f')} nats) | {ours['distaim_server_mb']:.4g} / "
+            f"{ours['flaim_aggregator_mb']:.4g} ({_f(ours['server_ratio'], '.0f')}x) |")
+    lines += ["", "Throughput = a client's bytes sent + received, mean over all K clients "
+              "(MB = 10^6 B); ours are modelled from the calibrated MPC cost table (DistAIM) "
+              "and counted SecAgg+ messages (FLAIM). Err and NLL: FLAIM's difference from "
+              "DistAIM at each one's best T.", "",
+              "| data set | authors' DistAIM formula (8 B x W+ cells) | our DistAIM sent "
+              "per contributing client | contributing clients (mean) | cells | wall time "
+              "| load average at end |", "|---|---|---|---|---|---|---|"]
+    for name, tm in timings.items():
+        ours = rows.get(name, {})
+        lines.append(f"| {name} | {tm['formula_mb']:.4g} MB | "
+                     f"{ours.get('distaim_sent_mb_participating', 0):.4g} MB | "
+                     f"{_f(ours.get('contributing_clients'), '.1f')} | {tm['cells']} | "
+                     f"{tm['seconds'] / 60:.1f} min | {tm['load']} |")
+    return "\n".join(lines) + "\n"
+
+
+def warm_caches(spec: SweepSpec) -> None:
+    """Prepare each seed's data once here, so that the workers find the raw data set's coded
+    copy and the UMAP embedding in the cache instead of computing them side by side."""
+    from flaimsim.protocols.prepare import prepare
+
+    for seed in spec.seeds:
+        prepare(spec.base.replace(seed=seed))
+
+
+def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
+              protocols: Sequence[str] = PROTOCOLS, repeats: int = 1, jobs: int = 2,
+              overrides: dict[str, Any] | None = None) -> str:
+    """Run (or resume) every data set's sweep, then write the report; returns its text."""
+    from flaimsim.bench.table import cell_configs, setting_header, write_table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, Any]] = {}
+    timings: dict[str, dict[str, Any]] = {}
+    configs: list[dict[str, Any]] = []
+    for name in datasets:
+        base = base_config(name, **(overrides or {}))
+        spec = SweepSpec(base, tuple(protocols), tuple(rounds), (base.epsilon,),
+                         (base.partition,), tuple(range(base.seed, base.seed + repeats)))
+        sweep_dir = out / name
+        print(f"reproduce: {name}: {len(spec.configs())} cells into {sweep_dir}",
+              file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        warm_caches(spec)
+        report = run_sweep(spec, sweep_dir, jobs=jobs)
+        seconds = time.perf_counter() - start
+        load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        timings[name] = {"seconds": seconds, "cells": len(report.done),
+                         "skipped": len(report.skipped), "failed": len(report.failed),
+                         "load": load, "formula_mb": formula_bytes(base) / 1e6}
+        for f in report.failed:
+            print(f"reproduce: FAILED {f.key}: {(f.error or '').splitlines()[0]}",
+                  file=sys.stderr)
+        try:
+            write_table(sweep_dir, networks=())
+            rows[name] = our_row(sweep_dir)
+            plot_dataset(sweep_dir)
+        except (ValueError, FileNotFoundError) as exc:  # e.g. a protocol's cells all failed
+            print(f"reproduce: {name}: no trade-off row ({exc})", file=sys.stderr)
+        configs += list(cell_configs(sweep_dir, load_cells(sweep_dir)).values())
+    header = setting_header(configs) + (
+        f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).")
+    text = format_report(rows, timings, header)
+    (out / "reproduce.md").write_text(text)
+    with open(out / "reproduce.csv", "w", newline="") as fh:
+        fields = ["dataset", *(f"poster_{k}" for k in asdict(next(iter(POSTER.values())))),
+                  *dict.fromkeys(k for r in rows.values() for k in r),
+                  "seconds", "load"]
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for name, r in rows.items():
+            p = asdict(POSTER[name]) if name in POSTER else {}
+            w.writerow({"dataset": name, **{f"poster_{k}": v for k, v in p.items()}, **r,
+                        "seconds": timings[name]["seconds"], "load": timings[name]["load"]})
+    return text
+
+
+def _list(kind):
+    return lambda text: tuple(kind(x) for x in text.split(",") if x.strip())
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="the poster's trade-off table, in the paper's "
+                       "setting, for every available data set")
+    p.add_argument("--out", default="reproduce-out", help="output directory (resumable)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{', '.join(QUICK_DATASETS)}, {' and '.join(QUICK_PROTOCOLS)}, "
+                        f"at T in {', '.join(map(str, QUICK_ROUNDS))} only")
+    p.add_argument("--protocols", type=_list(str), default=None,
+                   help=f"comma list (default: {','.join(PROTOCOLS)})")
+    p.add_argument("--datasets", type=_list(str), default=None,
+                   help="comma list (default: every available one)")
+    p.add_argument("--rounds", type=_list(int), default=None,
+                   help="comma list of T (default: the paper's grid)")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--embedding", choices=("umap", "pca"), default="umap",
+                   help="cluster split's embedding (default: the paper's UMAP)")
+    p.add_argument("--distaim-participation", choices=("poisson", "all"), default="poisson",
+                   help="poisson (the authors' code) or all clients in round 0")
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    available = available_datasets()
+    wanted = args.datasets or (QUICK_DATASETS if args.quick else tuple(available))
+    missing = [d for d in wanted if d not in available]
+    if missing:
+        raise ValueError(f"data set(s) {missing} are not available here (have {available})")
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else PAPER_ROUNDS)
+    overrides = {"cluster_embedding": args.embedding,
+                 "distaim_participation": args.distaim_participation}
+    protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else PROTOCOLS)
+    print(reproduce(args.out, wanted, rounds, protocols, repeats=args.repeats, jobs=args.jobs,
+                    overrides=overrides))
+    print(f"wrote {args.out}/reproduce.md, {args.out}/reproduce.csv and per data set "
+          f"{args.out}/<dataset>/ (table.md, error-vs-T.png, traffic-vs-T.png)")
+    return 0
+
+
+__all__ = ["POSTER", "PosterRow", "PAPER_ROUNDS", "PROTOCOLS", "reproduce",
+           "available_datasets", "formula_bytes", "our_row"]
