@@ -50,7 +50,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
     from flaimsim.parties.mpc.cost_model import cache_dir, calibrate, load_or_calibrate
-    from flaimsim.protocols.distaim import score_bound
+    from flaimsim.protocols.distaim import aggregate_bound, offset_std, score_bound
     from flaimsim.protocols.prepare import prepare
     from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
 
@@ -58,14 +58,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     data = prepare(config)
     sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
                               config.rounds + len(data.workload.one_ways), config.alpha).sigma
-    bound = score_bound(data.workload, data.train.n, sigma)
+    max_count = aggregate_bound(config, data)
+    bound = score_bound(data.workload, max_count, offset_std(sigma, config.servers))
     if args.table:
-        table = calibrate(config.servers, data.train.n, bound)
+        table = calibrate(config.servers, max_count, bound, frac_bits=config.score_frac_bits)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
     else:
-        table, _ = load_or_calibrate(config.servers, data.train.n, bound)
+        table, _ = load_or_calibrate(config.servers, max_count, bound,
+                                     frac_bits=config.score_frac_bits)
         where = str(cache_dir())
     summary = {"table": where, "key": table.key, "mpyc_version": table.mpyc_version,
                "count_bits": table.count_bits, "element_bytes": table.element_bytes,
@@ -73,8 +75,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                "bytes_per_party_example": {
                    "decompose_per_cell": sum(b for b, _ in table.predict(
                        "decompose", cells=1000).values()) / 1000 / table.m,
-                   "score_per_cell": sum(b for b, _ in table.predict(
-                       "score", cells=100000, k=1).values()) / 100000 / table.m,
+                   "score_per_multiplication": sum(b for b, _ in table.predict(
+                       "score", k=1, mults=100000, steps=16).values()) / 100000 / table.m,
                    "select_k161": sum(b for b, _ in table.predict(
                        "select", k=161).values()) / table.m,
                    "measure_per_cell": sum(b for b, _ in table.predict(

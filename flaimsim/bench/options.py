@@ -39,7 +39,16 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--participation", type=float, default=None, help="Poisson rate p")
     p.add_argument("--mpc", choices=("real", "model"), default=None)
     p.add_argument("--servers", type=int, choices=(2, 3), default=None)
-    p.add_argument("--sharing", choices=("shamir", "additive"), default=None)
+    p.add_argument("--sharing", choices=("compact", "shamir", "additive"), default=None,
+                   help="DistAIM client shares: compact (additive mod 2^b, b = width of the "
+                   "public record bound; default), shamir, or additive mod p")
+    p.add_argument("--score", choices=("l1", "l2"), default=None,
+                   help="DistAIM's quality score (default l1, AIM's)")
+    p.add_argument("--em", choices=("gumbel", "rnm"), default=None,
+                   help="DistAIM's secure selection: gumbel (exponential mechanism, default) "
+                   "or rnm (report-noisy-max, zCDP eps^2/2, run at eps_t/2)")
+    p.add_argument("--score-frac-bits", type=int, default=None, dest="score_frac_bits",
+                   help="fractional bits of the public model marginal in secure scoring")
     p.add_argument("--distaim-participation", choices=("all", "poisson"), default=None)
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--aggregation", choices=("secagg", "servers"), default=None)

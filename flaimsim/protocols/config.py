@@ -57,7 +57,10 @@ class RunConfig:
     # MPC / DistAIM
     mpc: str = "model"  # real | model
     servers: int = 3
-    sharing: str = "shamir"  # shamir | additive
+    sharing: str = "compact"  # compact (additive mod 2^b) | shamir | additive (mod p)
+    score: str = "l1"  # DistAIM's quality score: l1 (AIM's) | l2
+    em: str = "gumbel"  # DistAIM's selection: gumbel (exponential mechanism) | rnm
+    score_frac_bits: int = 0  # fractional bits of the public model marginal in secure scoring
     distaim_participation: str = "all"  # all (round 0) | poisson (first sample)
     party_timeout_s: float = 600.0
     # FLAIM
@@ -90,8 +93,15 @@ class RunConfig:
             raise ConfigError(f"mpc must be 'real' or 'model', got {self.mpc!r}")
         if self.servers not in (2, 3):
             raise ConfigError(f"servers must be 2 or 3, got {self.servers}")
-        if self.sharing not in ("shamir", "additive"):
-            raise ConfigError(f"sharing must be 'shamir' or 'additive', got {self.sharing!r}")
+        if self.sharing not in ("compact", "shamir", "additive"):
+            raise ConfigError("sharing must be 'compact', 'shamir' or 'additive', got "
+                              f"{self.sharing!r}")
+        if self.score not in ("l1", "l2"):
+            raise ConfigError(f"score must be 'l1' or 'l2', got {self.score!r}")
+        if self.em not in ("gumbel", "rnm"):
+            raise ConfigError(f"em must be 'gumbel' or 'rnm', got {self.em!r}")
+        if not 0 <= self.score_frac_bits <= 8:
+            raise ConfigError(f"score_frac_bits must be in 0..8, got {self.score_frac_bits}")
         if self.distaim_participation not in ("all", "poisson"):
             raise ConfigError("distaim_participation must be 'all' or 'poisson'")
         if not 0 <= self.dropout < 1:

@@ -56,16 +56,17 @@ def client_answers(data: PreparedData, k: int) -> np.ndarray:
     return np.concatenate([local.marginal(c) for c in data.workload.answered])
 
 
-def secure_em_epsilon(epsilon: float) -> float:
-    """The ε to run the fixed-point secure EM with, so that its bounded-range parameter
-    ε_eff + 8η (secure_em's analysis) stays within the ε_t that the accountant charges."""
+def secure_em_epsilon(epsilon: float, em: str = "gumbel") -> float:
+    """The ε to run the fixed-point secure mechanism with, so that its privacy parameter stays
+    within the ε that the accountant charges: the EM's bounded-range parameter is
+    ε_eff + 8η, report-noisy-max's pure-DP parameter ε_eff + 4η (secure_em's analysis)."""
     from flaimsim.parties.mpc.secure_em import STATED_ETA
 
-    run = epsilon - 8 * STATED_ETA
+    run = epsilon - (8 if em == "gumbel" else 4) * STATED_ETA
     if run <= 0:
-        raise ConfigError(f"ε_t = {epsilon:.3g} per selection is below the secure EM's "
-                          f"fixed-point slack 8η = {8 * STATED_ETA:g}: use fewer rounds or a "
-                          "larger ε")
+        raise ConfigError(f"ε = {epsilon:.3g} per selection is below the secure mechanism's "
+                          "fixed-point slack (8η EM, 4η rnm; η = "
+                          f"{STATED_ETA:g}): use fewer rounds or a larger ε")
     return run
 
 
@@ -74,6 +75,30 @@ def union_answers(data: PreparedData, clients: Sequence[int]) -> np.ndarray:
     rows = np.concatenate([data.federation.client_rows[k] for k in clients])
     union = data.federation.table.subset(rows)
     return np.concatenate([union.marginal(c) for c in data.workload.answered])
+
+
+def selection_epsilon(epsilon_t: float, em: str) -> tuple[float, float, str]:
+    """(ε to run, zCDP ρ charged, mechanism name) for one selection of the round budget ε_t.
+
+    ``gumbel``: the exponential mechanism at ε_t, ρ = ε_t²/8. ``rnm``: report-noisy-max costs
+    ε²/2, so it runs at ε_t/2 for the same ρ = ε_t²/8 (the schedule is unchanged).
+    """
+    from flaimsim.mechanisms.accounting import exponential_cost
+    from flaimsim.mechanisms.dp import report_noisy_max_cost
+
+    if em == "gumbel":
+        return epsilon_t, exponential_cost(epsilon_t), "exponential"
+    if em == "rnm":
+        return epsilon_t / 2, report_noisy_max_cost(epsilon_t / 2), "report-noisy-max"
+    raise ConfigError(f"unknown selection mechanism {em!r}")
+
+
+def offset_std(sigma: float, m: int) -> float:
+    """Std of the measurement noise actually added by the m servers (``added_variance``):
+    the score offset's σ, as central AIM uses the std of its own noise."""
+    from flaimsim.parties.mpc.secure_noise import added_variance
+
+    return math.sqrt(added_variance(sigma, m, (m - 1) // 2))
 
 
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
@@ -145,11 +170,13 @@ class DistAimBackend:
         idx = [self.index[c] for c in candidates]
         public_c = np.concatenate([model.marginal(c) for c in candidates])
         self.scored_cells += int(public_c.size)
-        self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, sigma,
+        std = offset_std(sigma, self.config.servers)
+        self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, std,
                           [self.workload.weights[i] for i in idx],
-                          score_bound(self.workload, self.max_count, sigma))
-        privacy.spend_exponential(round, epsilon, f"{len(candidates)} candidates (secure)")
-        choice, eps_eff = self.engine.select(round, secure_em_epsilon(epsilon),
+                          score_bound(self.workload, self.max_count, std))
+        eps_run, rho, mechanism = selection_epsilon(epsilon, self.config.em)
+        privacy.spend(round, mechanism, rho, f"{len(candidates)} candidates (secure)")
+        choice, eps_eff = self.engine.select(round, secure_em_epsilon(eps_run, self.config.em),
                                              score_sensitivity(self.workload.weights))
         self.effective_epsilons.append(eps_eff)
         return [candidates[choice]]
@@ -164,19 +191,37 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
     if config.mpc == "real":
         engine: SecureEngine = MpcEngine(ledger, m=config.servers, max_count=max_count,
                                          sharing=config.sharing,
+                                         frac_bits=config.score_frac_bits, em=config.em,
                                          command_timeout=config.party_timeout_s)
     else:
         from flaimsim.parties.mpc.cost_model import load_or_calibrate
 
-        table, fresh = load_or_calibrate(config.servers, max_count,
-                                         score_bound(data.workload, max_count, sigma_hint))
+        table, fresh = load_or_calibrate(
+            config.servers, max_count,
+            score_bound(data.workload, max_count, offset_std(sigma_hint, config.servers)),
+            frac_bits=config.score_frac_bits)
         if fresh:
             notes.append("calibrated the MPC cost model for this setting (cached)")
         engine = IdealEngine(ledger, table, stream(config.seed, "mechanisms"), config.servers,
-                             config.sharing)
+                             config.sharing, max_count, config.score_frac_bits, config.em)
     if engine.privacy_note:
         notes.append(engine.privacy_note)
     return engine, notes
+
+
+def aggregate_bound(config: RunConfig, data: PreparedData) -> int:
+    """The public bound on every aggregate count (``public_record_bound``): it sets the
+    compact share width b and the count type, both visible on the wire."""
+    from flaimsim.protocols.config import public_record_bound
+
+    bound = public_record_bound(config)
+    if bound is None:
+        raise ConfigError(f"no public bound on the records of {config.dataset!r}: pass "
+                          "--max-records")
+    if data.train.n > bound:
+        raise ConfigError(f"the training data has {data.train.n} records, more than the "
+                          f"public bound {bound} (--max-records)")
+    return bound
 
 
 def run_distaim(config: RunConfig, data: PreparedData | None = None,
@@ -184,8 +229,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     """DistAIM with ``config.servers`` compute servers (``--mpc real`` or ``model``)."""
     start = time.perf_counter()
     data = data or prepare(config)
-    # A public upper bound on every aggregate count: the number of training records.
-    max_count = data.train.n
+    max_count = aggregate_bound(config, data)
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
     from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
@@ -206,6 +250,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "contributing_clients": len(backend.shared),
              "scored_cells": backend.scored_cells,
              "epsilon_select_effective_min": min(backend.effective_epsilons),
+             "sharing": config.sharing, "score": config.score, "em": config.em,
+             "score_frac_bits": config.score_frac_bits, "public_record_bound": max_count,
              "opened": sorted({r["name"] for r in reveals}),
              "openings": len(reveals)}
     record, synth = build_record(config, data, loop, ledger, config.servers,

@@ -28,13 +28,15 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from flaimsim.mechanisms.dp import exponential_mechanism
+from flaimsim.mechanisms.dp import exponential_mechanism, report_noisy_max
 from flaimsim.mechanisms.scores import aim_score_from_l1
 from flaimsim.parties.ledger import Ledger, client, server
 
 AGGREGATE = "x"
+COMPACT_PIECES = "x-pieces"   # each server's local sum of compact pieces mod 2^b
 PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score",
-                 "select": "select", "measure": "measure"}
+                 "select": "select", "select-rnm": "select", "measure": "measure"}
+SELECT_OP = {"gumbel": "select", "rnm": "select-rnm"}   # --em -> cost-model op
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Step:
     cells: int = 0
     k: int = 0
     clients: tuple[int, ...] = ()
+    mults: int = 0      # score: secret multiplications of the priced comparisons
+    steps: int = 0      # score: bit positions with a vectorised multiplication
 
 
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
@@ -55,10 +59,11 @@ def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
         for k in step.clients:
             for i, nbytes in enumerate(cost.upload_bytes_per_server(sharing, step.cells)):
                 ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled")
-        if sharing == "additive":
+        if sharing in ("additive", "compact"):
             cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
         return
-    cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k)
+    cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k,
+                mults=step.mults, steps=step.steps)
 
 
 def replay(steps: Sequence[Step], cost: Any, sharing: str) -> Ledger:
@@ -85,6 +90,17 @@ class SecureEngine(Protocol):
     def close(self) -> None: ...
 
 
+def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_count: int,
+               frac_bits: int) -> Step:
+    """The score step's size, with the public plan of its comparisons (what it costs)."""
+    from flaimsim.parties.mpc.secure_scoring import comparison_plan, round_public_marginal
+
+    plan = comparison_plan(round_public_marginal(np.asarray(public_c, dtype=float), frac_bits),
+                           int(max_count).bit_length(), frac_bits)
+    return Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths), mults=plan.mults,
+                steps=plan.steps)
+
+
 def count_bits_for(max_count: int, frac_bits: int = 0) -> int:
     """SecInt bit length holding counts up to N (``secure_scoring.count_secint``'s rule)."""
     from flaimsim.parties.mpc.secure_scoring import _SUM_HEADROOM_BITS
@@ -95,13 +111,14 @@ def count_bits_for(max_count: int, frac_bits: int = 0) -> int:
 class MpcEngine:
     """m MPyC server processes on loopback running DistAIM's commands; traffic measured."""
 
-    def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1, sharing: str = "shamir",
-                 frac_bits: int = 0, command_timeout: float = 600.0) -> None:
+    def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1,
+                 sharing: str = "compact", frac_bits: int = 0, em: str = "gumbel",
+                 command_timeout: float = 600.0) -> None:
         from flaimsim.parties.mpc.launcher import ServerLauncher
         from flaimsim.parties.transport import ClientTransport
 
         self.ledger, self.m, self.max_count = ledger, m, int(max_count)
-        self.sharing, self.frac_bits = sharing, frac_bits
+        self.sharing, self.frac_bits, self.em = sharing, frac_bits, em
         self.bits = count_bits_for(max_count, frac_bits)
         self.launcher = ServerLauncher(m=m, command_timeout=command_timeout,
                                        load=["flaimsim.parties.mpc.distaim_server"]).start()
@@ -110,6 +127,7 @@ class MpcEngine:
         self._parts = 0
         self.steps: list[Step] = []
         self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
+        self.compact_bits = int(max_count).bit_length()
 
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
@@ -121,9 +139,17 @@ class MpcEngine:
         self._parts += 1
         d = len(next(iter(vectors.values())))
         self.steps.append(Step(round, "share", cells=d, clients=tuple(sorted(vectors))))
+        self.cells = d
+        if self.sharing == "compact":
+            # New pieces join the local accumulator mod 2^b; the whole sum is converted and
+            # left wrapped for the bit decomposition that follows (decompose unwraps it).
+            share_inputs(self.launcher, self.transport, vectors, AGGREGATE, "compact",
+                         round=round, phase="share-inputs", ledger=self.ledger,
+                         bit_length=self.bits, compact_bits=self.compact_bits,
+                         accumulate=COMPACT_PIECES, reduce=False)
+            return
         share_inputs(self.launcher, self.transport, vectors, name, self.sharing, round=round,
                      phase="share-inputs", ledger=self.ledger, bit_length=self.bits)
-        self.cells = d
         names = [name] if self._parts == 1 else [AGGREGATE, name]
         self.launcher.call("aggregate", names=names, out=AGGREGATE)
         self.launcher.call("drop", names=[name])
@@ -135,7 +161,7 @@ class MpcEngine:
                                frac_bits=self.frac_bits)
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
-        self.steps.append(Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths)))
+        self.steps.append(score_step(round, lengths, public_c, self.max_count, self.frac_bits))
         self._k = len(lengths)
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_score", offsets=[int(o) for o in offsets],
@@ -145,10 +171,11 @@ class MpcEngine:
                                score_bound=float(score_bound))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
-        self.steps.append(Step(round, "select", k=self._k))
+        self.steps.append(Step(round, SELECT_OP[self.em], k=self._k))
         with self.launcher.measure(self.ledger, round, "select"):
             out = self.launcher.call("distaim_select", epsilon=float(epsilon),
-                                     sensitivity=float(sensitivity), label=f"round {round}")
+                                     sensitivity=float(sensitivity), label=f"round {round}",
+                                     mechanism=self.em)
         indices = {o["index"] for o in out}
         if len(indices) != 1:
             raise RuntimeError(f"servers opened different indices {indices}")
@@ -178,7 +205,10 @@ class IdealEngine:
     cost: Any  # CostTable
     rng: np.random.Generator
     m: int = 3
-    sharing: str = "shamir"
+    sharing: str = "compact"
+    max_count: int = 1
+    frac_bits: int = 0
+    em: str = "gumbel"
     aggregate: np.ndarray | None = None
     _scores: np.ndarray | None = None
     steps: list[Step] = field(default_factory=list)
@@ -212,21 +242,23 @@ class IdealEngine:
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
         from flaimsim.parties.mpc.secure_scoring import round_public_marginal
 
-        c = round_public_marginal(np.asarray(public_c, dtype=float), 0)
+        f = self.frac_bits
+        c = round_public_marginal(np.asarray(public_c, dtype=float), f)
         cells = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
-        diffs = np.abs(self.aggregate[cells] - c)
+        diffs = np.abs(self.aggregate[cells] * (1 << f) - c)
         ends = np.cumsum(lengths)
-        l1 = np.add.reduceat(diffs, ends - np.asarray(lengths))
+        l1 = np.add.reduceat(diffs, ends - np.asarray(lengths)) / float(1 << f)
         self._scores = aim_score_from_l1(l1.astype(float), sigma, np.asarray(lengths, float),
                                          np.asarray(weights, float))
-        self._charge(Step(round, "score", cells=int(cells.size), k=len(lengths)))
+        self._charge(score_step(round, lengths, public_c, self.max_count, f))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
         from flaimsim.parties.mpc.secure_em import em_scale
 
         eps_eff = em_scale(epsilon, sensitivity)[2]
-        index = exponential_mechanism(self._scores, eps_eff, sensitivity, self.rng)
-        self._charge(Step(round, "select", k=len(self._scores)))
+        mechanism = {"gumbel": exponential_mechanism, "rnm": report_noisy_max}[self.em]
+        index = mechanism(self._scores, eps_eff, sensitivity, self.rng)
+        self._charge(Step(round, SELECT_OP[self.em], k=len(self._scores)))
         self._reveals.append({"seq": len(self._reveals), "name": "selected-index",
                               "label": f"round {round}", "shape": []})
         self._scores = None

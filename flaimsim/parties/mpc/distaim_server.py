@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from flaimsim.parties.mpc.server import CommandError, ServerState, command
-from flaimsim.parties.mpc.secure_em import em_fxp_type, em_scale, secure_exponential_mechanism
+from flaimsim.parties.mpc.secure_em import (em_fxp_type, em_scale, secure_exponential_mechanism,
+                                            secure_report_noisy_max)
 from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
 from flaimsim.parties.mpc.secure_scoring import SecretBits, decompose_counts, secure_scores_bits
 
@@ -37,9 +38,21 @@ def _kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
 @command("distaim_decompose")
 async def distaim_decompose(state: ServerState, name: str, max_count: int,
                             frac_bits: int = DEFAULT_FRAC_BITS) -> dict[str, Any]:
-    """Bit-decompose secret counts ``name`` (values in 0..max_count) for the scoring rounds."""
-    bits = decompose_counts(state.array(name), int(max_count), int(frac_bits))
-    await state.runtime.gather(bits.bits)
+    """Bit-decompose secret counts ``name`` (values in 0..max_count) for the scoring rounds,
+    with the prefix products Z_h. A wrapped compact sum s = x + w·2^b (``to_shamir`` with
+    ``reduce=False``) is decomposed at b = bitlen(max_count) bits, which are x's bits; ``name``
+    then holds x = Σ 2^j bit_j (the measure step needs x itself)."""
+    wrapped = state.extras.get("wrapped", {})
+    width = wrapped.get(name)
+    if width is not None and int(width) != int(max_count).bit_length():
+        raise CommandError(f"{name} wraps at {width} bits but max_count {max_count} needs "
+                           f"{int(max_count).bit_length()}")
+    bits = decompose_counts(state.array(name), int(max_count), int(frac_bits),
+                            wrapped=width is not None)
+    await state.runtime.gather(bits.bits, bits.below, bits.counts)
+    if width is not None:
+        state.arrays[name] = bits.counts
+        wrapped.pop(name)
     state.extras["distaim_bits"] = bits
     state.extras["distaim_counts"] = name
     return {"cells": bits.n_cells, "count_bits": bits.count_bits}
@@ -56,7 +69,7 @@ async def distaim_score(state: ServerState, offsets: list[int], lengths: list[in
     cells = _kept_cells(offsets, lengths)
     if len(public_c) != cells.size:
         raise CommandError(f"public marginal has {len(public_c)} cells, kept cells {cells.size}")
-    kept = SecretBits(bits.counts[cells], bits.bits[cells], bits.count_bits, bits.frac_bits)
+    kept = bits.take(cells)
     fxp = em_fxp_type(float(score_bound))
     scores = secure_scores_bits(kept, np.asarray(public_c, dtype=float), lengths, float(sigma),
                                 weights, fxp)
@@ -65,14 +78,20 @@ async def distaim_score(state: ServerState, offsets: list[int], lengths: list[in
     return {"candidates": len(lengths), "cells": int(cells.size)}
 
 
+MECHANISMS = {"gumbel": secure_exponential_mechanism, "rnm": secure_report_noisy_max}
+
+
 @command("distaim_select")
 async def distaim_select(state: ServerState, epsilon: float, sensitivity: float,
-                         label: str = "") -> dict[str, Any]:
-    """Secure exponential mechanism over the stored scores; opens the index only."""
+                         label: str = "", mechanism: str = "gumbel") -> dict[str, Any]:
+    """Secure selection over the stored scores (``gumbel``: the exponential mechanism;
+    ``rnm``: report-noisy-max with Exp noise); opens the index only."""
     scores = state.extras.pop("distaim_scores", None)
     if scores is None:
         raise CommandError("distaim_select before distaim_score")
-    index = await secure_exponential_mechanism(scores, float(epsilon), float(sensitivity))
+    if mechanism not in MECHANISMS:
+        raise CommandError(f"unknown selection mechanism {mechanism!r}; have {sorted(MECHANISMS)}")
+    index = await MECHANISMS[mechanism](scores, float(epsilon), float(sensitivity))
     state.reveal_log.append({"seq": len(state.reveal_log), "name": "selected-index",
                              "label": label, "shape": []})
     return {"index": int(index), "epsilon_effective": em_scale(epsilon, sensitivity)[2]}

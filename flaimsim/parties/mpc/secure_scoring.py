@@ -191,6 +191,50 @@ def _secure_less_than_full(bits: SecretBits, c_int: np.ndarray) -> Any:
 
 
 @dataclass(frozen=True)
+class ComparisonPlan:
+    """Public shape of [X < c] for X = x·2^f with l secret bits: per cell, h = bitlen(c) − 1 and
+    t0 = the lowest set bit of c (cells with 0 < c < 2^(l+f) are ``inside``)."""
+
+    above: np.ndarray       # bool (n,)
+    inside: np.ndarray      # int64 cell indices
+    h: np.ndarray           # int64 (n,), valid on ``inside``
+    t0: np.ndarray          # int64 (n,), valid on ``inside``
+    frac_bits: int
+
+    @property
+    def mults(self) -> int:
+        """Secret multiplications per round: Σ_inside max(0, h − max(t0, f))."""
+        i = self.inside
+        return int(np.maximum(self.h[i] - np.maximum(self.t0[i], self.frac_bits), 0).sum())
+
+    @property
+    def steps(self) -> int:
+        """Bit positions j ≥ f at which some cell multiplies (one vectorised message each)."""
+        i = self.inside
+        lo, hi = np.maximum(self.t0[i], self.frac_bits), self.h[i]
+        used = np.zeros(int(hi.max()) + 1 if i.size else 1, dtype=bool)
+        for a, b in set(zip(lo.tolist(), hi.tolist())):
+            used[a:b] = True
+        return int(used.sum())
+
+
+def comparison_plan(c_int: np.ndarray, count_bits: int, frac_bits: int) -> ComparisonPlan:
+    """The public plan of :func:`less_than_pieces` (also what the cost model charges)."""
+    c_int = np.asarray(c_int, dtype=np.int64)
+    n = c_int.shape[0]
+    above = c_int >= (1 << (count_bits + frac_bits))
+    inside = np.flatnonzero((c_int > 0) & ~above)
+    c_in = c_int[inside]
+    h = np.zeros(n, dtype=np.int64)
+    t0 = np.zeros(n, dtype=np.int64)
+    h[inside] = np.floor(np.log2(c_in)).astype(np.int64)
+    h[inside] += (c_in >> (h[inside] + 1)) > 0          # guard float rounding of log2
+    h[inside] -= (c_in >> h[inside]) == 0
+    t0[inside] = np.log2(c_in & -c_in).round().astype(np.int64)
+    return ComparisonPlan(above, inside, h, t0, int(frac_bits))
+
+
+@dataclass(frozen=True)
 class LessThan:
     """[x_i·2^f < c_i] per cell, as public parts plus secret pieces (nothing is scattered).
 
@@ -222,16 +266,8 @@ def less_than_pieces(bits: SecretBits, c_int: np.ndarray) -> LessThan:
     n = bits.n_cells
     if c_int.shape[0] != n:
         raise SecureScoringError(f"public marginal has {c_int.shape[0]} cells, counts {n}")
-    top = l + f
-    above = c_int >= (1 << top)
-    inside = np.flatnonzero((c_int > 0) & ~above)
-    c_in = c_int[inside]
-    h = np.zeros(n, dtype=np.int64)
-    t0 = np.zeros(n, dtype=np.int64)
-    h[inside] = np.floor(np.log2(c_in)).astype(np.int64)
-    h[inside] += (c_in >> (h[inside] + 1)) > 0          # guard float rounding of log2
-    h[inside] -= (c_in >> h[inside]) == 0
-    t0[inside] = np.log2(c_in & -c_in).round().astype(np.int64)
+    plan = comparison_plan(c_int, l, f)
+    top, above, inside, h, t0 = l + f, plan.above, plan.inside, plan.h, plan.t0
 
     def zx(level: np.ndarray, cells: np.ndarray) -> Any:   # ZX_level = Z_{max(level − f, 0)}
         return bits.below[np.maximum(level - f, 0), cells]
