@@ -94,3 +94,29 @@ def test_report_noisy_max_reference_and_budget() -> None:
     assert eps == pytest.approx(0.2) and rho == pytest.approx(0.4 ** 2 / 8)
     assert report_noisy_max_cost(0.2) == pytest.approx(rho) and name == "report-noisy-max"
     assert selection_epsilon(0.4, "gumbel")[1] == pytest.approx(0.4 ** 2 / 8)
+
+
+@pytest.mark.parametrize("frac_bits", [0, 2])
+def test_secure_l2_distance_is_within_stated_tau(frac_bits: int) -> None:
+    from flaimsim.parties.mpc.distaim_engine import l2_distances
+    from flaimsim.parties.mpc.secure_em import em_fxp_type
+    from flaimsim.parties.mpc.secure_l2 import (STATED_TAU, l2_count_secint,
+                                                secure_l2_distances, sum_squares)
+
+    n_max = 48842
+    rng = np.random.default_rng(frac_bits)
+    segments = [1, 1, 4, 60, 3, 900, 2]
+    n = sum(segments)
+    x = rng.integers(0, 40, n)
+    c = rng.uniform(0, 40, n) * (rng.random(n) < 0.5)
+    x[0], c[0] = n_max, 0.0                 # the largest distance: a whole marginal off
+    x[1], c[1] = 0, 0.0                     # distance 0
+    x[-2:], c[-2:] = [3, 0], [3.0, 0.4]     # distance 0 after rounding
+    x[6:66] = 0
+    c[6:66] = n_max / 60                    # large model values
+    secint = l2_count_secint(n_max, frac_bits)
+    xs = secint.array(x)
+    got = mpc.run(mpc.output(secure_l2_distances(xs, sum_squares(xs, segments), c, segments,
+                                                 n_max, frac_bits, em_fxp_type(2.0 ** 31))))
+    want = l2_distances(x, c, segments, frac_bits)
+    assert np.max(np.abs(np.asarray(got, dtype=float) - want)) < STATED_TAU

@@ -56,13 +56,20 @@ def client_answers(data: PreparedData, k: int) -> np.ndarray:
     return np.concatenate([local.marginal(c) for c in data.workload.answered])
 
 
-def secure_em_epsilon(epsilon: float, em: str = "gumbel") -> float:
+def secure_em_epsilon(epsilon: float, em: str = "gumbel", score: str = "l1") -> float:
     """The ε to run the fixed-point secure mechanism with, so that its privacy parameter stays
     within the ε that the accountant charges: the EM's bounded-range parameter is
-    ε_eff + 8η, report-noisy-max's pure-DP parameter ε_eff + 4η (secure_em's analysis)."""
+    ε_eff + 8η, report-noisy-max's pure-DP parameter ε_eff + 4η (secure_em's analysis; c = 8
+    or 4 below). The L2 score's square root moves each scaled score by at most ε τ/2
+    (``secure_l2.STATED_TAU``), which adds to η: run at (ε − cη)/(1 + cτ/2)."""
     from flaimsim.parties.mpc.secure_em import STATED_ETA
 
-    run = epsilon - (8 if em == "gumbel" else 4) * STATED_ETA
+    c = 8 if em == "gumbel" else 4
+    run = epsilon - c * STATED_ETA
+    if score == "l2":
+        from flaimsim.parties.mpc.secure_l2 import STATED_TAU
+
+        run /= 1 + c * STATED_TAU / 2
     if run <= 0:
         raise ConfigError(f"ε = {epsilon:.3g} per selection is below the secure mechanism's "
                           "fixed-point slack (8η EM, 4η rnm; η = "
@@ -141,7 +148,7 @@ class DistAimBackend:
         self.shared |= new
         ledger = self.engine.ledger
         before = ledger.by_phase().get("score", 0)
-        self.engine.decompose(round)
+        self.engine.decompose(round, self.lengths)
         self.decompose_bytes += ledger.by_phase().get("score", 0) - before
 
     def n_measurements(self, rounds: int, d1: int) -> int:
@@ -176,7 +183,8 @@ class DistAimBackend:
                           score_bound(self.workload, self.max_count, std))
         eps_run, rho, mechanism = selection_epsilon(epsilon, self.config.em)
         privacy.spend(round, mechanism, rho, f"{len(candidates)} candidates (secure)")
-        choice, eps_eff = self.engine.select(round, secure_em_epsilon(eps_run, self.config.em),
+        choice, eps_eff = self.engine.select(round, secure_em_epsilon(eps_run, self.config.em,
+                                                                      self.config.score),
                                              score_sensitivity(self.workload.weights))
         self.effective_epsilons.append(eps_eff)
         return [candidates[choice]]
@@ -192,6 +200,7 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
         engine: SecureEngine = MpcEngine(ledger, m=config.servers, max_count=max_count,
                                          sharing=config.sharing,
                                          frac_bits=config.score_frac_bits, em=config.em,
+                                         score=config.score,
                                          command_timeout=config.party_timeout_s)
     else:
         from flaimsim.parties.mpc.cost_model import load_or_calibrate
@@ -199,11 +208,12 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
         table, fresh = load_or_calibrate(
             config.servers, max_count,
             score_bound(data.workload, max_count, offset_std(sigma_hint, config.servers)),
-            frac_bits=config.score_frac_bits)
+            frac_bits=config.score_frac_bits, score=config.score)
         if fresh:
             notes.append("calibrated the MPC cost model for this setting (cached)")
         engine = IdealEngine(ledger, table, stream(config.seed, "mechanisms"), config.servers,
-                             config.sharing, max_count, config.score_frac_bits, config.em)
+                             config.sharing, max_count, config.score_frac_bits, config.em,
+                             config.score)
     if engine.privacy_note:
         notes.append(engine.privacy_note)
     return engine, notes

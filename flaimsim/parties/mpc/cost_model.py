@@ -17,6 +17,9 @@ select     1, k, ceil(log2 k)        Gumbel noise per candidate; argmax tourname
 select-rnm 1, k, ceil(log2 k)        the same with Exp noise (``--em rnm``)
 measure    1, cells                  noise inputs and one opening per cell
 to_shamir  1, cells                  additive or compact pieces → Shamir conversion
+unwrap     1, cells                  L2 with compact shares: bits of s, once
+sum-squares 1, k                     L2: Σx² per candidate, once per contributor set
+score-l2   1, k                      L2: a secure square root per candidate
 =========  ========================  ==========================================
 
 A table is measured by :func:`calibrate` (``flaimsim calibrate``) for one setting (servers m,
@@ -40,7 +43,8 @@ from flaimsim.parties.ledger import Ledger, server
 
 FEATURES = {"decompose": ("1", "cells"), "score": ("1", "k", "mults", "steps"),
             "select": ("1", "k", "log2k"), "select-rnm": ("1", "k", "log2k"),
-            "measure": ("1", "cells"), "to_shamir": ("1", "cells")}
+            "measure": ("1", "cells"), "to_shamir": ("1", "cells"),
+            "unwrap": ("1", "cells"), "sum-squares": ("1", "k"), "score-l2": ("1", "k")}
 FRAME_HEADER_BYTES = 14
 SEED_BYTES = 16
 
@@ -67,6 +71,7 @@ class CostTable:
     coefficients: dict[str, dict[str, dict[str, list[float]]]]  # op -> kind -> pair -> coef
     max_relative_residual: float = 0.0
     frac_bits: int = 0
+    score: str = "l1"
 
     def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0
                 ) -> dict[tuple[int, int], tuple[int, int]]:
@@ -104,7 +109,7 @@ class CostTable:
 
     @property
     def key(self) -> str:
-        return cache_key(self.m, self.max_count, self.score_bound, self.frac_bits)
+        return cache_key(self.m, self.max_count, self.score_bound, self.frac_bits, self.score)
 
 
 def fxp_bits(score_bound: float) -> int:
@@ -120,16 +125,19 @@ def code_version() -> str:
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for name in ("secure_scoring.py", "secure_em.py", "secure_noise.py", "distaim_server.py",
+                 "secure_l2.py",
                  "server.py", "input_sharing.py", "wire.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
-def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0) -> str:
+def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0,
+              score: str = "l1") -> str:
     from flaimsim.parties.mpc.distaim_engine import count_bits_for
 
-    return (f"m{m}-b{int(max_count).bit_length()}-l{count_bits_for(max_count, frac_bits)}"
-            f"-f{frac_bits}-fxp{fxp_bits(score_bound)}-{code_version()}")
+    bits = count_bits_for(max_count, frac_bits, score)
+    return (f"m{m}-b{int(max_count).bit_length()}-l{bits}-f{frac_bits}-{score}"
+            f"-fxp{fxp_bits(score_bound)}-{code_version()}")
 
 
 def _pair_totals(ledger: Ledger) -> dict[str, tuple[int, int]]:
@@ -150,7 +158,7 @@ def _segments(cells: int, k: int) -> list[int]:
 def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
               cell_sizes: Sequence[int] = (48, 192, 768),
               select_ks: Sequence[int] = (4, 16, 64, 161, 256),
-              frac_bits: int = 0) -> CostTable:
+              frac_bits: int = 0, score: str = "l1") -> CostTable:
     """Measure every step with real server processes and fit the linear cost per pair.
 
     The score step is measured at several model scales (mostly-zero to large values), so
@@ -177,7 +185,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     for n_cal, cells in enumerate(cell_sizes):
         # Compact sharing (the default) so that the conversion to Shamir form is measured.
         engine = MpcEngine(Ledger(), m=m, max_count=max_count, sharing="compact",
-                           frac_bits=frac_bits)
+                           frac_bits=frac_bits, score=score)
         try:
             element_bytes = engine.element_bytes
             vectors = {k: rng.integers(0, max(1, max_count // (4 * cells)) + 1, cells)
@@ -186,10 +194,23 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
             engine.share(0, sorted(vectors), vectors.__getitem__)
             samples["to_shamir"].append((_features("to_shamir", cells), _pair_totals(Ledger(
                 rows=[r for r in engine.ledger.rows if r.sender.startswith("server")]))))
-            run(engine, "decompose", _features("decompose", cells), lambda: engine.decompose(0))
             # A model marginal sums to about the record count: keep every segment's within N.
             top = max_count / cells
-            for i, k in enumerate(sorted({1, 4, 16} | ({64} if cells >= 512 else set()))):
+            ks = sorted({1, 4, 16} | ({64} if cells >= 512 else set()))
+            if score == "l2":
+                run(engine, "unwrap", _features("unwrap", cells), lambda: engine.unwrap(0))
+                for k in ks:
+                    segs = _segments(cells, k)
+                    offsets = np.cumsum([0] + segs[:-1])
+                    run(engine, "sum-squares", _features("sum-squares", k=k),
+                        lambda: engine.sum_squares(0, segs))
+                    public_c = rng.uniform(0, top, cells)
+                    run(engine, "score-l2", _features("score-l2", k=k), lambda: engine.score(
+                        0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound))
+            else:
+                run(engine, "decompose", _features("decompose", cells),
+                    lambda: engine.decompose(0))
+            for i, k in enumerate(ks if score == "l1" else []):
                 segs = _segments(cells, k)
                 offsets = np.cumsum([0] + segs[:-1])
                 for scale in (top, top / 30, 3.0):
@@ -208,6 +229,8 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                         segs = _segments(cells, k)
                         offsets = np.cumsum([0] + segs[:-1])
                         engine.ledger = Ledger()
+                        if score == "l2":
+                            engine.sum_squares(0, segs)
                         engine.score(0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound)
                         run(engine, op, _features(op, 0, k), lambda: engine.select(0, 1.0, 1.0))
         finally:
@@ -216,6 +239,8 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     coefficients: dict[str, dict[str, dict[str, list[float]]]] = {}
     worst = 0.0
     for op, rows in samples.items():
+        if not rows:
+            continue
         X = np.array([x for x, _ in rows])
         pairs = sorted({p for _, tot in rows for p in tot})
         coefficients[op] = {"bytes": {}, "messages": {}}
@@ -228,8 +253,9 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                     fit = X @ coef
                     worst = max(worst, float(np.max(np.abs(fit - y) / np.maximum(y, 1))))
     return CostTable(m, int(max_count), float(score_bound),
-                     count_bits_for(max_count, frac_bits), element_bytes,
-                     mpyc.__version__, code_version(), coefficients, worst, int(frac_bits))
+                     count_bits_for(max_count, frac_bits, score), element_bytes,
+                     mpyc.__version__, code_version(), coefficients, worst, int(frac_bits),
+                     score)
 
 
 def cache_dir() -> Path:
@@ -237,21 +263,21 @@ def cache_dir() -> Path:
 
 
 def load_or_calibrate(m: int, max_count: int, score_bound: float,
-                      path: str | Path | None = None, frac_bits: int = 0
-                      ) -> tuple[CostTable, bool]:
+                      path: str | Path | None = None, frac_bits: int = 0,
+                      score: str = "l1") -> tuple[CostTable, bool]:
     """The cached table for this setting, or a fresh calibration (then cached).
 
     Returns the table and whether it was calibrated now.
     """
     import mpyc
 
-    key = cache_key(m, max_count, score_bound, frac_bits)
+    key = cache_key(m, max_count, score_bound, frac_bits, score)
     target = Path(path) if path else cache_dir() / f"cost-{key}.json"
     if target.exists():
         table = CostTable.from_json(target.read_text())
         if table.mpyc_version == mpyc.__version__ and table.key == key:
             return table, False
-    table = calibrate(m, max_count, score_bound, frac_bits=frac_bits)
+    table = calibrate(m, max_count, score_bound, frac_bits=frac_bits, score=score)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(table.to_json())
     return table, True

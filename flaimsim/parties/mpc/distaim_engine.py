@@ -29,12 +29,13 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from flaimsim.mechanisms.dp import exponential_mechanism, report_noisy_max
-from flaimsim.mechanisms.scores import aim_score_from_l1
+from flaimsim.mechanisms.scores import aim_score_from_l1, score_from_distance
 from flaimsim.parties.ledger import Ledger, client, server
 
 AGGREGATE = "x"
 COMPACT_PIECES = "x-pieces"   # each server's local sum of compact pieces mod 2^b
 PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score",
+                 "unwrap": "score", "sum-squares": "score", "score-l2": "score",
                  "select": "select", "select-rnm": "select", "measure": "measure"}
 SELECT_OP = {"gumbel": "select", "rnm": "select-rnm"}   # --em -> cost-model op
 
@@ -101,11 +102,27 @@ def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_cou
                 steps=plan.steps)
 
 
-def count_bits_for(max_count: int, frac_bits: int = 0) -> int:
-    """SecInt bit length holding counts up to N (``secure_scoring.count_secint``'s rule)."""
+def count_bits_for(max_count: int, frac_bits: int = 0, score: str = "l1") -> int:
+    """SecInt bit length holding counts up to N: ``secure_scoring.count_secint``'s rule (L1),
+    ``secure_l2.l2_count_secint``'s (L2: squares must not wrap)."""
+    if score == "l2":
+        from flaimsim.parties.mpc.secure_l2 import l2_square_bits
+
+        return l2_square_bits(max_count, frac_bits) + 2
     from flaimsim.parties.mpc.secure_scoring import _SUM_HEADROOM_BITS
 
     return int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS
+
+
+def l2_distances(x: np.ndarray, public_c: np.ndarray, lengths: Sequence[int],
+                 frac_bits: int) -> np.ndarray:
+    """Plain ‖x_r·2^f − round(c_r·2^f)‖₂·2^−f per segment: what ``secure_l2`` computes."""
+    from flaimsim.parties.mpc.secure_scoring import round_public_marginal
+
+    d = (np.asarray(x, dtype=np.int64) * (1 << frac_bits)
+         - round_public_marginal(public_c, frac_bits)).astype(float)
+    ends = np.cumsum(lengths)
+    return np.sqrt(np.add.reduceat(d * d, ends - np.asarray(lengths))) / float(1 << frac_bits)
 
 
 class MpcEngine:
@@ -113,13 +130,14 @@ class MpcEngine:
 
     def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1,
                  sharing: str = "compact", frac_bits: int = 0, em: str = "gumbel",
-                 command_timeout: float = 600.0) -> None:
+                 score: str = "l1", command_timeout: float = 600.0) -> None:
         from flaimsim.parties.mpc.launcher import ServerLauncher
         from flaimsim.parties.transport import ClientTransport
 
         self.ledger, self.m, self.max_count = ledger, m, int(max_count)
-        self.sharing, self.frac_bits, self.em = sharing, frac_bits, em
-        self.bits = count_bits_for(max_count, frac_bits)
+        self.sharing, self.frac_bits, self.em, self.score_kind = sharing, frac_bits, em, score
+        self.bits = count_bits_for(max_count, frac_bits, score)
+        self.candidate_of: dict[int, int] = {}
         self.launcher = ServerLauncher(m=m, command_timeout=command_timeout,
                                        load=["flaimsim.parties.mpc.distaim_server"]).start()
         self.transport = ClientTransport(self.launcher.client_addresses)
@@ -154,15 +172,48 @@ class MpcEngine:
         self.launcher.call("aggregate", names=names, out=AGGREGATE)
         self.launcher.call("drop", names=[name])
 
-    def decompose(self, round: int) -> None:
+    def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
+        """Once per contributor set: bits and prefix products (L1), or the unwrap (compact)
+        and Σx² per candidate of ``lengths`` (all answered candidates, in order; L2)."""
+        if self.score_kind == "l2":
+            if self.sharing == "compact":
+                self.unwrap(round)
+            self.sum_squares(round, lengths)
+            return
         self.steps.append(Step(round, "decompose", cells=self.cells))
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_decompose", name=AGGREGATE, max_count=self.max_count,
                                frac_bits=self.frac_bits)
 
+    def unwrap(self, round: int) -> None:
+        """L2 with compact shares: reduce the wrapped sum to x (phase score)."""
+        self.steps.append(Step(round, "unwrap", cells=self.cells))
+        with self.launcher.measure(self.ledger, round, "score"):
+            self.launcher.call("distaim_unwrap", name=AGGREGATE, max_count=self.max_count)
+
+    def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
+        """L2: Σx² per candidate of ``lengths`` (the layout of x, in order; phase score)."""
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+        self.candidate_of = {int(o): i for i, o in enumerate(offsets)}
+        self.steps.append(Step(round, "sum-squares", k=len(lengths)))
+        with self.launcher.measure(self.ledger, round, "score"):
+            self.launcher.call("distaim_sum_squares", name=AGGREGATE,
+                               lengths=[int(n) for n in lengths])
+
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
-        self.steps.append(score_step(round, lengths, public_c, self.max_count, self.frac_bits))
         self._k = len(lengths)
+        if self.score_kind == "l2":
+            self.steps.append(Step(round, "score-l2", cells=int(np.sum(lengths)), k=len(lengths)))
+            with self.launcher.measure(self.ledger, round, "score"):
+                self.launcher.call("distaim_score_l2", offsets=[int(o) for o in offsets],
+                                   lengths=[int(n) for n in lengths],
+                                   candidates=[self.candidate_of[int(o)] for o in offsets],
+                                   public_c=np.asarray(public_c, dtype=float),
+                                   sigma=float(sigma), weights=[float(w) for w in weights],
+                                   score_bound=float(score_bound), max_count=self.max_count,
+                                   frac_bits=self.frac_bits)
+            return
+        self.steps.append(score_step(round, lengths, public_c, self.max_count, self.frac_bits))
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_score", offsets=[int(o) for o in offsets],
                                lengths=[int(n) for n in lengths],
@@ -209,6 +260,7 @@ class IdealEngine:
     max_count: int = 1
     frac_bits: int = 0
     em: str = "gumbel"
+    score_kind: str = "l1"
     aggregate: np.ndarray | None = None
     _scores: np.ndarray | None = None
     steps: list[Step] = field(default_factory=list)
@@ -236,7 +288,12 @@ class IdealEngine:
         self.steps.append(step)
         charge_step(self.ledger, self.cost, step, self.sharing)
 
-    def decompose(self, round: int) -> None:
+    def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
+        if self.score_kind == "l2":
+            if self.sharing == "compact":
+                self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
+            self._charge(Step(round, "sum-squares", k=len(lengths)))
+            return
         self._charge(Step(round, "decompose", cells=len(self.aggregate)))
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
@@ -245,6 +302,12 @@ class IdealEngine:
         f = self.frac_bits
         c = round_public_marginal(np.asarray(public_c, dtype=float), f)
         cells = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+        if self.score_kind == "l2":
+            dist = l2_distances(self.aggregate[cells], public_c, lengths, f)
+            self._scores = score_from_distance("l2", dist, sigma, np.asarray(lengths, float),
+                                               np.asarray(weights, float))
+            self._charge(Step(round, "score-l2", cells=int(cells.size), k=len(lengths)))
+            return
         diffs = np.abs(self.aggregate[cells] * (1 << f) - c)
         ends = np.cumsum(lengths)
         l1 = np.add.reduceat(diffs, ends - np.asarray(lengths)) / float(1 << f)

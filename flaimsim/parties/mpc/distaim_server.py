@@ -25,6 +25,9 @@ import numpy as np
 from flaimsim.parties.mpc.server import CommandError, ServerState, command
 from flaimsim.parties.mpc.secure_em import (em_fxp_type, em_scale, secure_exponential_mechanism,
                                             secure_report_noisy_max)
+from flaimsim.mechanisms.scores import score_from_distance
+from flaimsim.parties.mpc.input_sharing import unwrap
+from flaimsim.parties.mpc.secure_l2 import secure_l2_distances, sum_squares
 from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
 from flaimsim.parties.mpc.secure_scoring import SecretBits, decompose_counts, secure_scores_bits
 
@@ -56,6 +59,60 @@ async def distaim_decompose(state: ServerState, name: str, max_count: int,
     state.extras["distaim_bits"] = bits
     state.extras["distaim_counts"] = name
     return {"cells": bits.n_cells, "count_bits": bits.count_bits}
+
+
+@command("distaim_unwrap")
+async def distaim_unwrap(state: ServerState, name: str, max_count: int) -> dict[str, Any]:
+    """Reduce a wrapped compact sum s = x + w·2^b to x (one bit decomposition); the L2 score
+    needs x but no bits (the L1 score's ``distaim_decompose`` unwraps for free)."""
+    width = state.extras.get("wrapped", {}).pop(name, None)
+    if width is None:
+        raise CommandError(f"{name!r} is not a wrapped compact sum")
+    if int(width) != int(max_count).bit_length():
+        raise CommandError(f"{name} wraps at {width} bits, max_count needs "
+                           f"{int(max_count).bit_length()}")
+    x, _ = unwrap(state.runtime, state.array(name), int(width))
+    await state.runtime.gather(x)
+    state.arrays[name] = x
+    return {"cells": int(x.shape[0])}
+
+
+@command("distaim_sum_squares")
+async def distaim_sum_squares(state: ServerState, name: str, lengths: list[int]
+                              ) -> dict[str, Any]:
+    """Σ x² per answered candidate (one reshare each), once per contributor set (L2 score)."""
+    if name in state.extras.get("wrapped", {}):
+        raise CommandError(f"{name!r} is wrapped: distaim_unwrap first")
+    squares = sum_squares(state.array(name), [int(n) for n in lengths])
+    await state.runtime.gather(squares)
+    state.extras["distaim_squares"] = squares
+    state.extras["distaim_counts"] = name
+    return {"candidates": len(lengths)}
+
+
+@command("distaim_score_l2")
+async def distaim_score_l2(state: ServerState, offsets: list[int], lengths: list[int],
+                           candidates: list[int], public_c: np.ndarray, sigma: float,
+                           weights: list[float], score_bound: float, max_count: int,
+                           frac_bits: int = DEFAULT_FRAC_BITS) -> dict[str, Any]:
+    """Secret L2 scores u_r = w_r(‖x_r − round_f(c_r)‖₂ − E‖N(0, σ²I)‖₂) (``secure_l2``)."""
+    squares = state.extras.get("distaim_squares")
+    if squares is None:
+        raise CommandError("distaim_score_l2 before distaim_sum_squares")
+    cells = _kept_cells(offsets, lengths)
+    if len(public_c) != cells.size:
+        raise CommandError(f"public marginal has {len(public_c)} cells, kept cells {cells.size}")
+    x = state.array(state.extras["distaim_counts"])
+    fxp = em_fxp_type(float(score_bound))
+    dist = secure_l2_distances(x[cells], squares[np.asarray(candidates, dtype=np.int64)],
+                               np.asarray(public_c, dtype=float), lengths, int(max_count),
+                               int(frac_bits), fxp)
+    w = np.asarray(weights)
+    w = w.astype(np.int64) if np.all(w == np.rint(w)) else w
+    scores = score_from_distance("l2", dist, float(sigma), np.asarray(lengths, float), w)
+    await state.runtime.gather(scores)
+    state.extras["distaim_scores"] = scores
+    return {"candidates": len(lengths), "cells": int(cells.size)}
 
 
 @command("distaim_score")
