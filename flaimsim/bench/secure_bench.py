@@ -115,7 +115,8 @@ def adult_shaped_inputs(cells: int, seed: int = 0, data_dir: str | None = None
 
 
 def bench_scoring(cells: int = 20000, parties: int = 3, timeout: float = 600.0,
-                  shape: str = "adult", frac_bits: int = 0) -> dict[str, Any]:
+                  shape: str = "adult", frac_bits: int = 0, data_dir: str | None = None
+                  ) -> dict[str, Any]:
     """Per-round scoring bytes and seconds per cell (per party, sent), Adult-shaped inputs:
     comparisons priced by the public value (the default) beside the full-length prefix method
     (the previous default) and the SecFxp(32) absolute value, all in the same run."""
@@ -124,7 +125,7 @@ def bench_scoring(cells: int = 20000, parties: int = 3, timeout: float = 600.0,
     import numpy as np
 
     if shape == "adult":
-        inputs = adult_shaped_inputs(cells)
+        inputs = adult_shaped_inputs(cells, data_dir=data_dir)
     else:   # uniform toy inputs (no data file needed)
         rng = np.random.default_rng(0)
         segs = [CELLS_PER_SEGMENT] * (cells // CELLS_PER_SEGMENT) + (
@@ -145,6 +146,11 @@ def bench_scoring(cells: int = 20000, parties: int = 3, timeout: float = 600.0,
                        ("naive", "naive_round"), ("bits_once", "bits_once")):
         out[f"{key}_bytes_per_cell"] = _mean(reports, phase, "bytes") / n
         out[f"{key}_s_per_cell"] = _mean(reports, phase, "seconds") / n
+    k = len(inputs["segments"])
+    out["l2_round_bytes_per_candidate"] = _mean(reports, "l2_round", "bytes") / k
+    out["l2_round_s_per_candidate"] = _mean(reports, "l2_round", "seconds") / k
+    out["l2_once_bytes_per_candidate"] = _mean(reports, "l2_once", "bytes") / k
+    out["l2_round_bytes_per_cell"] = _mean(reports, "l2_round", "bytes") / n
     out["priced_mults_per_cell"] = reports[0]["mults"] / n
     out["count_type"] = reports[0]["count_type"]
     out["correct"] = all(r.get("correct", False) for r in reports)
@@ -245,6 +251,26 @@ async def _worker_scoring(path: str) -> dict[str, Any]:
     for name in ("priced_round", "full_round"):
         got = np.asarray(await mpc.output(results[name]), dtype=np.int64)
         correct = correct and np.array_equal(got, want)
+    # L2 (--score l2): counts in the L2 type; Σx² once, a square root per candidate per round
+    from flaimsim.parties.mpc.secure_em import em_fxp_type
+    from flaimsim.parties.mpc.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
+    l2type = l2_count_secint(max_count, f)
+    x_l2 = mpc.input(l2type.array(x if mpc.pid == 0 else np.zeros(cells, np.int64)), senders=0)
+    await mpc.gather(x_l2)
+    await mpc.barrier()
+    phases.start()
+    squares = sum_squares(x_l2, segments)
+    await mpc.gather(squares)
+    phases.stop("l2_once")
+    await mpc.barrier()
+    phases.start()
+    l2 = secure_l2_distances(x_l2, squares, c, segments, max_count, f, em_fxp_type(2.0 ** 31))
+    await mpc.gather(l2)
+    phases.stop("l2_round")
+    got_l2 = np.asarray(await mpc.output(l2), dtype=float)
+    d = (x * 2 ** f - round_public_marginal(c, f)).astype(float)
+    want_l2 = np.sqrt(np.add.reduceat(d * d, starts)) / 2 ** f
+    correct = correct and bool(np.max(np.abs(got_l2 - want_l2)) < 1e-3)
     got_naive = np.asarray(await mpc.output(l1_naive), dtype=float)
     correct = correct and np.allclose(got_naive, np.add.reduceat(np.abs(x - c), starts),
                                       atol=0.01 * cells)

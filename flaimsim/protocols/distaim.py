@@ -2,7 +2,8 @@
 
 Steps per run (each a ledger phase):
 1. share-inputs: a contributing client secret-shares all its W+ answers once, as one int64
-   vector in candidate order (Shamir per server, or additive with PRG seeds).
+   vector in candidate order: compact additive shares mod 2^b (default; b = bitlen of the
+   public record bound), Shamir per server, or additive mod p with PRG seeds.
    Participation: ``all`` clients in round 0 (the poster's distributed setting), or
    ``poisson``: a client shares when first sampled (rate p) and every shared client
    contributes from then on (the authors' code).
@@ -11,7 +12,11 @@ Steps per run (each a ledger phase):
    (a public DP estimate of the contributors' count, as upstream AIM uses). In ``poisson``
    mode that total lags behind a growing contributor set: it costs no budget but biases the
    score until the model catches up.
-3. select: secure exponential mechanism; only the index is opened.
+   ``--score l2`` scores by ‖x_r − M̂_r‖₂ instead (secure_l2: no per-cell comparison). The
+   score offset uses the std of the noise actually added (``offset_std``).
+3. select: secure exponential mechanism (``--em gumbel``) or report-noisy-max
+   (``--em rnm``, run at ε_t/2 so that its ε²/2 costs the EM's ε_t²/8); only the index is
+   opened.
 4. measure: every server inputs Gaussian noise; only the noisy marginal is opened. The model
    is fitted with the noise variance actually added (m σ²/(m − t) + m/12).
 

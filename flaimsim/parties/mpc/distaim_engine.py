@@ -9,10 +9,11 @@ phase:
 step           real (:class:`MpcEngine`)                     ideal (:class:`IdealEngine`)
 =============  ============================================  =========================
 share          clients → servers shares, servers sum         plain sum; client rows by
-               (``share-inputs``; additive: conversion)       the framing formula
-decompose      bits of x, once per contributor set (score)   nothing; cost-model rows
+               (``share-inputs``; compact/additive: conv.)    the framing formula
+decompose      bits of x and Z_h (L1; unwraps compact), or   nothing; cost-model rows
+               unwrap + Σx² per candidate (L2) (score)
 score          secret scores of kept candidates (score)      plain scores, same rounding
-select         secure EM, opens the index (select)           plain EM with the same ε_eff
+select         secure EM or RNM, opens the index (select)    plain EM/RNM, same ε_eff
 measure        noise input by every server, opens x_r+noise  x_r + Σ_i round(Z_i), same law
 =============  ============================================  =========================
 

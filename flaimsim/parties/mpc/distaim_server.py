@@ -5,10 +5,14 @@ The servers hold the secret aggregate x (all W+ answers of the contributing clie
 concatenated in candidate order) and run, each in its own command so that wire counters
 taken around a command charge one phase:
 
-- ``distaim_decompose``: bits of x, once per contributor set (phase ``score``);
-- ``distaim_score``: secret AIM scores of the kept candidates against the public model
-  marginals, by comparisons with public constants (phase ``score``);
-- ``distaim_select``: secure exponential mechanism, opens the chosen index only (``select``);
+- ``distaim_decompose``: bits of x and the prefix products Z_h, once per contributor set;
+  unwraps a compact sum on the way (phase ``score``);
+- ``distaim_score``: secret L1 scores of the kept candidates against the public model
+  marginals, by comparisons priced by the public value (phase ``score``);
+- ``distaim_unwrap``, ``distaim_sum_squares``, ``distaim_score_l2``: the same for
+  ``--score l2`` (phase ``score``);
+- ``distaim_select``: secure exponential mechanism or report-noisy-max, opens the chosen
+  index only (``select``);
 - ``distaim_measure``: Gaussian noise input by every server, opens x_r + noise only
   (``measure``).
 

@@ -8,24 +8,26 @@ total) are public. For each candidate r (a segment of the vector) we compute
 
 secretly, then u_r = aim_score_from_l1(L1_r, σ, n_r, w_r) (the shared plain formula).
 
-Method ("bits once, then comparisons with public constants", MPC-NOTES):
-- once per contributor set: bits b_{i,j} of x_i (l = bit length of N) by ``mpc.np_to_bits``;
-- per round, with c_i's bits γ_j (x·2^f has f known zero low bits):
-  e_j = [bit_j(x·2^f) = γ_j] is linear; P_L = 1, P_j = P_{j+1}·e_j (one multiplication per
-  secret bit, vectorised over all cells); [x < c] = Σ_j γ_j (P_{j+1} − P_j);
-  Σ_r |x − c| = Σ_r (x − c) − 2 Σ_r (x − c)[x < c]: an inner product per segment (one reshare
-  per candidate, not per cell). Cost: l − 1 multiplications per cell and round (the f low
-  bits are public zeros: their products are local).
+Method ("bits once, then comparisons priced by the public value"):
+- once per contributor set: bits b_{i,j} of x_i (l = bit length of the public bound N) by
+  ``mpc.np_to_bits``, and the prefix products Z_h = [x < 2^h] for every h (l − 1
+  multiplications per cell; :func:`prefix_zero_products`);
+- per round, [x < c] for a public c with top bit h needs only the bits below h, from
+  Z_{h+1}: about log2 c multiplications per cell, none when round(c) = 0
+  (:func:`less_than_pieces`); Σ_r |x − c| = Σ_r (x − c) − 2 Σ_r (x − c)[x < c] is one inner
+  product per candidate (one reshare per candidate, not per cell).
+- :func:`secure_l1_bits_full` keeps the previous full-length method (l multiplications per
+  cell and round) as the baseline.
 
 Rounding: c is rounded publicly to the grid 2^−f, so the computed L1 is exact for round_f(c):
 the per-cell error versus the real c is at most 2^−(f+1) (0.5 for f = 0). This rounding is of a
 public, post-processed value and is the same for neighbouring data sets, so it does not enter
 the sensitivity: ‖x − round_f(c)‖₁ still changes by at most 1 when one record is added/removed.
 
-Measured (3 parties on loopback, bytes sent per party, fixed-width encoding, N = 45,222 so
-l = 16, SecInt20): 272 B per cell and round (15 multiplications × 2 peers × 8 B + headers),
-plus 1,180 B per cell once per contributor set for the bits; the SecFxp(32) baseline costs
-1,689 B per cell and round (``python -m flaimsim.bench.secure_bench``).
+Measured (``flaimsim bench scoring``: 3 parties on loopback, bytes sent per party, Adult-shaped
+inputs, l = 16, SecInt20): ~1.6 B per cell and round priced by c, against ~270 B for the
+full-length method and ~1,690 B for SecFxp(32) absolute values; ~1,445 B per cell once per
+contributor set for the bits and the Z_h.
 
 Types: counts are ``count_secint(N, f)`` (a SecInt whose field holds all intermediate sums);
 per-segment L1 and scores are returned in a SecFxp type chosen by the caller
