@@ -96,7 +96,7 @@ def test_report_noisy_max_reference_and_budget() -> None:
     assert selection_epsilon(0.4, "gumbel")[1] == pytest.approx(0.4 ** 2 / 8)
 
 
-@pytest.mark.parametrize("frac_bits", [0, 2])
+@pytest.mark.parametrize("frac_bits", [0, 2, 5])
 def test_secure_l2_distance_is_within_stated_tau(frac_bits: int) -> None:
     from flaimsim.parties.mpc.distaim_engine import l2_distances
     from flaimsim.parties.mpc.secure_em import em_fxp_type

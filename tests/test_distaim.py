@@ -60,7 +60,8 @@ def test_modelled_bytes_match_measured_per_phase(real_run):
     table = calibrate(m=3, max_count=bound,
                       score_bound=score_bound(data.workload, bound,
                                               offset_std(res.record["sigma"], cfg.servers)),
-                      cell_sizes=(32, 96, 288), select_ks=(3, 8, 21, 40))
+                      cell_sizes=(32, 96, 288), select_ks=(3, 8, 21, 40),
+                      frac_bits=cfg.score_frac_bits)
     modelled = replay(res.artifacts["steps"], table, cfg.sharing).by_phase()
     measured = res.ledger.by_phase()
     assert set(modelled) == set(measured)

@@ -14,7 +14,7 @@ counts live in ``l2_count_secint`` = SecInt(B + 2): squares and their sums never
 
 Square root (per candidate): the B bits of Q (``np_to_bits``), the one-hot of the leading bit
 (B multiplications), Q·4^(I−i) = m·4^I with m ∈ [1, 4) (one multiplication; i = ⌊e/2⌋ for the
-leading bit e, I = ⌊(B−1)/2⌋), m in SecFxp(B + 44, 40), y ≈ 1/sqrt(m) by a quadratic start and
+leading bit e, I = ⌊(B−1)/2⌋), m in SecFxp(B + F + 4, F) with F = max(40, 2I), y ≈ 1/sqrt(m) by a quadratic start and
 four Newton steps y ← y(3 − m y²)/2, sqrt(Q) = m·y·2^i, converted to the scores' type.
 
 Fixed point and privacy: every computed distance is within ``STATED_TAU`` of the exact
@@ -70,11 +70,10 @@ INV_SQRT_START = _inverse_sqrt_start()
 
 def secure_sqrt(q: Any, square_bits: int, fxp: type) -> Any:
     """sqrt(Q) for a secret integer array Q (values in 0..2^B − 1) as an ``fxp`` array."""
-    k, big = q.shape[0], mpc.SecFxp(square_bits + SQRT_FRAC_BITS + 4, SQRT_FRAC_BITS)
     top = square_bits - 1
     half = top // 2
-    if 2 * half > SQRT_FRAC_BITS:
-        raise SecureL2Error(f"{square_bits} bits need more than {SQRT_FRAC_BITS} fraction bits")
+    frac = max(SQRT_FRAC_BITS, 2 * half)     # 4^−I must be exact in the fixed point
+    big = mpc.SecFxp(square_bits + frac + 4, frac)
     bits = mpc.np_to_bits(q, l=square_bits)
     lead = _one_hot_first_one(bits[:, ::-1])          # lead[j]: leading bit at e = top − j
     scale_m = None                                    # Σ [e] 4^(I − ⌊e/2⌋): Q·scale ∈ [4^I, 4^(I+1))
