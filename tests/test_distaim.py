@@ -10,7 +10,8 @@ from flaimsim.parties.mpc.cost_model import calibrate
 from flaimsim.parties.mpc.distaim_engine import MpcEngine, replay
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import RunConfig
-from flaimsim.protocols.distaim import run_distaim, score_bound
+from flaimsim.protocols.distaim import offset_std, run_distaim, score_bound
+from flaimsim.protocols.prepare import wire_record_bound
 from flaimsim.protocols.prepare import prepare
 
 TINY = dict(protocol="distaim", dataset="synthfs", clients=5, synthfs_features=4,
@@ -40,18 +41,15 @@ def test_real_run_spends_budget_and_opens_only_indices_and_noisy_marginals(real_
     assert all(r.source == "measured" for r in res.ledger.rows)
 
 
-def test_client_upload_is_shamir_formula(real_run):
+def test_client_upload_is_compact_formula(real_run):
+    """Default compact shares: b = bitlen(public bound) bits per answered cell to server 0,
+    a 16-byte seed to each other server, one 14-byte frame header per server."""
     cfg, res = real_run
     data = prepare(cfg)
-    cells = data.workload.total_cells
-    from mpyc.runtime import mpc
-
-    from flaimsim.parties.mpc.distaim_engine import count_bits_for
-    from flaimsim.parties.transport import element_bytes
-
-    # Fixed-width elements of the field of SecInt(bitlen(N) + 4) (MPyC adds its security margin).
-    width = element_bytes(mpc.SecInt(count_bits_for(data.train.n)).field.modulus)
-    expected = cfg.servers * (cells * width + 14)
+    cells = sum(data.workload.n_cells(c) for c in data.workload.answered)
+    b = wire_record_bound(data).bit_length()
+    assert cfg.sharing == "compact" and b == (5 * 40).bit_length()
+    expected = (cells * b + 7) // 8 + (cfg.servers - 1) * 16 + cfg.servers * 14
     assert res.record["client_bytes_sent_mean"] == expected
     assert res.record["client_bytes_received_mean"] == 0
 
@@ -59,10 +57,12 @@ def test_client_upload_is_shamir_formula(real_run):
 def test_modelled_bytes_match_measured_per_phase(real_run):
     cfg, res = real_run
     data = prepare(cfg)
-    table = calibrate(m=3, max_count=data.train.n,
-                      score_bound=score_bound(data.workload, data.train.n,
-                                              res.record["sigma"]),
-                      cell_sizes=(32, 96, 288), select_ks=(3, 8, 21, 40))
+    bound = wire_record_bound(data)
+    table = calibrate(m=3, max_count=bound,
+                      score_bound=score_bound(data.workload, bound,
+                                              offset_std(res.record["sigma"], cfg.servers)),
+                      cell_sizes=(32, 96, 288), select_ks=(3, 8, 21, 40),
+                      frac_bits=cfg.score_frac_bits)
     modelled = replay(res.artifacts["steps"], table, cfg.sharing).by_phase()
     measured = res.ledger.by_phase()
     assert set(modelled) == set(measured)

@@ -174,9 +174,10 @@ def test_range_check_rejects_oversized_model() -> None:
 def test_three_parties_on_loopback() -> None:
     """The same functions under 3 real MPyC parties: exact L1, bytes saving, noise variance."""
     from flaimsim.bench.secure_bench import bench_em, bench_measure, bench_scoring
-    scoring = bench_scoring(cells=300, parties=3, timeout=120)
+    scoring = bench_scoring(cells=300, parties=3, timeout=240, shape="uniform")
     assert scoring["correct"]
-    assert scoring["ours_bytes_per_cell"] * 3 < scoring["naive_bytes_per_cell"]
+    assert scoring["full_bytes_per_cell"] * 3 < scoring["naive_bytes_per_cell"]
+    assert scoring["priced_bytes_per_cell"] < scoring["full_bytes_per_cell"]
     measured = bench_measure(cells=4000, sigma=5.0, parties=3, timeout=120)
     assert measured["threshold"] == 1
     assert measured["reported_variance"] == pytest.approx(3 * 25.0 / 2 + 3 / 12)

@@ -37,7 +37,8 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
         return bench_transport()
     if what == "scoring":
         from flaimsim.bench.secure_bench import bench_scoring
-        return bench_scoring()
+        return bench_scoring(frac_bits=getattr(args, "score_frac_bits", None) or 0,
+                             data_dir=getattr(args, "data_dir", None))
     if what == "em":
         from flaimsim.bench.secure_bench import bench_em
         return bench_em()

@@ -60,7 +60,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
     from flaimsim.parties.mpc.cost_model import cache_dir, calibrate, load_or_calibrate
-    from flaimsim.protocols.distaim import score_bound
+    from flaimsim.protocols.distaim import offset_std, score_bound
     from flaimsim.protocols.prepare import prepare, wire_record_bound
     from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
 
@@ -69,14 +69,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     max_count = wire_record_bound(data)  # DistAIM's widths come from the public bound
     sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
                               config.rounds + len(data.workload.one_ways), config.alpha).sigma
-    bound = score_bound(data.workload, max_count, sigma)
+    bound = score_bound(data.workload, max_count, offset_std(sigma, config.servers))
     if args.table:
-        table = calibrate(config.servers, max_count, bound)
+        table = calibrate(config.servers, max_count, bound, frac_bits=config.score_frac_bits)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
     else:
-        table, _ = load_or_calibrate(config.servers, max_count, bound)
+        table, _ = load_or_calibrate(config.servers, max_count, bound,
+                                     frac_bits=config.score_frac_bits)
         where = str(cache_dir())
     summary = {"table": where, "key": table.key, "mpyc_version": table.mpyc_version,
                "count_bits": table.count_bits, "element_bytes": table.element_bytes,
@@ -84,8 +85,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                "bytes_per_party_example": {
                    "decompose_per_cell": sum(b for b, _ in table.predict(
                        "decompose", cells=1000).values()) / 1000 / table.m,
-                   "score_per_cell": sum(b for b, _ in table.predict(
-                       "score", cells=100000, k=1).values()) / 100000 / table.m,
+                   "score_per_multiplication": sum(b for b, _ in table.predict(
+                       "score", k=1, mults=100000, steps=16).values()) / 100000 / table.m,
                    "select_k161": sum(b for b, _ in table.predict(
                        "select", k=161).values()) / table.m,
                    "measure_per_cell": sum(b for b, _ in table.predict(

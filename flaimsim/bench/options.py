@@ -137,8 +137,13 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
     opt(mpc, "--servers-at", "drive compute servers already running (`flaimsim serve`) at "
         "these control addresses, in party order, instead of spawning them",
         metavar="H0:C0,H1:C1,H2:C2")
-    opt(mpc, "--sharing", "secret sharing of the clients' inputs",
-        choices=("shamir", "additive"))
+    opt(mpc, "--sharing", "client shares: compact (additive mod 2^b, b = width of the public "
+        "record bound), shamir, or additive mod p", choices=("compact", "shamir", "additive"))
+    opt(mpc, "--score", "DistAIM's quality score (l1 is AIM's)", choices=("l1", "l2"))
+    opt(mpc, "--em", "secure selection: gumbel (exponential mechanism) or rnm "
+        "(report-noisy-max, zCDP eps^2/2, run at eps_t/2)", choices=("gumbel", "rnm"))
+    opt(mpc, "--score-frac-bits", "fractional bits of the public model marginal in secure "
+        "scoring", type=int)
     opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
         "0) or poisson (each client's, once it is first sampled)", choices=("all", "poisson"))
 

@@ -77,21 +77,85 @@ def _mean(reports: list[dict], phase: str, key: str) -> float:
     return sum(r["phases"][phase][key] for r in reports) / len(reports)
 
 
-def bench_scoring(cells: int = 2000, parties: int = 3, timeout: float = 180.0) -> dict[str, Any]:
-    """Bytes and seconds per cell: bits method (one-off + per round) versus SecFxp(32) naive."""
-    reports = run_parties(["scoring", "--cells", str(cells)], parties, timeout)
-    return {
-        "cells": cells,
-        "parties": parties,
-        "ours_bytes_per_cell": _mean(reports, "bits_round", "bytes") / cells,
-        "naive_bytes_per_cell": _mean(reports, "naive_round", "bytes") / cells,
-        "ours_s_per_cell": _mean(reports, "bits_round", "seconds") / cells,
-        "naive_s_per_cell": _mean(reports, "naive_round", "seconds") / cells,
-        "bits_once_bytes_per_cell": _mean(reports, "bits_once", "bytes") / cells,
-        "bits_once_s_per_cell": _mean(reports, "bits_once", "seconds") / cells,
-        "count_type": reports[0]["count_type"],
-        "correct": all(r.get("correct", True) for r in reports),
-    }
+def adult_shaped_inputs(cells: int, seed: int = 0, data_dir: str | None = None
+                        ) -> dict[str, Any]:
+    """Counts and model marginals shaped like DistAIM's first scoring round on Adult.
+
+    x: the true answers of every W+ candidate on the full Adult file (the paper's workload:
+    64 3-way marginals, seed 123); c: the independence model Π_a M_a / N^(|r|−1) fitted from
+    the one-way marginals (AIM's model after its initial one-way round). ``cells`` cells are
+    sampled uniformly from all W+ cells (so per-cell means are unbiased), kept grouped by
+    candidate.
+    """
+    import numpy as np
+
+    from flaimsim.mechanisms.data import load_dataset
+    from flaimsim.mechanisms.workload import make_workload
+
+    table = load_dataset("adult", data_dir)
+    workload = make_workload(table.domain, 3, 64, 123)
+    n = table.n
+    one = {a: table.marginal((a,)) / n for a in table.domain}
+    xs, cs, seg = [], [], []
+    for r, clique in enumerate(workload.candidates):
+        x = table.marginal(clique).reshape(-1)
+        c = n * np.ones(1)
+        for a in clique:
+            c = np.multiply.outer(c, one[a])
+        xs.append(x)
+        cs.append(c.reshape(-1))
+        seg.append(np.full(x.size, r))
+    x_all, c_all, seg_all = np.concatenate(xs), np.concatenate(cs), np.concatenate(seg)
+    pick = np.sort(np.random.default_rng(seed).choice(x_all.size, size=min(cells, x_all.size),
+                                                      replace=False))
+    segments = np.bincount(seg_all[pick])
+    return {"x": x_all[pick].astype(np.int64), "c": c_all[pick],
+            "segments": segments[segments > 0], "total_cells": int(x_all.size),
+            "max_count": n}
+
+
+def bench_scoring(cells: int = 20000, parties: int = 3, timeout: float = 600.0,
+                  shape: str = "adult", frac_bits: int = 0, data_dir: str | None = None
+                  ) -> dict[str, Any]:
+    """Per-round scoring bytes and seconds per cell (per party, sent), Adult-shaped inputs:
+    comparisons priced by the public value (the default) beside the full-length prefix method
+    (the previous default) and the SecFxp(32) absolute value, all in the same run."""
+    import tempfile
+
+    import numpy as np
+
+    if shape == "adult":
+        inputs = adult_shaped_inputs(cells, data_dir=data_dir)
+    else:   # uniform toy inputs (no data file needed)
+        rng = np.random.default_rng(0)
+        segs = [CELLS_PER_SEGMENT] * (cells // CELLS_PER_SEGMENT) + (
+            [cells % CELLS_PER_SEGMENT] if cells % CELLS_PER_SEGMENT else [])
+        inputs = {"x": rng.integers(0, 300, cells), "c": rng.uniform(0, 300, cells),
+                  "segments": np.array(segs), "total_cells": cells,
+                  "max_count": BENCH_MAX_COUNT}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "inputs.npz")
+        np.savez(path, x=inputs["x"], c=inputs["c"], segments=inputs["segments"],
+                 max_count=inputs["max_count"], frac_bits=frac_bits)
+        reports = run_parties(["scoring", "--inputs", path], parties, timeout)
+    n = int(inputs["x"].size)
+    out: dict[str, Any] = {"shape": shape, "cells": n, "candidates": len(inputs["segments"]),
+                           "population_cells": inputs["total_cells"], "parties": parties,
+                           "frac_bits": frac_bits, "max_count": int(inputs["max_count"])}
+    for key, phase in (("priced", "priced_round"), ("full", "full_round"),
+                       ("naive", "naive_round"), ("bits_once", "bits_once")):
+        out[f"{key}_bytes_per_cell"] = _mean(reports, phase, "bytes") / n
+        out[f"{key}_s_per_cell"] = _mean(reports, phase, "seconds") / n
+    k = len(inputs["segments"])
+    out["l2_round_bytes_per_candidate"] = _mean(reports, "l2_round", "bytes") / k
+    out["l2_round_s_per_candidate"] = _mean(reports, "l2_round", "seconds") / k
+    out["l2_once_bytes_per_candidate"] = _mean(reports, "l2_once", "bytes") / k
+    out["l2_round_bytes_per_cell"] = _mean(reports, "l2_round", "bytes") / n
+    out["priced_mults_per_cell"] = reports[0]["mults"] / n
+    out["count_type"] = reports[0]["count_type"]
+    out["correct"] = all(r.get("correct", False) for r in reports)
+    out["bytes_source"] = "measured"
+    return out
 
 
 def bench_em(ks: Sequence[int] = (161, 1000), parties: int = 3,
@@ -147,19 +211,18 @@ class _Phases:
                              "bytes": float(_sent_bytes() - self._b)}
 
 
-async def _worker_scoring(cells: int) -> dict[str, Any]:
+async def _worker_scoring(path: str) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.mpc.secure_scoring import (count_secint, decompose_counts, secure_l1_bits,
-                                                 secure_l1_naive)
-    rng = np.random.default_rng(0)          # same public inputs at every party
-    x = rng.integers(0, 300, cells)
-    c = rng.uniform(0, 300, cells)
-    segments = [CELLS_PER_SEGMENT] * (cells // CELLS_PER_SEGMENT)
-    if cells % CELLS_PER_SEGMENT:
-        segments.append(cells % CELLS_PER_SEGMENT)
-    secint, fxp = count_secint(BENCH_MAX_COUNT), mpc.SecFxp(32)
+    from flaimsim.parties.mpc.secure_scoring import (
+        count_secint, decompose_counts, less_than_pieces, round_public_marginal,
+        secure_l1_bits, secure_l1_bits_full, secure_l1_naive)
+    inputs = np.load(path)                       # the same public inputs at every party
+    x, c, segments = inputs["x"], inputs["c"], [int(v) for v in inputs["segments"]]
+    max_count, f = int(inputs["max_count"]), int(inputs["frac_bits"])
+    cells = x.size
+    secint, fxp = count_secint(max_count, f), mpc.SecFxp(32)
     phases = _Phases()
     await mpc.start()
     x_int = mpc.input(secint.array(x if mpc.pid == 0 else np.zeros(cells, np.int64)), senders=0)
@@ -167,26 +230,54 @@ async def _worker_scoring(cells: int) -> dict[str, Any]:
     await mpc.gather(x_int, x_fxp)
     await mpc.barrier()
     phases.start()
-    bits = decompose_counts(x_int, BENCH_MAX_COUNT)
-    await mpc.gather(bits.bits)
+    bits = decompose_counts(x_int, max_count, f)
+    await mpc.gather(bits.bits, bits.below)
     phases.stop("bits_once")
-    await mpc.barrier()
-    phases.start()
-    l1 = secure_l1_bits(bits, c, segments)
-    await mpc.gather(l1)
-    phases.stop("bits_round")
+    results = {}
+    for name, fn in (("priced_round", secure_l1_bits), ("full_round", secure_l1_bits_full)):
+        await mpc.barrier()
+        phases.start()
+        results[name] = fn(bits, c, segments)
+        await mpc.gather(results[name])
+        phases.stop(name)
     await mpc.barrier()
     phases.start()
     l1_naive = secure_l1_naive(x_fxp, c, segments)
     await mpc.gather(l1_naive)
     phases.stop("naive_round")
-    got = np.asarray(await mpc.output(l1), dtype=np.int64)
-    got_naive = np.asarray(await mpc.output(l1_naive), dtype=float)
     starts = np.r_[0, np.cumsum(segments)[:-1]]
-    correct = (np.array_equal(got, np.add.reduceat(np.abs(x - np.rint(c)), starts))
-               and np.allclose(got_naive, np.add.reduceat(np.abs(x - c), starts), atol=0.01 * cells))
+    want = np.add.reduceat(np.abs(x * 2 ** f - round_public_marginal(c, f)), starts)
+    correct = True
+    for name in ("priced_round", "full_round"):
+        got = np.asarray(await mpc.output(results[name]), dtype=np.int64)
+        correct = correct and np.array_equal(got, want)
+    # L2 (--score l2): counts in the L2 type; Σx² once, a square root per candidate per round
+    from flaimsim.parties.mpc.secure_em import em_fxp_type
+    from flaimsim.parties.mpc.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
+    l2type = l2_count_secint(max_count, f)
+    x_l2 = mpc.input(l2type.array(x if mpc.pid == 0 else np.zeros(cells, np.int64)), senders=0)
+    await mpc.gather(x_l2)
+    await mpc.barrier()
+    phases.start()
+    squares = sum_squares(x_l2, segments)
+    await mpc.gather(squares)
+    phases.stop("l2_once")
+    await mpc.barrier()
+    phases.start()
+    l2 = secure_l2_distances(x_l2, squares, c, segments, max_count, f, em_fxp_type(2.0 ** 31))
+    await mpc.gather(l2)
+    phases.stop("l2_round")
+    got_l2 = np.asarray(await mpc.output(l2), dtype=float)
+    d = (x * 2 ** f - round_public_marginal(c, f)).astype(float)
+    want_l2 = np.sqrt(np.add.reduceat(d * d, starts)) / 2 ** f
+    correct = correct and bool(np.max(np.abs(got_l2 - want_l2)) < 1e-3)
+    got_naive = np.asarray(await mpc.output(l1_naive), dtype=float)
+    correct = correct and np.allclose(got_naive, np.add.reduceat(np.abs(x - c), starts),
+                                      atol=0.01 * cells)
+    mults = less_than_pieces(bits, round_public_marginal(c, f)).mults
     await mpc.shutdown()
-    return {"phases": phases.report, "count_type": secint.__name__, "correct": bool(correct)}
+    return {"phases": phases.report, "count_type": secint.__name__, "correct": bool(correct),
+            "mults": mults}
 
 
 async def _worker_em(ks: list[int]) -> dict[str, Any]:
@@ -244,12 +335,13 @@ def _worker_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench-worker", choices=["scoring", "em", "measure"], required=True)
     parser.add_argument("--cells", type=int, default=2000)
+    parser.add_argument("--inputs", default=None)
     parser.add_argument("--ks", default="161,1000")
     parser.add_argument("--sigma", type=float, default=6.0)
     args, _ = parser.parse_known_args(argv)    # the rest (-P, -I) is MPyC's
     from mpyc.runtime import mpc
     if args.bench_worker == "scoring":
-        report = mpc.run(_worker_scoring(args.cells))
+        report = mpc.run(_worker_scoring(args.inputs))
     elif args.bench_worker == "em":
         report = mpc.run(_worker_em([int(k) for k in args.ks.split(",")]))
     else:

@@ -1,10 +1,11 @@
 """Micro-benchmark: what clients upload to share a vector, per sharing mode, measured on the wire.
 
 Starts 3 real compute-server processes, lets ``clients`` clients share random vectors of
-``cells`` values in 0..100 in both modes (Shamir, additive with PRG seeds), opens the sums to
-check them, and reports bytes per client, the servers' additive-to-Shamir conversion traffic,
-and an information-theoretic floor: d * ceil(log2 q) bits, q the smallest modulus holding the
-aggregate (q > clients * max value).
+``cells`` values in 0..100 in every mode (compact additive mod 2^b, Shamir, additive mod p
+with PRG seeds), opens the sums to check them, and reports bytes per client, the servers'
+conversion traffic, and the floor: d·b bits with b the aggregate's width (b = bitlen of the
+public bound clients × max value), plus the (m − 1) 16-byte seeds; ``*_over_floor`` is the
+measured upload over that floor (frame headers included in the upload).
 
 Run: ``python -m flaimsim.bench.transport_bench [cells] [clients]``.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from flaimsim.parties.mpc.input_sharing import share_inputs
+from flaimsim.parties.mpc.input_sharing import SEED_BYTES, share_inputs
 from flaimsim.parties.mpc.launcher import ServerLauncher
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import ClientTransport
@@ -27,10 +28,14 @@ from flaimsim.parties.transport import ClientTransport
 MAX_VALUE = 100
 
 
+def aggregate_width(clients: int, max_value: int = MAX_VALUE) -> int:
+    """b = bitlen(clients · max_value): the aggregate's width (0..bound fits in b bits)."""
+    return int(clients * max_value).bit_length()
+
+
 def lower_bound_bytes(cells: int, clients: int, max_value: int = MAX_VALUE) -> int:
-    """ceil(d * ceil(log2 q) / 8) with q = clients * max_value + 1 (the aggregate's range)."""
-    q = clients * max_value + 1
-    return math.ceil(cells * math.ceil(math.log2(q)) / 8)
+    """ceil(d · b / 8), b the aggregate's width."""
+    return math.ceil(cells * aggregate_width(clients, max_value) / 8)
 
 
 def bench_transport(cells: int = 10_000, clients: int = 20, seed: int = 0) -> dict[str, Any]:
@@ -42,11 +47,13 @@ def bench_transport(cells: int = 10_000, clients: int = 20, seed: int = 0) -> di
     plain = sum(vectors.values())
     out: dict[str, Any] = {"cells": cells, "clients": clients}
     with ServerLauncher(m=3) as servers, ClientTransport(servers.client_addresses) as transport:
-        for rnd, mode in enumerate(("shamir", "additive")):
+        b = aggregate_width(clients)
+        for rnd, mode in enumerate(("compact", "shamir", "additive")):
             ledger = Ledger(run="transport-bench", protocol=f"share-inputs-{mode}")
             t0 = time.perf_counter()
+            extra = dict(compact_bits=b, bit_length=b + 4) if mode == "compact" else {}
             res = share_inputs(servers, transport, vectors, name=mode, mode=mode, round=rnd,
-                               ledger=ledger)
+                               ledger=ledger, **extra)
             if not np.array_equal(servers.open(mode), plain):
                 raise RuntimeError(f"{mode}: opened sum differs from the plain sum")
             out[f"{mode}_seconds"] = round(time.perf_counter() - t0, 3)
@@ -55,12 +62,17 @@ def bench_transport(cells: int = 10_000, clients: int = 20, seed: int = 0) -> di
                 raise RuntimeError(f"{mode}: clients uploaded different sizes {per_client}")
             out[f"{mode}_upload_bytes_per_client"] = per_client.pop()
             out[f"{mode}_ledger_summary"] = ledger.summary(n_clients=clients, n_servers=3)
-            if mode == "additive":
-                out["server_conversion_bytes_per_server"] = list(res.conversion_bytes_sent)
-                out["server_conversion_bytes"] = sum(res.conversion_bytes_sent)
+            if mode != "shamir":  # compact: the conversion includes the unwrap (bits of s)
+                out[f"{mode}_conversion_bytes_per_server"] = list(res.conversion_bytes_sent)
         out["element_bytes"] = servers.field_spec.element_bytes
         out["privacy"] = servers.privacy_note or "private (t=1, honest majority, passive)"
+    out["aggregate_bits"] = aggregate_width(clients)
     out["lower_bound_bytes"] = lower_bound_bytes(cells, clients)
+    out["floor_with_seeds_bytes"] = out["lower_bound_bytes"] + 2 * SEED_BYTES
+    for mode in ("compact", "shamir", "additive"):
+        out[f"{mode}_over_floor"] = round(out[f"{mode}_upload_bytes_per_client"]
+                                          / out["floor_with_seeds_bytes"], 4)
+    out["bytes_source"] = "measured"
     return out
 
 

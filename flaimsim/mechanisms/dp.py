@@ -53,3 +53,21 @@ def exponential_mechanism_probabilities(scores: np.ndarray, epsilon: float,
     logits -= logits.max()
     p = np.exp(logits)
     return p / p.sum()
+
+
+def report_noisy_max(scores: np.ndarray, epsilon: float, sensitivity: float,
+                     rng: np.random.Generator) -> int:
+    """argmax_r ε·u_r/(2Δ) + E_r with E_r ~ Exp(1) i.i.d. (report-noisy-max with exponential
+    noise of scale 2Δ/ε, identical in law to permute-and-flip). ε-DP, but not ε-bounded range:
+    zCDP cost ε²/2 (:func:`report_noisy_max_cost`), four times the EM's ε²/8 at the same ε."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.size == 0 or not np.all(np.isfinite(scores)) or sensitivity <= 0:
+        raise ValueError("report-noisy-max needs finite scores and a positive sensitivity")
+    return int(np.argmax(epsilon * scores / (2 * sensitivity) + rng.exponential(size=scores.size)))
+
+
+def report_noisy_max_cost(epsilon: float) -> float:
+    """zCDP cost ε²/2 of report-noisy-max (an ε-DP mechanism; pure ε-DP implies ε²/2-zCDP)."""
+    if epsilon < 0:
+        raise ValueError(f"epsilon must be non-negative, got {epsilon}")
+    return epsilon ** 2 / 2

@@ -1,5 +1,9 @@
 """AIM's quality score: one definition shared by the plain and the secure implementations.
 
+Two scores (``--score``): ``l1`` (AIM's) and ``l2`` (below).
+
+Two scores (``--score``): ``l1`` (AIM's) and ``l2``, both below.
+
 For a candidate marginal r with weight w_r, data counts x_r = M_r(D) and model estimate
 M̂_r (a public, post-processed quantity):
 
@@ -52,3 +56,48 @@ def score_sensitivity(weights: Sequence[float]) -> float:
     if len(weights) == 0:
         raise ValueError("no candidates: cannot compute score sensitivity")
     return float(max(weights))
+
+
+# ---- the L2 score (option ``--score l2``) ------------------------------------------------------
+#
+#     u_r = w_r · (‖x_r − M̂_r‖₂ − E‖N(0, σ² I_{n_r})‖₂)
+#
+# Sensitivity under add/remove: one record changes x_r by a unit vector e, and
+# |‖x − M̂ + e‖₂ − ‖x − M̂‖₂| ≤ ‖e‖₂ = 1 (triangle inequality), so Δ = max_r w_r as for L1.
+# Its secure form needs no per-cell comparison: ‖x − c‖₂² = Σx² − 2Σxc + Σc², with Σx² once
+# per contributor set and Σxc local (c public).
+
+SCORES = ("l1", "l2")
+
+
+def score_offset_l2(sigma: float, n_cells: Any) -> Any:
+    """E‖N(0, σ² I_n)‖₂ = σ·sqrt(2)·Γ((n+1)/2)/Γ(n/2) (chi distribution mean), elementwise."""
+    n = np.asarray(n_cells, dtype=float)
+    from scipy.special import gammaln
+
+    return sigma * math.sqrt(2.0) * np.exp(gammaln((n + 1) / 2) - gammaln(n / 2))
+
+
+def aim_score_from_l2(l2: T, sigma: float, n_cells: Any, weight: Any) -> T:
+    """u_r = w_r · (l2 − E‖N(0, σ² I)‖₂); elementwise, works on secure values."""
+    return weight * (l2 - score_offset_l2(sigma, n_cells))
+
+
+def score_from_distance(kind: str, distance: T, sigma: float, n_cells: Any, weight: Any) -> T:
+    """The ``kind`` score (``l1`` or ``l2``) from the matching distance ‖x_r − M̂_r‖."""
+    if kind == "l1":
+        return aim_score_from_l1(distance, sigma, n_cells, weight)
+    if kind == "l2":
+        return aim_score_from_l2(distance, sigma, n_cells, weight)
+    raise ValueError(f"unknown score {kind!r}; choose one of {SCORES}")
+
+
+def distances(kind: str, xs: Sequence[np.ndarray], model_marginals: Sequence[np.ndarray]
+              ) -> np.ndarray:
+    """‖x_r − M̂_r‖₁ or ‖x_r − M̂_r‖₂ per candidate (plain)."""
+    order = {"l1": 1, "l2": 2}.get(kind)
+    if order is None:
+        raise ValueError(f"unknown score {kind!r}; choose one of {SCORES}")
+    return np.array([float(np.linalg.norm(np.asarray(x, float).ravel()
+                                          - np.asarray(m, float).ravel(), ord=order))
+                     for x, m in zip(xs, model_marginals)], dtype=float)

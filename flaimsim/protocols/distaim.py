@@ -2,7 +2,8 @@
 
 Steps per run (each a ledger phase):
 1. share-inputs: a contributing client secret-shares all its W+ answers once, as one int64
-   vector in candidate order (Shamir per server, or additive with PRG seeds).
+   vector in candidate order: compact additive shares mod 2^b (default; b = bitlen of the
+   public record bound), Shamir per server, or additive mod p with PRG seeds.
    Participation: ``all`` clients in round 0 (the poster's distributed setting), or
    ``poisson``: a client shares when first sampled (rate p) and every shared client
    contributes from then on (the authors' code).
@@ -12,7 +13,11 @@ Steps per run (each a ledger phase):
    mode that total lags behind a growing contributor set, so the marginals are rescaled to a
    noisy count of the contributors' records released every round (:class:`ContributorCount`,
    charged to the budget: the schedule pays for one extra measurement).
-3. select: secure exponential mechanism; only the index is opened.
+   ``--score l2`` scores by ‖x_r − M̂_r‖₂ instead (secure_l2: no per-cell comparison). The
+   score offset uses the std of the noise actually added (``offset_std``).
+3. select: secure exponential mechanism (``--em gumbel``) or report-noisy-max
+   (``--em rnm``, run at ε_t/2 so that its ε²/2 costs the EM's ε_t²/8); only the index is
+   opened.
 4. measure: every server inputs a discrete Gaussian share N_Z(0, σ²/(m − t)); only the noisy
    marginal is opened. The model is fitted with the noise variance actually added
    (m·Var N_Z(0, σ²/(m − t)), ``secure_noise.added_variance``). Each selection and
@@ -60,16 +65,24 @@ def client_answers(data: PreparedData, k: int) -> np.ndarray:
     return np.concatenate([local.marginal(c) for c in data.workload.answered])
 
 
-def secure_em_epsilon(epsilon: float) -> float:
-    """The ε to run the fixed-point secure EM with, so that its bounded-range parameter
-    ε_eff + 8η (secure_em's analysis) stays within the ε_t that the accountant charges."""
+def secure_em_epsilon(epsilon: float, em: str = "gumbel", score: str = "l1") -> float:
+    """The ε to run the fixed-point secure mechanism with, so that its privacy parameter stays
+    within the ε that the accountant charges: the EM's bounded-range parameter is
+    ε_eff + 8η, report-noisy-max's pure-DP parameter ε_eff + 4η (secure_em's analysis; c = 8
+    or 4 below). The L2 score's square root moves each scaled score by at most ε τ/2
+    (``secure_l2.STATED_TAU``), which adds to η: run at (ε − cη)/(1 + cτ/2)."""
     from flaimsim.parties.mpc.secure_em import STATED_ETA
 
-    run = epsilon - 8 * STATED_ETA
+    c = 8 if em == "gumbel" else 4
+    run = epsilon - c * STATED_ETA
+    if score == "l2":
+        from flaimsim.parties.mpc.secure_l2 import STATED_TAU
+
+        run /= 1 + c * STATED_TAU / 2
     if run <= 0:
-        raise ConfigError(f"ε_t = {epsilon:.3g} per selection is below the secure EM's "
-                          f"fixed-point slack 8η = {8 * STATED_ETA:g}: use fewer rounds or a "
-                          "larger ε")
+        raise ConfigError(f"ε = {epsilon:.3g} per selection is below the secure mechanism's "
+                          "fixed-point slack (8η EM, 4η rnm; η = "
+                          f"{STATED_ETA:g}): use fewer rounds or a larger ε")
     return run
 
 
@@ -78,6 +91,30 @@ def union_answers(data: PreparedData, clients: Sequence[int]) -> np.ndarray:
     rows = np.concatenate([data.federation.client_rows[k] for k in clients])
     union = data.federation.table.subset(rows)
     return np.concatenate([union.marginal(c) for c in data.workload.answered])
+
+
+def selection_epsilon(epsilon_t: float, em: str) -> tuple[float, float, str]:
+    """(ε to run, zCDP ρ charged, mechanism name) for one selection of the round budget ε_t.
+
+    ``gumbel``: the exponential mechanism at ε_t, ρ = ε_t²/8. ``rnm``: report-noisy-max costs
+    ε²/2, so it runs at ε_t/2 for the same ρ = ε_t²/8 (the schedule is unchanged).
+    """
+    from flaimsim.mechanisms.accounting import exponential_cost
+    from flaimsim.mechanisms.dp import report_noisy_max_cost
+
+    if em == "gumbel":
+        return epsilon_t, exponential_cost(epsilon_t), "exponential"
+    if em == "rnm":
+        return epsilon_t / 2, report_noisy_max_cost(epsilon_t / 2), "report-noisy-max"
+    raise ConfigError(f"unknown selection mechanism {em!r}")
+
+
+def offset_std(sigma: float, m: int) -> float:
+    """Std of the measurement noise actually added by the m servers (``added_variance``):
+    the score offset's σ, as central AIM uses the std of its own noise."""
+    from flaimsim.parties.mpc.secure_noise import added_variance
+
+    return math.sqrt(added_variance(sigma, m, (m - 1) // 2))
 
 
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
@@ -175,7 +212,7 @@ class DistAimBackend:
         self.shared |= new
         ledger = self.engine.ledger
         before = ledger.by_phase().get("score", 0)
-        self.engine.decompose(round)
+        self.engine.decompose(round, self.lengths)
         self.decompose_bytes += ledger.by_phase().get("score", 0) - before
         return True
 
@@ -215,17 +252,19 @@ class DistAimBackend:
                                                           privacy))
         idx = [self.index[c] for c in candidates]
         self.scored_cells += int(public_c.size)
-        self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, sigma,
+        std = offset_std(sigma, self.config.servers)
+        self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, std,
                           [self.workload.weights[i] for i in idx],
-                          score_bound(self.workload, self.max_count, sigma))
+                          score_bound(self.workload, self.max_count, std))
         from flaimsim.parties.mpc.secure_em import GEOMETRIC_BITS
 
-        charge = privacy.spend_exponential(round, epsilon,
-                                           f"{len(candidates)} candidates (secure)")
+        eps_run, rho, mechanism = selection_epsilon(epsilon, self.config.em)
+        charge = privacy.spend(round, mechanism, rho, f"{len(candidates)} candidates (secure)")
         privacy.add_deviation(round, "gumbel-truncation",
                               gumbel_truncation_tv(len(candidates), GEOMETRIC_BITS),
                               f"{len(candidates)} candidates, B = {GEOMETRIC_BITS} bits")
-        choice, eps_eff = self.engine.select(round, secure_em_epsilon(epsilon),
+        choice, eps_eff = self.engine.select(round, secure_em_epsilon(eps_run, self.config.em,
+                                                                      self.config.score),
                                              score_sensitivity(self.workload.weights))
         privacy.release(charge, "selected index")
         self.effective_epsilons.append(eps_eff)
@@ -241,17 +280,22 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
     if config.mpc == "real":
         engine: SecureEngine = MpcEngine(ledger, m=config.servers, max_count=max_count,
                                          sharing=config.sharing,
+                                         frac_bits=config.score_frac_bits, em=config.em,
+                                         score=config.score,
                                          command_timeout=config.party_timeout_s,
                                          servers_at=config.server_addresses)
     else:
         from flaimsim.parties.mpc.cost_model import load_or_calibrate
 
-        table, fresh = load_or_calibrate(config.servers, max_count,
-                                         score_bound(data.workload, max_count, sigma_hint))
+        table, fresh = load_or_calibrate(
+            config.servers, max_count,
+            score_bound(data.workload, max_count, offset_std(sigma_hint, config.servers)),
+            frac_bits=config.score_frac_bits, score=config.score)
         if fresh:
             notes.append("calibrated the MPC cost model for this setting (cached)")
         engine = IdealEngine(ledger, table, stream(config.seed, "mechanisms"), config.servers,
-                             config.sharing)
+                             config.sharing, max_count, config.score_frac_bits, config.em,
+                             config.score)
     if engine.privacy_note:
         notes.append(engine.privacy_note)
     return engine, notes
@@ -290,6 +334,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                                    else backend.count.history),
              "scored_cells": backend.scored_cells,
              "epsilon_select_effective_min": min(backend.effective_epsilons),
+             "sharing": config.sharing, "score": config.score, "em": config.em,
+             "score_frac_bits": config.score_frac_bits, "public_record_bound": max_count,
              "opened": sorted({r["name"] for r in reveals}),
              "openings": len(reveals)}
     record, synth = build_record(config, data, loop, ledger, config.servers,

@@ -8,11 +8,18 @@ size a fixed function of the array shapes):
 step       features                  why
 =========  ========================  ==========================================
 decompose  1, cells                  one bit decomposition per cell
-score      1, cells, k               l multiplications per cell; per-candidate
-                                     inner product and conversion
+score      1, k, mults, steps        the comparisons priced by the public value: mults
+                                     (Σ_cells h − max(t0, f), public, from
+                                     ``secure_scoring.comparison_plan``) multiplications in
+                                     ``steps`` vectorised messages; per-candidate inner
+                                     product and conversion
 select     1, k, ceil(log2 k)        Gumbel noise per candidate; argmax tournament
+select-rnm 1, k, ceil(log2 k)        the same with Exp noise (``--em rnm``)
 measure    1, cells                  noise inputs and one opening per cell
-to_shamir  1, cells                  additive → Shamir conversion
+to_shamir  1, cells                  additive or compact pieces → Shamir conversion
+unwrap     1, cells                  L2 with compact shares: bits of s, once
+sum-squares 1, k                     L2: Σx² per candidate, once per contributor set
+score-l2   1, k                      L2: a secure square root per candidate
 =========  ========================  ==========================================
 
 A table is measured by :func:`calibrate` (``flaimsim calibrate``) for one setting (servers m,
@@ -34,15 +41,18 @@ import numpy as np
 
 from flaimsim.parties.ledger import Ledger, server
 
-FEATURES = {"decompose": ("1", "cells"), "score": ("1", "cells", "k"),
-            "select": ("1", "k", "log2k"), "measure": ("1", "cells"),
-            "to_shamir": ("1", "cells")}
+FEATURES = {"decompose": ("1", "cells"), "score": ("1", "k", "mults", "steps"),
+            "select": ("1", "k", "log2k"), "select-rnm": ("1", "k", "log2k"),
+            "measure": ("1", "cells"), "to_shamir": ("1", "cells"),
+            "unwrap": ("1", "cells"), "sum-squares": ("1", "k"), "score-l2": ("1", "k")}
 FRAME_HEADER_BYTES = 14
 SEED_BYTES = 16
 
 
-def _features(op: str, cells: int = 0, k: int = 0) -> np.ndarray:
-    values = {"1": 1.0, "cells": float(cells), "k": float(k),
+def _features(op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0
+              ) -> np.ndarray:
+    values = {"1": 1.0, "cells": float(cells), "k": float(k), "mults": float(mults),
+              "steps": float(steps),
               "log2k": float(math.ceil(math.log2(k))) if k > 1 else 0.0}
     return np.array([values[f] for f in FEATURES[op]])
 
@@ -60,10 +70,13 @@ class CostTable:
     code_version: str
     coefficients: dict[str, dict[str, dict[str, list[float]]]]  # op -> kind -> pair -> coef
     max_relative_residual: float = 0.0
+    frac_bits: int = 0
+    score: str = "l1"
 
-    def predict(self, op: str, cells: int = 0, k: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
+    def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0
+                ) -> dict[tuple[int, int], tuple[int, int]]:
         """(bytes, messages) per ordered server pair for one step of the given size."""
-        x = _features(op, cells, k)
+        x = _features(op, cells, k, mults, steps)
         out = {}
         for pair, coef in self.coefficients[op]["bytes"].items():
             i, j = (int(v) for v in pair.split("->"))
@@ -73,14 +86,17 @@ class CostTable:
         return out
 
     def charge(self, ledger: Ledger, round: int, phase: str, op: str, cells: int = 0,
-               k: int = 0) -> None:
-        for (i, j), (nbytes, msgs) in self.predict(op, cells, k).items():
+               k: int = 0, mults: int = 0, steps: int = 0) -> None:
+        for (i, j), (nbytes, msgs) in self.predict(op, cells, k, mults, steps).items():
             ledger.add(round, phase, server(i), server(j), nbytes, msgs, "modelled")
 
     def upload_bytes_per_server(self, sharing: str, cells: int) -> list[int]:
         """A client's upload to each server: the transport's framing, exactly."""
         full = cells * self.element_bytes + FRAME_HEADER_BYTES
-        if sharing == "shamir":
+        if sharing == "compact":   # b = bitlen(public bound) bits per value, packed
+            b = int(self.max_count).bit_length()
+            full = (cells * b + 7) // 8 + FRAME_HEADER_BYTES
+        elif sharing == "shamir":
             return [full] * self.m
         return [full] + [SEED_BYTES + FRAME_HEADER_BYTES] * (self.m - 1)
 
@@ -93,7 +109,7 @@ class CostTable:
 
     @property
     def key(self) -> str:
-        return cache_key(self.m, self.max_count, self.score_bound)
+        return cache_key(self.m, self.max_count, self.score_bound, self.frac_bits, self.score)
 
 
 def fxp_bits(score_bound: float) -> int:
@@ -109,16 +125,19 @@ def code_version() -> str:
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for name in ("secure_scoring.py", "secure_em.py", "secure_noise.py", "distaim_server.py",
+                 "secure_l2.py",
                  "server.py", "input_sharing.py", "wire.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
-def cache_key(m: int, max_count: int, score_bound: float) -> str:
+def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0,
+              score: str = "l1") -> str:
     from flaimsim.parties.mpc.distaim_engine import count_bits_for
 
-    return (f"m{m}-l{count_bits_for(max_count)}-fxp{fxp_bits(score_bound)}"
-            f"-{code_version()}")
+    bits = count_bits_for(max_count, frac_bits, score)
+    return (f"m{m}-b{int(max_count).bit_length()}-l{bits}-f{frac_bits}-{score}"
+            f"-fxp{fxp_bits(score_bound)}-{code_version()}")
 
 
 def _pair_totals(ledger: Ledger) -> dict[str, tuple[int, int]]:
@@ -138,8 +157,13 @@ def _segments(cells: int, k: int) -> list[int]:
 
 def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
               cell_sizes: Sequence[int] = (48, 192, 768),
-              select_ks: Sequence[int] = (4, 16, 64, 161, 256)) -> CostTable:
-    """Measure every step with real server processes and fit the linear cost per pair."""
+              select_ks: Sequence[int] = (4, 16, 64, 161, 256),
+              frac_bits: int = 0, score: str = "l1") -> CostTable:
+    """Measure every step with real server processes and fit the linear cost per pair.
+
+    The score step is measured at several model scales (mostly-zero to large values), so
+    that its multiplications vary independently of the number of cells and candidates.
+    """
     import mpyc
 
     from flaimsim.parties.mpc.distaim_engine import MpcEngine, count_bits_for
@@ -154,9 +178,14 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
         fn()
         samples[op].append((x, _pair_totals(engine.ledger)))
 
-    for cells in cell_sizes:
-        # Additive sharing so that the conversion to Shamir form is measured too.
-        engine = MpcEngine(Ledger(), m=m, max_count=max_count, sharing="additive")
+    def score_features(engine: MpcEngine) -> np.ndarray:
+        st = engine.steps[-1]
+        return _features("score", st.cells, st.k, st.mults, st.steps)
+
+    for n_cal, cells in enumerate(cell_sizes):
+        # Compact sharing (the default) so that the conversion to Shamir form is measured.
+        engine = MpcEngine(Ledger(), m=m, max_count=max_count, sharing="compact",
+                           frac_bits=frac_bits, score=score)
         try:
             element_bytes = engine.element_bytes
             vectors = {k: rng.integers(0, max(1, max_count // (4 * cells)) + 1, cells)
@@ -165,30 +194,53 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
             engine.share(0, sorted(vectors), vectors.__getitem__)
             samples["to_shamir"].append((_features("to_shamir", cells), _pair_totals(Ledger(
                 rows=[r for r in engine.ledger.rows if r.sender.startswith("server")]))))
-            run(engine, "decompose", _features("decompose", cells), lambda: engine.decompose(0))
             # A model marginal sums to about the record count: keep every segment's within N.
-            public_c = rng.uniform(0, max_count / cells, cells)
-            for k in sorted({1, 4, 16} | ({64} if cells >= 512 else set())):
-                segs = _segments(cells, k)
-                offsets = np.cumsum([0] + segs[:-1])
-                run(engine, "score", _features("score", cells, k), lambda: engine.score(
-                    0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound))
-            run(engine, "measure", _features("measure", cells),
-                lambda: engine.measure(0, 0, cells, 5.0))
-            if cells == max(cell_sizes):
-                for k in select_ks:
+            top = max_count / cells
+            ks = sorted({1, 4, 16} | ({64} if cells >= 512 else set()))
+            if score == "l2":
+                run(engine, "unwrap", _features("unwrap", cells), lambda: engine.unwrap(0))
+                for k in ks:
                     segs = _segments(cells, k)
                     offsets = np.cumsum([0] + segs[:-1])
+                    run(engine, "sum-squares", _features("sum-squares", k=k),
+                        lambda: engine.sum_squares(0, segs))
+                    public_c = rng.uniform(0, top, cells)
+                    run(engine, "score-l2", _features("score-l2", k=k), lambda: engine.score(
+                        0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound))
+            else:
+                run(engine, "decompose", _features("decompose", cells),
+                    lambda: engine.decompose(0))
+            for i, k in enumerate(ks if score == "l1" else []):
+                segs = _segments(cells, k)
+                offsets = np.cumsum([0] + segs[:-1])
+                for scale in (top, top / 30, 3.0):
+                    public_c = rng.uniform(0, scale, cells) * (rng.random(cells) < 0.7)
                     engine.ledger = Ledger()
                     engine.score(0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound)
-                    run(engine, "select", _features("select", 0, k),
-                        lambda: engine.select(0, 1.0, 1.0))
+                    samples["score"].append((score_features(engine),
+                                             _pair_totals(engine.ledger)))
+            run(engine, "measure", _features("measure", cells),
+                lambda: engine.measure(0, 0, cells, 5.0))
+            public_c = rng.uniform(0, top, cells)
+            if cells == max(cell_sizes):
+                for em, op in (("gumbel", "select"), ("rnm", "select-rnm")):
+                    engine.em = em
+                    for k in select_ks:
+                        segs = _segments(cells, k)
+                        offsets = np.cumsum([0] + segs[:-1])
+                        engine.ledger = Ledger()
+                        if score == "l2":
+                            engine.sum_squares(0, segs)
+                        engine.score(0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound)
+                        run(engine, op, _features(op, 0, k), lambda: engine.select(0, 1.0, 1.0))
         finally:
             engine.close()
 
     coefficients: dict[str, dict[str, dict[str, list[float]]]] = {}
     worst = 0.0
     for op, rows in samples.items():
+        if not rows:
+            continue
         X = np.array([x for x, _ in rows])
         pairs = sorted({p for _, tot in rows for p in tot})
         coefficients[op] = {"bytes": {}, "messages": {}}
@@ -200,9 +252,10 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                 if kind == "bytes":
                     fit = X @ coef
                     worst = max(worst, float(np.max(np.abs(fit - y) / np.maximum(y, 1))))
-    return CostTable(m, int(max_count), float(score_bound), count_bits_for(max_count),
-                     element_bytes,
-                     mpyc.__version__, code_version(), coefficients, worst)
+    return CostTable(m, int(max_count), float(score_bound),
+                     count_bits_for(max_count, frac_bits, score), element_bytes,
+                     mpyc.__version__, code_version(), coefficients, worst, int(frac_bits),
+                     score)
 
 
 def cache_dir() -> Path:
@@ -210,20 +263,21 @@ def cache_dir() -> Path:
 
 
 def load_or_calibrate(m: int, max_count: int, score_bound: float,
-                      path: str | Path | None = None) -> tuple[CostTable, bool]:
+                      path: str | Path | None = None, frac_bits: int = 0,
+                      score: str = "l1") -> tuple[CostTable, bool]:
     """The cached table for this setting, or a fresh calibration (then cached).
 
     Returns the table and whether it was calibrated now.
     """
     import mpyc
 
-    target = Path(path) if path else cache_dir() / f"cost-{cache_key(m, max_count, score_bound)}.json"
+    key = cache_key(m, max_count, score_bound, frac_bits, score)
+    target = Path(path) if path else cache_dir() / f"cost-{key}.json"
     if target.exists():
         table = CostTable.from_json(target.read_text())
-        if table.mpyc_version == mpyc.__version__ and table.key == cache_key(
-                m, max_count, score_bound):
+        if table.mpyc_version == mpyc.__version__ and table.key == key:
             return table, False
-    table = calibrate(m, max_count, score_bound)
+    table = calibrate(m, max_count, score_bound, frac_bits=frac_bits, score=score)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(table.to_json())
     return table, True

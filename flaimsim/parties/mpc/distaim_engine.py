@@ -9,10 +9,11 @@ phase:
 step           real (:class:`MpcEngine`)                     ideal (:class:`IdealEngine`)
 =============  ============================================  =========================
 share          clients → servers shares, servers sum         plain sum; client rows by
-               (``share-inputs``; additive: conversion)       the framing formula
-decompose      bits of x, once per contributor set (score)   nothing; cost-model rows
+               (``share-inputs``; compact/additive: conv.)    the framing formula
+decompose      bits of x and Z_h (L1; unwraps compact), or   nothing; cost-model rows
+               unwrap + Σx² per candidate (L2) (score)
 score          secret scores of kept candidates (score)      plain scores, same rounding
-select         secure EM, opens the index (select)           plain EM with the same ε_eff
+select         secure EM or RNM, opens the index (select)    plain EM/RNM, same ε_eff
 measure        noise input by every server, opens x_r+noise  x_r + Σ_i Z_i, same law
 =============  ============================================  =========================
 
@@ -28,13 +29,16 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from flaimsim.mechanisms.dp import exponential_mechanism
-from flaimsim.mechanisms.scores import aim_score_from_l1
+from flaimsim.mechanisms.dp import exponential_mechanism, report_noisy_max
+from flaimsim.mechanisms.scores import aim_score_from_l1, score_from_distance
 from flaimsim.parties.ledger import Ledger, client, server
 
 AGGREGATE = "x"
+COMPACT_PIECES = "x-pieces"   # each server's local sum of compact pieces mod 2^b
 PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score",
-                 "select": "select", "measure": "measure"}
+                 "unwrap": "score", "sum-squares": "score", "score-l2": "score",
+                 "select": "select", "select-rnm": "select", "measure": "measure"}
+SELECT_OP = {"gumbel": "select", "rnm": "select-rnm"}   # --em -> cost-model op
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Step:
     cells: int = 0
     k: int = 0
     clients: tuple[int, ...] = ()
+    mults: int = 0      # score: secret multiplications of the priced comparisons
+    steps: int = 0      # score: bit positions with a vectorised multiplication
 
 
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
@@ -55,10 +61,11 @@ def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
         for k in step.clients:
             for i, nbytes in enumerate(cost.upload_bytes_per_server(sharing, step.cells)):
                 ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled")
-        if sharing == "additive":
+        if sharing in ("additive", "compact"):
             cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
         return
-    cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k)
+    cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k,
+                mults=step.mults, steps=step.steps)
 
 
 def replay(steps: Sequence[Step], cost: Any, sharing: str) -> Ledger:
@@ -74,7 +81,7 @@ class SecureEngine(Protocol):
 
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray]) -> None: ...
-    def decompose(self, round: int) -> None: ...
+    def decompose(self, round: int, lengths: Sequence[int] = ()) -> None: ...
     def score(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
               public_c: np.ndarray, sigma: float, weights: Sequence[float],
               score_bound: float) -> None: ...
@@ -85,25 +92,54 @@ class SecureEngine(Protocol):
     def close(self) -> None: ...
 
 
-def count_bits_for(max_count: int, frac_bits: int = 0) -> int:
-    """SecInt bit length holding counts up to N (``secure_scoring.count_secint``'s rule)."""
+def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_count: int,
+               frac_bits: int) -> Step:
+    """The score step's size, with the public plan of its comparisons (what it costs)."""
+    from flaimsim.parties.mpc.secure_scoring import comparison_plan, round_public_marginal
+
+    plan = comparison_plan(round_public_marginal(np.asarray(public_c, dtype=float), frac_bits),
+                           int(max_count).bit_length(), frac_bits)
+    return Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths), mults=plan.mults,
+                steps=plan.steps)
+
+
+def count_bits_for(max_count: int, frac_bits: int = 0, score: str = "l1") -> int:
+    """SecInt bit length holding counts up to N: ``secure_scoring.count_secint``'s rule (L1),
+    ``secure_l2.l2_count_secint``'s (L2: squares must not wrap)."""
+    if score == "l2":
+        from flaimsim.parties.mpc.secure_l2 import l2_square_bits
+
+        return l2_square_bits(max_count, frac_bits) + 2
     from flaimsim.parties.mpc.secure_scoring import _SUM_HEADROOM_BITS
 
     return int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS
 
 
+def l2_distances(x: np.ndarray, public_c: np.ndarray, lengths: Sequence[int],
+                 frac_bits: int) -> np.ndarray:
+    """Plain ‖x_r·2^f − round(c_r·2^f)‖₂·2^−f per segment: what ``secure_l2`` computes."""
+    from flaimsim.parties.mpc.secure_scoring import round_public_marginal
+
+    d = (np.asarray(x, dtype=np.int64) * (1 << frac_bits)
+         - round_public_marginal(public_c, frac_bits)).astype(float)
+    ends = np.cumsum(lengths)
+    return np.sqrt(np.add.reduceat(d * d, ends - np.asarray(lengths))) / float(1 << frac_bits)
+
+
 class MpcEngine:
     """m MPyC server processes on loopback running DistAIM's commands; traffic measured."""
 
-    def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1, sharing: str = "shamir",
-                 frac_bits: int = 0, command_timeout: float = 600.0,
+    def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1,
+                 sharing: str = "compact", frac_bits: int = 0, em: str = "gumbel",
+                 score: str = "l1", command_timeout: float = 600.0,
                  servers_at: Sequence[tuple[str, int]] | None = None) -> None:
         from flaimsim.parties.mpc.launcher import connect_servers
         from flaimsim.parties.transport import ClientTransport
 
         self.ledger, self.m, self.max_count = ledger, m, int(max_count)
-        self.sharing, self.frac_bits = sharing, frac_bits
-        self.bits = count_bits_for(max_count, frac_bits)
+        self.sharing, self.frac_bits, self.em, self.score_kind = sharing, frac_bits, em, score
+        self.bits = count_bits_for(max_count, frac_bits, score)
+        self.candidate_of: dict[int, int] = {}
         # servers_at: servers already running on their hosts (`flaimsim serve`)
         self.launcher = connect_servers(m, servers_at, command_timeout=command_timeout,
                                         load=["flaimsim.parties.mpc.distaim_server"])
@@ -112,6 +148,7 @@ class MpcEngine:
         self._parts = 0
         self.steps: list[Step] = []
         self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
+        self.compact_bits = int(max_count).bit_length()
 
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
@@ -123,22 +160,63 @@ class MpcEngine:
         self._parts += 1
         d = len(next(iter(vectors.values())))
         self.steps.append(Step(round, "share", cells=d, clients=tuple(sorted(vectors))))
+        self.cells = d
+        if self.sharing == "compact":
+            # New pieces join the local accumulator mod 2^b; the whole sum is converted and
+            # left wrapped for the bit decomposition that follows (decompose unwraps it).
+            share_inputs(self.launcher, self.transport, vectors, AGGREGATE, "compact",
+                         round=round, phase="share-inputs", ledger=self.ledger,
+                         bit_length=self.bits, compact_bits=self.compact_bits,
+                         accumulate=COMPACT_PIECES, reduce=False)
+            return
         share_inputs(self.launcher, self.transport, vectors, name, self.sharing, round=round,
                      phase="share-inputs", ledger=self.ledger, bit_length=self.bits)
-        self.cells = d
         names = [name] if self._parts == 1 else [AGGREGATE, name]
         self.launcher.call("aggregate", names=names, out=AGGREGATE)
         self.launcher.call("drop", names=[name])
 
-    def decompose(self, round: int) -> None:
+    def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
+        """Once per contributor set: bits and prefix products (L1), or the unwrap (compact)
+        and Σx² per candidate of ``lengths`` (all answered candidates, in order; L2)."""
+        if self.score_kind == "l2":
+            if self.sharing == "compact":
+                self.unwrap(round)
+            self.sum_squares(round, lengths)
+            return
         self.steps.append(Step(round, "decompose", cells=self.cells))
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_decompose", name=AGGREGATE, max_count=self.max_count,
                                frac_bits=self.frac_bits)
 
+    def unwrap(self, round: int) -> None:
+        """L2 with compact shares: reduce the wrapped sum to x (phase score)."""
+        self.steps.append(Step(round, "unwrap", cells=self.cells))
+        with self.launcher.measure(self.ledger, round, "score"):
+            self.launcher.call("distaim_unwrap", name=AGGREGATE, max_count=self.max_count)
+
+    def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
+        """L2: Σx² per candidate of ``lengths`` (the layout of x, in order; phase score)."""
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+        self.candidate_of = {int(o): i for i, o in enumerate(offsets)}
+        self.steps.append(Step(round, "sum-squares", k=len(lengths)))
+        with self.launcher.measure(self.ledger, round, "score"):
+            self.launcher.call("distaim_sum_squares", name=AGGREGATE,
+                               lengths=[int(n) for n in lengths])
+
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
-        self.steps.append(Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths)))
         self._k = len(lengths)
+        if self.score_kind == "l2":
+            self.steps.append(Step(round, "score-l2", cells=int(np.sum(lengths)), k=len(lengths)))
+            with self.launcher.measure(self.ledger, round, "score"):
+                self.launcher.call("distaim_score_l2", offsets=[int(o) for o in offsets],
+                                   lengths=[int(n) for n in lengths],
+                                   candidates=[self.candidate_of[int(o)] for o in offsets],
+                                   public_c=np.asarray(public_c, dtype=float),
+                                   sigma=float(sigma), weights=[float(w) for w in weights],
+                                   score_bound=float(score_bound), max_count=self.max_count,
+                                   frac_bits=self.frac_bits)
+            return
+        self.steps.append(score_step(round, lengths, public_c, self.max_count, self.frac_bits))
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_score", offsets=[int(o) for o in offsets],
                                lengths=[int(n) for n in lengths],
@@ -147,10 +225,11 @@ class MpcEngine:
                                score_bound=float(score_bound))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
-        self.steps.append(Step(round, "select", k=self._k))
+        self.steps.append(Step(round, SELECT_OP[self.em], k=self._k))
         with self.launcher.measure(self.ledger, round, "select"):
             out = self.launcher.call("distaim_select", epsilon=float(epsilon),
-                                     sensitivity=float(sensitivity), label=f"round {round}")
+                                     sensitivity=float(sensitivity), label=f"round {round}",
+                                     mechanism=self.em)
         indices = {o["index"] for o in out}
         if len(indices) != 1:
             raise RuntimeError(f"servers opened different indices {indices}")
@@ -183,7 +262,11 @@ class IdealEngine:
     cost: Any  # CostTable
     rng: np.random.Generator
     m: int = 3
-    sharing: str = "shamir"
+    sharing: str = "compact"
+    max_count: int = 1
+    frac_bits: int = 0
+    em: str = "gumbel"
+    score_kind: str = "l1"
     aggregate: np.ndarray | None = None
     _scores: np.ndarray | None = None
     steps: list[Step] = field(default_factory=list)
@@ -211,27 +294,40 @@ class IdealEngine:
         self.steps.append(step)
         charge_step(self.ledger, self.cost, step, self.sharing)
 
-    def decompose(self, round: int) -> None:
+    def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
+        if self.score_kind == "l2":
+            if self.sharing == "compact":
+                self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
+            self._charge(Step(round, "sum-squares", k=len(lengths)))
+            return
         self._charge(Step(round, "decompose", cells=len(self.aggregate)))
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
         from flaimsim.parties.mpc.secure_scoring import round_public_marginal
 
-        c = round_public_marginal(np.asarray(public_c, dtype=float), 0)
+        f = self.frac_bits
+        c = round_public_marginal(np.asarray(public_c, dtype=float), f)
         cells = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
-        diffs = np.abs(self.aggregate[cells] - c)
+        if self.score_kind == "l2":
+            dist = l2_distances(self.aggregate[cells], public_c, lengths, f)
+            self._scores = score_from_distance("l2", dist, sigma, np.asarray(lengths, float),
+                                               np.asarray(weights, float))
+            self._charge(Step(round, "score-l2", cells=int(cells.size), k=len(lengths)))
+            return
+        diffs = np.abs(self.aggregate[cells] * (1 << f) - c)
         ends = np.cumsum(lengths)
-        l1 = np.add.reduceat(diffs, ends - np.asarray(lengths))
+        l1 = np.add.reduceat(diffs, ends - np.asarray(lengths)) / float(1 << f)
         self._scores = aim_score_from_l1(l1.astype(float), sigma, np.asarray(lengths, float),
                                          np.asarray(weights, float))
-        self._charge(Step(round, "score", cells=int(cells.size), k=len(lengths)))
+        self._charge(score_step(round, lengths, public_c, self.max_count, f))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
         from flaimsim.parties.mpc.secure_em import em_scale
 
         eps_eff = em_scale(epsilon, sensitivity)[2]
-        index = exponential_mechanism(self._scores, eps_eff, sensitivity, self.rng)
-        self._charge(Step(round, "select", k=len(self._scores)))
+        mechanism = {"gumbel": exponential_mechanism, "rnm": report_noisy_max}[self.em]
+        index = mechanism(self._scores, eps_eff, sensitivity, self.rng)
+        self._charge(Step(round, SELECT_OP[self.em], k=len(self._scores)))
         self._reveals.append({"seq": len(self._reveals), "name": "selected-index",
                               "label": f"round {round}", "shape": []})
         self._scores = None

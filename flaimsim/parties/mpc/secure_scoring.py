@@ -8,24 +8,26 @@ total) are public. For each candidate r (a segment of the vector) we compute
 
 secretly, then u_r = aim_score_from_l1(L1_r, σ, n_r, w_r) (the shared plain formula).
 
-Method ("bits once, then comparisons with public constants", MPC-NOTES):
-- once per contributor set: bits b_{i,j} of x_i (l = bit length of N) by ``mpc.np_to_bits``;
-- per round, with c_i's bits γ_j (x·2^f has f known zero low bits):
-  e_j = [bit_j(x·2^f) = γ_j] is linear; P_L = 1, P_j = P_{j+1}·e_j (one multiplication per
-  secret bit, vectorised over all cells); [x < c] = Σ_j γ_j (P_{j+1} − P_j);
-  Σ_r |x − c| = Σ_r (x − c) − 2 Σ_r (x − c)[x < c]: an inner product per segment (one reshare
-  per candidate, not per cell). Cost: l − 1 multiplications per cell and round (the f low
-  bits are public zeros: their products are local).
+Method ("bits once, then comparisons priced by the public value"):
+- once per contributor set: bits b_{i,j} of x_i (l = bit length of the public bound N) by
+  ``mpc.np_to_bits``, and the prefix products Z_h = [x < 2^h] for every h (l − 1
+  multiplications per cell; :func:`prefix_zero_products`);
+- per round, [x < c] for a public c with top bit h needs only the bits below h, from
+  Z_{h+1}: about log2 c multiplications per cell, none when round(c) = 0
+  (:func:`less_than_pieces`); Σ_r |x − c| = Σ_r (x − c) − 2 Σ_r (x − c)[x < c] is one inner
+  product per candidate (one reshare per candidate, not per cell).
+- :func:`secure_l1_bits_full` keeps the previous full-length method (l multiplications per
+  cell and round) as the baseline.
 
 Rounding: c is rounded publicly to the grid 2^−f, so the computed L1 is exact for round_f(c):
 the per-cell error versus the real c is at most 2^−(f+1) (0.5 for f = 0). This rounding is of a
 public, post-processed value and is the same for neighbouring data sets, so it does not enter
 the sensitivity: ‖x − round_f(c)‖₁ still changes by at most 1 when one record is added/removed.
 
-Measured (3 parties on loopback, bytes sent per party, fixed-width encoding, N = 45,222 so
-l = 16, SecInt20): 272 B per cell and round (15 multiplications × 2 peers × 8 B + headers),
-plus 1,180 B per cell once per contributor set for the bits; the SecFxp(32) baseline costs
-1,689 B per cell and round (``python -m flaimsim.bench.secure_bench``).
+Measured (``flaimsim bench scoring``: 3 parties on loopback, bytes sent per party, Adult-shaped
+inputs, l = 16, SecInt20): ~1.6 B per cell and round priced by c, against ~270 B for the
+full-length method and ~1,690 B for SecFxp(32) absolute values; ~1,445 B per cell once per
+contributor set for the bits and the Z_h.
 
 Types: counts are ``count_secint(N, f)`` (a SecInt whose field holds all intermediate sums);
 per-segment L1 and scores are returned in a SecFxp type chosen by the caller
@@ -61,12 +63,15 @@ class SecretBits:
     counts: secure integer array (n,), values in 0..2^count_bits − 1.
     bits: secure integer array (n, count_bits), least significant bit first.
     frac_bits: f, the public marginal is compared on the grid 2^−f (x is scaled by 2^f).
+    below: secure array (count_bits + 1, n), row h = Z_h = [x < 2^h] = Π_{j≥h} (1 − bit_j)
+      (Z_l = 1); None when only the full-length comparison (:func:`secure_l1_bits_full`) runs.
     """
 
     counts: Any
     bits: Any
     count_bits: int
     frac_bits: int
+    below: Any = None
 
     @property
     def n_cells(self) -> int:
@@ -76,7 +81,8 @@ class SecretBits:
         """The same secrets restricted to public cell indices (local; e.g. kept candidates)."""
         idx = np.asarray(cells, dtype=np.int64)
         return SecretBits(counts=self.counts[idx], bits=self.bits[idx],
-                          count_bits=self.count_bits, frac_bits=self.frac_bits)
+                          count_bits=self.count_bits, frac_bits=self.frac_bits,
+                          below=None if self.below is None else self.below[:, idx])
 
 
 def score_bound(max_weight: float, max_count: int, model_total: float, sigma: float,
@@ -96,11 +102,31 @@ def count_secint(max_count: int, frac_bits: int = 0) -> type:
     return mpc.SecInt(int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS)
 
 
-def decompose_counts(counts: Any, max_count: int, frac_bits: int = 0) -> SecretBits:
+def prefix_zero_products(bits: Any) -> Any:
+    """Z_h = [x < 2^h] = Π_{j≥h} (1 − bit_j) for h = 0..l as a (l + 1, n) secure array.
+
+    Z_l = 1, Z_{l−1} = 1 − bit_{l−1} (linear), Z_h = Z_{h+1}·(1 − bit_h): l − 1 vectorised
+    multiplications per cell, once per contributor set.
+    """
+    n, l = bits.shape
+    cols = bits.T
+    stype = type(bits).sectype
+    rows = [stype.array(np.ones(n, dtype=np.int64))]
+    for h in reversed(range(l)):
+        not_bit = 1 - cols[h]
+        rows.append(not_bit if h == l - 1 else rows[-1] * not_bit)
+    return mpc.np_stack(rows[::-1])
+
+
+def decompose_counts(counts: Any, max_count: int, frac_bits: int = 0,
+                     wrapped: bool = False, prefix: bool = True) -> SecretBits:
     """Bit-decompose secret counts once (l = bitlen(max_count) bits per cell).
 
-    Cost: one ``np_to_bits`` per cell (~1.2 KB per cell per party at l = 16, 3 parties).
-    Redo it whenever the contributor set (hence x) changes.
+    Cost: one ``np_to_bits`` per cell (~1.2 KB per cell per party at l = 16, 3 parties), plus
+    l − 1 multiplications for the prefix products Z_h (``prefix``). Redo it whenever the
+    contributor set (hence x) changes. ``wrapped``: ``counts`` is a compact sum
+    s = x + w·2^l (``input_sharing.unwrap``): the l low bits of s are x's, and the returned
+    ``counts`` is x = Σ 2^j bit_j (linear), never s.
     """
     stype = getattr(counts, "sectype", None)
     if stype is None or getattr(stype, "frac_length", 0) != 0 or counts.ndim != 1:
@@ -111,7 +137,11 @@ def decompose_counts(counts: Any, max_count: int, frac_bits: int = 0) -> SecretB
             f"{stype.__name__} too short for counts up to {max_count} with {frac_bits} "
             f"fractional bits; use count_secint({max_count}, {frac_bits})")
     bits = mpc.np_to_bits(counts, l=count_bits)
-    return SecretBits(counts=counts, bits=bits, count_bits=count_bits, frac_bits=frac_bits)
+    if wrapped:
+        counts = mpc.np_from_bits(bits)
+    below = prefix_zero_products(bits) if prefix else None
+    return SecretBits(counts=counts, bits=bits, count_bits=count_bits, frac_bits=frac_bits,
+                      below=below)
 
 
 def round_public_marginal(public_c: np.ndarray, frac_bits: int) -> np.ndarray:
@@ -137,8 +167,9 @@ def _segment_sums(values: Any, segments: Sequence[int]) -> Any:
     return cum - mpc.np_concatenate((type(cum)(np.array([0])), cum[:-1]))
 
 
-def _secure_less_than(bits: SecretBits, c_int: np.ndarray) -> Any:
-    """Secret [x_i·2^f < c_i] per cell by the prefix-product method (l multiplications)."""
+def _secure_less_than_full(bits: SecretBits, c_int: np.ndarray) -> Any:
+    """Secret [x_i·2^f < c_i] per cell by the full prefix-product method (l multiplications
+    per cell and round: the method before :func:`less_than_pieces`; kept as the baseline)."""
     f, l = bits.frac_bits, bits.count_bits
     if c_int.shape[0] != bits.n_cells:
         raise SecureScoringError(f"public marginal has {c_int.shape[0]} cells, counts {bits.n_cells}")
@@ -161,14 +192,177 @@ def _secure_less_than(bits: SecretBits, c_int: np.ndarray) -> Any:
     return lt * (1 - above) + above   # model above every possible count: x < c publicly
 
 
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """Public shape of [X < c] for X = x·2^f with l secret bits: per cell, h = bitlen(c) − 1 and
+    t0 = the lowest set bit of c (cells with 0 < c < 2^(l+f) are ``inside``)."""
+
+    above: np.ndarray       # bool (n,)
+    inside: np.ndarray      # int64 cell indices
+    h: np.ndarray           # int64 (n,), valid on ``inside``
+    t0: np.ndarray          # int64 (n,), valid on ``inside``
+    frac_bits: int
+
+    @property
+    def mults(self) -> int:
+        """Secret multiplications per round: Σ_inside max(0, h − max(t0, f))."""
+        i = self.inside
+        return int(np.maximum(self.h[i] - np.maximum(self.t0[i], self.frac_bits), 0).sum())
+
+    @property
+    def steps(self) -> int:
+        """Bit positions j ≥ f at which some cell multiplies (one vectorised message each)."""
+        i = self.inside
+        lo, hi = np.maximum(self.t0[i], self.frac_bits), self.h[i]
+        used = np.zeros(int(hi.max()) + 1 if i.size else 1, dtype=bool)
+        for a, b in set(zip(lo.tolist(), hi.tolist())):
+            used[a:b] = True
+        return int(used.sum())
+
+
+def comparison_plan(c_int: np.ndarray, count_bits: int, frac_bits: int) -> ComparisonPlan:
+    """The public plan of :func:`less_than_pieces` (also what the cost model charges)."""
+    c_int = np.asarray(c_int, dtype=np.int64)
+    n = c_int.shape[0]
+    above = c_int >= (1 << (count_bits + frac_bits))
+    inside = np.flatnonzero((c_int > 0) & ~above)
+    c_in = c_int[inside]
+    h = np.zeros(n, dtype=np.int64)
+    t0 = np.zeros(n, dtype=np.int64)
+    h[inside] = np.floor(np.log2(c_in)).astype(np.int64)
+    h[inside] += (c_in >> (h[inside] + 1)) > 0          # guard float rounding of log2
+    h[inside] -= (c_in >> h[inside]) == 0
+    t0[inside] = np.log2(c_in & -c_in).round().astype(np.int64)
+    return ComparisonPlan(above, inside, h, t0, int(frac_bits))
+
+
+@dataclass(frozen=True)
+class LessThan:
+    """[x_i·2^f < c_i] per cell, as public parts plus secret pieces (nothing is scattered).
+
+    lt_i = [i ∈ above] + Σ_{pieces (cells, values)} values[t] for cells[t] = i. ``mults`` is the
+    number of secret multiplications spent (per cell: h_i − max(t0_i, f), see
+    :func:`less_than_pieces`).
+    """
+
+    above: np.ndarray                  # bool (n,): c ≥ 2^(l+f), so x < c publicly
+    cells: np.ndarray                  # int64 (P,): the cell of every piece value
+    values: Any                        # secure (P,)
+    mults: int
+
+
+def less_than_pieces(bits: SecretBits, c_int: np.ndarray) -> LessThan:
+    """Secret [X_i < c_i] (X = x·2^f) by prefix products priced by the public value c.
+
+    With h = bitlen(c) − 1 and t0 = the lowest set bit of c, the bits of c above h are 0, so
+    the prefix product of e_j over j > h is ZX_{h+1} = [X < 2^(h+1)], precomputed once
+    (``SecretBits.below``). Going down from h: P_h = ZX_{h+1}·X_h = ZX_{h+1} − ZX_h (free,
+    γ_h = 1), P_j = P_{j+1}·e_j for j = h−1..t0 (one multiplication each; local for the f
+    public zero bits), and [X < c] = ZX_h + Σ_{j<h, γ_j=1} (P_{j+1} − P_j). Cells with c = 0
+    cost nothing (x < 0 is false); cells with c ≥ 2^(l+f) are 1 publicly. Multiplications per
+    cell: h − max(t0, f) ≈ log2 c, vectorised over the cells at each bit position.
+    """
+    f, l = bits.frac_bits, bits.count_bits
+    if bits.below is None:
+        raise SecureScoringError("decompose_counts(..., prefix=True) first: no Z_h products")
+    n = bits.n_cells
+    if c_int.shape[0] != n:
+        raise SecureScoringError(f"public marginal has {c_int.shape[0]} cells, counts {n}")
+    plan = comparison_plan(c_int, l, f)
+    top, above, inside, h, t0 = l + f, plan.above, plan.inside, plan.h, plan.t0
+
+    def zx(level: np.ndarray, cells: np.ndarray) -> Any:   # ZX_level = Z_{max(level − f, 0)}
+        return bits.below[np.maximum(level - f, 0), cells]
+
+    cells = [inside]
+    values = [zx(h[inside], inside)] if inside.size else []
+    order = np.zeros(0, dtype=np.int64)
+    prev: Any = None
+    mults = 0
+    for j in range(top - 2, -1, -1):
+        keep = np.flatnonzero(t0[order] <= j) if order.size else order
+        new = inside[(h[inside] == j + 1) & (t0[inside] <= j)]
+        parts, ids = [], [order[keep]]
+        if keep.size:
+            parts.append(prev[keep])
+        if new.size:
+            parts.append(zx(h[new] + 1, new) - zx(h[new], new))   # P_h, free
+            ids.append(new)
+        ids_j = np.concatenate(ids)
+        if not ids_j.size:
+            order, prev = ids_j, None
+            continue
+        cur = parts[0] if len(parts) == 1 else mpc.np_concatenate(parts)
+        gamma = (c_int[ids_j] >> j) & 1
+        ones = np.flatnonzero(gamma)
+        if j >= f:
+            x_bit = bits.bits[ids_j, j - f]
+            p_j = cur * (x_bit * (2 * gamma - 1) + (1 - gamma))
+            mults += int(ids_j.size)
+            if ones.size:
+                cells.append(ids_j[ones])
+                values.append(cur[ones] - p_j[ones])
+        else:       # bit j of X is a public 0: e_j = 1 − γ_j, P_j = 0 where γ_j = 1
+            p_j = cur
+            if ones.size:
+                cells.append(ids_j[ones])
+                values.append(cur[ones])
+                zero = np.flatnonzero(gamma == 0)
+                ids_j, p_j = ids_j[zero], cur[zero]
+        order, prev = ids_j, p_j
+    all_cells = np.concatenate(cells) if cells else np.zeros(0, dtype=np.int64)
+    if not values:
+        stype = type(bits.counts).sectype
+        return LessThan(above, all_cells, stype.array(np.zeros(0, dtype=np.int64)), 0)
+    vals = values[0] if len(values) == 1 else mpc.np_concatenate(values)
+    return LessThan(above, all_cells, vals, mults)
+
+
+def _group_order(groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stable order putting equal public group ids together, and each group's length."""
+    return np.argsort(groups, kind="stable"), np.bincount(groups, minlength=n_groups)
+
+
+def _group_sums(values: Any, groups: np.ndarray, n_groups: int) -> Any:
+    """Σ of a secure vector's entries per public group id (local: sort, cumsum, differences)."""
+    stype = type(values).sectype
+    if values.shape[0] == 0:
+        return stype.array(np.zeros(n_groups, dtype=np.int64))
+    order, sizes = _group_order(groups, n_groups)
+    cum = mpc.np_concatenate((stype.array(np.zeros(1, dtype=np.int64)),
+                              np.cumsum(values[order])))
+    ends = np.cumsum(sizes)
+    return cum[ends] - cum[ends - sizes]
+
+
+def _group_dots(a: Any, b: Any, groups: np.ndarray, n_groups: int) -> Any:
+    """Σ_t a_t b_t per public group id: one reshare per group (empty groups: 0)."""
+    stype = type(a).sectype
+    order, sizes = _group_order(groups, n_groups)
+    a, b = a[order], b[order]
+    ends = np.cumsum(sizes)
+    zero = stype(0)
+    dots = [a[e - z:e] @ b[e - z:e] if z else zero for e, z in zip(ends.tolist(), sizes.tolist())]
+    return mpc.np_fromlist(dots)
+
+
 def secure_abs_diff_bits(bits: SecretBits, public_c: np.ndarray) -> Any:
     """Secret |x_i·2^f − round(c_i·2^f)| per cell (SecInt array, units 2^−f).
 
-    l + 1 secret multiplications per cell (vectorised, depth l); the f low bits are public
-    zeros. Cells where round(c·2^f) ≥ 2^(l+f) get [x < c] = 1 publicly.
+    [x < c] by :func:`less_than_pieces` (~log2 c multiplications per cell), summed per cell
+    locally, then one multiplication per cell.
     """
     c_int = round_public_marginal(public_c, bits.frac_bits)
-    lt = _secure_less_than(bits, c_int)
+    lt_parts = less_than_pieces(bits, c_int)
+    lt = _group_sums(lt_parts.values, lt_parts.cells, bits.n_cells) + lt_parts.above
+    diff = bits.counts * (1 << bits.frac_bits) - c_int
+    return diff * (1 - 2 * lt)
+
+
+def secure_abs_diff_bits_full(bits: SecretBits, public_c: np.ndarray) -> Any:
+    """The same by the full-length method: l + 1 multiplications per cell (depth l)."""
+    c_int = round_public_marginal(public_c, bits.frac_bits)
+    lt = _secure_less_than_full(bits, c_int)
     diff = bits.counts * (1 << bits.frac_bits) - c_int
     return diff * (1 - 2 * lt)
 
@@ -205,19 +399,50 @@ def l1_to_fxp(l1_scaled: Any, frac_bits: int, fxp: type) -> Any:
     return converted * 2.0 ** -frac_bits if frac_bits else converted
 
 
+def _segment_ids(segments: Sequence[int]) -> np.ndarray:
+    lengths = np.asarray(segments, dtype=np.int64)
+    if lengths.ndim != 1 or len(lengths) == 0 or np.any(lengths < 1):
+        raise SecureScoringError("segments must be a non-empty list of positive lengths")
+    return np.repeat(np.arange(len(lengths)), lengths)
+
+
 def secure_l1_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],
                    fxp: type | None = None) -> Any:
-    """Secret per-segment L1 ‖x_r − round_f(c_r)‖₁.
+    """Secret per-segment L1 ‖x_r − round_f(c_r)‖₁, comparisons priced by c (the default).
+
+    Σ_r |d| = Σ_r d − 2 Σ_r d·[x < c] with d = X − c: [x < c] comes in pieces
+    (:func:`less_than_pieces`) and Σ_r d·[x < c] = Σ_r d_above + Σ_{pieces in r} d_cell·piece is
+    one inner product per segment (one reshare per candidate, not per cell).
 
     Returns a SecInt array in units 2^−f if ``fxp`` is None, else an ``fxp`` (SecFxp) array of
     reals. ``segments`` are the candidates' cell counts n_r, in the order of the cells.
     """
     c_int = round_public_marginal(public_c, bits.frac_bits)
+    seg_of = _segment_ids(segments)
+    if seg_of.size != bits.n_cells:
+        raise SecureScoringError(
+            f"segment lengths sum to {seg_of.size} but there are {bits.n_cells} cells")
     if fxp is not None:
         _check_sum_range(bits, c_int, segments)
-    lt = _secure_less_than(bits, c_int)
+    lt = less_than_pieces(bits, c_int)
     diff = bits.counts * (1 << bits.frac_bits) - c_int
-    # Σ|d| = Σ d − 2 Σ d·[x < c]: the last product folds into one inner product per segment.
+    k = len(segments)
+    dots = _group_dots(diff[lt.cells], lt.values, seg_of[lt.cells], k)
+    if lt.above.any():
+        dots = dots + _segment_sums(diff * lt.above.astype(np.int64), segments)
+    l1_scaled = _segment_sums(diff, segments) - 2 * dots
+    return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, bits.frac_bits, fxp)
+
+
+def secure_l1_bits_full(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],
+                        fxp: type | None = None) -> Any:
+    """The previous method, kept as the baseline: full-length prefix products per round
+    (l multiplications per cell), then one inner product per segment."""
+    c_int = round_public_marginal(public_c, bits.frac_bits)
+    if fxp is not None:
+        _check_sum_range(bits, c_int, segments)
+    lt = _secure_less_than_full(bits, c_int)
+    diff = bits.counts * (1 << bits.frac_bits) - c_int
     l1_scaled = _segment_sums(diff, segments) - 2 * _segment_dots(diff, lt, segments)
     return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, bits.frac_bits, fxp)
 

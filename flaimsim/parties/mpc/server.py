@@ -58,7 +58,9 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 
 from flaimsim.parties.mpc import wire
-from flaimsim.parties.mpc.input_sharing import SEED_BYTES, expand_seed
+from flaimsim.parties.mpc.input_sharing import (
+    SEED_BYTES, compact_payload_bytes, expand_seed, expand_seed_bits, sum_compact, unpack_bits,
+    unwrap)
 from flaimsim.parties.transport import Frame, FrameKind, decode_elements, element_bytes
 
 EXIT_PORT_IN_USE = 98
@@ -138,7 +140,8 @@ class ServerState:
     secint: Any
     inbox: Inbox = field(default_factory=Inbox)
     arrays: dict[str, Any] = field(default_factory=dict)
-    additive: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # piece, bits
+    # additive pieces: name -> (piece, SecInt bit length, compact width b or None)
+    additive: dict[str, tuple[np.ndarray, int, int | None]] = field(default_factory=dict)
     reveal_log: list[dict[str, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # room for other command modules
     stopping: bool = False  # shutdown under way: peers closing is expected
@@ -222,19 +225,39 @@ def _sum_mod(vectors: list[np.ndarray], p: int, length: int) -> np.ndarray:
 @command("receive_shares")
 async def receive_shares(state: ServerState, name: str, round: int, phase: str,
                          clients: list[int], mode: str, length: int,
-                         bit_length: int | None = None,
+                         bit_length: int | None = None, compact_bits: int | None = None,
                          wait_timeout: float = 60.0) -> dict[str, Any]:
     """Sum the clients' share frames of (round, phase) locally: no MPC traffic.
 
     ``shamir``: the sum of Shamir shares is this server's share of sum_k x_k, stored as secure
-    array ``name`` of type SecInt(bit_length). ``additive``: the sum is this server's additive
-    piece, kept until ``to_shamir``. Clients must have shared in the field of that type.
+    array ``name`` of type SecInt(bit_length). ``additive``: the sum mod p is this server's
+    additive piece, kept until ``to_shamir``. ``compact``: the same mod 2^compact_bits (server 0
+    reads b-bit packed vectors, the others expand seeds). Clients must have shared in the field
+    of that type (shamir, additive) or modulo 2^b (compact).
     """
     sectype = state.sectype(bit_length)
     frames = await state.inbox.take(int(round), phase, [int(k) for k in clients],
                                     float(wait_timeout))
     p = int(sectype.field.modulus)
     w = element_bytes(p)
+    if mode == "compact":
+        if compact_bits is None:
+            raise CommandError("compact shares need compact_bits")
+        b = int(compact_bits)
+        if state.pid == 0:
+            size = compact_payload_bytes(length, b)
+            kind, decode = FrameKind.ADDITIVE_MASKED, lambda f: unpack_bits(f.payload, b, length)
+        else:
+            size = SEED_BYTES
+            kind, decode = FrameKind.ADDITIVE_SEED, lambda f: expand_seed_bits(f.payload, length, b)
+        for k, f in frames.items():
+            if f.kind != kind or len(f.payload) != size:
+                raise CommandError(f"client {k}: expected {kind.name} of {size} bytes, "
+                                   f"got {f.kind.name} of {len(f.payload)}")
+        state.additive[name] = (sum_compact([decode(f) for f in frames.values()], b, length),
+                                int(sectype.bit_length), b)
+        return {"name": name, "length": int(length), "clients": len(frames),
+                "bytes": sum(f.nbytes for f in frames.values())}
     if mode == "shamir" or (mode == "additive" and state.pid == 0):
         kind = FrameKind.SHAMIR_SHARES if mode == "shamir" else FrameKind.ADDITIVE_MASKED
         vecs = []
@@ -256,30 +279,68 @@ async def receive_shares(state: ServerState, name: str, round: int, phase: str,
     if mode == "shamir":
         state.arrays[name] = sectype.array(sectype.field.array(acc))
     else:
-        state.additive[name] = (acc, int(sectype.bit_length))
+        state.additive[name] = (acc, int(sectype.bit_length), None)
     return {"name": name, "length": int(length), "clients": len(frames),
             "bytes": sum(f.nbytes for f in frames.values())}
 
 
+@command("add_pieces")
+async def add_pieces(state: ServerState, names: list[str], out: str) -> dict[str, Any]:
+    """``out`` = Σ of compact pieces mod 2^b (local): accumulate joins of new clients."""
+    pieces = [state.additive.get(n) for n in names]
+    have = [(n, p) for n, p in zip(names, pieces) if p is not None]
+    if not have:
+        raise CommandError(f"no additive pieces named {names}")
+    widths = {(p[1], p[2]) for _, p in have}
+    if len(widths) != 1 or None in {p[2] for _, p in have}:
+        raise CommandError(f"add_pieces needs compact pieces of one width, got {widths}")
+    bit_length, b = widths.pop()
+    total = sum_compact([p[0] for _, p in have], b, have[0][1][0].size)
+    for n, _ in have:
+        state.additive.pop(n)
+    state.additive[out] = (total, bit_length, b)
+    return {"name": out, "length": int(total.size)}
+
+
 @command("to_shamir")
-async def to_shamir(state: ServerState, name: str, out: str | None = None) -> dict[str, Any]:
+async def to_shamir(state: ServerState, name: str, out: str | None = None, keep: bool = False,
+                    reduce: bool = True) -> dict[str, Any]:
     """Additive pieces -> Shamir shares: every server inputs its piece, all sum the inputs.
 
-    Each server sends (m - 1) share vectors of d elements (one to each peer).
+    Each server sends (m - 1) share vectors of d elements (one to each peer). Compact pieces
+    sum to s = x + w·2^b (0 <= w < m); ``reduce`` replaces s by x (one bit decomposition,
+    :func:`input_sharing.unwrap`), otherwise ``out`` holds s and is marked wrapped (b) in
+    ``state.extras["wrapped"]`` for a caller that decomposes it anyway. ``keep`` keeps the
+    piece (an accumulator of later joins).
     """
     if name not in state.additive:
         raise CommandError(f"no additive piece named {name!r}; have {sorted(state.additive)}")
     mpc = state.runtime
-    piece, bits = state.additive.pop(name)
+    piece, bits, compact = state.additive[name] if keep else state.additive.pop(name)
     sectype = state.sectype(bits)
-    mine = sectype.array(sectype.field.array(piece))
+    mine = sectype.array(sectype.field.array(piece.astype(object)))
     inputs = mpc.input(mine, senders=list(range(state.m)))
     total = inputs[0]
     for x in inputs[1:]:
         total = total + x
+    wrapped = state.extras.setdefault("wrapped", {})
+    wrapped.pop(out or name, None)
+    if compact is not None:
+        if reduce:
+            total, _ = unwrap(mpc, total, compact)
+        else:
+            wrapped[out or name] = compact
     await mpc.gather(total)  # finish the traffic inside this command
     state.arrays[out or name] = total
     return {"name": out or name, "length": int(piece.size)}
+
+
+def _refuse_wrapped(state: ServerState, names: list[str], doing: str) -> None:
+    """A wrapped sum s = x + w·2^b must not be opened (w depends on x) nor added to others."""
+    bad = [n for n in names if n in state.extras.get("wrapped", {})]
+    if bad:
+        raise CommandError(f"{bad} hold wrapped compact sums s = x + w·2^b and cannot be "
+                           f"{doing}; reduce them first")
 
 
 @command("aggregate")
@@ -287,6 +348,7 @@ async def aggregate(state: ServerState, names: list[str], out: str) -> dict[str,
     """``out`` = elementwise sum of the named secure arrays (local, no traffic)."""
     if not names:
         raise CommandError("aggregate needs at least one array name")
+    _refuse_wrapped(state, names, "added")
     arrays = [state.array(n) for n in names]
     total = arrays[0]
     for a in arrays[1:]:
@@ -300,6 +362,7 @@ async def aggregate(state: ServerState, names: list[str], out: str) -> dict[str,
 @command("open")
 async def open_(state: ServerState, name: str, label: str = "") -> dict[str, Any]:
     """Reveal secure array ``name`` to all servers (and the driver); log the opening."""
+    _refuse_wrapped(state, [name], "opened")
     x = state.array(name)
     values = np.asarray(await state.runtime.output(x))
     if x.sectype.bit_length <= 62:
@@ -318,7 +381,7 @@ async def reveal_log(state: ServerState) -> list[dict[str, Any]]:
 async def arrays(state: ServerState) -> dict[str, Any]:
     """Names and shapes of the secure arrays held (names only, never values)."""
     return {"secure": {n: list(a.shape) for n, a in state.arrays.items()},
-            "additive": {n: int(a.size) for n, (a, _) in state.additive.items()}}
+            "additive": {n: int(a[0].size) for n, a in state.additive.items()}}
 
 
 @command("drop")
