@@ -28,7 +28,7 @@ def real_run():
 def test_real_run_spends_budget_and_opens_only_indices_and_noisy_marginals(real_run):
     cfg, res = real_run
     rec = res.record
-    assert rec["bytes_source"] == "measured" and rec["private"] is True
+    assert rec["bytes_source"] == "wire" and rec["private"] is True
     assert rec["rho_spent"] == pytest.approx(rec["rho_budget"])
     reveals = res.artifacts["reveals"]
     assert {r["name"] for r in reveals} == {"selected-index", "noisy-marginal"}
@@ -37,7 +37,7 @@ def test_real_run_spends_budget_and_opens_only_indices_and_noisy_marginals(real_
     assert sum(r["name"] == "selected-index" for r in reveals) == cfg.rounds
     phases = res.ledger.by_phase()
     assert set(phases) == {"share-inputs", "score", "select", "measure"}
-    assert all(r.source == "measured" for r in res.ledger.rows)
+    assert all(r.source == "wire" for r in res.ledger.rows)
 
 
 def test_client_upload_is_shamir_formula(real_run):

@@ -50,7 +50,7 @@ def test_run_flaim_record_has_measured_communication():
     config = small_config("aug-flaim-oracle", rounds=2)
     result = run_flaim(config)
     rec = result.record
-    assert rec["bytes_source"] == "measured"
+    assert rec["bytes_source"] == "wire"
     assert rec["client_bytes_sent_mean"] > 0 and rec["client_bytes_received_mean"] > 0
     assert rec["client_bytes_sent_mean_participating"] >= rec["client_bytes_sent_mean"]
     assert rec["private"] is False and "NOT differentially private" in rec["note"]
@@ -83,7 +83,7 @@ def test_budget_matches_the_schedule(audited_run):
     assert privacy.rho_spent <= privacy.rho_budget * (1 + 1e-12)
     assert privacy.rho_spent == pytest.approx(schedule.total_cost, abs=1e-9)
     assert privacy.rho_spent == pytest.approx(cdp_rho(config.epsilon, config.delta), abs=1e-9)
-    assert backend.ledger.bytes_source() == "measured"
+    assert backend.ledger.bytes_source() == "wire"
     if backend.variant == "private":  # proxy traffic is tagged and charged every round < T
         assert {r.round for r in backend.ledger.rows if r.phase == "proxy"} == set(
             range(1, T))

@@ -123,7 +123,7 @@ def test_bytes_follow_the_formula(n, length, max_value):
     assert all(r.nbytes == sw.HEADER_BYTES + 4 + k * (4 + 132) for r in shares)
     # ledger and transport agree, everything is measured and attributed to named parties
     assert sum(r.bytes for r in ledger.rows) == sum(r.nbytes for r in res.transport.log)
-    assert ledger.sources == {"measured"}
+    assert ledger.sources == {"wire"}
     assert {r.phase for r in ledger.rows} == {"secagg-keys", "secagg-masked-input",
                                               "secagg-unmask"}
     assert sum(sum(b) for b in res.client_bytes.values()) == sum(res.aggregator_bytes)

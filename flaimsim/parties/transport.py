@@ -230,7 +230,7 @@ class ClientTransport:
     def flush_to_ledger(self, ledger: Ledger) -> None:
         """Add the frames sent since the last flush, one row per (client, server, round, phase).
 
-        Rows carry bytes and frame counts with source ``measured``; each frame is written once.
+        Rows carry bytes and frame counts with source ``wire``; each frame is written once.
         """
         with self._log_lock:
             frames, self._flushed = self.log[self._flushed:], len(self.log)
@@ -240,7 +240,7 @@ class ClientTransport:
             a[0] += f.nbytes
             a[1] += 1
         for (snd, rcv, rnd, phase), (nbytes, nmsgs) in sorted(agg.items()):
-            ledger.add(rnd, phase, client(snd), server(rcv), nbytes, nmsgs, "measured")
+            ledger.add(rnd, phase, client(snd), server(rcv), nbytes, nmsgs, "wire")
 
     def close(self) -> None:
         for s in self._socks.values():

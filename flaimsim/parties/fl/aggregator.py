@@ -101,7 +101,7 @@ def broadcast_model(model: GraphicalModel, clients: Sequence[int], ledger: Ledge
     """Send the serialised model to each client (ledger phase model-broadcast); its size."""
     size = len(serialise_model(model))
     for k in clients:
-        ledger.add(round, "model-broadcast", AGGREGATOR, client(int(k)), size)
+        ledger.add(round, "model-broadcast", AGGREGATOR, client(int(k)), size, 1, "wire")
     return size
 
 
@@ -117,7 +117,7 @@ def decode_choice(blob: bytes) -> int:
 def send_choice(k: int, index: int, ledger: Ledger, round: int) -> int:
     """Client k sends its chosen candidate index in the clear (phase select); what arrives."""
     blob = encode_choice(index)
-    ledger.add(round, "select", client(k), AGGREGATOR, len(blob))
+    ledger.add(round, "select", client(k), AGGREGATOR, len(blob), 1, "wire")
     return decode_choice(blob)
 
 

@@ -45,7 +45,7 @@ class ServerAggregation:
         # The opened sum reaches the aggregator from server 0 (fixed-width elements).
         width = self.launcher.field_spec.element_bytes
         ledger.add(round, phase or "reveal", server(0), AGGREGATOR, total.size * width, 1,
-                   "measured")
+                   "wire")
         self.launcher.call("drop", names=[name])
         late = tuple(k for k in late_dropout if k in vectors)
         contributors = tuple(k for k in sorted(vectors) if k not in set(covers))

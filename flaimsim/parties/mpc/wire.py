@@ -11,7 +11,7 @@ the one-off pid/PRSS-key handshake) are kept apart in ``nbytes_raw_received``.
 the runtime looks the attribute up when it connects, so this must run before ``mpc.start()``.
 Snapshots (:class:`WireSnapshot`) are plain values; the driver takes one per server before and
 after a phase and :func:`add_wire_rows` turns the differences into ledger rows
-``server:i -> server:j`` with source ``measured``.
+``server:i -> server:j`` with source ``wire``.
 """
 
 from __future__ import annotations
@@ -152,5 +152,5 @@ def add_wire_rows(ledger: Ledger, before: Sequence[WireSnapshot], after: Sequenc
     for d in diffs:
         for j, (nbytes, nmsgs) in enumerate(zip(d.bytes_sent, d.messages_sent)):
             if j != d.pid:
-                ledger.add(round, phase, server(d.pid), server(j), nbytes, nmsgs, "measured")
+                ledger.add(round, phase, server(d.pid), server(j), nbytes, nmsgs, "wire")
     return diffs

@@ -26,7 +26,7 @@ Bodies by kind (phase in brackets):
 
 The :class:`Transport` parses every header, appends a :class:`TransportRecord` to its log
 (sender, receiver, phase, kind, bytes, and optionally the payload for inspection), adds a row
-to the :class:`~flaimsim.parties.ledger.Ledger` (source ``measured``) and delivers the bytes
+to the :class:`~flaimsim.parties.ledger.Ledger` (source ``wire``) and delivers the bytes
 to the receiver's inbox. Parties only ever see bytes.
 """
 
@@ -194,7 +194,7 @@ class Transport:
         sender, receiver = party_name(h.sender), party_name(h.receiver)
         self.log.append(TransportRecord(sender, receiver, phase, h.kind.name, len(message),
                                         message if self.keep_payloads else None))
-        self.ledger.add(self.round, phase, sender, receiver, len(message), 1, "measured")
+        self.ledger.add(self.round, phase, sender, receiver, len(message), 1, "wire")
         self._inbox[h.receiver].append(message)
 
     def receive(self, pid: int, kind: Kind) -> list[tuple[Header, bytes]]:
