@@ -1,5 +1,5 @@
 """FLAIM protocols: budget, exact secure sums, masked transcripts, dropouts, local
-sensitivity (brute force) and measured model-broadcast bytes."""
+sensitivity (brute force) and every byte counted on both ends of a socket."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import RunConfig
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.flaim import VARIANT_OF_PROTOCOL as VARIANTS
-from flaimsim.protocols.flaim import FlaimBackend, model_distribution, run_flaim
+from flaimsim.protocols.flaim import FlaimBackend, model_distribution, run_flaim, simulate_flaim
 from flaimsim.protocols.prepare import prepare
 
 PROTOCOLS = ("naive-flaim", "aug-flaim-oracle", "aug-flaim-private")
@@ -46,7 +46,24 @@ def audited_run(request):
     return config, data, loop, backend
 
 
-def test_run_flaim_record_has_measured_communication():
+@pytest.mark.parametrize("protocol", ["aug-flaim-oracle", "aug-flaim-private"])
+def test_every_ledger_row_of_a_run_matches_the_receivers_count(protocol):
+    """A real run: per (phase, sender, receiver) the ledger (sender side) equals what the
+    receiving ends read off their sockets; every row is wire-counted."""
+    result, backend = simulate_flaim(small_config(protocol, rounds=2, dropout=0.25))
+    rows: dict = {}
+    for r in result.ledger.rows:
+        assert r.source == "wire"
+        b, m = rows.get((r.phase, r.sender, r.receiver), (0, 0))
+        rows[(r.phase, r.sender, r.receiver)] = (b + r.bytes, m + r.messages)
+    assert rows == backend.network.received.totals()
+    phases = {p for p, _, _ in rows}
+    assert {"model-broadcast", "select", "secagg-keys", "secagg-masked-input",
+            "secagg-unmask"} <= phases
+    assert ("proxy" in phases) == (protocol == "aug-flaim-private")
+
+
+def test_run_flaim_record_has_wire_communication():
     config = small_config("aug-flaim-oracle", rounds=2)
     result = run_flaim(config)
     rec = result.record
@@ -143,19 +160,27 @@ def test_too_many_dropouts_fail_the_round_and_spend_nothing():
     assert privacy.spends == spends_before
 
 
-def test_model_broadcast_bytes_are_the_serialised_model():
+def test_model_broadcast_and_choices_are_counted_by_the_receivers():
     backend, data, model, privacy, ledger, sigma, eps = _started_backend("naive-flaim")
-    blob = serialise_model(model)
-    tables = deserialise_model(blob)
+    tables = deserialise_model(serialise_model(model))
     assert set(tables) == set(model.cliques)
     for cl, table in tables.items():
         np.testing.assert_array_equal(table, np.asarray(model.fitted.potentials[cl].values))
     backend.select(1, list(data.workload.candidates), model, sigma, eps, privacy)
-    rows = [r for r in ledger.rows if r.round == 1 and r.phase == "model-broadcast"]
-    assert sorted(int(r.receiver.split(":")[1]) for r in rows) == list(backend._pending[0].sampled)
-    assert all(r.bytes == len(blob) and r.sender == "aggregator" for r in rows)
-    selects = [r for r in ledger.rows if r.round == 1 and r.phase == "select"]
-    assert len(selects) == len(rows) and all(r.bytes == 4 for r in selects)
+    sampled = list(backend._pending[0].sampled)
+    read = backend.network.received.totals()  # counted by the receiving end of each socket
+    backend.network.close()
+    for phase, sender, receivers in (
+            ("model-broadcast", "aggregator", [f"client:{k}" for k in sampled]),
+            ("select", None, ["aggregator"])):
+        rows = [r for r in ledger.rows if r.round == 1 and r.phase == phase]
+        got = {(r.sender, r.receiver): (r.bytes, r.messages) for r in rows}
+        want = {(s, rcv): v for (p, s, rcv), v in read.items() if p == phase}
+        assert got == want and {rcv for _, rcv in got} == set(receivers)
+        if sender:
+            assert {s for s, _ in got} == {sender}
+    choosers = {r.sender for r in ledger.rows if r.round == 1 and r.phase == "select"}
+    assert choosers == {f"client:{k}" for k in sampled}
 
 
 def test_poisson_sample_has_at_least_two_clients_and_is_seeded():

@@ -1,5 +1,5 @@
 """FLAIM: federated AIM with local selection and secure aggregation (NaiveFLAIM, AugFLAIM
-(Oracle), AugFLAIM (Private)), every byte measured.
+(Oracle), AugFLAIM (Private)); every message crosses a loopback socket and is counted there.
 
 Round 0: a Poisson sample of clients submits all its one-way marginals (concatenated, one
 SecAgg+ session); the aggregator adds N(0, σ²) to each one-way sum. Round t = 1..T:
@@ -58,12 +58,14 @@ import numpy as np
 
 from flaimsim.mechanisms.accounting import PrivacyLedger
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
-from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_noise, broadcast_model,
-                                  choose_covers, poisson_sample, secure_sum, send_choice)
+from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_noise,
+                                            broadcast_model, choose_covers, collect_choices,
+                                            poisson_sample, secure_sum, send_choice)
 from flaimsim.parties.fl.clients import FLClient, LocalSelectionError, local_sensitivity, \
     simplex_projection
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.secagg.protocol import SecAggError
+from flaimsim.parties.transport import StarNetwork
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, prepare
@@ -164,6 +166,8 @@ class FlaimBackend:
         self._pending: tuple[RoundInfo, float, float] | None = None
         self._reference: dict[Clique, np.ndarray] = {}
         self.sessions = 0
+        # Every aggregator <-> client message crosses this loopback network (counted there).
+        self.network = StarNetwork(timeout=config.party_timeout_s)
         self.servers = None
         if config.aggregation == "servers":
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
@@ -193,7 +197,7 @@ class FlaimBackend:
         try:
             return secure_sum(vectors, self.max_value, self.ledger, round, self.rng_graph,
                               late_dropout=late, phase=phase, covers=covers,
-                              keep_session=self.audit)
+                              keep_session=self.audit, network=self.network)
         except SecAggError as err:
             raise FlaimRoundError(round, f"secure aggregation of {what} failed ({err})") from err
 
@@ -269,7 +273,7 @@ class FlaimBackend:
         sampled = poisson_sample(len(self.clients), self.config.participation,
                                  self.rng_sampling)
         info = RoundInfo(round, tuple(int(k) for k in sampled))
-        info.broadcast_bytes = broadcast_model(model, sampled, self.ledger, round)
+        info.broadcast_bytes = broadcast_model(model, sampled, self.network, round)
         cands = [c for c in candidates if len(c) > 1] if self.variant == "private" \
             else list(candidates)
         if not cands:
@@ -286,8 +290,11 @@ class FlaimBackend:
             scores = cl.scores(cands, dists, sigma, weights, sizes, self.variant, reference,
                                proxy)
             idx = cl.choose(cands, scores, epsilon, self.delta_local, self.rng_select)
-            arrived = send_choice(int(k), self.index[cands[idx]], self.ledger, round)
-            info.choices[int(k)] = self.workload.candidates[arrived]
+            send_choice(int(k), self.index[cands[idx]], self.network, round)
+        arrived = collect_choices(self.network, round)
+        self.network.flush_to_ledger(self.ledger)
+        for k in sampled:  # what the aggregator read off its sockets
+            info.choices[int(k)] = self.workload.candidates[arrived[int(k)]]
         info.seconds = time.perf_counter() - t0
         self._pending = (info, epsilon, sigma)
         chosen = set(info.choices.values())
@@ -356,6 +363,8 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     try:
         loop = run_fixed(config, data.workload, model, backend, progress)
     finally:
+        backend.network.flush_to_ledger(ledger)
+        backend.network.close()
         if backend.servers is not None:
             backend.servers.close()
     rounds = [r for r in backend.rounds if r.round > 0]
