@@ -360,8 +360,11 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     ledger = Ledger(run=f"{config.protocol}-s{config.seed}", protocol=config.protocol)
     model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
     backend = FlaimBackend(config, data, variant, ledger, audit)
+    openings_checked = None
     try:
         loop = run_fixed(config, data.workload, model, backend, progress)
+        if backend.servers is not None:  # what the servers' runtimes opened, from outside
+            openings_checked = backend.servers.check_openings()
     finally:
         backend.network.flush_to_ledger(ledger)
         backend.network.close()
@@ -377,6 +380,7 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         "distinct_choices_mean": float(np.mean([len(set(r.choices.values()))
                                                 for r in rounds])) if rounds else None,
         "aggregation": config.aggregation,
+        "server_openings_checked": openings_checked,
         "secagg_sessions": backend.sessions,
         "cover_sessions": sum(1 for r in choice_records if r.covers),
         "cover_contributions": sum(len(r.covers) for r in choice_records),
@@ -394,8 +398,12 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     record["generate_s"] = loop.times.generate_s
     record["wall_seconds"] = time.perf_counter() - start
     notes = [ORACLE_NOTE] if variant == "oracle" else []
+    if backend.servers is not None and backend.servers.privacy_note:
+        notes.append(backend.servers.privacy_note)
+        record["privacy_note"] = backend.servers.privacy_note
+        record["private"] = False
     if notes:
-        record["note"] = ORACLE_NOTE
+        record["note"] = "; ".join(notes)
     return RunResult(record, synth, ledger, loop, notes), backend
 
 

@@ -15,8 +15,12 @@ Commands run strictly one after another in arrival order; the driver sends every
 same sequence, which keeps the MPyC program counters in step (MPyC requires it). A command is
 an ``async def f(state, **kwargs)`` registered with ``@command("name")`` in :data:`COMMANDS`;
 other modules (e.g. ``flaimsim.parties.secure_ops``) register more by being imported, which
-``--load MODULE`` does at start-up. Only ``open`` reveals a secret, and every opening is
-written to the reveal log.
+``--load MODULE`` does at start-up. Only ``open`` and ``open_to`` reveal a secret among the
+built-in commands, and every opening is written to the reveal log. Independently of that log,
+the program installs :class:`~flaimsim.parties.mpc.openings.OpeningCounter` on the runtime
+at start-up: every ``runtime.output`` call made by any command is recorded with the command
+running and the caller (command ``openings``), so a driver can check from outside what was
+opened.
 
 Adding a command (e.g. in a module passed with ``--load``, or ``ServerLauncher(load=[...])``)::
 
@@ -55,9 +59,10 @@ import numpy as np
 
 from flaimsim.parties.mpc import wire
 from flaimsim.parties.mpc.input_sharing import SEED_BYTES, expand_seed
+from flaimsim.parties.mpc.openings import OpeningCounter
 from flaimsim.parties.transport import (
-    Frame, FrameKind, TransportError, decode_elements, dumps, element_bytes, loads,
-    read_frame)
+    Frame, FrameKind, TransportError, decode_elements, dumps, element_bytes, encode_elements,
+    loads, read_frame)
 
 EXIT_PORT_IN_USE = 98
 EXIT_DRIVER_LOST = 3
@@ -75,6 +80,9 @@ def command(name: str) -> Callable[[Command], Command]:
         COMMANDS[name] = fn
         return fn
     return register
+
+
+OPENINGS = OpeningCounter()
 
 
 class CommandError(ValueError):
@@ -294,6 +302,36 @@ async def open_(state: ServerState, name: str, label: str = "") -> dict[str, Any
     return {"name": name, "values": values}
 
 
+@command("open_to")
+async def open_to(state: ServerState, name: str, host: str, port: int, round: int = 0,
+                  phase: str = "reveal", label: str = "", receiver: int = 0) -> dict[str, Any]:
+    """Open secure array ``name`` to server ``receiver`` only (``mpc.output(x, receivers=)``);
+    that server writes it to ``host:port`` as one OPENED_SUM frame of fixed-width elements
+    (values mod p). Returns the bytes written (0 at the other servers)."""
+    x = state.array(name)
+    values = await state.runtime.output(x, receivers=[int(receiver)])
+    state.reveal_log.append({"seq": len(state.reveal_log), "name": name, "label": label,
+                             "shape": list(x.shape), "receivers": [int(receiver)]})
+    if state.pid != int(receiver):
+        return {"name": name, "bytes": 0}
+    p = state.modulus
+    elems = np.array([int(v) % p for v in np.asarray(values).reshape(-1)], dtype=object)
+    data = Frame(FrameKind.OPENED_SUM, -3 - state.pid, int(round), phase,
+                 encode_elements(elems, element_bytes(p))).encode()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    return {"name": name, "bytes": len(data)}
+
+
+@command("openings")
+async def openings(state: ServerState) -> dict[str, Any]:
+    """Every runtime.output call recorded by the opening counter (module docstring)."""
+    return OPENINGS.report()
+
+
 @command("reveal_log")
 async def reveal_log(state: ServerState) -> list[dict[str, Any]]:
     return list(state.reveal_log)
@@ -349,6 +387,7 @@ async def _execute(state: ServerState, frame: Frame) -> bytes:
     req = loads(frame.payload)
     seq, name, kwargs = req["seq"], req["cmd"], req.get("kwargs", {})
     log(state, f"#{seq} {name}")
+    OPENINGS.start_command(seq, name)
     try:
         fn = COMMANDS.get(name)
         if fn is None:
@@ -443,6 +482,7 @@ def main() -> int:
     if not mpc.options.mix32_64bit:  # fixed-width encoding: reproducible byte counts
         mpc.options.mix32_64bit = True
         asyncoro._hop = _hop
+    OPENINGS.install(mpc)  # before any command module can hold a reference to output
     for mod in args.load:
         importlib.import_module(mod)
     wire.install()
