@@ -21,8 +21,10 @@ TABLE_COLUMNS = (
     ("nll", "NLL", "{:.3f}"),
     ("auc", "AUC", "{:.3f}"),
     ("rho_spent", "rho spent", "{:.4g}"),
-    ("client_bytes_sent_mean", "client sent", "bytes"),
-    ("client_bytes_received_mean", "client recv", "bytes"),
+    ("client_bytes_sent_mean", "client sent /K", "bytes"),
+    ("client_bytes_received_mean", "client recv /K", "bytes"),
+    ("client_bytes_sent_mean_participating", "sent /part.", "bytes"),
+    ("client_bytes_received_mean_participating", "recv /part.", "bytes"),
     ("server_sent", "server sent", "bytes"),
     ("server_received", "server recv", "bytes"),
     ("bytes_source", "source", "{}"),
@@ -49,8 +51,14 @@ def _server_view(r: dict[str, Any]) -> dict[str, Any]:
     return {**r, "server_sent": sent, "server_received": received}
 
 
+TABLE_LEGEND = ("client /K: mean over all K clients (never-sampled ones count as 0); "
+                "/part.: mean over the clients that took part at least once; "
+                "source: wire = counted on a socket, modelled = from the MPC cost table")
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
-    """The comparison table; "server" is the mean MPC compute server, or the aggregator."""
+    """The comparison table; "server" is the mean MPC compute server, or the aggregator.
+    The legend under it says which client mean is which and what ``source`` means."""
     head = [h for _, h, _ in TABLE_COLUMNS]
     rows = []
     for r in map(_server_view, records):
@@ -69,7 +77,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + [TABLE_LEGEND])
 
 
 def progress_callback(total: int, desc: str):

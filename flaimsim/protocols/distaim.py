@@ -38,6 +38,7 @@ from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEn
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
+from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
 from flaimsim.protocols.prepare import PreparedData, prepare
 from flaimsim.protocols.result import RunResult, build_record
 
@@ -198,6 +199,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
         model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
         loop = run_fixed(config, data.workload, model, backend, progress)
         reveals = engine.reveal_log()
+        launcher = getattr(engine, "launcher", None)  # real MPC: check openings from outside
+        opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
     finally:
         engine.close()
     extra = {"mpc": config.mpc, "servers": config.servers,
@@ -207,7 +210,10 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "scored_cells": backend.scored_cells,
              "epsilon_select_effective_min": min(backend.effective_epsilons),
              "opened": sorted({r["name"] for r in reveals}),
-             "openings": len(reveals)}
+             "openings": len(reveals),
+             "server_openings_checked": None if opened is None else len(opened),
+             "server_opened_elements": None if opened is None
+             else sum(o.elements for o in opened)}
     record, synth = build_record(config, data, loop, ledger, config.servers,
                                  time.perf_counter() - start, extra)
     # Bytes sent per server per scored cell and round; the one-off bit decomposition

@@ -16,6 +16,13 @@ from flaimsim.protocols.aim import LoopResult
 from flaimsim.protocols.config import RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData
 
+# What each client mean in a record averages over (written into every record with traffic).
+CLIENT_MEANS = {
+    "client_bytes_sent_mean": "all K clients (clients never sampled count as 0)",
+    "client_bytes_received_mean": "all K clients (clients never sampled count as 0)",
+    "client_bytes_sent_mean_participating": "clients that took part at least once",
+    "client_bytes_received_mean_participating": "clients that took part at least once",
+}
 COMM_FIELDS = ("client_bytes_sent_mean", "client_bytes_received_mean",
                "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source")
 
@@ -68,6 +75,10 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
         **{k: comm.get(k) for k in COMM_FIELDS}, **{k: v for k, v in comm.items()
                                                      if k not in COMM_FIELDS},
     }
+    if ledger.rows:
+        record["client_means_over"] = dict(CLIENT_MEANS)
+        record["bytes_source_meaning"] = ("wire: counted where written to a socket; "
+                                          "modelled: charged from the MPC cost table")
     record.update(extra or {})
     for k, v in list(record.items()):
         if isinstance(v, float) and not math.isfinite(v):

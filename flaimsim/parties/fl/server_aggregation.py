@@ -28,7 +28,7 @@ from flaimsim.parties.fl.aggregator import SecureSum
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
 from flaimsim.parties.mpc.launcher import ServerLauncher
-from flaimsim.parties.mpc.openings import Rule, check_openings, fetch_openings
+from flaimsim.parties.mpc.openings import Rule, verify_servers
 from flaimsim.parties.transport import (ClientTransport, Frame, FrameKind, TransportError,
                                         WireLog, WireRecord, decode_elements, read_frame_sync,
                                         sender_name)
@@ -125,10 +125,7 @@ class ServerAggregation:
     def check_openings(self) -> int:
         """Every server opened only through ``open_to``, once per call, to server 0 (raises
         OpeningViolation otherwise); returns the openings counted at server 0."""
-        per_server = fetch_openings(self.launcher.call)
-        for opened in per_server:
-            check_openings(opened, OPENING_RULES)
-        return len(per_server[0])
+        return len(verify_servers(self.launcher.call, OPENING_RULES))
 
     def close(self) -> None:
         self.receiver.close()
