@@ -42,7 +42,11 @@ def test_real_run_spends_budget_and_opens_only_indices_and_noisy_marginals(real_
     assert rec["server_openings_checked"] == len(reveals)
     assert rec["server_opened_elements"] == sum(int(np.prod(r["shape"])) for r in reveals)
     phases = res.ledger.by_phase()
-    assert set(phases) == {"share-inputs", "score", "select", "measure"}
+    assert set(phases) == {"setup", "share-inputs", "score", "select", "measure"}
+    # MPyC's connection handshakes: each ordered pair once, written = read (checked when
+    # the rows were added), 2 bytes of pid plus the PRSS keys.
+    setup = [r for r in res.ledger.rows if r.phase == "setup"]
+    assert len(setup) == cfg.servers * (cfg.servers - 1) // 2 and all(r.bytes > 2 for r in setup)
     assert all(r.source == "wire" for r in res.ledger.rows)
 
 
@@ -94,6 +98,7 @@ def test_production_cost_table_matches_measured_per_phase(real_run, modelled_run
     assert 0 <= table.max_relative_residual <= 0.02
     modelled = replay(res.artifacts["steps"], table, cfg.sharing).by_phase()
     measured = res.ledger.by_phase()
+    measured.pop("setup")  # the one-off handshakes are not in the cost table
     assert set(modelled) == set(measured)
     for phase, nbytes in measured.items():
         assert modelled[phase] == pytest.approx(nbytes, rel=0.02), phase

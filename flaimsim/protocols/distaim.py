@@ -39,6 +39,7 @@ from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
 from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
+from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.protocols.prepare import PreparedData, prepare
 from flaimsim.protocols.result import RunResult, build_record
 
@@ -195,6 +196,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                               config.rounds + len(data.workload.one_ways), config.alpha).sigma
     engine, notes = make_engine(config, data, ledger, max_count, sigma)
     try:
+        if isinstance(engine, MpcEngine):  # MPyC's connection handshakes (phase setup)
+            add_setup_rows(ledger, engine.launcher.call("setup_counters"))
         backend = DistAimBackend(config, data, engine, max_count)
         model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
         loop = run_fixed(config, data.workload, model, backend, progress)

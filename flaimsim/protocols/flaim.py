@@ -174,6 +174,7 @@ class FlaimBackend:
 
             self.servers = ServerAggregation(config.servers, self.max_value * fed.n_clients,
                                              config.party_timeout_s)
+            self.servers.charge_setup(ledger)
 
     # ---- schedule -------------------------------------------------------------------------
     def n_measurements(self, rounds: int, d1: int) -> int:

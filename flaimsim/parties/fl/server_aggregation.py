@@ -29,6 +29,7 @@ from flaimsim.parties.ledger import AGGREGATOR, Ledger, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
 from flaimsim.parties.mpc.launcher import ServerLauncher
 from flaimsim.parties.mpc.openings import Rule, verify_servers
+from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.parties.transport import (ClientTransport, Frame, FrameKind, TransportError,
                                         WireLog, WireRecord, decode_elements, read_frame_sync,
                                         sender_name)
@@ -94,6 +95,10 @@ class ServerAggregation:
         self.receiver = _SumReceiver(timeout)
         self.sent = WireLog()   # server 0's writes to the aggregator, as it reported them
         self._count = 0
+
+    def charge_setup(self, ledger: Ledger) -> int:
+        """MPyC's connection handshakes between the servers, as ``setup`` rows; the total."""
+        return add_setup_rows(ledger, self.launcher.call("setup_counters"))
 
     def sum(self, vectors: Mapping[int, np.ndarray], ledger: Ledger, round: int,
             phase: str | None = None, late_dropout: Collection[int] = (),

@@ -359,6 +359,12 @@ async def counters(state: ServerState) -> dict[str, Any]:
             "client_bytes": {str(k): v for k, v in state.inbox.bytes_from.items()}}
 
 
+@command("setup_counters")
+async def setup_counters(state: ServerState) -> dict[str, list[int]]:
+    """MPyC connection-handshake bytes per peer, taken right after start-up."""
+    return state.extras["setup_wire"]
+
+
 @command("shutdown")
 async def shutdown(state: ServerState) -> str:
     state.stopping = True
@@ -452,6 +458,7 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
     except asyncio.TimeoutError:
         log(pid, f"MPyC peers not connected within {args.connect_timeout} s")
         return EXIT_START_TIMEOUT
+    state.extras["setup_wire"] = wire.setup_counts(mpc)  # before any MPyC message
     first = True
     while True:
         try:
