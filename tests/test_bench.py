@@ -254,3 +254,15 @@ def test_narrate_orders_steps_and_reports_openings():
     assert "client → server: 12 flows from 4 client(s), 12 messages, 12.00 kB" in text
     assert "per client (sent + received, mean over 4): 3.00 kB" in text
     assert "(bytes: modelled)" in text
+
+
+def test_ledger_source_is_required_and_only_wire_or_modelled():
+    led = Ledger("r", "p")
+    with pytest.raises(TypeError):
+        led.add(0, "select", "client:0", "aggregator", 4, 1)  # type: ignore[call-arg]
+    for bad in ("measured", "", "estimated"):
+        with pytest.raises(ValueError, match="source must be one of"):
+            led.add(0, "select", "client:0", "aggregator", 4, 1, bad)  # type: ignore[arg-type]
+    led.add(0, "select", "client:0", "aggregator", 4, 1, "wire")
+    led.add(0, "score", "server:0", "server:1", 9, 1, "modelled")
+    assert led.bytes_source() == "mixed" and {r.source for r in led.rows} == {"wire", "modelled"}

@@ -84,6 +84,7 @@ def modelled_run(tmp_path_factory):
     return cache, runs
 
 
+@pytest.mark.timeout(900)  # the fixture calibrates the production table once (minutes)
 def test_production_cost_table_matches_measured_per_phase(real_run, modelled_run):
     """The cached table a production (--mpc model) run used: its stored fit residual is
     small and it predicts the real run's measured bytes per phase within 2%."""
@@ -104,6 +105,7 @@ def test_production_cost_table_matches_measured_per_phase(real_run, modelled_run
         assert modelled[phase] == pytest.approx(nbytes, rel=0.02), phase
 
 
+@pytest.mark.timeout(900)
 def test_modelled_run_is_reproducible(modelled_run):
     _, (a, b) = modelled_run
     assert a.record["bytes_source"] == "modelled"
