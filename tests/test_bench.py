@@ -17,7 +17,7 @@ K, M = 4, 3
 
 
 def row(rnd: int, phase: str, sender: str, receiver: str, nbytes: int, messages: int = 1,
-        source: str = "measured") -> LedgerRow:
+        source: str = "wire") -> LedgerRow:
     return LedgerRow("r", "p", rnd, phase, sender, receiver, nbytes, messages, source)
 
 
@@ -91,10 +91,10 @@ def flaim_ledger(T: int, protocol: str) -> Ledger:
     """Round 0: 100 bytes up per client; rounds 1..T: 100 down + 50 up per client."""
     led = Ledger("f", protocol)
     for k in range(K):
-        led.add(0, "secagg-masked-input", f"client:{k}", "aggregator", 100)
+        led.add(0, "secagg-masked-input", f"client:{k}", "aggregator", 100, 1, "wire")
         for t in range(1, T + 1):
-            led.add(t, "model-broadcast", "aggregator", f"client:{k}", 100)
-            led.add(t, "secagg-masked-input", f"client:{k}", "aggregator", 50)
+            led.add(t, "model-broadcast", "aggregator", f"client:{k}", 100, 1, "wire")
+            led.add(t, "secagg-masked-input", f"client:{k}", "aggregator", 50, 1, "wire")
     return led
 
 
@@ -144,7 +144,7 @@ def test_trade_off_best_t_and_ratios(sweep_dir: Path):
     # 2 × 600 per round; aggregator at T=8: 4 × (100 + 8 × 150).
     assert t.distaim.server_bytes == pytest.approx(4000 + 4 * 2 * 1200)
     assert t.flaim.server_bytes == pytest.approx(4 * 1300)
-    assert (t.distaim.bytes_source, t.flaim.bytes_source) == ("modelled", "measured")
+    assert (t.distaim.bytes_source, t.flaim.bytes_source) == ("modelled", "wire")
     # Cumulative 100 + 150 t reaches 3000 at t = 20, extrapolated from the T = 8 runs.
     assert t.crossovers["aug-flaim-private"] == (20.0, True, 8)
     lan = network.PRESETS["lan"]
@@ -254,3 +254,15 @@ def test_narrate_orders_steps_and_reports_openings():
     assert "client → server: 12 flows from 4 client(s), 12 messages, 12.00 kB" in text
     assert "per client (sent + received, mean over 4): 3.00 kB" in text
     assert "(bytes: modelled)" in text
+
+
+def test_ledger_source_is_required_and_only_wire_or_modelled():
+    led = Ledger("r", "p")
+    with pytest.raises(TypeError):
+        led.add(0, "select", "client:0", "aggregator", 4, 1)  # type: ignore[call-arg]
+    for bad in ("measured", "", "estimated"):
+        with pytest.raises(ValueError, match="source must be one of"):
+            led.add(0, "select", "client:0", "aggregator", 4, 1, bad)  # type: ignore[arg-type]
+    led.add(0, "select", "client:0", "aggregator", 4, 1, "wire")
+    led.add(0, "score", "server:0", "server:1", 9, 1, "modelled")
+    assert led.bytes_source() == "mixed" and {r.source for r in led.rows} == {"wire", "modelled"}

@@ -9,6 +9,7 @@ from scipy import stats
 from flaimsim.parties.secagg import crypto as sc
 from flaimsim.parties.secagg import wire as sw
 from flaimsim.parties.ledger import Ledger
+from flaimsim.parties.transport import FRAME_HEADER_BYTES, StarNetwork
 from flaimsim.parties.secagg.protocol import (SecAggAggregator, SecAggClient, SecAggError,
                                      SecAggInputError, Session, advertise_keys,
                                      collect_masked_inputs, neighbour_graph, secure_aggregate,
@@ -83,13 +84,15 @@ def test_aggregator_never_sees_a_plain_vector_or_secret():
     ids = sorted(vecs)
     s = Session(5, 40, sc.modulus_bits(6, 20), sc.word_bytes(sc.modulus_bits(6, 20)), 3, 5,
                 neighbour_graph(ids, None, rng))
-    net = sw.Transport(Ledger(), 5)
+    network = StarNetwork()
+    net = sw.Transport(network, 5)
     clients = {u: SecAggClient(u, vecs[u].astype(np.uint64), s.graph[u]) for u in ids}
     agg = SecAggAggregator()
     advertise_keys(clients, agg, net, s)
     share_keys(clients, agg, net, s)
     collect_masked_inputs(clients, ids[1:], agg, net, s)
     total = unmask(clients, ids[1:], agg, net, s)
+    network.close()
     np.testing.assert_array_equal(total, sum(vecs[u] for u in ids[1:]))
     to_agg = [r for r in net.log if r.receiver == "aggregator"]
     secrets = [c.b_seed for c in clients.values()]
@@ -115,15 +118,16 @@ def test_bytes_follow_the_formula(n, length, max_value):
     bits = int(np.ceil(np.log2(n * max_value + 1)))
     width = -(-bits // 8)
     assert (res.session.bits, res.session.word_bytes) == (bits, width)
+    framing = FRAME_HEADER_BYTES + sw.HEADER_BYTES  # transport frame + SecAgg+ header
     masked = [r for r in ledger.rows if r.phase == "secagg-masked-input"]
     assert len(masked) == n
-    assert all(r.bytes == sw.HEADER_BYTES + 6 + length * width for r in masked)
+    assert all(r.bytes == framing + 6 + length * width for r in masked)
     k = res.session.degree
     shares = [r for r in res.transport.log if r.kind == "SHARE_KEYS"]
-    assert all(r.nbytes == sw.HEADER_BYTES + 4 + k * (4 + 132) for r in shares)
-    # ledger and transport agree, everything is measured and attributed to named parties
+    assert all(r.nbytes == framing + 4 + k * (4 + 132) for r in shares)
+    # the ledger (sender side) and the session log agree, every row counted on a socket
     assert sum(r.bytes for r in ledger.rows) == sum(r.nbytes for r in res.transport.log)
-    assert ledger.sources == {"measured"}
+    assert ledger.sources == {"wire"}
     assert {r.phase for r in ledger.rows} == {"secagg-keys", "secagg-masked-input",
                                               "secagg-unmask"}
     assert sum(sum(b) for b in res.client_bytes.values()) == sum(res.aggregator_bytes)
@@ -179,3 +183,23 @@ def test_bench_rows_have_the_promised_columns():
     # key and unmask traffic do not depend on the length, so the overhead shrinks with it
     assert rows[0]["keys_bytes_per_client"] == rows[1]["keys_bytes_per_client"]
     assert rows[1]["overhead_ratio"] < rows[0]["overhead_ratio"]
+
+
+def test_receivers_count_what_senders_wrote():
+    """Every session byte is read back off a socket: per (phase, sender, receiver) the bytes
+    and frames the receiving end read equal what the sender wrote (and the ledger holds)."""
+    rng = np.random.default_rng(9)
+    vecs = _vectors(rng, 9, 300, 50)
+    ids = sorted(vecs)
+    ledger = Ledger()
+    with StarNetwork() as network:
+        res = secure_aggregate(vecs, 50, ledger, 2, rng, dropout=ids[:1], late_dropout=ids[1:2],
+                               network=network)
+        sent, received = network.sent.totals(), network.received.totals()
+    assert sent == received and len(sent) > 2 * len(ids)
+    rows: dict = {}
+    for r in ledger.rows:
+        b, m = rows.get((r.phase, r.sender, r.receiver), (0, 0))
+        rows[(r.phase, r.sender, r.receiver)] = (b + r.bytes, m + r.messages)
+    assert rows == received
+    np.testing.assert_array_equal(res.sum, sum(vecs[u] for u in ids[1:]))

@@ -26,6 +26,8 @@ TINY = dict(dataset="synthfs", clients=4, synthfs_features=4, synthfs_records=60
 
 WHAT: dict[str, dict[str, str]] = {
     "distaim": {
+        "setup": "MPyC connects the servers: each connection opens with the connecting "
+                 "server's id (2 B) and its PRSS keys, counted where written and read",
         "share-inputs": "each client splits its answers to every W+ marginal (one vector) "
                         "into Shamir shares, one per server; a single share reveals nothing",
         "score": "servers work on the secret-shared aggregate: in round 0 the one-off bit "
@@ -38,7 +40,8 @@ WHAT: dict[str, dict[str, str]] = {
     },
     "flaim": {
         "model-broadcast": "the aggregator sends the current model's parameters to the "
-                           "sampled clients",
+                           "sampled clients (every FLAIM message is one 14-byte-header frame "
+                           "on a loopback TCP connection, counted there)",
         "select": "each sampled client scores candidates on its own data, draws one with a "
                   "local exponential mechanism, and sends the index in the clear",
         "secagg-keys": "SecAgg+ key agreement: clients send public keys, the aggregator "

@@ -21,8 +21,10 @@ TABLE_COLUMNS = (
     ("nll", "NLL", "{:.3f}"),
     ("auc", "AUC", "{:.3f}"),
     ("rho_spent", "rho spent", "{:.4g}"),
-    ("client_bytes_sent_mean", "client sent", "bytes"),
-    ("client_bytes_received_mean", "client recv", "bytes"),
+    ("client_bytes_sent_mean", "client sent /K", "bytes"),
+    ("client_bytes_received_mean", "client recv /K", "bytes"),
+    ("client_bytes_sent_mean_participating", "sent /part.", "bytes"),
+    ("client_bytes_received_mean_participating", "recv /part.", "bytes"),
     ("server_sent", "server sent", "bytes"),
     ("server_received", "server recv", "bytes"),
     ("bytes_source", "source", "{}"),
@@ -47,6 +49,11 @@ def _server_view(r: dict[str, Any]) -> dict[str, Any]:
     if sent is None and r.get("aggregator_bytes_sent") is not None:
         sent, received = r.get("aggregator_bytes_sent"), r.get("aggregator_bytes_received")
     return {**r, "server_sent": sent, "server_received": received}
+
+
+TABLE_LEGEND = ("client /K: mean over all K clients (never-sampled ones count as 0); "
+                "/part.: mean over the clients that took part at least once; "
+                "source: wire = counted on a socket, modelled = from the MPC cost table")
 
 
 def reference_rows(reference: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,7 +92,8 @@ def format_header(config: RunConfig, preset: str | None, data: dict[str, Any]) -
 def format_table(records: Sequence[dict[str, Any]],
                  reference: dict[str, Any] | None = None) -> str:
     """The comparison table; "server" is the mean MPC compute server, or the aggregator.
-    With ``reference``, its rows follow the protocols' under a rule, then its notes."""
+    With ``reference``, its rows follow the protocols' under a rule, then its notes; the
+    legend says which client mean is which and what ``source`` means."""
     head = [h for _, h, _ in TABLE_COLUMNS]
     extra = reference_rows(reference) if reference is not None else []
     rows = []
@@ -110,7 +118,7 @@ def format_table(records: Sequence[dict[str, Any]],
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths))
                   for r in rows[len(records):]]
         lines += [f"note: {n}" for n in reference_notes(reference)]
-    return "\n".join(lines)
+    return "\n".join(lines + [TABLE_LEGEND])
 
 
 def progress_callback(total: int, desc: str):

@@ -154,7 +154,7 @@ def bench_scoring(cells: int = 20000, parties: int = 3, timeout: float = 600.0,
     out["priced_mults_per_cell"] = reports[0]["mults"] / n
     out["count_type"] = reports[0]["count_type"]
     out["correct"] = all(r.get("correct", False) for r in reports)
-    out["bytes_source"] = "measured"
+    out["bytes_source"] = "wire"
     return out
 
 

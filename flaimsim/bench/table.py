@@ -316,7 +316,9 @@ def _render(rows: Sequence[Sequence[str]], markdown: bool) -> str:
 
 
 NOTE = ("Client throughput is a client's bytes sent + received averaged over all K clients "
-        "(clients that never take part count as 0). MB = 10^6 bytes. Best T = lowest mean "
+        "(/K; clients that never take part count as 0) or over the clients that took part at "
+        "least once (/part.). Source: wire = counted on a socket, modelled = from the MPC cost "
+        "table. MB = 10^6 bytes. Best T = lowest mean "
         "L1 workload error over repeats. Comm. wall time is the network model's estimate "
         "(sequential message rounds x latency + bottleneck bytes / bandwidth), no compute. "
         "'~' marks an extrapolated crossover round.")
@@ -390,10 +392,13 @@ def format_summary(summaries: Sequence[Summary], markdown: bool = False) -> str:
     """Per (group, protocol, T): error, per-client and server bytes, network times."""
     names = sorted({k for s in summaries for k in s.network_seconds})
     head = ["dataset", "ε", "partition", "protocol", "T", "n", "L1 W+", "sd", "NLL",
-            "client MB", "server MB", "source", *[f"{n} s" for n in names]]
+            "client MB /K", "client MB /part.", "server MB", "source",
+            *[f"{n} s" for n in names]]
     rows = [[s.dataset, f"{s.epsilon:g}", s.partition, s.protocol, str(s.rounds),
              str(s.repeats), _f(s.error, ".4f"), f"{s.error_std:.4f}", _f(s.nll, ".3f"),
              _f(None if s.client_bytes is None else s.client_bytes / 1e6, ".4g"),
+             _f(None if s.client_bytes_participating is None
+                else s.client_bytes_participating / 1e6, ".4g"),
              _f(None if s.server_bytes is None else s.server_bytes / 1e6, ".4g"),
              s.bytes_source, *[_f(s.network_seconds.get(n), ".2f") for n in names]]
             for s in summaries]

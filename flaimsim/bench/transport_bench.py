@@ -72,7 +72,7 @@ def bench_transport(cells: int = 10_000, clients: int = 20, seed: int = 0) -> di
     for mode in ("compact", "shamir", "additive"):
         out[f"{mode}_over_floor"] = round(out[f"{mode}_upload_bytes_per_client"]
                                           / out["floor_with_seeds_bytes"], 4)
-    out["bytes_source"] = "measured"
+    out["bytes_source"] = "wire"
     return out
 
 

@@ -2,8 +2,9 @@
 
 Every protocol reports its traffic here (DESIGN.md, "the ledger"). Rows are
 ``run, protocol, round, phase, sender, receiver, bytes, messages, source``; tables and plots
-are views of ledgers. ``source`` is ``measured`` (counted on the wire) or ``modelled``
-(charged from the calibrated cost table); summaries refuse to mix them silently.
+are views of ledgers. ``source`` says how a figure was obtained and has no default: ``wire``
+(counted where the bytes were written to a socket) or ``modelled`` (charged from the
+calibrated cost table); summaries refuse to mix them silently.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ PHASES = (
     "setup", "share-inputs", "score", "select", "measure", "reveal", "model-broadcast",
     "secagg-keys", "secagg-masked-input", "secagg-unmask", "proxy",
 )
-Source = Literal["measured", "modelled"]
-SOURCES = ("measured", "modelled")
+Source = Literal["wire", "modelled"]
+SOURCES: tuple[str, ...] = ("wire", "modelled")
 
 
 def client(k: int) -> str:
@@ -72,7 +73,8 @@ class Ledger:
     rows: list[LedgerRow] = field(default_factory=list)
 
     def add(self, round: int, phase: str, sender: str, receiver: str, nbytes: int,
-            messages: int = 1, source: Source = "measured") -> None:
+            messages: int, source: Source) -> None:
+        """One row; ``source`` is required (``wire`` or ``modelled``, never guessed)."""
         if nbytes == 0 and messages == 0:
             return
         self.rows.append(LedgerRow(self.run, self.protocol, int(round), phase, sender,
@@ -86,7 +88,7 @@ class Ledger:
         return {r.source for r in self.rows}
 
     def bytes_source(self) -> str | None:
-        """``measured``, ``modelled`` or ``mixed`` (never silently one of the first two)."""
+        """``wire``, ``modelled`` or ``mixed`` (never silently one of the first two)."""
         s = self.sources
         if not s:
             return None

@@ -1,11 +1,14 @@
-"""The project's own client -> server transport: length-prefixed frames over TCP, counted exactly.
+"""The project's own transport: length-prefixed frames over TCP, counted exactly.
 
-Client traffic never passes through MPyC (MPyC has no input-only parties), so it is framed and
-counted here. One frame is a 14-byte header followed by the payload::
+Traffic that does not pass through MPyC is framed and counted here: DistAIM's client uploads
+(:class:`ClientTransport`, client -> MPC server; MPyC has no input-only parties) and every
+FLAIM message between the aggregator and its clients (:class:`StarNetwork`, loopback TCP in
+both directions). One frame is a 14-byte header followed by the payload::
 
     <I payload length> <B kind> <i sender> <I round> <B phase code>
 
-``sender`` is the client id (``-1`` for the driver), ``phase`` an index into
+``sender`` is the client id (``-1`` for the driver, ``-2`` for the FL aggregator, ``-3 - i``
+for MPC server i), ``phase`` an index into
 :data:`flaimsim.parties.ledger.PHASES`. The bytes charged for a frame are
 ``FRAME_HEADER_BYTES + len(payload)``; TCP/IP overhead is not counted (it is not part of the
 protocol and differs per network). The same framing carries the driver's control commands
@@ -19,22 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import selectors
 import socket
 import struct
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from flaimsim.parties.ledger import PHASES, Ledger, client, server
+from flaimsim.parties.ledger import AGGREGATOR, PHASES, Ledger, client, party_kind, server
 
 FRAME_HEADER = struct.Struct("<IBiIB")
 FRAME_HEADER_BYTES = FRAME_HEADER.size  # 14
 MAX_PAYLOAD = 1 << 31
 DRIVER = -1
+AGGREGATOR_SENDER = -2
 
 
 class TransportError(ValueError):
@@ -47,6 +52,10 @@ class FrameKind(IntEnum):
     SHAMIR_SHARES = 3    # client -> server: one Shamir share vector
     ADDITIVE_MASKED = 4  # client -> server 0: x - sum_j PRG(seed_j)
     ADDITIVE_SEED = 5    # client -> server j >= 1: 16-byte PRG seed
+    MODEL = 6            # FL aggregator -> client: the serialised model
+    CHOICE = 7           # FL client -> aggregator: a candidate index
+    SECAGG = 8           # a SecAgg+ message (its own header inside) either way
+    OPENED_SUM = 9       # MPC server -> FL aggregator: an opened sum (fixed-width elements)
 
 
 def phase_code(phase: str) -> int:
@@ -230,7 +239,7 @@ class ClientTransport:
     def flush_to_ledger(self, ledger: Ledger) -> None:
         """Add the frames sent since the last flush, one row per (client, server, round, phase).
 
-        Rows carry bytes and frame counts with source ``measured``; each frame is written once.
+        Rows carry bytes and frame counts with source ``wire``; each frame is written once.
         """
         with self._log_lock:
             frames, self._flushed = self.log[self._flushed:], len(self.log)
@@ -240,7 +249,7 @@ class ClientTransport:
             a[0] += f.nbytes
             a[1] += 1
         for (snd, rcv, rnd, phase), (nbytes, nmsgs) in sorted(agg.items()):
-            ledger.add(rnd, phase, client(snd), server(rcv), nbytes, nmsgs, "measured")
+            ledger.add(rnd, phase, client(snd), server(rcv), nbytes, nmsgs, "wire")
 
     def close(self) -> None:
         for s in self._socks.values():
@@ -251,6 +260,265 @@ class ClientTransport:
         self._socks.clear()
 
     def __enter__(self) -> "ClientTransport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- the FL star network: aggregator <-> clients over loopback TCP ------------------------------
+
+def sender_id(name: str) -> int:
+    """The frame header's sender field for a party name (client k -> k)."""
+    kind = party_kind(name)
+    if kind == "client":
+        return int(name.split(":", 1)[1])
+    if kind == "aggregator":
+        return AGGREGATOR_SENDER
+    return -3 - int(name.split(":", 1)[1])
+
+
+def sender_name(sid: int) -> str:
+    """Inverse of :func:`sender_id`."""
+    if sid >= 0:
+        return client(sid)
+    if sid == AGGREGATOR_SENDER:
+        return AGGREGATOR
+    if sid <= -3:
+        return server(-3 - sid)
+    raise TransportError(f"frame sender {sid} is not a party")
+
+
+@dataclass(frozen=True)
+class WireRecord:
+    """One frame as counted by one side: where it was written (sender side) or read."""
+
+    sender: str
+    receiver: str
+    round: int
+    phase: str
+    kind: str
+    nbytes: int
+
+
+class WireLog:
+    """A thread-safe list of :class:`WireRecord`; flushes to a ledger as ``wire`` rows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.records: list[WireRecord] = []
+        self._flushed = 0
+
+    def append(self, rec: WireRecord) -> None:
+        with self._lock:
+            self.records.append(rec)
+
+    def totals(self) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """(phase, sender, receiver) -> (bytes, frames) over every record."""
+        with self._lock:
+            recs = list(self.records)
+        return _totals(recs)
+
+    def flush_to_ledger(self, ledger: Ledger) -> None:
+        """Add the records since the last flush, one ``wire`` row per
+        (round, phase, sender, receiver); each frame is written to a ledger once."""
+        with self._lock:
+            recs, self._flushed = self.records[self._flushed:], len(self.records)
+        agg: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for r in recs:
+            a = agg[(r.round, r.phase, r.sender, r.receiver)]
+            a[0] += r.nbytes
+            a[1] += 1
+        for (rnd, phase, snd, rcv), (nbytes, frames) in sorted(agg.items()):
+            ledger.add(rnd, phase, snd, rcv, nbytes, frames, "wire")
+
+
+def _totals(recs: Iterable[WireRecord]) -> dict[tuple[str, str, str], tuple[int, int]]:
+    out: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for r in recs:
+        a = out[(r.phase, r.sender, r.receiver)]
+        a[0] += r.nbytes
+        a[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+@dataclass
+class _Endpoint:
+    """One end of a TCP connection: who reads here, who is at the other end, what is buffered."""
+
+    owner: str
+    peer: str
+    sock: socket.socket
+    buffer: bytearray
+
+
+class StarNetwork:
+    """FLAIM's network: one loopback TCP connection per client to the aggregator.
+
+    Every message is a :class:`Frame` written with ``sendall`` by the sending party; the bytes
+    charged (``sent`` log, and the ledger) are counted at that write. A reader thread drains
+    every socket into the receiving party's inbox and counts, independently, the bytes it read
+    (``received`` log), so a test can compare the two sides. Clients are threads of this
+    process; :meth:`receive` waits until every frame written to a party so far has been read
+    from its socket. Only the aggregator talks to clients (a client->client message is routed
+    by the aggregator, as in SecAgg+). Connections open on first use.
+    """
+
+    def __init__(self, timeout: float = 120.0) -> None:
+        self.timeout = timeout
+        self.sent = WireLog()
+        self.received = WireLog()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._ends: dict[tuple[str, str], _Endpoint] = {}   # (writer, reader) -> writer's end
+        self._send_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._connect_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._inbox: dict[str, list[Frame]] = defaultdict(list)
+        self._frames_to: dict[str, int] = defaultdict(int)     # written, per receiver
+        self._frames_read: dict[str, int] = defaultdict(int)   # read, per receiver
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._read_loop, name="star-network",
+                                        daemon=True)
+        self._thread.start()
+
+    # ---- connections ---------------------------------------------------------------------
+    def _connect(self, name: str) -> None:
+        with self._connect_lock:
+            if (name, AGGREGATOR) in self._ends:
+                return
+            leaf = socket.create_connection(self._listener.getsockname(), timeout=self.timeout)
+            hub, _ = self._listener.accept()
+            for s in (leaf, hub):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.settimeout(self.timeout)
+            leaf_end = _Endpoint(name, AGGREGATOR, leaf, bytearray())
+            hub_end = _Endpoint(AGGREGATOR, name, hub, bytearray())
+            self._ends[(name, AGGREGATOR)] = leaf_end
+            self._ends[(AGGREGATOR, name)] = hub_end
+            self._send_locks[(name, AGGREGATOR)] = threading.Lock()
+            self._send_locks[(AGGREGATOR, name)] = threading.Lock()
+            for end in (leaf_end, hub_end):
+                self._selector.register(end.sock, selectors.EVENT_READ, end)
+            self._wake_w.send(b"x")  # let the reader thread pick up the new sockets
+
+    def _end(self, sender: str, receiver: str) -> _Endpoint:
+        if AGGREGATOR not in (sender, receiver) or sender == receiver:
+            raise TransportError(f"no link {sender} -> {receiver}: clients talk only to "
+                                 "the aggregator")
+        leaf = receiver if sender == AGGREGATOR else sender
+        if party_kind(leaf) != "client":
+            raise TransportError(f"{leaf} is not a client")
+        if (sender, receiver) not in self._ends:
+            self._connect(leaf)
+        return self._ends[(sender, receiver)]
+
+    # ---- sending and receiving -------------------------------------------------------------
+    def send(self, sender: str, receiver: str, kind: FrameKind, round: int, phase: str,
+             payload: bytes) -> int:
+        """Write one frame from ``sender`` to ``receiver``; return its bytes on the wire."""
+        self._raise_if_failed()
+        end = self._end(sender, receiver)
+        data = Frame(kind, sender_id(sender), round, phase, payload).encode()
+        with self._cond:
+            self._frames_to[receiver] += 1
+        with self._send_locks[(sender, receiver)]:
+            end.sock.sendall(data)  # a timeout socket: the OS end is non-blocking
+        self.sent.append(WireRecord(sender, receiver, round, phase, kind.name, len(data)))
+        return len(data)
+
+    def receive(self, party: str, kind: FrameKind | None = None) -> list[Frame]:
+        """Every frame written to ``party`` so far (of ``kind``, if given), in arrival order;
+        waits until they have all been read from its socket(s)."""
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: self._error is not None
+                or self._frames_read[party] >= self._frames_to[party], self.timeout)
+            self._raise_if_failed()
+            if not ok:
+                raise TransportError(f"{party}: {self._frames_to[party]} frame(s) sent, only "
+                                     f"{self._frames_read[party]} arrived in {self.timeout} s")
+            box = self._inbox[party]
+            out = [f for f in box if kind is None or f.kind == kind]
+            self._inbox[party] = [f for f in box if not (kind is None or f.kind == kind)]
+        return out
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise TransportError(f"the network's reader failed: {self._error}") from self._error
+
+    # ---- the reader thread -----------------------------------------------------------------
+    def _read_loop(self) -> None:
+        try:
+            while not self._closed:
+                for key, _ in self._selector.select(timeout=1.0):
+                    end = key.data
+                    if end is None:
+                        self._wake_r.recv(4096)
+                        continue
+                    try:
+                        chunk = end.sock.recv(1 << 20)
+                    except (BlockingIOError, InterruptedError, socket.timeout):
+                        continue
+                    if not chunk:
+                        self._selector.unregister(end.sock)
+                        continue
+                    end.buffer.extend(chunk)
+                    self._parse(end)
+        except BaseException as exc:  # surfaced to the next send/receive
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def _parse(self, end: _Endpoint) -> None:
+        buf = end.buffer
+        frames = []
+        while len(buf) >= FRAME_HEADER_BYTES:
+            size, kind, sid, rnd, phase = _parse_header(bytes(buf[:FRAME_HEADER_BYTES]))
+            if len(buf) < FRAME_HEADER_BYTES + size:
+                break
+            payload = bytes(buf[FRAME_HEADER_BYTES:FRAME_HEADER_BYTES + size])
+            del buf[:FRAME_HEADER_BYTES + size]
+            frame = Frame(kind, sid, rnd, phase, payload)
+            if sender_name(sid) != end.peer:
+                raise TransportError(f"{end.owner}: a frame from {sender_name(sid)} arrived on "
+                                     f"the connection to {end.peer}")
+            self.received.append(WireRecord(end.peer, end.owner, rnd, phase, kind.name,
+                                            frame.nbytes))
+            frames.append(frame)
+        if frames:
+            with self._cond:
+                self._inbox[end.owner].extend(frames)
+                self._frames_read[end.owner] += len(frames)
+                self._cond.notify_all()
+
+    # ---- the ledger and shutting down --------------------------------------------------------
+    def flush_to_ledger(self, ledger: Ledger) -> None:
+        """The sender-side counts since the last flush, as ``wire`` rows."""
+        self.sent.flush_to_ledger(ledger)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self._thread.join(timeout=5)
+        for end in self._ends.values():
+            try:
+                end.sock.close()
+            except OSError:
+                pass
+        for s in (self._listener, self._wake_r, self._wake_w):
+            s.close()
+        self._selector.close()
+
+    def __enter__(self) -> "StarNetwork":
         return self
 
     def __exit__(self, *exc: object) -> None:

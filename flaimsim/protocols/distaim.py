@@ -47,6 +47,8 @@ from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEn
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
+from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
+from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
 
@@ -318,10 +320,14 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                               config.alpha).sigma
     engine, notes = make_engine(config, data, ledger, max_count, sigma)
     try:
+        if isinstance(engine, MpcEngine):  # MPyC's connection handshakes (phase setup)
+            add_setup_rows(ledger, engine.launcher.call("setup_counters"))
         backend = DistAimBackend(config, data, engine, max_count)
         model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
         loop = run_fixed(config, data.workload, model, backend, progress)
         reveals = engine.reveal_log()
+        launcher = getattr(engine, "launcher", None)  # real MPC: check openings from outside
+        opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
     finally:
         engine.close()
     extra = {"mpc": config.mpc, "servers": config.servers,
@@ -337,7 +343,10 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "sharing": config.sharing, "score": config.score, "em": config.em,
              "score_frac_bits": config.score_frac_bits, "public_record_bound": max_count,
              "opened": sorted({r["name"] for r in reveals}),
-             "openings": len(reveals)}
+             "openings": len(reveals),
+             "server_openings_checked": None if opened is None else len(opened),
+             "server_opened_elements": None if opened is None
+             else sum(o.elements for o in opened)}
     record, synth = build_record(config, data, loop, ledger, config.servers,
                                  time.perf_counter() - start, extra)
     # Bytes sent per server per scored cell and round; the one-off bit decomposition

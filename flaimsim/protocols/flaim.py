@@ -1,5 +1,5 @@
 """FLAIM: federated AIM with local selection and secure aggregation (NaiveFLAIM, AugFLAIM
-(Oracle), AugFLAIM (Private)), every byte measured.
+(Oracle), AugFLAIM (Private)); every message crosses a loopback socket and is counted there.
 
 Round 0: a Poisson sample of clients submits all its one-way marginals (concatenated, one
 SecAgg+ session); the aggregator adds N(0, σ²) to each one-way sum. Round t = 1..T:
@@ -62,12 +62,14 @@ import numpy as np
 from flaimsim.mechanisms.accounting import PrivacyLedger
 from flaimsim.mechanisms.dp import gaussian_noise_variance
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
-from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_noise, broadcast_model,
-                                  choose_covers, poisson_sample, secure_sum, send_choice)
+from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_noise,
+                                            broadcast_model, choose_covers, collect_choices,
+                                            poisson_sample, secure_sum, send_choice)
 from flaimsim.parties.fl.clients import FLClient, LocalSelectionError, local_sensitivity, \
     simplex_projection
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.secagg.protocol import SecAggError
+from flaimsim.parties.transport import StarNetwork
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
@@ -174,6 +176,8 @@ class FlaimBackend:
         self._pending: tuple[RoundInfo, float, float] | None = None
         self._reference: dict[Clique, np.ndarray] = {}
         self.sessions = 0
+        # Every aggregator <-> client message crosses this loopback network (counted there).
+        self.network = StarNetwork(timeout=config.party_timeout_s)
         self.servers = None
         if config.aggregation == "servers":
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
@@ -182,6 +186,7 @@ class FlaimBackend:
             self.servers = ServerAggregation(config.servers, self.max_value,
                                              config.party_timeout_s,
                                              servers_at=config.server_addresses)
+            self.servers.charge_setup(ledger)
 
     # ---- schedule -------------------------------------------------------------------------
     def n_measurements(self, rounds: int, d1: int) -> int:
@@ -205,7 +210,7 @@ class FlaimBackend:
         try:
             return secure_sum(vectors, self.max_value, self.ledger, round, self.rng_graph,
                               late_dropout=late, phase=phase, covers=covers,
-                              keep_session=self.audit)
+                              keep_session=self.audit, network=self.network)
         except SecAggError as err:
             raise FlaimRoundError(round, f"secure aggregation of {what} failed ({err})") from err
 
@@ -286,7 +291,7 @@ class FlaimBackend:
         em_charge = privacy.spend_exponential(round, epsilon,
                                               f"{len(sampled)} local EMs (parallel)")
         info = RoundInfo(round, tuple(int(k) for k in sampled))
-        info.broadcast_bytes = broadcast_model(model, sampled, self.ledger, round)
+        info.broadcast_bytes = broadcast_model(model, sampled, self.network, round)
         cands = [c for c in candidates if len(c) > 1] if self.variant == "private" \
             else list(candidates)
         if not cands:
@@ -303,9 +308,12 @@ class FlaimBackend:
             scores = cl.scores(cands, dists, sigma, weights, sizes, self.variant, reference,
                                proxy)
             idx = cl.choose(cands, scores, epsilon, self.delta_local, self.rng_select)
-            arrived = send_choice(int(k), self.index[cands[idx]], self.ledger, round)
+            send_choice(int(k), self.index[cands[idx]], self.network, round)
+        arrived = collect_choices(self.network, round)
+        self.network.flush_to_ledger(self.ledger)
+        for k in sampled:  # what the aggregator read off its sockets
             privacy.release(em_charge, f"client {int(k)}'s choice")
-            info.choices[int(k)] = self.workload.candidates[arrived]
+            info.choices[int(k)] = self.workload.candidates[arrived[int(k)]]
         info.seconds = time.perf_counter() - t0
         self._pending = (info, epsilon, sigma)
         chosen = set(info.choices.values())
@@ -381,9 +389,14 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     ledger = Ledger(run=f"{config.protocol}-s{config.seed}", protocol=config.protocol)
     model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
     backend = FlaimBackend(config, data, variant, ledger, audit)
+    openings_checked = None
     try:
         loop = run_fixed(config, data.workload, model, backend, progress)
+        if backend.servers is not None:  # what the servers' runtimes opened, from outside
+            openings_checked = backend.servers.check_openings()
     finally:
+        backend.network.flush_to_ledger(ledger)
+        backend.network.close()
         if backend.servers is not None:
             backend.servers.close()
     rounds = [r for r in backend.rounds if r.round > 0]
@@ -396,6 +409,7 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         "distinct_choices_mean": float(np.mean([len(set(r.choices.values()))
                                                 for r in rounds])) if rounds else None,
         "aggregation": config.aggregation,
+        "server_openings_checked": openings_checked,
         "secagg_sessions": backend.sessions,
         "cover_sessions": sum(1 for r in choice_records if r.covers),
         "cover_contributions": sum(len(r.covers) for r in choice_records),
@@ -413,8 +427,12 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     record["generate_s"] = loop.times.generate_s
     record["wall_seconds"] = time.perf_counter() - start
     notes = [ORACLE_NOTE] if variant == "oracle" else []
+    if backend.servers is not None and backend.servers.privacy_note:
+        notes.append(backend.servers.privacy_note)
+        record["privacy_note"] = backend.servers.privacy_note
+        record["private"] = False
     if notes:
-        record["note"] = ORACLE_NOTE
+        record["note"] = "; ".join(notes)
     return RunResult(record, synth, ledger, loop, notes), backend
 
 

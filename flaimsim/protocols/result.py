@@ -17,6 +17,13 @@ from flaimsim.protocols.config import RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData
 from flaimsim.protocols.privacy import privacy_block
 
+# What each client mean in a record averages over (written into every record with traffic).
+CLIENT_MEANS = {
+    "client_bytes_sent_mean": "all K clients (clients never sampled count as 0)",
+    "client_bytes_received_mean": "all K clients (clients never sampled count as 0)",
+    "client_bytes_sent_mean_participating": "clients that took part at least once",
+    "client_bytes_received_mean_participating": "clients that took part at least once",
+}
 COMM_FIELDS = ("client_bytes_sent_mean", "client_bytes_received_mean",
                "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source")
 
@@ -98,6 +105,10 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
         **{k: comm.get(k) for k in COMM_FIELDS}, **{k: v for k, v in comm.items()
                                                      if k not in COMM_FIELDS},
     }
+    if ledger.rows:
+        record["client_means_over"] = dict(CLIENT_MEANS)
+        record["bytes_source_meaning"] = ("wire: counted where written to a socket; "
+                                          "modelled: charged from the MPC cost table")
     record.update(extra or {})
     note = (extra or {}).get("privacy_note")
     record["privacy"] = privacy_block(config, data, loop.privacy, [note] if note else [])

@@ -5,9 +5,14 @@ aggregation orchestration and central Gaussian noise.
   is redrawn, because secure aggregation needs at least 2 inputs. Redrawing conditions the
   sample on |S| ≥ 2, which changes the sampling law slightly; the accountant does not use
   amplification by subsampling, so the privacy analysis is unaffected.
-- Model broadcast: the bytes sent are the serialised model (:func:`serialise_model`: each
-  clique's name and its float64 potential table as ``np.save`` output), counted with len().
-- Choices: each client sends its candidate index as a 4-byte little-endian integer.
+- Transport: every message crosses a loopback TCP connection of the
+  :class:`~flaimsim.parties.transport.StarNetwork` as one frame (14-byte header + payload),
+  counted where it is written and again where it is read.
+- Model broadcast: one MODEL frame per sampled client carrying the serialised model
+  (:func:`serialise_model`: each clique's name and its float64 potential table as ``np.save``
+  output); each client parses what it read.
+- Choices: each client sends its candidate index as a 4-byte little-endian integer in a
+  CHOICE frame; the aggregator uses the indices it read off its sockets.
 - Secure aggregation: one SecAgg+ session per distinct chosen marginal over the clients that
   chose it (:mod:`flaimsim.parties.secagg`). A marginal chosen by a single client cannot be
   aggregated alone; other sampled clients join as *covers* with zero vectors (they pay the
@@ -33,6 +38,7 @@ from flaimsim.mechanisms.dp import gaussian_mechanism
 from flaimsim.mechanisms.model import GraphicalModel
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
 from flaimsim.parties.secagg.protocol import SecAggError, SecAggResult, secure_aggregate
+from flaimsim.parties.transport import FrameKind, StarNetwork, TransportError, sender_name
 
 Clique = tuple[str, ...]
 CHOICE = struct.Struct("<I")
@@ -98,13 +104,20 @@ def deserialise_model(blob: bytes) -> dict[Clique, np.ndarray]:
     return out
 
 
-def broadcast_model(model: GraphicalModel, clients: Sequence[int], ledger: Ledger,
+def broadcast_model(model: GraphicalModel, clients: Sequence[int], network: StarNetwork,
                     round: int) -> int:
-    """Send the serialised model to each client (ledger phase model-broadcast); its size."""
-    size = len(serialise_model(model))
+    """Send the serialised model to each client (phase model-broadcast); each client parses
+    the frame it read. Returns the bytes one client's frame took on the wire."""
+    blob = serialise_model(model)
+    sizes = {network.send(AGGREGATOR, client(int(k)), FrameKind.MODEL, round,
+                          "model-broadcast", blob) for k in clients}
     for k in clients:
-        ledger.add(round, "model-broadcast", AGGREGATOR, client(int(k)), size)
-    return size
+        frames = network.receive(client(int(k)), FrameKind.MODEL)
+        if len(frames) != 1 or frames[0].round != round:
+            raise TransportError(f"client {k}: expected one round-{round} model, got "
+                                 f"{len(frames)} frame(s)")
+        deserialise_model(frames[0].payload)
+    return sizes.pop() if sizes else 0
 
 
 # ---- choices ----------------------------------------------------------------------------------
@@ -116,11 +129,21 @@ def decode_choice(blob: bytes) -> int:
     return CHOICE.unpack(blob)[0]
 
 
-def send_choice(k: int, index: int, ledger: Ledger, round: int) -> int:
-    """Client k sends its chosen candidate index in the clear (phase select); what arrives."""
-    blob = encode_choice(index)
-    ledger.add(round, "select", client(k), AGGREGATOR, len(blob))
-    return decode_choice(blob)
+def send_choice(k: int, index: int, network: StarNetwork, round: int) -> int:
+    """Client k sends its chosen candidate index in the clear (phase select); its wire bytes."""
+    return network.send(client(k), AGGREGATOR, FrameKind.CHOICE, round, "select",
+                        encode_choice(index))
+
+
+def collect_choices(network: StarNetwork, round: int) -> dict[int, int]:
+    """The aggregator reads every choice sent to it: client id -> candidate index."""
+    out: dict[int, int] = {}
+    for f in network.receive(AGGREGATOR, FrameKind.CHOICE):
+        k = int(sender_name(f.sender).split(":", 1)[1])
+        if f.round != round or k in out:
+            raise TransportError(f"unexpected choice from client {k} (round {f.round})")
+        out[k] = decode_choice(f.payload)
+    return out
 
 
 def choose_covers(group: Collection[int], sampled: Sequence[int], count: int,
@@ -147,16 +170,13 @@ class SecureSum:
 def secure_sum(vectors: Mapping[int, np.ndarray], max_value: int, ledger: Ledger, round: int,
                rng: np.random.Generator, late_dropout: Collection[int] = (),
                phase: str | None = None, covers: Collection[int] = (),
-               keep_session: bool = False) -> SecureSum:
-    """One SecAgg+ session over ``vectors``; its traffic goes to ``ledger`` with the secagg
-    phases, or all re-tagged as ``phase`` (e.g. ``proxy``). Raises SecAggError on failure."""
-    target = Ledger(ledger.run, ledger.protocol) if phase else ledger
+               keep_session: bool = False, network: StarNetwork | None = None) -> SecureSum:
+    """One SecAgg+ session over ``vectors`` across ``network``; its traffic goes to ``ledger``
+    with the secagg phases, or all tagged ``phase`` (e.g. ``proxy``). Raises SecAggError on
+    failure."""
     late = [k for k in late_dropout if k in vectors]
-    res = secure_aggregate(vectors, max_value, target, round, rng, late_dropout=late,
-                           keep_payloads=keep_session)
-    if phase:
-        for r in target.rows:
-            ledger.add(r.round, phase, r.sender, r.receiver, r.bytes, r.messages, r.source)
+    res = secure_aggregate(vectors, max_value, ledger, round, rng, late_dropout=late,
+                           keep_payloads=keep_session, network=network, phase=phase)
     contributors = tuple(k for k in res.survivors if k not in set(covers))
     return SecureSum(res.sum, contributors, tuple(covers), res.late_dropped,
                      res if keep_session else None)
@@ -169,5 +189,5 @@ def add_noise(total: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
 
 
 __all__ = ["FlaimRoundError", "SamplingError", "SecAggError", "SecureSum", "add_noise",
-           "broadcast_model", "choose_covers", "decode_choice", "deserialise_model",
+           "broadcast_model", "choose_covers", "collect_choices", "decode_choice", "deserialise_model",
            "encode_choice", "poisson_sample", "secure_sum", "send_choice", "serialise_model"]

@@ -15,8 +15,12 @@ Commands run strictly one after another in arrival order; the driver sends every
 same sequence, which keeps the MPyC program counters in step (MPyC requires it). A command is
 an ``async def f(state, **kwargs)`` registered with ``@command("name")`` in :data:`COMMANDS`;
 other modules (e.g. ``flaimsim.parties.secure_ops``) register more by being imported, which
-``--load MODULE`` does at start-up. Only ``open`` reveals a secret, and every opening is
-written to the reveal log.
+``--load MODULE`` does at start-up. Only ``open`` and ``open_to`` reveal a secret among the
+built-in commands, and every opening is written to the reveal log. Independently of that log,
+the program installs :class:`~flaimsim.parties.mpc.openings.OpeningCounter` on the runtime
+at start-up: every ``runtime.output`` call made by any command is recorded with the command
+running and the caller (command ``openings``), so a driver can check from outside what was
+opened.
 
 Adding a command (e.g. in a module passed with ``--load``, or ``ServerLauncher(load=[...])``)::
 
@@ -61,7 +65,8 @@ from flaimsim.parties.mpc import wire
 from flaimsim.parties.mpc.input_sharing import (
     SEED_BYTES, compact_payload_bytes, expand_seed, expand_seed_bits, sum_compact, unpack_bits,
     unwrap)
-from flaimsim.parties.transport import Frame, FrameKind, decode_elements, element_bytes
+from flaimsim.parties.mpc.openings import OpeningCounter
+from flaimsim.parties.transport import Frame, FrameKind, decode_elements, element_bytes, encode_elements
 
 EXIT_PORT_IN_USE = 98
 EXIT_DRIVER_LOST = 3
@@ -81,6 +86,9 @@ def command(name: str) -> Callable[[Command], Command]:
         COMMANDS[name] = fn
         return fn
     return register
+
+
+OPENINGS = OpeningCounter()
 
 
 class CommandError(ValueError):
@@ -154,7 +162,10 @@ class ServerState:
         self.arrays.clear()
         self.additive.clear()
         self.reveal_log.clear()
+        setup = self.extras.get("setup_wire")
         self.extras.clear()
+        if setup is not None:  # the handshakes happened once, in the first session's bill
+            self.extras["setup_wire"] = {k: [0] * len(v) for k, v in setup.items()}
 
     @property
     def pid(self) -> int:
@@ -372,6 +383,36 @@ async def open_(state: ServerState, name: str, label: str = "") -> dict[str, Any
     return {"name": name, "values": values}
 
 
+@command("open_to")
+async def open_to(state: ServerState, name: str, host: str, port: int, round: int = 0,
+                  phase: str = "reveal", label: str = "", receiver: int = 0) -> dict[str, Any]:
+    """Open secure array ``name`` to server ``receiver`` only (``mpc.output(x, receivers=)``);
+    that server writes it to ``host:port`` as one OPENED_SUM frame of fixed-width elements
+    (values mod p). Returns the bytes written (0 at the other servers)."""
+    x = state.array(name)
+    values = await state.runtime.output(x, receivers=[int(receiver)])
+    state.reveal_log.append({"seq": len(state.reveal_log), "name": name, "label": label,
+                             "shape": list(x.shape), "receivers": [int(receiver)]})
+    if state.pid != int(receiver):
+        return {"name": name, "bytes": 0}
+    p = state.modulus
+    elems = np.array([int(v) % p for v in np.asarray(values).reshape(-1)], dtype=object)
+    data = Frame(FrameKind.OPENED_SUM, -3 - state.pid, int(round), phase,
+                 encode_elements(elems, element_bytes(p))).encode()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    return {"name": name, "bytes": len(data)}
+
+
+@command("openings")
+async def openings(state: ServerState) -> dict[str, Any]:
+    """Every runtime.output call recorded by the opening counter (module docstring)."""
+    return OPENINGS.report()
+
+
 @command("reveal_log")
 async def reveal_log(state: ServerState) -> list[dict[str, Any]]:
     return list(state.reveal_log)
@@ -397,6 +438,12 @@ async def counters(state: ServerState) -> dict[str, Any]:
     """Cumulative MPyC wire counters and bytes received from each client."""
     return {"wire": wire.snapshot(state.runtime).to_dict(),
             "client_bytes": {str(k): v for k, v in state.inbox.bytes_from.items()}}
+
+
+@command("setup_counters")
+async def setup_counters(state: ServerState) -> dict[str, list[int]]:
+    """MPyC connection-handshake bytes per peer, taken right after start-up."""
+    return state.extras["setup_wire"]
 
 
 @command("shutdown")

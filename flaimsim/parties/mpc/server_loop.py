@@ -23,7 +23,7 @@ from flaimsim.parties.mpc import wire
 from flaimsim.parties.mpc.addresses import parse_address
 from flaimsim.parties.mpc.server import (
     COMMANDS, EXIT_COMMAND_TIMEOUT, EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_PORT_IN_USE,
-    EXIT_START_TIMEOUT, CommandError, ServerState, log)
+    EXIT_START_TIMEOUT, OPENINGS, CommandError, ServerState, log)
 from flaimsim.parties.transport import Frame, FrameKind, TransportError, dumps, loads, read_frame
 
 
@@ -54,6 +54,7 @@ async def _execute(state: ServerState, frame: Frame) -> bytes:
     req = loads(frame.payload)
     seq, name, kwargs = req["seq"], req["cmd"], req.get("kwargs", {})
     log(state, f"#{seq} {name}")
+    OPENINGS.start_command(seq, name)
     try:
         fn = COMMANDS.get(name)
         if fn is None:
@@ -170,6 +171,7 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
     except asyncio.TimeoutError:
         log(pid, f"MPyC peers not connected within {args.connect_timeout} s")
         return EXIT_START_TIMEOUT
+    state.extras["setup_wire"] = wire.setup_counts(mpc)  # before any MPyC message
     idle = args.connect_timeout if args.idle_timeout is None else args.idle_timeout
     wait_for_driver: float | None = idle  # the first driver too
     command_timeout = args.command_timeout or None
@@ -220,6 +222,7 @@ def main() -> int:
     if not mpc.options.mix32_64bit:  # fixed-width encoding: reproducible byte counts
         mpc.options.mix32_64bit = True
         asyncoro._hop = _hop
+    OPENINGS.install(mpc)  # before any command module can hold a reference to output
     for mod in args.load:
         importlib.import_module(mod)
     wire.install()

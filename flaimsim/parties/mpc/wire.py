@@ -11,7 +11,7 @@ the one-off pid/PRSS-key handshake) are kept apart in ``nbytes_raw_received``.
 the runtime looks the attribute up when it connects, so this must run before ``mpc.start()``.
 Snapshots (:class:`WireSnapshot`) are plain values; the driver takes one per server before and
 after a phase and :func:`add_wire_rows` turns the differences into ledger rows
-``server:i -> server:j`` with source ``measured``.
+``server:i -> server:j`` with source ``wire``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ MPYC_HEADER_BYTES = 12  # <qI: program counter (8) + payload size (4)
 class CountingMessageExchanger(asyncoro.MessageExchanger):
     """MPyC peer connection that also counts messages and received bytes."""
 
-    __slots__ = ("nmsgs_sent", "nbytes_received", "nmsgs_received", "nbytes_raw_received")
+    __slots__ = ("nmsgs_sent", "nbytes_received", "nmsgs_received", "nbytes_raw_received",
+                 "nbytes_setup_sent")
 
     def __init__(self, rt: Any, peer_pid: int | None = None) -> None:
         super().__init__(rt, peer_pid)
@@ -38,6 +39,13 @@ class CountingMessageExchanger(asyncoro.MessageExchanger):
         self.nbytes_received = 0
         self.nmsgs_received = 0
         self.nbytes_raw_received = 0
+        self.nbytes_setup_sent = 0
+
+    def connection_made(self, transport: Any) -> None:
+        # MPyC's handshake (the connecting party's pid, 2 bytes, and its PRSS keys) is written
+        # here with writelines, outside send(): count it where it is written.
+        super().connection_made(_SetupCounting(transport, self))
+        self.transport = transport
 
     def send(self, pc: int, payload: bytes) -> None:
         super().send(pc, payload)
@@ -64,6 +72,55 @@ class CountingMessageExchanger(asyncoro.MessageExchanger):
     def _count_future(self, fut: Future) -> None:
         if not fut.cancelled() and fut.exception() is None:
             self._count(fut.result())
+
+
+class _SetupCounting:
+    """Stands in for the transport during MPyC's connection_made: counts what it writes."""
+
+    def __init__(self, transport: Any, owner: CountingMessageExchanger) -> None:
+        self._transport, self._owner = transport, owner
+
+    def writelines(self, chunks: Any) -> None:
+        chunks = [bytes(c) for c in chunks]
+        self._owner.nbytes_setup_sent += sum(len(c) for c in chunks)
+        self._transport.writelines(chunks)
+
+    def write(self, data: bytes) -> None:
+        self._owner.nbytes_setup_sent += len(data)
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def setup_counts(runtime: Any) -> dict[str, list[int]]:
+    """Per peer j: handshake bytes this party wrote to j, and the bytes it read from j that
+    are not MPyC messages (raw minus counted). Taken right after ``mpc.start()``, before any
+    message, the second is exactly j's handshake as read here."""
+    sent, received = [], []
+    for peer in runtime.parties:
+        proto = peer.protocol if peer.pid != runtime.pid else None
+        ok = isinstance(proto, CountingMessageExchanger)
+        sent.append(proto.nbytes_setup_sent if ok else 0)
+        received.append(proto.nbytes_raw_received - proto.nbytes_received if ok else 0)
+    return {"sent": sent, "received": received}
+
+
+def add_setup_rows(ledger: Ledger, counts: Sequence[Mapping[str, Sequence[int]]]) -> int:
+    """Ledger rows ``server:i -> server:j`` (phase ``setup``, round 0) of MPyC's connection
+    handshakes, from every server's :func:`setup_counts`; checks the receivers read exactly
+    what the senders wrote. Returns the total."""
+    total = 0
+    for i, c in enumerate(counts):
+        for j, nbytes in enumerate(c["sent"]):
+            if j == i or not nbytes:
+                continue
+            if counts[j]["received"][i] != nbytes:
+                raise ValueError(f"setup bytes {i}->{j}: {nbytes} written, "
+                                 f"{counts[j]['received'][i]} read")
+            ledger.add(0, "setup", server(i), server(j), int(nbytes), 1, "wire")
+            total += int(nbytes)
+    return total
 
 
 def install() -> None:
@@ -152,5 +209,5 @@ def add_wire_rows(ledger: Ledger, before: Sequence[WireSnapshot], after: Sequenc
     for d in diffs:
         for j, (nbytes, nmsgs) in enumerate(zip(d.bytes_sent, d.messages_sent)):
             if j != d.pid:
-                ledger.add(round, phase, server(d.pid), server(j), nbytes, nmsgs, "measured")
+                ledger.add(round, phase, server(d.pid), server(j), nbytes, nmsgs, "wire")
     return diffs

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
 from flaimsim.parties.secagg import crypto as sc
 from flaimsim.parties.secagg import wire as sw
+from flaimsim.parties.transport import StarNetwork
 
 DEFAULT_THRESHOLD = 2 / 3
 
@@ -286,10 +287,10 @@ def unmask(clients: Mapping[int, SecAggClient], responders: Collection[int],
 # ---- driver -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SecAggResult:
-    """The sum over ``survivors`` (clients whose masked input arrived) and the measured traffic.
+    """The sum over ``survivors`` (clients whose masked input arrived) and the traffic counted on the sockets.
 
     ``client_bytes[k] = (sent, received)`` over the session; ``transport.log`` lists every
-    message (sender, receiver, phase, kind, bytes, payload).
+    message (sender, receiver, phase, kind, frame bytes on the socket, payload).
     """
 
     sum: np.ndarray
@@ -329,11 +330,14 @@ def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: 
                      round: int, rng: np.random.Generator, dropout: Collection[int] = (),
                      late_dropout: Collection[int] = (),
                      threshold: float | int = DEFAULT_THRESHOLD, neighbours: int | None = None,
-                     keep_payloads: bool = True) -> SecAggResult:
+                     keep_payloads: bool = True, network: StarNetwork | None = None,
+                     phase: str | None = None) -> SecAggResult:
     """Run one SecAgg+ session over ``vectors`` (client id -> int vector in [0, max_value]^L).
 
-    Traffic goes to ``ledger`` (phases secagg-keys / secagg-masked-input / secagg-unmask,
-    source measured). ``threshold``: fraction of the degree (float) or absolute t (int).
+    Every message crosses ``network`` (a fresh loopback :class:`StarNetwork` when None); the
+    traffic counted on its sockets goes to ``ledger`` (phases secagg-keys /
+    secagg-masked-input / secagg-unmask, or all ``phase``; source ``wire``), also when the
+    session fails. ``threshold``: fraction of the degree (float) or absolute t (int).
     ``neighbours``: degree k (None: :func:`auto_degree`). Raises :class:`SecAggError` if the
     round fails; the caller then has no sum for it.
     """
@@ -352,14 +356,21 @@ def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: 
     degree = len(graph[ids[0]])
     s = Session(int(round), len(xs[ids[0]]), bits, sc.word_bytes(bits),
                 resolve_threshold(threshold, degree), degree, graph)
-    net = sw.Transport(ledger, s.round, keep_payloads)
-    clients = {u: SecAggClient(u, xs[u], graph[u]) for u in ids}
-    agg = SecAggAggregator()
-    advertise_keys(clients, agg, net, s)
-    share_keys(clients, agg, net, s)
-    senders = [u for u in ids if u not in drop]
-    collect_masked_inputs(clients, senders, agg, net, s)
-    total = unmask(clients, [u for u in senders if u not in late], agg, net, s)
+    own_network = network is None
+    network = network or StarNetwork()
+    net = sw.Transport(network, s.round, keep_payloads, phase)
+    try:
+        clients = {u: SecAggClient(u, xs[u], graph[u]) for u in ids}
+        agg = SecAggAggregator()
+        advertise_keys(clients, agg, net, s)
+        share_keys(clients, agg, net, s)
+        senders = [u for u in ids if u not in drop]
+        collect_masked_inputs(clients, senders, agg, net, s)
+        total = unmask(clients, [u for u in senders if u not in late], agg, net, s)
+    finally:
+        network.flush_to_ledger(ledger)
+        if own_network:
+            network.close()
     client_bytes = {u: net.party_bytes(client(u)) for u in ids}
     return SecAggResult(total, tuple(senders), tuple(sorted(drop)), tuple(sorted(late)), s,
                         net.bytes_by_phase(), client_bytes, net.party_bytes(AGGREGATOR), net)
@@ -390,7 +401,8 @@ def secure_aggregate_keyed(contributions: Mapping[int, Mapping[Hashable, np.ndar
                            late_dropout: Collection[int] = (),
                            threshold: float | int = DEFAULT_THRESHOLD,
                            neighbours: int | None = None,
-                           keep_payloads: bool = True) -> KeyedSums:
+                           keep_payloads: bool = True,
+                           network: StarNetwork | None = None) -> KeyedSums:
     """Sum, for every key, the vectors of the clients that submitted that key.
 
     ``per-marginal``: one :func:`secure_aggregate` session per key over its contributors. A key
@@ -420,7 +432,8 @@ def secure_aggregate_keyed(contributions: Mapping[int, Mapping[Hashable, np.ndar
                 raise SecAggInputError(f"client {u}: key {key!r} missing from the layout or "
                                        f"of the wrong length")
     drop, late = set(dropout), set(late_dropout)
-    kw = dict(threshold=threshold, neighbours=neighbours, keep_payloads=keep_payloads)
+    kw = dict(threshold=threshold, neighbours=neighbours, keep_payloads=keep_payloads,
+              network=network)
     sums, contributors, counts, sessions, failed = {}, {}, {}, [], {}
     if mode == "per-marginal":
         for key, _ in layout:

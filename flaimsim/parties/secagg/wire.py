@@ -1,4 +1,4 @@
-"""Wire format and in-process transport of secure aggregation; every byte is counted.
+"""Wire format of secure aggregation and its session view of the loopback star network.
 
 Every message is ``header || body`` (little-endian, no padding, no pickle):
 
@@ -24,10 +24,13 @@ Bodies by kind (phase in brackets):
                     owner id u32 || what u8 (0 = mask key s_sk, 1 = self-mask seed b_u) ||
                     share (48)                                              (53 bytes each)
 
-The :class:`Transport` parses every header, appends a :class:`TransportRecord` to its log
-(sender, receiver, phase, kind, bytes, and optionally the payload for inspection), adds a row
-to the :class:`~flaimsim.parties.ledger.Ledger` (source ``measured``) and delivers the bytes
-to the receiver's inbox. Parties only ever see bytes.
+Each message crosses a real loopback socket as one ``SECAGG`` frame of
+:mod:`flaimsim.parties.transport` (14-byte frame header + the message above), so a message
+costs ``14 + 18 + len(body)`` bytes on the wire. The :class:`Transport` parses every header,
+appends a :class:`TransportRecord` to its log (sender, receiver, phase, kind, frame bytes,
+and optionally the message for inspection) and hands the message to the network, which counts
+it where it is written (ledger rows, source ``wire``) and again where it is read. Parties
+only ever see bytes.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from enum import IntEnum
 
 import numpy as np
 
-from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
+from flaimsim.parties.ledger import AGGREGATOR, client
+from flaimsim.parties.transport import FrameKind, StarNetwork
 from flaimsim.parties.secagg.crypto import KEY_BYTES, NONCE_BYTES, SHARE_BYTES, TAG_BYTES
 
 VERSION = 1
@@ -174,36 +178,51 @@ class TransportRecord:
     receiver: str
     phase: str
     kind: str
-    nbytes: int
-    payload: bytes | None
+    nbytes: int            # on the socket: transport frame header + this message
+    payload: bytes | None  # the SecAgg+ message (header || body), when kept
 
 
 class Transport:
-    """In-process star network: counts exact bytes per message, logs them, delivers them."""
+    """A SecAgg+ session's view of the :class:`~flaimsim.parties.transport.StarNetwork`.
 
-    def __init__(self, ledger: Ledger, round: int, keep_payloads: bool = True) -> None:
-        self.ledger, self.round, self.keep_payloads = ledger, round, keep_payloads
+    Each message travels as one ``SECAGG`` frame over the sender's loopback connection and is
+    counted where it is written (the network's ``sent`` log, flushed to the ledger as ``wire``
+    rows); parties only ever see the bytes the receiving end read. ``phase`` re-tags every
+    frame of the session (e.g. ``proxy``); by default each kind has its secagg phase.
+    """
+
+    def __init__(self, network: StarNetwork, round: int, keep_payloads: bool = True,
+                 phase: str | None = None) -> None:
+        self.network, self.round, self.keep_payloads = network, round, keep_payloads
+        self.phase = phase
         self.log: list[TransportRecord] = []
-        self._inbox: dict[int, list[bytes]] = defaultdict(list)
+        self._pending: dict[int, list[bytes]] = defaultdict(list)
 
     def send(self, message: bytes) -> None:
         h, _ = unpack(message)
         if h.round != self.round:
             raise WireError(f"message for round {h.round} in a round-{self.round} session")
-        phase = PHASE_OF_KIND[h.kind]
+        phase = self.phase or PHASE_OF_KIND[h.kind]
         sender, receiver = party_name(h.sender), party_name(h.receiver)
-        self.log.append(TransportRecord(sender, receiver, phase, h.kind.name, len(message),
+        nbytes = self.network.send(sender, receiver, FrameKind.SECAGG, self.round, phase,
+                                   message)
+        self.log.append(TransportRecord(sender, receiver, phase, h.kind.name, nbytes,
                                         message if self.keep_payloads else None))
-        self.ledger.add(self.round, phase, sender, receiver, len(message), 1, "measured")
-        self._inbox[h.receiver].append(message)
 
     def receive(self, pid: int, kind: Kind) -> list[tuple[Header, bytes]]:
-        """Pop every message of ``kind`` waiting for party ``pid``."""
+        """Every message of ``kind`` that has reached party ``pid`` (read from its socket)."""
+        self._pending[pid] += [f.payload for f in
+                               self.network.receive(party_name(pid), FrameKind.SECAGG)]
         keep, out = [], []
-        for m in self._inbox[pid]:
+        for m in self._pending[pid]:
             h, body = unpack(m)
-            (out if h.kind == kind else keep).append((h, body) if h.kind == kind else m)
-        self._inbox[pid] = keep
+            if h.receiver != pid:
+                raise WireError(f"party {pid} received a message addressed to {h.receiver}")
+            if h.kind == kind:
+                out.append((h, body))
+            else:
+                keep.append(m)
+        self._pending[pid] = keep
         return out
 
     def bytes_by_phase(self) -> dict[str, int]:
