@@ -13,10 +13,13 @@ a call is its ~10 numpy calls per message, with no JIT to compile when the cliqu
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import opt_einsum
 
 from flaimsim.mechanisms.mbi_setup import mbi
 
@@ -100,9 +103,7 @@ class JunctionTree:
             self.messages.append(Message(index[a], index[b], summed_axes(sep, a),
                                          embed_shape(domain, sep, b), embed_shape(domain, sep, a)))
 
-    def size(self) -> int:
-        """Cells over all nodes (what ``mbi``'s size filter counts)."""
-        return int(sum(np.prod(s) for s in self.node_shapes))
+        self.edges = sorted({tuple(sorted((m.source, m.target))) for m in self.messages})
 
     def node_of(self, clique: Sequence[str]) -> int | None:
         """The smallest node containing ``clique``, or None."""
@@ -152,3 +153,128 @@ class JunctionTree:
         if h is None:
             return None
         return nodes[h].sum(axis=summed_axes(target, self.nodes[h]))
+
+    def steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
+        """The smallest subforest whose nodes cover ``clique``: leaves that are not needed
+        are pruned until every leaf holds an attribute of ``clique`` no other node gives."""
+        wanted = set(clique)
+        terminals = {self.node_of((a,)) for a in wanted}
+        keep = set(range(len(self.nodes)))
+        edges = set(self.edges)
+        pruned = True
+        while pruned:
+            pruned = False
+            for n in sorted(keep - terminals):
+                degree = sum(n in e for e in edges)
+                if degree <= 1:
+                    keep.discard(n)
+                    edges = {e for e in edges if n not in e}
+                    pruned = True
+        return sorted(keep), sorted(edges)
+
+    def spanning_marginal(self, nodes: Sequence[np.ndarray], clique: Sequence[str]
+                          ) -> np.ndarray:
+        """Domain-ordered marginal on any ``clique``, from node and separator marginals:
+        P(x_S) = Π_{n∈S} μ_n / Π_{(i,j)∈S} μ_{i∩j} over the Steiner subforest S, then summed
+        to ``clique`` (0/0 = 0: a separator value of mass 0 has no mass in either node)."""
+        target = canonical(self.domain, clique)
+        keep, edges = self.steiner(target)
+        ops = [(nodes[n], self.nodes[n]) for n in keep]
+        for i, j in edges:
+            sep = tuple(a for a in self.nodes[i] if a in self.nodes[j])
+            mu = nodes[i].sum(axis=summed_axes(sep, self.nodes[i]))
+            ops.append((np.divide(1.0, mu, out=np.zeros_like(mu), where=mu > 0), sep))
+        value, _ = contract(self.domain, ops, target)
+        return value
+
+
+def greedy_elimination_cliques(domain: mbi.Domain, cliques: Sequence[Sequence[str]]
+                               ) -> list[frozenset[str]]:
+    """The cliques {a} ∪ N(a) met while eliminating ``mbi``'s greedy order.
+
+    ``mbi.junction_tree.greedy_order`` picks, among the remaining attributes in domain order,
+    the first whose clique {a} ∪ N(a) has the fewest cells (1 for an attribute no clique
+    mentions); here the interaction graph is kept as adjacency sets and only the eliminated
+    attribute's neighbours are re-costed, which is what makes the size filter cheap.
+    """
+    attrs = list(domain.attributes)
+    size = dict(zip(attrs, domain.shape))
+    adjacent: dict[str, set[str]] = {a: set() for a in attrs}
+    covered: set[str] = set()
+    for c in cliques:
+        covered.update(c)
+        for a in c:
+            adjacent[a].update(b for b in c if b != a)
+
+    def cost(a: str) -> int:
+        return math.prod(size[b] for b in adjacent[a] | {a}) if a in covered else 1
+
+    costs = {a: cost(a) for a in attrs}
+    remaining = list(attrs)
+    out = []
+    while remaining:
+        a = min(remaining, key=costs.__getitem__)  # first minimum in domain order
+        remaining.remove(a)
+        near = adjacent.pop(a)
+        out.append(frozenset(near | {a}))
+        for b in near:
+            adjacent[b].discard(a)
+            adjacent[b].update(near - {b})
+        for b in near:
+            costs[b] = cost(b)
+    return out
+
+
+def model_size_mb(domain: mbi.Domain, cliques: Sequence[Sequence[str]]) -> float:
+    """``mbi.junction_tree.hypothetical_model_size``: 8-byte cells over the junction tree's
+    nodes, in MB. The nodes are the maximal elimination cliques (the maximal cliques of the
+    triangulated graph). A tree-shaped graph is eliminated leaf-first by ``mbi``, so that case
+    is handed to ``mbi`` itself."""
+    attrs = list(domain.attributes)
+    edges = {frozenset(e) for c in cliques for e in itertools.combinations(c, 2)}
+    if edges and len(edges) == len(attrs) - 1:  # possibly a tree: mbi's other branch
+        return float(junction_tree.hypothetical_model_size(domain, [tuple(c) for c in cliques]))
+    elim = greedy_elimination_cliques(domain, cliques)
+    nodes = {c for c in elim if not any(c < other for other in elim)}
+    size = dict(zip(attrs, domain.shape))
+    cells = sum(math.prod(size[a] for a in c) for c in nodes)
+    return cells * 8 / 2**20
+
+
+def contract(domain: mbi.Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]],
+             target: Sequence[str]) -> tuple[np.ndarray, float]:
+    """(v, s) with Σ_{x∖target} Π_k F_k = v·exp(s), over ``target`` (in its order).
+
+    Factors are contracted pairwise along opt_einsum's greedy path and each intermediate is
+    divided by its maximum (its log added to s): one product of many sharp factors would
+    underflow to zero (seen on Adult). Target attributes no factor mentions get a uniform
+    factor; ``target=()`` gives log Σ_x Π_k F_k as log v + s.
+    """
+    label = {a: i for i, a in enumerate(domain.attributes)}
+    ops: list[tuple[np.ndarray, list[int]]] = [(arr, [label[a] for a in attrs])
+                                               for arr, attrs in operands]
+    covered = {i for _, idx in ops for i in idx}
+    ops += [(np.ones(domain[a]), [label[a]]) for a in target if label[a] not in covered]
+    wanted = [label[a] for a in target]
+    sym = opt_einsum.get_symbol
+    equation = ",".join("".join(sym(i) for i in idx) for _, idx in ops) + "->" + "".join(
+        sym(i) for i in wanted)
+    path, _ = opt_einsum.contract_path(equation, *[arr.shape for arr, _ in ops],
+                                       optimize="greedy", shapes=True)
+    log_scale = 0.0
+    for step in path:
+        picked = [ops[i] for i in step]
+        for i in sorted(step, reverse=True):
+            ops.pop(i)
+        keep = set(wanted).union(*[set(idx) for _, idx in ops])
+        out_idx = [i for i in sorted({i for _, idx in picked for i in idx}) if i in keep]
+        args: list = []
+        for arr, idx in picked:
+            args += [arr, idx]
+        out = np.einsum(*args, out_idx)
+        peak = float(out.max())
+        if peak > 0:
+            out, log_scale = out / peak, log_scale + math.log(peak)
+        ops.append((out, out_idx))
+    (arr, idx), = ops
+    return np.transpose(arr, [idx.index(i) for i in wanted]), log_scale

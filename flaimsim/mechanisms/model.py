@@ -6,8 +6,9 @@ It is fitted by :mod:`~flaimsim.mechanisms.mirror_descent` (``mbi``'s estimator 
 ``mbi``'s JAX version recompiles for every new clique set, i.e. every AIM round, 5–11 s
 each on Adult) and kept as log-potentials plus the calibrated junction tree
 (:mod:`~flaimsim.mechanisms.junction`). A marginal inside a tree node is read off the tree;
-any other (a candidate spanning nodes) is one opt_einsum contraction over exp(θ_c − max θ_c),
-normalised and scaled to the model's total: exact up to float64 rounding.
+any other (a candidate spanning nodes) is one opt_einsum contraction of the node and
+separator marginals on the subtree that covers it, normalised and scaled to the model's
+total: exact up to float64 rounding, and no JIT (``mbi``'s ``project`` compiles per clique).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import opt_einsum
 
 from flaimsim.mechanisms.data import Table
-from flaimsim.mechanisms.junction import JunctionTree, from_canonical, to_canonical
+from flaimsim.mechanisms.junction import (JunctionTree, contract, from_canonical,
+                                          model_size_mb, to_canonical)
 from flaimsim.mechanisms.mbi_setup import jax, mbi
 from flaimsim.mechanisms.mirror_descent import FitResult, FitSettings, MirrorDescent
 from flaimsim.mechanisms.sampling import synthetic_records
@@ -178,43 +179,9 @@ class GraphicalModel:
         return self._log_tables
 
     def _contract(self, target: Sequence[str]) -> tuple[np.ndarray, float]:
-        """(v, s) with Σ_{x∖target} Π_c exp(θ_c − max θ_c) = v·exp(s), over ``target``.
-
-        Factors are contracted pairwise along opt_einsum's greedy path and each intermediate
-        is divided by its maximum (its log added to s): one product over many sharp cliques
-        would underflow to zero (seen on Adult). Attributes that no clique mentions
-        contribute a uniform factor; ``target=()`` gives log Z as log v + s.
-        """
+        """(v, s) with Σ_{x∖target} Π_c exp(θ_c − max θ_c) = v·exp(s) (see ``contract``)."""
         tables = self._shifted_log_tables()
-        label = {a: i for i, a in enumerate(self.domain.attributes)}
-        ops: list[tuple[np.ndarray, list[int]]] = [
-            (np.exp(logt), [label[a] for a in cl]) for cl, logt in tables.items()]
-        covered = {label[a] for cl in tables for a in cl}
-        ops += [(np.ones(self.domain[a]), [label[a]]) for a in target
-                if label[a] not in covered]
-        wanted = [label[a] for a in target]
-        sym = opt_einsum.get_symbol
-        equation = ",".join("".join(sym(i) for i in idx) for _, idx in ops) + "->" + "".join(
-            sym(i) for i in wanted)
-        path, _ = opt_einsum.contract_path(equation, *[arr.shape for arr, _ in ops],
-                                           optimize="greedy", shapes=True)
-        log_scale = 0.0
-        for step in path:
-            picked = [ops[i] for i in step]
-            for i in sorted(step, reverse=True):
-                ops.pop(i)
-            keep = set(wanted).union(*[set(idx) for _, idx in ops])
-            out_idx = [i for i in sorted({i for _, idx in picked for i in idx}) if i in keep]
-            args: list = []
-            for arr, idx in picked:
-                args += [arr, idx]
-            out = np.einsum(*args, out_idx)
-            peak = float(out.max())
-            if peak > 0:
-                out, log_scale = out / peak, log_scale + math.log(peak)
-            ops.append((out, out_idx))
-        (arr, idx), = ops
-        return np.transpose(arr, [idx.index(i) for i in wanted]), log_scale
+        return contract(self.domain, [(np.exp(t), c) for c, t in tables.items()], target)
 
     def marginal(self, clique: Sequence[str]) -> np.ndarray:
         """Model counts M̂_q (scaled to the model's total), flattened in C order over ``clique``."""
@@ -222,7 +189,8 @@ class GraphicalModel:
         held = self.tree.project(self.fitted_nodes, clique)
         if held is not None:  # inside a junction-tree node: read off the calibrated tree
             return from_canonical(self.domain, clique, held).ravel()
-        out, _ = self._contract(clique)
+        out = from_canonical(self.domain, clique,
+                             self.tree.spanning_marginal(self.fitted_nodes, clique))
         return (out / out.sum() * self.total).ravel()
 
     @property
@@ -259,7 +227,7 @@ class GraphicalModel:
     def size_mb(self, extra: Sequence[Clique] = ()) -> float:
         """Junction-tree size in MB (mbi's rule) of the model cliques plus ``extra``."""
         cliques = (self.cliques if self.result is not None else []) + [tuple(c) for c in extra]
-        return float(mbi.junction_tree.hypothetical_model_size(self.domain, cliques))
+        return model_size_mb(self.domain, cliques)
 
     def in_model(self, clique: Sequence[str]) -> bool:
         return self.result is not None and any(set(clique) <= set(c) for c in self.cliques)

@@ -72,17 +72,18 @@ def round_spend(sigma: float, epsilon: float) -> float:
 
 def one_round(t: int, config: RunConfig, workload: Workload, model: GraphicalModel,
               backend: SelectMeasure, privacy: PrivacyLedger, measurements: list[Measurement],
-              sigma: float, epsilon: float, times: LoopTimes
+              sigma: float, epsilon: float, times: LoopTimes, keep_before: bool = False
               ) -> tuple[list[Clique], dict[Clique, np.ndarray]]:
     """Size filter, select, measure, re-fit (warm start). Appends to ``measurements``;
-    returns the chosen marginals and the model's estimates of them before the re-fit."""
+    returns the chosen marginals and, if ``keep_before`` (the adaptive schedule's test),
+    the model's estimates of them before the re-fit (else an empty dict)."""
     planned = privacy.rho_spent + round_spend(sigma, epsilon)
     t0 = time.perf_counter()
     kept = filter_by_size(model, workload.candidates, config.max_model_size_mb,
                           min(planned / privacy.rho_budget, 1.0))
     chosen = list(backend.select(t, kept, model, sigma, epsilon, privacy))
     times.select_s += time.perf_counter() - t0
-    before = {c: model.marginal(c) for c in chosen}
+    before = {c: model.marginal(c) for c in chosen} if keep_before else {}
     measurements += backend.measure(t, chosen, sigma, privacy, model)
     t0 = time.perf_counter()
     model.fit(measurements, iters=config.iters_round)
@@ -140,7 +141,7 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
             epsilon = math.sqrt(8 * (1 - config.alpha) * remaining)
             terminate = True
         chosen, before = one_round(t, config, workload, model, backend, privacy, measurements,
-                                   sigma, epsilon, times)
+                                   sigma, epsilon, times, keep_before=True)
         selected.append(chosen)
         if progress:
             progress(t)
