@@ -115,16 +115,23 @@ def test_fit_reduces_the_weighted_squared_error(table):
     assert model.result.loss == pytest.approx(direct, rel=1e-10)
 
 
-def test_stopping_rule_stops_early_at_the_same_quality(table):
+@pytest.mark.parametrize("rule, tol", [("moves", 1e-3), ("loss", 1e-5)])
+def test_stopping_rule_stops_early_at_the_same_quality(table, rule, tol):
     meas = noisy(table, ONE_WAYS + PAIRS, 3.0, 6)
     long = GraphicalModel.for_table(table).fit(meas, iters=3000)
-    early = GraphicalModel.for_table(table, tol=1e-4).fit(meas, iters=3000)
+    domain = long.domain
+    problem = MirrorDescent(domain, [(m.clique, m.values, m.sigma)
+                                     for m in merge_by_clique(meas)])
+    early = GraphicalModel(domain)
+    early.result = problem.run(FitSettings(3000, tol, rule=rule))
     assert early.result.iterations < 3000
     assert early.result.iterations % 25 == 0
     assert early.result.loss == pytest.approx(long.result.loss, rel=0.02)
     assert marginal_gap(early, long, PAIRS) < 0.01
     with pytest.raises(ValueError, match="tolerance"):
         FitSettings(10, tol=-1.0)
+    with pytest.raises(ValueError, match="rule"):
+        FitSettings(10, tol=1.0, rule="gap")
 
 
 def test_warm_start_continues_from_the_previous_model(table):

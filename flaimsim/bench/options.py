@@ -51,6 +51,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default=None, help="target column (default: the last)")
     p.add_argument("--iters-round", type=int, default=None)
     p.add_argument("--iters-final", type=int, default=None)
+    p.add_argument("--fit-tol", type=float, default=None,
+                   help="stop each model fit once it moves less than this many noise "
+                        "standard deviations (RMS per measured cell) over 25 iterations, "
+                        "twice in a row; the iteration counts become caps (default: off)")
     p.add_argument("--out", default=None, help="write config.json, result.json, ledgers here")
 
 

@@ -17,9 +17,11 @@ The maths, the step rule and the warm start are ``mbi``'s, so the fits agree to 
 iterates, half the marginal evaluations), ``iters`` is exact (``mbi`` rounds up to a multiple
 of 50), and an optional stopping rule ends the fit once the loss stops improving.
 
-The stopping rule (``tol``): after every ``check_every`` iterations, stop if the loss fell by
-at most ``tol`` · L over the last block, ``patience`` blocks in a row. The loss has a noise
-floor of about ½ · (measured cells), so a relative test is scale-free.
+The stopping rule (``tol``), checked every ``check_every`` iterations and met ``patience``
+blocks in a row: rule "moves" (default) stops once the fit moved less than ``tol`` noise
+standard deviations over the block, RMS over the measured cells,
+sqrt(Σ_M ‖Δμ_{c_M}‖² / σ_M² / Σ_M |c_M|), so a change far below the noise is not chased;
+rule "loss" (``mbi``'s ``tol``) stops once L fell by at most ``tol`` · L over the block.
 """
 
 from __future__ import annotations
@@ -51,12 +53,15 @@ class FitSettings:
     tol: float | None = None
     check_every: int = 25
     patience: int = 2
+    rule: str = "moves"  # moves | loss
 
     def __post_init__(self) -> None:
         if self.iters < 0:
             raise ValueError(f"iterations must be non-negative, got {self.iters}")
         if self.tol is not None and self.tol < 0:
             raise ValueError(f"tolerance must be non-negative, got {self.tol}")
+        if self.rule not in ("moves", "loss"):
+            raise ValueError(f"unknown stopping rule {self.rule!r}; use 'moves' or 'loss'")
         if self.check_every < 1 or self.patience < 1:
             raise ValueError("check_every and patience must be at least 1")
 
@@ -150,6 +155,17 @@ class MirrorDescent:
             grad[p] += (o.weight * diff).reshape(shape)
         return loss, grad
 
+    def movement(self, before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> float:
+        """RMS over measured cells of (μ_after − μ_before)/σ: how far the fit moved, in units
+        of each measurement's noise."""
+        moved, cells = 0.0, 0
+        for o, p, axes in zip(self.observations, self.parents, self.read_axes):
+            d = after[p] - before[p]
+            d = d.sum(axis=axes) if axes else d
+            moved += o.weight * float(np.vdot(d, d))
+            cells += d.size
+        return (moved / cells) ** 0.5
+
     def evaluate(self, theta: Sequence[np.ndarray], total: float):
         nodes = self.tree.node_marginals(theta, total)
         mu = self.tree.clique_marginals(nodes)
@@ -166,7 +182,7 @@ class MirrorDescent:
         alpha = 2.0 / (self.lipschitz * total)
         nodes, mu, loss, grad = self.evaluate(theta, total)
         losses = [loss]
-        block_start, flat_blocks, done = loss, 0, 0
+        block_start, block_mu, flat_blocks, done = loss, mu, 0, 0
         for done in range(1, settings.iters + 1):
             trial = [t - alpha * g for t, g in zip(theta, grad)]
             nodes2, mu2, loss2, grad2 = self.evaluate(trial, total)
@@ -179,9 +195,12 @@ class MirrorDescent:
                 alpha *= 0.5
             losses.append(loss)
             if settings.tol is not None and done % settings.check_every == 0:
-                flat = block_start - loss <= settings.tol * max(abs(loss), 1.0)
+                if settings.rule == "loss":
+                    flat = block_start - loss <= settings.tol * max(abs(loss), 1.0)
+                else:
+                    flat = self.movement(block_mu, mu) <= settings.tol
                 flat_blocks = flat_blocks + 1 if flat else 0
-                block_start = loss
+                block_start, block_mu = loss, mu
                 if flat_blocks >= settings.patience:
                     break
         return FitResult(self.tree, self.spelled, theta, nodes, total, loss, done, alpha, losses)

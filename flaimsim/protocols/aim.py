@@ -86,7 +86,7 @@ def one_round(t: int, config: RunConfig, workload: Workload, model: GraphicalMod
     before = {c: model.marginal(c) for c in chosen} if keep_before else {}
     measurements += backend.measure(t, chosen, sigma, privacy, model)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_round)
+    model.fit(measurements, iters=config.iters_round, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     return chosen, before
 
@@ -102,7 +102,7 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
     times = LoopTimes()
     measurements = backend.measure_initial(workload.one_ways, schedule.sigma, privacy)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_round * 2)
+    model.fit(measurements, iters=config.iters_round * 2, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     selected: list[list[Clique]] = []
     for t in range(1, config.rounds + 1):
@@ -112,7 +112,7 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
         if progress:
             progress(t)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_final)
+    model.fit(measurements, iters=config.iters_final, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     return LoopResult(model, measurements, privacy, selected, schedule, times, config.rounds)
 
@@ -130,7 +130,7 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
     privacy = PrivacyLedger(rho)
     times = LoopTimes()
     measurements = backend.measure_initial(workload.one_ways, sigma, privacy)
-    model.fit(measurements, iters=config.iters_round * 2)
+    model.fit(measurements, iters=config.iters_round * 2, tol=config.fit_tol)
     selected: list[list[Clique]] = []
     t, terminate = 0, False
     while not terminate:
@@ -149,6 +149,6 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
         if changed <= sum(score_offset(sigma, len(before[c])) for c in chosen):
             sigma, epsilon = sigma / 2, epsilon * 2
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_final)
+    model.fit(measurements, iters=config.iters_final, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     return LoopResult(model, measurements, privacy, selected, None, times, t)
