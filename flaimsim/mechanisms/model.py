@@ -1,34 +1,30 @@
-"""Graphical-model adapter over private-pgm (``mbi`` 2.0): fitting, fast exact marginals,
-the AIM size filter, log-likelihood and synthetic data.
+"""Graphical-model adapter: fitting, exact marginals, the AIM size filter, log-likelihood
+and synthetic data, over ``mbi``'s (private-pgm 2.0) domain and junction-tree helpers.
 
 The model is a Markov random field P(x) ∝ exp(Σ_c θ_c(x_c)) over the cliques measured so far.
-``mbi``'s ``model.project`` JIT-compiles variable elimination per new clique (~1 s each here;
-PGM-NOTES), so marginals for candidate scoring are computed instead by one opt_einsum
-contraction per clique over exp(θ_c − max θ_c), normalised and scaled to the model's total:
-exact up to float64 rounding.
+It is fitted by :mod:`~flaimsim.mechanisms.mirror_descent` (``mbi``'s estimator in numpy:
+``mbi``'s JAX version recompiles for every new clique set, i.e. every AIM round, 5–11 s
+each on Adult) and kept as log-potentials plus the calibrated junction tree
+(:mod:`~flaimsim.mechanisms.junction`). A marginal inside a tree node is read off the tree;
+any other (a candidate spanning nodes) is one opt_einsum contraction of the node and
+separator marginals on the subtree that covers it, normalised and scaled to the model's
+total: exact up to float64 rounding, and no JIT (``mbi``'s ``project`` compiles per clique).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
-os.environ.setdefault("JAX_ENABLE_X64", "1")
-os.environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "0")
+import numpy as np
 
-import jax  # noqa: E402
-
-jax.config.update("jax_enable_x64", True)
-jax.config.update("jax_enable_compilation_cache", False)
-
-import mbi  # noqa: E402
-import numpy as np  # noqa: E402
-import opt_einsum  # noqa: E402
-from mbi import junction_tree  # noqa: E402
-
-from flaimsim.mechanisms.data import Table  # noqa: E402
+from flaimsim.mechanisms.data import Table
+from flaimsim.mechanisms.junction import (JunctionTree, contract, from_canonical,
+                                          model_size_mb, to_canonical)
+from flaimsim.mechanisms.mbi_setup import jax, mbi
+from flaimsim.mechanisms.mirror_descent import FitResult, FitSettings, MirrorDescent
+from flaimsim.mechanisms.sampling import synthetic_records
 
 Clique = tuple[str, ...]
 
@@ -72,107 +68,137 @@ def mbi_domain(columns: Sequence[str], sizes: Sequence[int]) -> mbi.Domain:
     return mbi.Domain(tuple(columns), tuple(int(s) for s in sizes))
 
 
+FITTERS = ("numpy", "mbi")
+
+
 @dataclass
 class GraphicalModel:
-    """A fitted model plus the fitting settings used to refit it with warm starts."""
+    """A fitted model plus the fitting settings used to refit it with warm starts.
+
+    ``fitter="numpy"`` (default) runs :mod:`flaimsim.mechanisms.mirror_descent` (no JIT, so
+    no recompilation when the cliques change); ``"mbi"`` runs ``mbi``'s JAX MirrorDescent,
+    kept for comparison. Either way the fit is stored as numpy log-potentials with the
+    calibrated junction tree, which serve marginals, likelihoods and synthetic data.
+    ``tol`` switches on the stopping rule of :class:`~flaimsim.mechanisms.mirror_descent.
+    FitSettings` (the iteration counts become caps).
+    """
 
     domain: mbi.Domain
-    mrf: mbi.MarkovRandomField | None = None
     iters_warm: int = 200
     iters_cold: int = 1000
+    tol: float | None = None
+    fitter: str = "numpy"
+    result: FitResult | None = field(default=None, repr=False)
     _log_tables: dict[Clique, np.ndarray] = field(default_factory=dict, repr=False)
+    _mrf: mbi.MarkovRandomField | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.fitter not in FITTERS:
+            raise ValueError(f"unknown fitter {self.fitter!r}; choose one of {FITTERS}")
 
     @staticmethod
-    def for_table(table: Table, iters_warm: int = 200, iters_cold: int = 1000
-                  ) -> "GraphicalModel":
-        return GraphicalModel(mbi_domain(table.columns, table.sizes), None, iters_warm,
-                              iters_cold)
+    def for_table(table: Table, iters_warm: int = 200, iters_cold: int = 1000,
+                  tol: float | None = None, fitter: str = "numpy") -> "GraphicalModel":
+        return GraphicalModel(mbi_domain(table.columns, table.sizes), iters_warm, iters_cold,
+                              tol, fitter)
 
     # ---- fitting ---------------------------------------------------------------------
     def fit(self, measurements: Sequence[Measurement], iters: int | None = None,
-            known_total: float | None = None) -> "GraphicalModel":
-        """Mirror descent on all measurements, warm-started from the current model."""
+            known_total: float | None = None, tol: float | None = None) -> "GraphicalModel":
+        """Mirror descent on all measurements (merged per clique), warm-started from the
+        current model; ``tol`` (default: the model's) stops it early on a flat loss."""
         if not measurements:
             raise ValueError("cannot fit a model without measurements")
         if iters is None:
-            iters = self.iters_cold if self.mrf is None else self.iters_warm
-        self.mrf = mbi.estimation.MirrorDescent().estimate(
-            self.domain, [m.to_mbi() for m in merge_by_clique(measurements)],
-            known_total=known_total,
-            iters=int(iters), warm_start=self.mrf)
-        self._log_tables = {}
+            iters = self.iters_cold if self.result is None else self.iters_warm
+        settings = FitSettings(int(iters), self.tol if tol is None else tol)
+        merged = merge_by_clique(measurements)
+        problem = MirrorDescent(self.domain, [(m.clique, m.values, m.sigma) for m in merged],
+                                self.result.tree if self.result else None)
+        warm = dict(zip(self.result.tree.cliques, self.result.potentials)) if self.result \
+            else None
+        if self.fitter == "numpy":
+            self.result = problem.run(settings, warm, known_total)
+        else:
+            self.result = fit_with_mbi(problem, merged, settings, warm, known_total)
+        self._log_tables, self._mrf = {}, None
         return self
 
     @property
-    def fitted(self) -> mbi.MarkovRandomField:
-        if self.mrf is None:
+    def tree(self) -> JunctionTree:
+        if self.result is None:
             raise RuntimeError("the model has not been fitted yet")
-        return self.mrf
+        return self.result.tree
 
     @property
     def cliques(self) -> list[Clique]:
-        return [tuple(c) for c in self.fitted.cliques]
+        """The potentials' cliques (the maximal measured ones, spelled as measured)."""
+        return list(self._spelled())
+
+    def _spelled(self) -> dict[Clique, int]:
+        if self.result is None:
+            raise RuntimeError("the model has not been fitted yet")
+        return {c: k for k, c in enumerate(self.result.spelled)}
+
+    @property
+    def potentials(self) -> dict[Clique, np.ndarray]:
+        """θ per clique, axes in the clique's own order (what FLAIM broadcasts)."""
+        pots = self.tree_potentials()
+        return {c: from_canonical(self.domain, c, pots[k]) for c, k in self._spelled().items()}
+
+    def tree_potentials(self) -> list[np.ndarray]:
+        return self.result.potentials if self.result is not None else []
 
     @property
     def total(self) -> float:
-        return float(self.fitted.total)
+        if self.result is None:
+            raise RuntimeError("the model has not been fitted yet")
+        return float(self.result.total)
+
+    @property
+    def fitted(self) -> mbi.MarkovRandomField:
+        """The model as an ``mbi.MarkovRandomField`` (for interoperability and tests)."""
+        if self._mrf is None:
+            cliques = self.cliques
+            pots = self.potentials
+            mu = self.tree.clique_marginals(self.result.node_marginals)
+            fac = {c: mbi.Factor(self.domain.project(c), jax.numpy.asarray(pots[c]))
+                   for c in cliques}
+            marg = {c: mbi.Factor(self.domain.project(c), jax.numpy.asarray(
+                from_canonical(self.domain, c, mu[k]))) for c, k in self._spelled().items()}
+            self._mrf = mbi.MarkovRandomField(
+                potentials=mbi.CliqueVector(self.domain, cliques, fac),
+                marginals=mbi.CliqueVector(self.domain, cliques, marg), total=self.total)
+        return self._mrf
 
     # ---- exact marginals ---------------------------------------------------------------
     def _shifted_log_tables(self) -> dict[Clique, np.ndarray]:
         if not self._log_tables:
-            for cl in self.fitted.cliques:
-                theta = np.asarray(self.fitted.potentials[cl].values, dtype=float)
-                self._log_tables[tuple(cl)] = theta - theta.max()
+            for cl, theta in zip(self.tree.cliques, self.tree_potentials()):
+                self._log_tables[cl] = theta - theta.max()
         return self._log_tables
 
     def _contract(self, target: Sequence[str]) -> tuple[np.ndarray, float]:
-        """(v, s) with Σ_{x∖target} Π_c exp(θ_c − max θ_c) = v·exp(s), over ``target``.
-
-        Factors are contracted pairwise along opt_einsum's greedy path and each intermediate
-        is divided by its maximum (its log added to s): one product over many sharp cliques
-        would underflow to zero (seen on Adult). Attributes that no clique mentions
-        contribute a uniform factor; ``target=()`` gives log Z as log v + s.
-        """
+        """(v, s) with Σ_{x∖target} Π_c exp(θ_c − max θ_c) = v·exp(s) (see ``contract``)."""
         tables = self._shifted_log_tables()
-        label = {a: i for i, a in enumerate(self.domain.attributes)}
-        ops: list[tuple[np.ndarray, list[int]]] = [
-            (np.exp(logt), [label[a] for a in cl]) for cl, logt in tables.items()]
-        covered = {label[a] for cl in tables for a in cl}
-        ops += [(np.ones(self.domain[a]), [label[a]]) for a in target
-                if label[a] not in covered]
-        wanted = [label[a] for a in target]
-        sym = opt_einsum.get_symbol
-        equation = ",".join("".join(sym(i) for i in idx) for _, idx in ops) + "->" + "".join(
-            sym(i) for i in wanted)
-        path, _ = opt_einsum.contract_path(equation, *[arr.shape for arr, _ in ops],
-                                           optimize="greedy", shapes=True)
-        log_scale = 0.0
-        for step in path:
-            picked = [ops[i] for i in step]
-            for i in sorted(step, reverse=True):
-                ops.pop(i)
-            keep = set(wanted).union(*[set(idx) for _, idx in ops])
-            out_idx = [i for i in sorted({i for _, idx in picked for i in idx}) if i in keep]
-            args: list = []
-            for arr, idx in picked:
-                args += [arr, idx]
-            out = np.einsum(*args, out_idx)
-            peak = float(out.max())
-            if peak > 0:
-                out, log_scale = out / peak, log_scale + math.log(peak)
-            ops.append((out, out_idx))
-        (arr, idx), = ops
-        return np.transpose(arr, [idx.index(i) for i in wanted]), log_scale
+        return contract(self.domain, [(np.exp(t), c) for c, t in tables.items()], target)
 
     def marginal(self, clique: Sequence[str]) -> np.ndarray:
         """Model counts M̂_q (scaled to the model's total), flattened in C order over ``clique``."""
         clique = tuple(clique)
-        if self.fitted.marginals.supports(clique):
-            fac = self.fitted.marginals.project(clique).transpose(clique)
-            vals = np.asarray(fac.values, dtype=float)
-            return (vals / vals.sum() * self.total).ravel()
-        out, _ = self._contract(clique)
+        held = self.tree.project(self.fitted_nodes, clique)
+        if held is not None:  # inside a junction-tree node: read off the calibrated tree
+            return from_canonical(self.domain, clique, held).ravel()
+        out = from_canonical(self.domain, clique,
+                             self.tree.spanning_marginal(self.fitted_nodes, clique))
         return (out / out.sum() * self.total).ravel()
+
+    @property
+    def fitted_nodes(self) -> list[np.ndarray]:
+        """Calibrated marginals (counts) of the junction-tree nodes, domain-ordered."""
+        if self.result is None:
+            raise RuntimeError("the model has not been fitted yet")
+        return self.result.node_marginals
 
     def marginals(self, cliques: Sequence[Sequence[str]]) -> dict[Clique, np.ndarray]:
         return {tuple(c): self.marginal(c) for c in cliques}
@@ -200,23 +226,21 @@ class GraphicalModel:
     # ---- AIM size filter and generation ------------------------------------------------
     def size_mb(self, extra: Sequence[Clique] = ()) -> float:
         """Junction-tree size in MB (mbi's rule) of the model cliques plus ``extra``."""
-        cliques = (self.cliques if self.mrf is not None else []) + [tuple(c) for c in extra]
-        return float(junction_tree.hypothetical_model_size(self.domain, cliques))
+        cliques = (self.cliques if self.result is not None else []) + [tuple(c) for c in extra]
+        return model_size_mb(self.domain, cliques)
 
     def in_model(self, clique: Sequence[str]) -> bool:
-        return self.mrf is not None and any(set(clique) <= set(c) for c in self.cliques)
+        return self.result is not None and any(set(clique) <= set(c) for c in self.cliques)
 
     def synthetic(self, rows: int, seed: int) -> Table:
-        """``rows`` synthetic records. mbi samples with numpy's global RNG: seeded here."""
-        np.random.seed(seed % 2**32)
-        ds = self.fitted.synthetic_data(rows=int(rows))
-        cols = list(self.domain.attributes)
-        values = np.stack([np.asarray(ds.to_dict()[c], dtype=np.int64) for c in cols], axis=1)
-        return Table(tuple(cols), tuple(self.domain.shape), values)
+        """``rows`` synthetic records (:mod:`~flaimsim.mechanisms.sampling`), seeded."""
+        values = synthetic_records(self.tree, self.fitted_nodes, int(rows),
+                                   np.random.default_rng(seed))
+        return Table(tuple(self.domain.attributes), tuple(self.domain.shape), values)
 
     def clique_table_bytes(self, element_bytes: int = 8) -> int:
         """Bytes of the model's clique tables (what a FLAIM server broadcasts)."""
-        return int(sum(self.domain.size(c) for c in self.fitted.cliques) * element_bytes)
+        return int(sum(self.domain.size(c) for c in self.cliques) * element_bytes)
 
 
 def filter_by_size(model: GraphicalModel, candidates: Sequence[Clique], max_size_mb: float,
@@ -225,3 +249,24 @@ def filter_by_size(model: GraphicalModel, candidates: Sequence[Clique], max_size
     max_size · (spent / ρ) MB, or r already lies inside a model clique."""
     limit = max_size_mb * spent_fraction
     return [r for r in candidates if model.in_model(r) or model.size_mb([r]) <= limit]
+
+
+def fit_with_mbi(problem: MirrorDescent, merged: Sequence[Measurement], settings: FitSettings,
+                 warm: dict[Clique, np.ndarray] | None, known_total: float | None
+                 ) -> FitResult:
+    """The same fit by ``mbi``'s JAX MirrorDescent (recompiles per clique set), stored in
+    the numpy form. Its tolerance test runs every 50 iterations, its count rounds up to 50."""
+    domain = problem.domain
+    start = None
+    if warm:
+        start = mbi.CliqueVector(domain, list(warm), {
+            c: mbi.Factor(domain.project(c), jax.numpy.asarray(t)) for c, t in warm.items()})
+    mrf = mbi.estimation.MirrorDescent().estimate(
+        domain, [m.to_mbi() for m in merged], known_total=known_total, iters=settings.iters,
+        warm_start=start, tol=settings.tol, patience=settings.patience)
+    pots = [to_canonical(domain, c, np.asarray(mrf.potentials[c].values, dtype=float))
+            for c in problem.spelled]
+    total = float(mrf.total)
+    nodes, _, loss, _ = problem.evaluate(pots, total)
+    return FitResult(problem.tree, problem.spelled, pots, nodes, total, loss, settings.iters,
+                     float("nan"))

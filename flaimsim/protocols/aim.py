@@ -76,20 +76,21 @@ def round_spend(sigma: float, epsilon: float) -> float:
 
 def one_round(t: int, config: RunConfig, workload: Workload, model: GraphicalModel,
               backend: SelectMeasure, privacy: PrivacyLedger, measurements: list[Measurement],
-              sigma: float, epsilon: float, times: LoopTimes
+              sigma: float, epsilon: float, times: LoopTimes, keep_before: bool = False
               ) -> tuple[list[Clique], dict[Clique, np.ndarray]]:
     """Size filter, select, measure, re-fit (warm start). Appends to ``measurements``;
-    returns the chosen marginals and the model's estimates of them before the re-fit."""
+    returns the chosen marginals and, if ``keep_before`` (the adaptive schedule's test),
+    the model's estimates of them before the re-fit (else an empty dict)."""
     planned = privacy.rho_spent + round_spend(sigma, epsilon)
     t0 = time.perf_counter()
     kept = filter_by_size(model, workload.candidates, config.max_model_size_mb,
                           min(planned / privacy.rho_budget, 1.0))
     chosen = list(backend.select(t, kept, model, sigma, epsilon, privacy))
     times.select_s += time.perf_counter() - t0
-    before = {c: model.marginal(c) for c in chosen}
+    before = {c: model.marginal(c) for c in chosen} if keep_before else {}
     measurements += backend.measure(t, chosen, sigma, privacy, model)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_round)
+    model.fit(measurements, iters=config.iters_round, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     return chosen, before
 
@@ -105,7 +106,7 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
     times = LoopTimes()
     measurements = backend.measure_initial(workload.one_ways, schedule.sigma, privacy)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_round * 2)
+    model.fit(measurements, iters=config.iters_round * 2, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     selected: list[list[Clique]] = []
     for t in range(1, config.rounds + 1):
@@ -115,7 +116,7 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
         if progress:
             progress(t)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_final)
+    model.fit(measurements, iters=config.iters_final, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     privacy.check_order()
     return LoopResult(model, measurements, privacy, selected, schedule, times, config.rounds)
@@ -134,7 +135,7 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
     privacy = PrivacyLedger(rho)
     times = LoopTimes()
     measurements = backend.measure_initial(workload.one_ways, sigma, privacy)
-    model.fit(measurements, iters=config.iters_round * 2)
+    model.fit(measurements, iters=config.iters_round * 2, tol=config.fit_tol)
     selected: list[list[Clique]] = []
     t, terminate = 0, False
     while not terminate:
@@ -145,7 +146,7 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
             epsilon = math.sqrt(8 * (1 - config.alpha) * remaining)
             terminate = True
         chosen, before = one_round(t, config, workload, model, backend, privacy, measurements,
-                                   sigma, epsilon, times)
+                                   sigma, epsilon, times, keep_before=True)
         selected.append(chosen)
         if progress:
             progress(t)
@@ -153,7 +154,7 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
         if changed <= sum(score_offset(sigma, len(before[c])) for c in chosen):
             sigma, epsilon = sigma / 2, epsilon * 2
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_final)
+    model.fit(measurements, iters=config.iters_final, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     privacy.check_order()
     return LoopResult(model, measurements, privacy, selected, None, times, t)

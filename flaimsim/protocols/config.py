@@ -37,6 +37,7 @@ class RunConfig:
     max_model_size_mb: float = 80.0
     iters_round: int = 200
     iters_final: int = 1000
+    fit_tol: float | None = None  # mirror-descent stopping rule; the iteration counts cap it
     synthetic_rows: int | None = None  # default: the training set's size
     test_fraction: float = 0.1
     max_bins: int | None = None
@@ -121,6 +122,8 @@ class RunConfig:
             raise ConfigError(f"clients must be >= 1, got {self.clients}")
         if self.max_model_size_mb <= 0:
             raise ConfigError("max_model_size_mb must be positive")
+        if self.fit_tol is not None and not self.fit_tol >= 0:
+            raise ConfigError(f"fit_tol must be >= 0, got {self.fit_tol}")
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"max_records must be >= 1, got {self.max_records}")
         if self.servers_at is not None and self.mpc == "model" and self.aggregation == "secagg":

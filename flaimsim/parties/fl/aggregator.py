@@ -82,13 +82,12 @@ def serialise_model(model: GraphicalModel) -> bytes:
     """The model as sent: per clique, its attribute names (UTF-8, '|'-joined, length-prefixed)
     and ``np.save`` of its float64 potential table; prefixed by the clique count."""
     buf = io.BytesIO()
-    cliques = model.cliques
-    buf.write(NAME_LEN.pack(len(cliques)))
-    for cl in cliques:
+    potentials = model.potentials
+    buf.write(NAME_LEN.pack(len(potentials)))
+    for cl, table in potentials.items():
         name = "|".join(cl).encode()
         buf.write(NAME_LEN.pack(len(name)) + name)
-        np.save(buf, np.asarray(model.fitted.potentials[cl].values, dtype=np.float64),
-                allow_pickle=False)
+        np.save(buf, np.ascontiguousarray(table, dtype=np.float64), allow_pickle=False)
     return buf.getvalue()
 
 

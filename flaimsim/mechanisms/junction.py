@@ -1,0 +1,280 @@
+"""Exact inference on a junction tree in plain numpy: the marginal oracle of the fitter.
+
+A :class:`JunctionTree` is built once per clique set (``mbi``'s triangulation and spanning
+tree, which are networkx and need no compilation) and then evaluates, for any log-potentials
+θ on those cliques, the calibrated node marginals of P(x) ∝ exp(Σ_c θ_c(x_c)) by log-space
+HUGIN message passing (the algorithm of ``mbi.marginal_oracles.message_passing_hugin``).
+
+Every array is held with its attributes in domain order, so a separator's axes appear in
+the same relative order in both nodes and messages move between nodes by ``reshape`` alone
+(no transposes, no einsum parsing): with the few-thousand-cell trees AIM builds, the cost of
+a call is its ~10 numpy calls per message, with no JIT to compile when the cliques change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import opt_einsum
+
+from flaimsim.mechanisms.mbi_setup import mbi
+
+junction_tree = mbi.junction_tree
+
+Clique = tuple[str, ...]
+Axes = tuple[int, ...]
+
+
+def canonical(domain: mbi.Domain, clique: Sequence[str]) -> Clique:
+    """``clique``'s attributes in domain order (the layout of every internal array)."""
+    return tuple(domain.canonical(tuple(clique)))
+
+
+def to_canonical(domain: mbi.Domain, clique: Sequence[str], values: np.ndarray) -> np.ndarray:
+    """A table over ``clique`` (flat C order or shaped) re-laid out in domain order."""
+    clique = tuple(clique)
+    table = np.asarray(values, dtype=float).reshape(domain.project(clique).shape)
+    target = canonical(domain, clique)
+    return np.transpose(table, [clique.index(a) for a in target])
+
+
+def from_canonical(domain: mbi.Domain, clique: Sequence[str], table: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_canonical`: a domain-ordered table laid out in ``clique``'s order."""
+    source = canonical(domain, clique)
+    return np.transpose(table, [source.index(a) for a in tuple(clique)])
+
+
+def embed_shape(domain: mbi.Domain, sub: Clique, sup: Clique) -> tuple[int, ...]:
+    """Shape that broadcasts a domain-ordered table over ``sub`` into one over ``sup``."""
+    return tuple(domain[a] if a in sub else 1 for a in sup)
+
+
+def summed_axes(sub: Clique, sup: Clique) -> Axes:
+    """Axes of a domain-ordered table over ``sup`` that are summed out to reach ``sub``."""
+    return tuple(i for i, a in enumerate(sup) if a not in sub)
+
+
+def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
+    """log Σ exp(x) over ``axes`` (the others kept, in order), shifted by the max for range."""
+    if not axes:
+        return x
+    peak = x.max(axis=axes, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    return np.log(np.exp(x - peak).sum(axis=axes)) + peak.reshape(
+        [s for i, s in enumerate(x.shape) if i not in axes])
+
+
+@dataclass(frozen=True)
+class Message:
+    """One HUGIN message i → j: sum node i over ``axes``; broadcast shapes in j and in i."""
+
+    source: int
+    target: int
+    axes: Axes
+    shape_in_target: tuple[int, ...]
+    shape_in_source: tuple[int, ...]
+
+
+class JunctionTree:
+    """The junction tree of a clique set, with each clique assigned to one node."""
+
+    def __init__(self, domain: mbi.Domain, cliques: Sequence[Sequence[str]]):
+        self.domain = domain
+        self.cliques: list[Clique] = [canonical(domain, c) for c in cliques]
+        jtree, self.elimination_order = junction_tree.make_junction_tree(
+            domain, [tuple(c) for c in cliques])
+        self.nodes: list[Clique] = [canonical(domain, n) for n in
+                                    junction_tree.maximal_cliques(jtree)]
+        index = {n: i for i, n in enumerate(self.nodes)}
+        self.node_shapes = [tuple(domain.project(n).shape) for n in self.nodes]
+        # each clique lives in the smallest node that contains it (mbi's clique_mapping rule)
+        self.home = [min((i for i, n in enumerate(self.nodes) if set(c) <= set(n)),
+                         key=lambda i: domain.size(self.nodes[i])) for c in self.cliques]
+        self.embed = [embed_shape(domain, c, self.nodes[h]) for c, h in zip(self.cliques,
+                                                                             self.home)]
+        self.messages: list[Message] = []
+        for i, j in junction_tree.message_passing_order(jtree):
+            a, b = self.nodes[index[canonical(domain, i)]], self.nodes[index[canonical(domain, j)]]
+            sep = tuple(x for x in a if x in b)
+            self.messages.append(Message(index[a], index[b], summed_axes(sep, a),
+                                         embed_shape(domain, sep, b), embed_shape(domain, sep, a)))
+
+        self.edges = sorted({tuple(sorted((m.source, m.target))) for m in self.messages})
+
+    def node_of(self, clique: Sequence[str]) -> int | None:
+        """The smallest node containing ``clique``, or None."""
+        scope = set(clique)
+        fits = [i for i, n in enumerate(self.nodes) if scope <= set(n)]
+        return min(fits, key=lambda i: np.prod(self.node_shapes[i])) if fits else None
+
+    def beliefs(self, potentials: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Calibrated unnormalised log-marginals of every node.
+
+        ``potentials[k]`` is θ for ``self.cliques[k]``, domain-ordered. After the collect and
+        distribute passes, b_n(x_n) = log Σ_{x ∖ x_n} exp(Σ_c θ_c) + const for each node.
+        """
+        beliefs = [np.zeros(s) for s in self.node_shapes]
+        for k, theta in enumerate(potentials):
+            beliefs[self.home[k]] = beliefs[self.home[k]] + theta.reshape(self.embed[k])
+        sent: dict[tuple[int, int], np.ndarray] = {}
+        for m in self.messages:
+            back = sent.get((m.target, m.source))
+            tau = beliefs[m.source] if back is None else (
+                beliefs[m.source] - back.reshape(m.shape_in_source))
+            msg = logsumexp(tau, m.axes)
+            sent[(m.source, m.target)] = msg
+            beliefs[m.target] = beliefs[m.target] + msg.reshape(m.shape_in_target)
+        return beliefs
+
+    def node_marginals(self, potentials: Sequence[np.ndarray], total: float
+                       ) -> list[np.ndarray]:
+        """Node marginals as counts: μ_n = total · exp(b_n − log Σ exp b_n)."""
+        out = []
+        for b in self.beliefs(potentials):
+            peak = b.max()
+            p = np.exp(b - peak)
+            out.append(p * (total / p.sum()))
+        return out
+
+    def clique_marginals(self, nodes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """μ_c for each clique, summed from its home node's marginal."""
+        return [nodes[h] if nodes[h].ndim == len(c) else
+                nodes[h].sum(axis=summed_axes(c, self.nodes[h]))
+                for c, h in zip(self.cliques, self.home)]
+
+    def project(self, nodes: Sequence[np.ndarray], clique: Sequence[str]) -> np.ndarray | None:
+        """Domain-ordered marginal on ``clique`` if one node holds it, else None."""
+        target = canonical(self.domain, clique)
+        h = self.node_of(target)
+        if h is None:
+            return None
+        return nodes[h].sum(axis=summed_axes(target, self.nodes[h]))
+
+    def steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
+        """The smallest subforest whose nodes cover ``clique``: leaves that are not needed
+        are pruned until every leaf holds an attribute of ``clique`` no other node gives."""
+        wanted = set(clique)
+        terminals = {self.node_of((a,)) for a in wanted}
+        keep = set(range(len(self.nodes)))
+        edges = set(self.edges)
+        pruned = True
+        while pruned:
+            pruned = False
+            for n in sorted(keep - terminals):
+                degree = sum(n in e for e in edges)
+                if degree <= 1:
+                    keep.discard(n)
+                    edges = {e for e in edges if n not in e}
+                    pruned = True
+        return sorted(keep), sorted(edges)
+
+    def spanning_marginal(self, nodes: Sequence[np.ndarray], clique: Sequence[str]
+                          ) -> np.ndarray:
+        """Domain-ordered marginal on any ``clique``, from node and separator marginals:
+        P(x_S) = Π_{n∈S} μ_n / Π_{(i,j)∈S} μ_{i∩j} over the Steiner subforest S, then summed
+        to ``clique`` (0/0 = 0: a separator value of mass 0 has no mass in either node)."""
+        target = canonical(self.domain, clique)
+        keep, edges = self.steiner(target)
+        ops = [(nodes[n], self.nodes[n]) for n in keep]
+        for i, j in edges:
+            sep = tuple(a for a in self.nodes[i] if a in self.nodes[j])
+            mu = nodes[i].sum(axis=summed_axes(sep, self.nodes[i]))
+            ops.append((np.divide(1.0, mu, out=np.zeros_like(mu), where=mu > 0), sep))
+        value, _ = contract(self.domain, ops, target)
+        return value
+
+
+def greedy_elimination_cliques(domain: mbi.Domain, cliques: Sequence[Sequence[str]]
+                               ) -> list[frozenset[str]]:
+    """The cliques {a} ∪ N(a) met while eliminating ``mbi``'s greedy order.
+
+    ``mbi.junction_tree.greedy_order`` picks, among the remaining attributes in domain order,
+    the first whose clique {a} ∪ N(a) has the fewest cells (1 for an attribute no clique
+    mentions); here the interaction graph is kept as adjacency sets and only the eliminated
+    attribute's neighbours are re-costed, which is what makes the size filter cheap.
+    """
+    attrs = list(domain.attributes)
+    size = dict(zip(attrs, domain.shape))
+    adjacent: dict[str, set[str]] = {a: set() for a in attrs}
+    covered: set[str] = set()
+    for c in cliques:
+        covered.update(c)
+        for a in c:
+            adjacent[a].update(b for b in c if b != a)
+
+    def cost(a: str) -> int:
+        return math.prod(size[b] for b in adjacent[a] | {a}) if a in covered else 1
+
+    costs = {a: cost(a) for a in attrs}
+    remaining = list(attrs)
+    out = []
+    while remaining:
+        a = min(remaining, key=costs.__getitem__)  # first minimum in domain order
+        remaining.remove(a)
+        near = adjacent.pop(a)
+        out.append(frozenset(near | {a}))
+        for b in near:
+            adjacent[b].discard(a)
+            adjacent[b].update(near - {b})
+        for b in near:
+            costs[b] = cost(b)
+    return out
+
+
+def model_size_mb(domain: mbi.Domain, cliques: Sequence[Sequence[str]]) -> float:
+    """``mbi.junction_tree.hypothetical_model_size``: 8-byte cells over the junction tree's
+    nodes, in MB. The nodes are the maximal elimination cliques (the maximal cliques of the
+    triangulated graph). A tree-shaped graph is eliminated leaf-first by ``mbi``, so that case
+    is handed to ``mbi`` itself."""
+    attrs = list(domain.attributes)
+    edges = {frozenset(e) for c in cliques for e in itertools.combinations(c, 2)}
+    if edges and len(edges) == len(attrs) - 1:  # possibly a tree: mbi's other branch
+        return float(junction_tree.hypothetical_model_size(domain, [tuple(c) for c in cliques]))
+    elim = greedy_elimination_cliques(domain, cliques)
+    nodes = {c for c in elim if not any(c < other for other in elim)}
+    size = dict(zip(attrs, domain.shape))
+    cells = sum(math.prod(size[a] for a in c) for c in nodes)
+    return cells * 8 / 2**20
+
+
+def contract(domain: mbi.Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]],
+             target: Sequence[str]) -> tuple[np.ndarray, float]:
+    """(v, s) with Σ_{x∖target} Π_k F_k = v·exp(s), over ``target`` (in its order).
+
+    Factors are contracted pairwise along opt_einsum's greedy path and each intermediate is
+    divided by its maximum (its log added to s): one product of many sharp factors would
+    underflow to zero (seen on Adult). Target attributes no factor mentions get a uniform
+    factor; ``target=()`` gives log Σ_x Π_k F_k as log v + s.
+    """
+    label = {a: i for i, a in enumerate(domain.attributes)}
+    ops: list[tuple[np.ndarray, list[int]]] = [(arr, [label[a] for a in attrs])
+                                               for arr, attrs in operands]
+    covered = {i for _, idx in ops for i in idx}
+    ops += [(np.ones(domain[a]), [label[a]]) for a in target if label[a] not in covered]
+    wanted = [label[a] for a in target]
+    sym = opt_einsum.get_symbol
+    equation = ",".join("".join(sym(i) for i in idx) for _, idx in ops) + "->" + "".join(
+        sym(i) for i in wanted)
+    path, _ = opt_einsum.contract_path(equation, *[arr.shape for arr, _ in ops],
+                                       optimize="greedy", shapes=True)
+    log_scale = 0.0
+    for step in path:
+        picked = [ops[i] for i in step]
+        for i in sorted(step, reverse=True):
+            ops.pop(i)
+        keep = set(wanted).union(*[set(idx) for _, idx in ops])
+        out_idx = [i for i in sorted({i for _, idx in picked for i in idx}) if i in keep]
+        args: list = []
+        for arr, idx in picked:
+            args += [arr, idx]
+        out = np.einsum(*args, out_idx)
+        peak = float(out.max())
+        if peak > 0:
+            out, log_scale = out / peak, log_scale + math.log(peak)
+        ops.append((out, out_idx))
+    (arr, idx), = ops
+    return np.transpose(arr, [idx.index(i) for i in wanted]), log_scale
