@@ -41,7 +41,9 @@ import numpy as np
 
 from flaimsim.parties.ledger import Ledger, server
 
-FEATURES = {"decompose": ("1", "cells"), "score": ("1", "k", "mults", "steps"),
+# score: "dots" counts the candidates with at least one priced cell (each costs one inner
+# product reshare; a candidate whose cells all compare publicly costs none).
+FEATURES = {"decompose": ("1", "cells"), "score": ("1", "k", "dots", "mults", "steps"),
             "select": ("1", "k", "log2k"), "select-rnm": ("1", "k", "log2k"),
             "measure": ("1", "cells"), "to_shamir": ("1", "cells"),
             "unwrap": ("1", "cells"), "sum-squares": ("1", "k"), "score-l2": ("1", "k")}
@@ -49,10 +51,10 @@ FRAME_HEADER_BYTES = 14
 SEED_BYTES = 16
 
 
-def _features(op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0
-              ) -> np.ndarray:
+def _features(op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
+              dots: int = 0) -> np.ndarray:
     values = {"1": 1.0, "cells": float(cells), "k": float(k), "mults": float(mults),
-              "steps": float(steps),
+              "steps": float(steps), "dots": float(dots),
               "log2k": float(math.ceil(math.log2(k))) if k > 1 else 0.0}
     return np.array([values[f] for f in FEATURES[op]])
 
@@ -73,10 +75,10 @@ class CostTable:
     frac_bits: int = 0
     score: str = "l1"
 
-    def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0
-                ) -> dict[tuple[int, int], tuple[int, int]]:
+    def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
+                dots: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
         """(bytes, messages) per ordered server pair for one step of the given size."""
-        x = _features(op, cells, k, mults, steps)
+        x = _features(op, cells, k, mults, steps, dots)
         out = {}
         for pair, coef in self.coefficients[op]["bytes"].items():
             i, j = (int(v) for v in pair.split("->"))
@@ -86,8 +88,8 @@ class CostTable:
         return out
 
     def charge(self, ledger: Ledger, round: int, phase: str, op: str, cells: int = 0,
-               k: int = 0, mults: int = 0, steps: int = 0) -> None:
-        for (i, j), (nbytes, msgs) in self.predict(op, cells, k, mults, steps).items():
+               k: int = 0, mults: int = 0, steps: int = 0, dots: int = 0) -> None:
+        for (i, j), (nbytes, msgs) in self.predict(op, cells, k, mults, steps, dots).items():
             ledger.add(round, phase, server(i), server(j), nbytes, msgs, "modelled")
 
     def upload_bytes_per_server(self, sharing: str, cells: int) -> list[int]:
@@ -126,7 +128,8 @@ def code_version() -> str:
     digest = hashlib.sha256()
     for name in ("secure_scoring.py", "secure_em.py", "secure_noise.py", "distaim_server.py",
                  "secure_l2.py",
-                 "server.py", "input_sharing.py", "wire.py"):
+                 "server.py", "input_sharing.py", "wire.py", "cost_model.py",
+                 "distaim_engine.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -180,7 +183,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
 
     def score_features(engine: MpcEngine) -> np.ndarray:
         st = engine.steps[-1]
-        return _features("score", st.cells, st.k, st.mults, st.steps)
+        return _features("score", st.cells, st.k, st.mults, st.steps, st.dots)
 
     for n_cal, cells in enumerate(cell_sizes):
         # Compact sharing (the default) so that the conversion to Shamir form is measured.

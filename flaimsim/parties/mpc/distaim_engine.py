@@ -52,6 +52,7 @@ class Step:
     clients: tuple[int, ...] = ()
     mults: int = 0      # score: secret multiplications of the priced comparisons
     steps: int = 0      # score: bit positions with a vectorised multiplication
+    dots: int = 0       # score: candidates with a priced cell (one inner product each)
 
 
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
@@ -65,7 +66,7 @@ def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
             cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
         return
     cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k,
-                mults=step.mults, steps=step.steps)
+                mults=step.mults, steps=step.steps, dots=step.dots)
 
 
 def replay(steps: Sequence[Step], cost: Any, sharing: str) -> Ledger:
@@ -99,8 +100,10 @@ def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_cou
 
     plan = comparison_plan(round_public_marginal(np.asarray(public_c, dtype=float), frac_bits),
                            int(max_count).bit_length(), frac_bits)
+    segment_of = np.repeat(np.arange(len(lengths)), np.asarray(lengths, dtype=np.int64))
+    dots = int(np.unique(segment_of[plan.inside]).size)
     return Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths), mults=plan.mults,
-                steps=plan.steps)
+                steps=plan.steps, dots=dots)
 
 
 def count_bits_for(max_count: int, frac_bits: int = 0, score: str = "l1") -> int:

@@ -164,8 +164,8 @@ class ServerState:
         self.reveal_log.clear()
         setup = self.extras.get("setup_wire")
         self.extras.clear()
-        if setup is not None:  # the handshakes happened once, in the first session's bill
-            self.extras["setup_wire"] = {k: [0] * len(v) for k, v in setup.items()}
+        if setup is not None:  # the servers' connection handshakes: every session reports them
+            self.extras["setup_wire"] = setup
 
     @property
     def pid(self) -> int:
@@ -395,7 +395,7 @@ async def open_to(state: ServerState, name: str, host: str, port: int, round: in
                              "shape": list(x.shape), "receivers": [int(receiver)]})
     if state.pid != int(receiver):
         return {"name": name, "bytes": 0}
-    p = state.modulus
+    p = x.sectype.field.modulus  # the array's own field: its bit length may not be the default
     elems = np.array([int(v) % p for v in np.asarray(values).reshape(-1)], dtype=object)
     data = Frame(FrameKind.OPENED_SUM, -3 - state.pid, int(round), phase,
                  encode_elements(elems, element_bytes(p))).encode()
