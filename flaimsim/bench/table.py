@@ -353,7 +353,8 @@ def setting_header(configs: Iterable[dict[str, Any]]) -> str:
     differs = {k: v for k, v in differs.items() if v}
     described = ("K = 100 clients, Poisson p = 0.1, δ = 1e-5, 64 random 3-way marginals "
                  "(seed 123), 80 MB model cap, cluster split (UMAP + k-means), DistAIM in "
-                 "cumulative Poisson participation, α = 0.9, 50/500 mirror-descent iterations")
+                 "cumulative Poisson participation, α = 0.9; fits of 200/1000 mirror-descent "
+                 "iterations (the authors used 50/500)")
     if not differs:
         return f"Setting: the paper's (preset 'paper': {described})."
     diff = "; ".join(f"{k} = {', '.join(v)} (paper: {paper[k]})" for k, v in differs.items())
