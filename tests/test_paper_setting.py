@@ -88,3 +88,17 @@ def test_umap_cluster_split_is_seeded_cached_and_skewed(tmp_path, monkeypatch):
 
     iid = heterogeneity_report(partition_iid(table, 6, np.random.default_rng(4)))
     assert heterogeneity_report(fed)["mean_tv"] > 2 * iid["mean_tv"]
+
+
+def test_cumulative_measurements_are_rescaled_to_the_current_count(poisson_run):
+    """Every measurement is refitted at the contributor count in force at the end, so the
+    model's total follows that count, not a mix of the sets each one was taken over."""
+    cfg, res = poisson_run
+    backend_scale = min(max(res.record["contributor_count"][-1]["estimate"], 1.0),
+                        res.record["public_record_bound"])
+    totals = [float(np.sum(m.values)) for m in res.loop.measurements]
+    # each measurement's total is a noisy estimate of the same (current) count
+    spread = 8 * max(m.sigma for m in res.loop.measurements) * math.sqrt(
+        max(m.values.size for m in res.loop.measurements))
+    assert all(abs(t - backend_scale) <= spread + 0.05 * backend_scale for t in totals)
+    assert res.loop.model.total == pytest.approx(backend_scale, rel=0.1)

@@ -89,6 +89,9 @@ def one_round(t: int, config: RunConfig, workload: Workload, model: GraphicalMod
     times.select_s += time.perf_counter() - t0
     before = {c: model.marginal(c) for c in chosen} if keep_before else {}
     measurements += backend.measure(t, chosen, sigma, privacy, model)
+    harmonise = getattr(backend, "harmonise", None)  # optional: a growing population
+    if harmonise is not None:
+        measurements[:] = harmonise(measurements)
     t0 = time.perf_counter()
     model.fit(measurements, iters=config.iters_round, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
