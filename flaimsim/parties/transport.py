@@ -182,6 +182,18 @@ def loads(buf: bytes) -> Any:
 
 # ---- the client side ----------------------------------------------------------------------------
 
+def add_wire_flows(ledger: Ledger, frames: Iterable[tuple[int, str, str, str, int]]) -> None:
+    """One ``wire`` row per (round, phase, sender, receiver) of the frames
+    ``(round, phase, sender, receiver, nbytes)``: their bytes and their count."""
+    agg: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for rnd, phase, snd, rcv, nbytes in frames:
+        a = agg[(rnd, phase, snd, rcv)]
+        a[0] += nbytes
+        a[1] += 1
+    for (rnd, phase, snd, rcv), (nbytes, count) in sorted(agg.items()):
+        ledger.add(rnd, phase, snd, rcv, nbytes, count, "wire")
+
+
 @dataclass(frozen=True)
 class SentFrame:
     sender: int
@@ -243,13 +255,8 @@ class ClientTransport:
         """
         with self._log_lock:
             frames, self._flushed = self.log[self._flushed:], len(self.log)
-        agg: dict[tuple[int, int, int, str], list[int]] = defaultdict(lambda: [0, 0])
-        for f in frames:
-            a = agg[(f.sender, f.receiver, f.round, f.phase)]
-            a[0] += f.nbytes
-            a[1] += 1
-        for (snd, rcv, rnd, phase), (nbytes, nmsgs) in sorted(agg.items()):
-            ledger.add(rnd, phase, client(snd), server(rcv), nbytes, nmsgs, "wire")
+        add_wire_flows(ledger, ((f.round, f.phase, client(f.sender), server(f.receiver),
+                                 f.nbytes) for f in frames))
 
     def close(self) -> None:
         for s in self._socks.values():
@@ -324,13 +331,8 @@ class WireLog:
         (round, phase, sender, receiver); each frame is written to a ledger once."""
         with self._lock:
             recs, self._flushed = self.records[self._flushed:], len(self.records)
-        agg: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-        for r in recs:
-            a = agg[(r.round, r.phase, r.sender, r.receiver)]
-            a[0] += r.nbytes
-            a[1] += 1
-        for (rnd, phase, snd, rcv), (nbytes, frames) in sorted(agg.items()):
-            ledger.add(rnd, phase, snd, rcv, nbytes, frames, "wire")
+        add_wire_flows(ledger, ((r.round, r.phase, r.sender, r.receiver, r.nbytes)
+                                for r in recs))
 
 
 def _totals(recs: Iterable[WireRecord]) -> dict[tuple[str, str, str], tuple[int, int]]:

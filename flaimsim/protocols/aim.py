@@ -33,7 +33,9 @@ class SelectMeasure(Protocol):
 
     Every method charges ``privacy`` BEFORE its output is released and then calls
     ``privacy.release(charge, what)``; a release without its charge raises
-    ``PrivacyOrderError``, and the loop re-checks the order log at the end."""
+    ``PrivacyOrderError``, and the loop re-checks the order log at the end. A backend whose
+    measured population grows may also offer ``harmonise(measurements) -> measurements``,
+    which the loop applies before every re-fit (DistAIM in cumulative participation)."""
 
     def n_measurements(self, rounds: int, d1: int) -> int:
         """Gaussian measurements of σ that the schedule must pay for."""
