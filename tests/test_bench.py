@@ -266,3 +266,31 @@ def test_ledger_source_is_required_and_only_wire_or_modelled():
     led.add(0, "select", "client:0", "aggregator", 4, 1, "wire")
     led.add(0, "score", "server:0", "server:1", 9, 1, "modelled")
     assert led.bytes_source() == "mixed" and {r.source for r in led.rows} == {"wire", "modelled"}
+
+
+def test_option_bill_prices_each_choice_on_the_wire():
+    """DistAIM's bill by option (explain's table): one real tiny run per alternative; the
+    encodings' uploads order as their formulas do, rnm's selection is cheaper than the EM's."""
+    from flaimsim.bench.explain import TINY
+    from flaimsim.bench.option_bill import ALTERNATIVES, format_bill, option_bill
+
+    rows = option_bill(RunConfig(**TINY))
+    by = {(r.option, r.value): r for r in rows}
+    assert len(rows) == 1 + len(ALTERNATIVES) and all(r.source == "wire" for r in rows)
+    base = rows[0]
+    shamir, additive = by[("sharing", "shamir")], by[("sharing", "additive")]
+    assert base.upload_per_client < additive.upload_per_client < shamir.upload_per_client
+    # Shamir shares need no server-side conversion; compact and additive shares do.
+    assert shamir.server_sent_by_phase["share-inputs"] == 0 < base.server_sent_by_phase["share-inputs"]
+    assert by[("em", "rnm")].server_sent_by_phase["select"] < base.server_sent_by_phase["select"]
+    assert by[("score", "l2")].server_sent_by_phase["score"] != base.server_sent_by_phase["score"]
+    assert all(r.server_sent == pytest.approx(sum(r.server_sent_by_phase.values())) for r in rows)
+    text = format_bill(rows)
+    assert "score_frac_bits" in text and "upload/client" in text
+
+
+def test_table_labels_distaim_options():
+    label = table.distaim_options({"sharing": "compact", "score": "l2", "em": "rnm",
+                                   "score_frac_bits": 2})
+    assert "compact shares" in label and "l2 score" in label and "rnm selection" in label
+    assert table.distaim_options({}) == ""

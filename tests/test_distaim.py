@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from flaimsim.parties.mpc.cost_model import CostTable, cache_key
+from flaimsim.parties.mpc.cost_model import CostTable, cache_key, select_bits_for
 from flaimsim.parties.mpc.distaim_engine import MpcEngine, replay
 from flaimsim.parties.ledger import Ledger
-from flaimsim.protocols.config import RunConfig
-from flaimsim.protocols.distaim import offset_std, run_distaim, score_bound
+from flaimsim.protocols.config import ConfigError, RunConfig
+from flaimsim.protocols.distaim import cost_setting, offset_std, run_distaim, score_bound
 from flaimsim.protocols.prepare import wire_record_bound
 from flaimsim.protocols.prepare import prepare
 
@@ -94,7 +94,8 @@ def test_production_cost_table_matches_measured_per_phase(real_run, modelled_run
     data = prepare(cfg)
     bound = wire_record_bound(data)
     sb = score_bound(data.workload, bound, offset_std(res.record["sigma"], cfg.servers))
-    assert table.key == cache_key(3, bound, sb, cfg.score_frac_bits, cfg.score)
+    assert table.key == cache_key(3, bound, sb, cfg.score_frac_bits, cfg.score,
+                                  select_bits_for(sb, cost_setting(cfg, data).select_epsilon))
     assert 0 <= table.max_relative_residual <= 0.02
     modelled = replay(res.artifacts["steps"], table, cfg.sharing).by_phase()
     measured = res.ledger.by_phase()
@@ -102,6 +103,24 @@ def test_production_cost_table_matches_measured_per_phase(real_run, modelled_run
     assert set(modelled) == set(measured)
     for phase, nbytes in measured.items():
         assert modelled[phase] == pytest.approx(nbytes, rel=0.02), phase
+
+
+@pytest.mark.timeout(900)
+def test_check_model_reports_per_phase_agreement(real_run, modelled_run, monkeypatch):
+    """--check-model's comparison (the table the modelled runs calibrated, from the cache):
+    every phase of the real run priced within 2%, the handshakes left out."""
+    from flaimsim.protocols.distaim import check_against_model, model_check_notes
+    cfg, res = real_run
+    cache, _ = modelled_run
+    monkeypatch.setenv("FLAIMSIM_CACHE", str(cache))
+    check = check_against_model(cfg, prepare(cfg), res.artifacts["steps"], res.ledger)
+    assert not check["calibrated_now"]
+    assert set(check["measured_bytes"]) == {"share-inputs", "score", "select", "measure"}
+    assert all(check["measured_bytes"][p] > 0 for p in check["measured_bytes"])
+    assert check["max_abs_relative_error"] <= 0.02
+    assert "share-inputs wire" in model_check_notes(check)[0]
+    with pytest.raises(ConfigError, match="check-model"):
+        RunConfig(mpc="model", check_model=True)
 
 
 @pytest.mark.timeout(900)

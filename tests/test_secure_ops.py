@@ -13,8 +13,8 @@ from mpyc.runtime import mpc
 from scipy import stats
 
 from flaimsim.mechanisms.scores import aim_score_from_l1
-from flaimsim.parties.mpc.secure_em import (GEOMETRIC_BITS, SecureMechanismError, em_fxp_type, em_scale,
-                                        gumbel_from_randomness, noise_fxp,
+from flaimsim.parties.mpc.secure_em import (SecureMechanismError, em_fxp_type, em_scale,
+                                        gumbel_from_randomness, noise_fxp, randomness_secint,
                                         secure_exponential_mechanism,
                                         secure_exponential_mechanism_batch)
 from flaimsim.parties.mpc.secure_noise import added_variance, secure_gaussian_measure
@@ -103,30 +103,17 @@ def test_em_scale_rounds_down(epsilon: float, sensitivity: float) -> None:
 
 
 def test_gumbel_fixed_point_error_is_small() -> None:
-    """Known randomness in, compare with the exact −ln(K ln2 − ln(1 − V/2)): η < 1e-4."""
-    rng = np.random.default_rng(5)
+    """Known randomness in, compare with the exact −ln(K ln2 − ln(1 − V/2)): the noise part
+    of η (secure_em.NOISE_ETA)."""
+    from flaimsim.bench.secure_bench import known_gumbel_randomness
     fxp = noise_fxp(em_fxp_type(1e6).frac_length)      # the type the noise is computed in
-    f, b = fxp.frac_length, GEOMETRIC_BITS
-    n = 120
-    k = np.r_[0, 0, 0, b, 1, 1, rng.integers(0, 6, n - 6)]
-    j = np.r_[0, b, 30, 0, 0, 0, rng.integers(0, 12, n - 6)]
-    mant = np.r_[0, 2 ** f - 1, 5, 0, 2 ** f - 1, 0, rng.integers(0, 2 ** f, n - 6)]
-
-    def first_one_bits(g: np.ndarray) -> np.ndarray:
-        bits = (rng.random((n, b)) < 0.5).astype(np.int64)
-        for row, pos in enumerate(g):
-            bits[row, :pos] = 0
-            if pos < b:
-                bits[row, pos] = 1
-        return bits
-
-    k_bits = fxp.array(first_one_bits(k).astype(float))
-    j_bits = fxp.array(first_one_bits(j).astype(float))
-    mantissa = fxp.array(mant * 2.0 ** -f)
-    got = np.asarray(mpc.run(mpc.output(gumbel_from_randomness(k_bits, j_bits, mantissa))), float)
-    v = 2.0 ** -(j + 1.0) * (1 + mant * 2.0 ** -f)
-    want = -np.log(k * math.log(2) - np.log1p(-v / 2))
-    assert np.max(np.abs(got - want)) < 1e-4
+    k_bits, j_bits, mantissa, want = known_gumbel_randomness(np.random.default_rng(5),
+                                                             fxp.frac_length)
+    secint = randomness_secint()
+    got = np.asarray(mpc.run(mpc.output(gumbel_from_randomness(
+        secint.array(k_bits), secint.array(j_bits), secint.array(mantissa), fxp))), float)
+    from flaimsim.parties.mpc.secure_em import NOISE_ETA
+    assert np.max(np.abs(got - want)) < NOISE_ETA
 
 
 def test_em_with_huge_epsilon_returns_argmax() -> None:
@@ -214,3 +201,24 @@ def test_report_noisy_max_matches_permute_and_flip_law() -> None:
     p = _rnm_exp_probabilities(em_scale(epsilon, sensitivity)[2] * u / (2 * sensitivity))
     assert p.sum() == pytest.approx(1.0, abs=1e-6)
     assert stats.chisquare(np.bincount(idx, minlength=len(u)), draws * p).pvalue > 1e-3
+
+
+def test_prss_truncation_and_mechanisms_under_three_parties() -> None:
+    """The PRSS truncation (3 real parties): error within its stated bound and unbiased; the
+    Gumbel noise built on it within η; EM and report-noisy-max draws follow their laws."""
+    from flaimsim.bench.secure_bench import check_fixed_point
+    from flaimsim.parties.mpc.secure_em import NOISE_ETA
+    out = check_fixed_point(parties=3, values=2000, draws=400, timeout=240)
+    assert out["truncation_bound_units"] == 2.0           # (C(3, 1) + 1) / 2
+    assert 0.5 < out["truncation_max_abs_units"] < out["truncation_bound_units"]
+    # mean of 2000 errors of spread ~0.7 units: |mean| < 0.1 is > 6 standard errors
+    assert abs(out["truncation_mean_units"]) < 0.1
+    assert out["gumbel_max_abs_error"] < NOISE_ETA
+    from flaimsim.parties.mpc.secure_l2 import STATED_TAU
+    assert out["l2_max_abs_error"] < STATED_TAU
+    u = np.asarray(out["scores"])
+    s = em_scale(out["epsilon"], out["sensitivity"])[2] * u / (2 * out["sensitivity"])
+    p_em = np.exp(s) / np.exp(s).sum()
+    for draws, p in ((out["em_draws"], p_em), (out["rnm_draws"], _rnm_exp_probabilities(s))):
+        observed = np.bincount(draws, minlength=len(u))
+        assert stats.chisquare(observed, len(draws) * p).pvalue > 1e-3

@@ -43,7 +43,26 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
                              data_dir=getattr(args, "data_dir", None))
     if what == "em":
         from flaimsim.bench.secure_bench import bench_em
-        return bench_em()
+        from flaimsim.protocols.distaim import cost_setting
+        from flaimsim.protocols.prepare import prepare
+
+        # The generic rows, then one draw in the widths of this data set's DistAIM run (its
+        # public score bound and per-round ε/Δ; the paper setting with --dataset adult).
+        config = config_from_args(args, {"protocol": "distaim", "partition": "iid"})
+        data = prepare(config)
+        setting = cost_setting(config, data)
+        k = len(data.workload.candidates)
+        return bench_em() + bench_em(ks=(k,), score_bound=setting.score_bound,
+                                     epsilon=setting.select_epsilon, sensitivity=1.0,
+                                     setting=f"{config.dataset} DistAIM, T = {config.rounds}")
+    if what == "options":
+        # DistAIM's bill by option on this data set (the defaults: --mpc model, modelled bytes).
+        from flaimsim.bench.option_bill import bill_records, format_bill, option_bill
+
+        rows = option_bill(config_from_args(args, {"protocol": "distaim"}))
+        if not getattr(args, "json", False):
+            print(format_bill(rows))
+        return bill_records(rows)
     if what == "secagg":
         from flaimsim.bench.secagg_bench import bench_secagg
         return bench_secagg()

@@ -60,24 +60,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
     from flaimsim.parties.mpc.cost_model import cache_dir, calibrate, load_or_calibrate
-    from flaimsim.protocols.distaim import offset_std, score_bound
-    from flaimsim.protocols.prepare import prepare, wire_record_bound
-    from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
+    from flaimsim.protocols.distaim import cost_setting
+    from flaimsim.protocols.prepare import prepare
 
     config = config_from_args(args, {"protocol": "distaim"})
-    data = prepare(config)
-    max_count = wire_record_bound(data)  # DistAIM's widths come from the public bound
-    sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
-                              config.rounds + len(data.workload.one_ways), config.alpha).sigma
-    bound = score_bound(data.workload, max_count, offset_std(sigma, config.servers))
+    setting = cost_setting(config, prepare(config))   # the run's widths, from public values
+    table_args = (config.servers, setting.max_count, setting.score_bound)
+    table_kwargs = {"frac_bits": config.score_frac_bits, "score": config.score,
+                    "select_epsilon": setting.select_epsilon}
     if args.table:
-        table = calibrate(config.servers, max_count, bound, frac_bits=config.score_frac_bits)
+        table = calibrate(*table_args, **table_kwargs)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
     else:
-        table, _ = load_or_calibrate(config.servers, max_count, bound,
-                                     frac_bits=config.score_frac_bits)
+        table, _ = load_or_calibrate(*table_args, **table_kwargs)
         where = str(cache_dir())
     summary = {"table": where, "key": table.key, "mpyc_version": table.mpyc_version,
                "count_bits": table.count_bits, "element_bytes": table.element_bytes,
@@ -200,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
-                                                "noise"))
+                                                "noise", "options"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
     p_bench.set_defaults(func=cmd_bench)

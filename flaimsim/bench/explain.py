@@ -164,8 +164,9 @@ def _flaim_opened(result: Any, backend: Any | None) -> dict[int, list[str]]:
     return dict(opened)
 
 
-def explain(config: RunConfig | None = None) -> str:
-    """Run the tiny DistAIM and AugFLAIM (Private) and return the narration."""
+def explain(config: RunConfig | None = None, bill: bool = True) -> str:
+    """Run the tiny DistAIM and AugFLAIM (Private) and return the narration; ``bill`` adds
+    DistAIM's cost by option (:mod:`flaimsim.bench.option_bill`)."""
     from flaimsim.protocols import runner
     from flaimsim.protocols.prepare import prepare
 
@@ -205,6 +206,12 @@ def explain(config: RunConfig | None = None) -> str:
               "choices and noisy sums only.",
               f"Utility (L1 workload error): DistAIM {distaim.record['l1_workload_error']:.3f}, "
               f"AugFLAIM (Private) {flaim.record['l1_workload_error']:.3f}."]
+    if bill:
+        from flaimsim.bench.option_bill import format_bill, option_bill
+
+        parts += ["", "=== DistAIM's bill by option (the same tiny run, one option changed "
+                  "at a time; bytes per server per phase) ===",
+                  format_bill(option_bill(config.replace(protocol="distaim"), data))]
     return "\n".join(parts)
 
 
@@ -213,12 +220,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=TINY["rounds"])
     p.add_argument("--seed", type=int, default=TINY["seed"])
     p.add_argument("--mpc", choices=("real", "model"), default=TINY["mpc"])
+    p.add_argument("--no-bill", dest="bill", action="store_false",
+                   help="skip DistAIM's bill by option (five more tiny runs)")
     p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
     config = RunConfig(**{**TINY, "rounds": args.rounds, "seed": args.seed, "mpc": args.mpc})
-    print(explain(config))
+    print(explain(config, bill=args.bill))
     return 0
 
 

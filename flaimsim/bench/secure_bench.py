@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 BENCH_MAX_COUNT = 45222          # Adult's N: counts need 16 bits
 BENCH_SCORE_BOUND = 2.0 ** 31    # |u_r| on Adult: Δ·(2N + sqrt(2/π) σ n_r) stays below this
+BENCH_EM_EPSILON, BENCH_EM_SENSITIVITY = 0.1, 64.0   # the generic EM bench's ε and Δ
 CELLS_PER_SEGMENT = 100
 
 
@@ -158,21 +159,48 @@ def bench_scoring(cells: int = 20000, parties: int = 3, timeout: float = 600.0,
     return out
 
 
-def bench_em(ks: Sequence[int] = (161, 1000), parties: int = 3,
-             timeout: float = 300.0) -> list[dict[str, Any]]:
+def bench_em(ks: Sequence[int] = (161, 1000), parties: int = 3, timeout: float = 300.0,
+             score_bound: float = BENCH_SCORE_BOUND, epsilon: float = BENCH_EM_EPSILON,
+             sensitivity: float = BENCH_EM_SENSITIVITY, setting: str = "generic"
+             ) -> list[dict[str, Any]]:
     """Seconds and bytes sent per party for one secure EM draw over k candidates.
 
     Also the Gumbel noise alone (gumbel_*; the rest of a draw is the scaling and the argmax) and
-    report-noisy-max with Exp noise (rnm_*; a different mechanism, zCDP cost ε²/2).
+    report-noisy-max with Exp noise (rnm_*; a different mechanism, zCDP cost ε²/2). The scores'
+    public bound and ε/Δ set the widths (``em_fxp_type``, ``comparison_bits``): ``setting``
+    names them (generic: 2^31, 0.1, 64; or a data set's DistAIM run, ``cost_setting``).
     """
-    reports = run_parties(["em", "--ks", ",".join(str(k) for k in ks)], parties, timeout)
-    return [{"k": k, "parties": parties, "seconds": _mean(reports, f"em_{k}", "seconds"),
+    reports = run_parties(["em", "--ks", ",".join(str(k) for k in ks),
+                           "--score-bound", repr(float(score_bound)),
+                           "--epsilon", repr(float(epsilon)),
+                           "--sensitivity", repr(float(sensitivity))], parties, timeout)
+    return [{"k": k, "parties": parties, "setting": setting, "score_bound": float(score_bound),
+             "epsilon": float(epsilon), "sensitivity": float(sensitivity),
+             "comparison_bits": reports[0]["comparison_bits"],
+             "seconds": _mean(reports, f"em_{k}", "seconds"),
              "bytes_per_party": _mean(reports, f"em_{k}", "bytes"),
              "gumbel_seconds": _mean(reports, f"gumbel_{k}", "seconds"),
              "gumbel_bytes_per_party": _mean(reports, f"gumbel_{k}", "bytes"),
              "rnm_seconds": _mean(reports, f"rnm_{k}", "seconds"),
              "rnm_bytes_per_party": _mean(reports, f"rnm_{k}", "bytes"),
              "fxp_type": reports[0]["fxp_type"]} for k in ks]
+
+
+def check_fixed_point(parties: int = 3, values: int = 2000, draws: int = 400,
+                      timeout: float = 180.0) -> dict[str, Any]:
+    """The PRSS truncation and the mechanisms built on it, under ``parties`` real parties.
+
+    - truncation: max and mean of (prss_trunc(a, f) − a/2^f) in units of 2^−f over random and
+      extreme a, against the stated bound ``truncation_error_units``;
+    - gumbel: the largest |computed − exact| Gumbel value from known randomness (η check);
+    - em / rnm: ``draws`` draws on 4 fixed scores (for a chi-square against their laws).
+    """
+    reports = run_parties(["fixed-point", "--cells", str(values), "--draws", str(draws)],
+                          parties, timeout)
+    out = dict(reports[0])
+    out.pop("party", None)
+    out["parties"] = parties
+    return out
 
 
 def bench_measure(cells: int = 20000, sigma: float = 6.0, parties: int = 3,
@@ -280,13 +308,15 @@ async def _worker_scoring(path: str) -> dict[str, Any]:
             "mults": mults}
 
 
-async def _worker_em(ks: list[int]) -> dict[str, Any]:
+async def _worker_em(ks: list[int], score_bound: float, epsilon: float,
+                     sensitivity: float) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
     from flaimsim.parties.mpc.secure_em import (em_fxp_type, secure_exponential_mechanism, secure_gumbel,
                                             secure_report_noisy_max)
-    fxp = em_fxp_type(BENCH_SCORE_BOUND)
+    from flaimsim.parties.mpc.secure_em import comparison_bits
+    fxp = em_fxp_type(score_bound)
     phases = _Phases()
     await mpc.start()
     for k in ks:
@@ -295,7 +325,7 @@ async def _worker_em(ks: list[int]) -> dict[str, Any]:
         await mpc.gather(scores)
         await mpc.barrier()
         phases.start()
-        await secure_exponential_mechanism(scores, 0.1, 64.0)
+        await secure_exponential_mechanism(scores, epsilon, sensitivity)
         phases.stop(f"em_{k}")
         await mpc.barrier()
         phases.start()
@@ -303,10 +333,11 @@ async def _worker_em(ks: list[int]) -> dict[str, Any]:
         phases.stop(f"gumbel_{k}")
         await mpc.barrier()
         phases.start()
-        await secure_report_noisy_max(scores, 0.1, 64.0)
+        await secure_report_noisy_max(scores, epsilon, sensitivity)
         phases.stop(f"rnm_{k}")
     await mpc.shutdown()
-    return {"phases": phases.report, "fxp_type": fxp.__name__}
+    return {"phases": phases.report, "fxp_type": fxp.__name__,
+            "comparison_bits": comparison_bits(fxp, epsilon, sensitivity)}
 
 
 async def _worker_measure(cells: int, sigma: float) -> dict[str, Any]:
@@ -331,19 +362,112 @@ async def _worker_measure(cells: int, sigma: float) -> dict[str, Any]:
             "empirical_variance": float(noise.var(ddof=1)), "empirical_mean": float(noise.mean())}
 
 
+def known_gumbel_randomness(rng: Any, frac_bits: int, n: int = 120
+                            ) -> tuple[Any, Any, Any, Any]:
+    """Random and extreme randomness for ``gumbel_from_randomness`` (K, J bits, mantissa) and
+    the exact −ln(K ln2 − ln(1 − V/2)) it must approximate (the η checks)."""
+    import math
+
+    import numpy as np
+
+    from flaimsim.parties.mpc.secure_em import GEOMETRIC_BITS as b
+    f = frac_bits
+    k = np.r_[0, 0, 0, b, 1, 1, rng.integers(0, 6, n - 6)]
+    j = np.r_[0, b, 30, 0, 0, 0, rng.integers(0, 12, n - 6)]
+    mant = np.r_[0, 2 ** f - 1, 5, 0, 2 ** f - 1, 0, rng.integers(0, 2 ** f, n - 6)]
+
+    def first_one_bits(g: np.ndarray) -> np.ndarray:
+        bits = (rng.random((n, b)) < 0.5).astype(np.int64)
+        for row, pos in enumerate(g):
+            bits[row, :pos] = 0
+            if pos < b:
+                bits[row, pos] = 1
+        return bits
+
+    v = 2.0 ** -(j + 1.0) * (1 + mant * 2.0 ** -f)
+    exact = -np.log(k * math.log(2) - np.log1p(-v / 2))
+    return first_one_bits(k), first_one_bits(j), mant.astype(np.int64), exact
+
+
+async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
+    import fractions
+
+    import numpy as np
+    from mpyc.runtime import mpc
+
+    from flaimsim.parties.mpc.fixed_point import prss_trunc, truncation_error_units
+    from flaimsim.parties.mpc.secure_em import (em_fxp_type, gumbel_from_randomness,
+                                                noise_fxp, randomness_secint,
+                                                secure_exponential_mechanism_batch,
+                                                secure_report_noisy_max)
+    await mpc.start()
+    fxp = em_fxp_type(1e4)
+    f = fxp.frac_length
+    rng = np.random.default_rng(11)               # public test inputs, the same at every party
+    top = 2 ** (fxp.bit_length + f - 1) - 1
+    raw = np.r_[0, 1, -1, top, -top, 2 ** f - 1, -(2 ** f) + 1,
+                rng.integers(-2 ** 40, 2 ** 40, values - 7)].astype(object)
+    field = fxp.field
+    a = fxp.array(np.zeros(values))             # only its type: inputs are raw field values
+    shares = mpc.input(type(a)(field.array(raw % field.order) if mpc.pid == 0
+                              else field.array(np.zeros(values, dtype=object))), senders=0)
+    got = await mpc.output(prss_trunc(shares, f), raw=True)   # exact field values
+    p = field.order
+    got_int = [int(v) - p if int(v) > p // 2 else int(v) for v in got.value]
+    err = np.array([float(fractions.Fraction(g) - fractions.Fraction(int(r), 2 ** f))
+                    for g, r in zip(got_int, raw)])
+
+    # Gumbel from known randomness in the noise type (as the single-party test does).
+    k_bits, j_bits, mantissa, want = known_gumbel_randomness(rng, f)
+    secint = randomness_secint()
+    gum = await mpc.output(gumbel_from_randomness(secint.array(k_bits), secint.array(j_bits),
+                                                  secint.array(mantissa), noise_fxp(f)))
+    u = np.array([0.0, 1.5, 3.0, -2.0])
+    # L2 distances (their square root uses the same products), against the plain formula.
+    from flaimsim.parties.mpc.distaim_engine import l2_distances
+    from flaimsim.parties.mpc.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
+    n_max, segments = 48842, [1, 1, 4, 60, 3, 300, 2]
+    x = rng.integers(0, 40, sum(segments))
+    c = rng.uniform(0, 40, x.size) * (rng.random(x.size) < 0.5)
+    x[0], c[0], x[1], c[1] = n_max, 0.0, 0, 0.0
+    x[6:66], c[6:66] = 0, n_max / 60
+    xs = mpc.input(l2_count_secint(n_max, 2).array(x if mpc.pid == 0 else np.zeros_like(x)),
+                   senders=0)
+    dist = await mpc.output(secure_l2_distances(xs, sum_squares(xs, segments), c, segments,
+                                                n_max, 2, em_fxp_type(2.0 ** 31)))
+    l2_error = float(np.max(np.abs(np.asarray(dist, float) - l2_distances(x, c, segments, 2))))
+    em = await secure_exponential_mechanism_batch(fxp.array(u), 1.0, 0.5, draws)
+    rnm = await secure_report_noisy_max(fxp.array(u), 1.0, 0.5, draws)
+    await mpc.shutdown()
+    return {"truncation_max_abs_units": float(np.max(np.abs(err))),
+            "truncation_mean_units": float(np.mean(err)),
+            "truncation_bound_units": truncation_error_units(),
+            "gumbel_max_abs_error": float(np.max(np.abs(np.asarray(gum, float) - want))),
+            "l2_max_abs_error": l2_error,
+            "scores": u.tolist(), "epsilon": 1.0, "sensitivity": 0.5,
+            "em_draws": [int(i) for i in em], "rnm_draws": [int(i) for i in rnm]}
+
+
 def _worker_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bench-worker", choices=["scoring", "em", "measure"], required=True)
+    parser.add_argument("--bench-worker", choices=["scoring", "em", "measure", "fixed-point"], required=True)
     parser.add_argument("--cells", type=int, default=2000)
     parser.add_argument("--inputs", default=None)
     parser.add_argument("--ks", default="161,1000")
     parser.add_argument("--sigma", type=float, default=6.0)
+    parser.add_argument("--draws", type=int, default=400)
+    parser.add_argument("--score-bound", type=float, default=BENCH_SCORE_BOUND)
+    parser.add_argument("--epsilon", type=float, default=BENCH_EM_EPSILON)
+    parser.add_argument("--sensitivity", type=float, default=BENCH_EM_SENSITIVITY)
     args, _ = parser.parse_known_args(argv)    # the rest (-P, -I) is MPyC's
     from mpyc.runtime import mpc
     if args.bench_worker == "scoring":
         report = mpc.run(_worker_scoring(args.inputs))
     elif args.bench_worker == "em":
-        report = mpc.run(_worker_em([int(k) for k in args.ks.split(",")]))
+        report = mpc.run(_worker_em([int(k) for k in args.ks.split(",")], args.score_bound,
+                                    args.epsilon, args.sensitivity))
+    elif args.bench_worker == "fixed-point":
+        report = mpc.run(_worker_fixed_point(args.cells, args.draws))
     else:
         report = mpc.run(_worker_measure(args.cells, args.sigma))
     report["party"] = mpc.pid

@@ -368,9 +368,21 @@ def group_labels(items: Sequence[TradeOff], configs: dict[str, dict[str, Any]]
     for t in items:
         modes = sorted({str(configs.get(k, {}).get("distaim_participation"))
                         for k in t.distaim.cells})
+        options = sorted({distaim_options(configs.get(k, {})) for k in t.distaim.cells} - {""})
         out[(t.dataset, t.epsilon, t.partition)] = "; ".join(
-            PARTICIPATION_LABELS.get(m, f"DistAIM participation {m}") for m in modes)
+            [PARTICIPATION_LABELS.get(m, f"DistAIM participation {m}") for m in modes]
+            + options)
     return out
+
+
+def distaim_options(config: dict[str, Any]) -> str:
+    """DistAIM's encoding, score and mechanism, as a table label (``flaimsim bench options``
+    prices each choice)."""
+    if not config:
+        return ""
+    return (f"DistAIM {config.get('sharing', '?')} shares, {config.get('score', '?')} score, "
+            f"{config.get('em', '?')} selection, {config.get('score_frac_bits', '?')} fractional "
+            f"bits (cost of each choice: flaimsim bench options)")
 
 
 def format_trade_offs(items: Sequence[TradeOff], networks: Sequence[Network],

@@ -67,7 +67,10 @@ class RunConfig:
     # round (bench scoring: 1.84 vs 1.59 B) and the same field width (notes/distaim.md).
     score_frac_bits: int = 2
     distaim_participation: str = "all"  # all (round 0) | poisson (first sample)
-    party_timeout_s: float = 600.0
+    party_timeout_s: float = 600.0  # per server command; a full-size decomposition needs more
+    # --mpc real: replay the run's steps through the calibrated cost table afterwards and
+    # record modelled against measured bytes per phase (calibrates once if not cached).
+    check_model: bool = False
     # Compute servers already running (`flaimsim serve`): control HOST:PORT of party 0,1,...
     # in order, comma-separated; None spawns them on this machine.
     servers_at: str | None = None
@@ -97,6 +100,10 @@ class RunConfig:
             raise ConfigError("adaptive mode is only defined for the central protocol")
         if not 0 < self.participation <= 1:
             raise ConfigError(f"participation rate must be in (0, 1], got {self.participation}")
+        if self.party_timeout_s <= 0:
+            raise ConfigError(f"party_timeout_s must be positive, got {self.party_timeout_s}")
+        if self.check_model and self.mpc != "real":
+            raise ConfigError("--check-model compares a real MPC run with the model: use --mpc real")
         if self.mpc not in ("real", "model"):
             raise ConfigError(f"mpc must be 'real' or 'model', got {self.mpc!r}")
         if self.servers not in (2, 3):

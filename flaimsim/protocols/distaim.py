@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -298,6 +299,33 @@ class DistAimBackend:
         return self._measure(round, cliques, sigma, privacy)
 
 
+@dataclass(frozen=True)
+class CostSetting:
+    """What fixes DistAIM's wire widths for a run, known before any data is touched: the public
+    record bound, the fixed schedule's σ and per-round ε_t, the scores' public bound and the
+    ε the secure argmax runs at per unit of sensitivity (it fixes the argmax's width,
+    ``secure_em.comparison_bits``). The cost table's key."""
+
+    max_count: int
+    sigma: float
+    epsilon_select: float
+    score_bound: float
+    select_epsilon: float       # ε_run/Δ: the calibration's ε at Δ = 1 (the same scale)
+
+
+def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
+    from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
+    max_count = wire_record_bound(data)
+    schedule = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
+                                 config.rounds + len(data.workload.one_ways)
+                                 + (config.distaim_participation == "poisson"), config.alpha)
+    eps_run = secure_em_epsilon(selection_epsilon(schedule.epsilon_select, config.em)[0],
+                                config.em, config.score)
+    bound = score_bound(data.workload, max_count, offset_std(schedule.sigma, config.servers))
+    return CostSetting(max_count, schedule.sigma, schedule.epsilon_select, bound,
+                       eps_run / score_sensitivity(data.workload.weights))
+
+
 def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count: int,
                 sigma_hint: float) -> tuple[SecureEngine, list[str]]:
     notes: list[str] = []
@@ -311,10 +339,12 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
     else:
         from flaimsim.parties.mpc.cost_model import load_or_calibrate
 
+        setting = cost_setting(config, data)
         table, fresh = load_or_calibrate(
             config.servers, max_count,
             score_bound(data.workload, max_count, offset_std(sigma_hint, config.servers)),
-            frac_bits=config.score_frac_bits, score=config.score)
+            frac_bits=config.score_frac_bits, score=config.score,
+            select_epsilon=setting.select_epsilon)
         if fresh:
             notes.append("calibrated the MPC cost model for this setting (cached)")
         engine = IdealEngine(ledger, table, stream(config.seed, "mechanisms"), config.servers,
@@ -323,6 +353,33 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
     if engine.privacy_note:
         notes.append(engine.privacy_note)
     return engine, notes
+
+
+def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[Any],
+                        measured: Ledger) -> dict[str, Any]:
+    """Bytes per phase of a real run beside the cost table's price for the same steps
+    (``replay``); the one-off connection handshakes (phase setup) are not in the table."""
+    from flaimsim.parties.mpc.cost_model import load_or_calibrate
+    from flaimsim.parties.mpc.distaim_engine import replay
+
+    setting = cost_setting(config, data)
+    table, fresh = load_or_calibrate(config.servers, setting.max_count, setting.score_bound,
+                                     frac_bits=config.score_frac_bits, score=config.score,
+                                     select_epsilon=setting.select_epsilon)
+    modelled = replay(steps, table, config.sharing).by_phase()
+    wire = {p: b for p, b in measured.by_phase().items() if p != "setup"}
+    phases = sorted(set(modelled) | set(wire))
+    rel = {p: (modelled.get(p, 0) - wire.get(p, 0)) / max(wire.get(p, 0), 1) for p in phases}
+    return {"table": table.key, "calibrated_now": fresh,
+            "measured_bytes": {p: int(wire.get(p, 0)) for p in phases},
+            "modelled_bytes": {p: int(round(modelled.get(p, 0))) for p in phases},
+            "relative_error": rel, "max_abs_relative_error": max(abs(v) for v in rel.values())}
+
+
+def model_check_notes(check: dict[str, Any]) -> list[str]:
+    rows = [f"{p} wire {check['measured_bytes'][p]:,} B, modelled {check['modelled_bytes'][p]:,} B "
+            f"({100 * check['relative_error'][p]:+.2f}%)" for p in check["measured_bytes"]]
+    return ["model check (bytes sent by all servers and clients per phase): " + "; ".join(rows)]
 
 
 def run_distaim(config: RunConfig, data: PreparedData | None = None,
@@ -334,12 +391,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     max_count = wire_record_bound(data)
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
-    from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
-
-    sigma = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
-                              config.rounds + len(data.workload.one_ways)
-                              + (config.distaim_participation == "poisson"),
-                              config.alpha).sigma
+    sigma = cost_setting(config, data).sigma
     engine, notes = make_engine(config, data, ledger, max_count, sigma)
     try:
         if isinstance(engine, MpcEngine):  # MPyC's connection handshakes (phase setup)
@@ -379,6 +431,9 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     record["decompose_bytes_per_cell"] = (
         backend.decompose_bytes / config.servers / int(backend.lengths.sum()))
     record["wall_seconds"] = time.perf_counter() - start
+    if config.check_model:
+        record["model_check"] = check_against_model(config, data, engine.steps, ledger)
+        notes.extend(model_check_notes(record["model_check"]))
     return RunResult(record, synth, ledger, loop, notes,
                      {"reveals": reveals, "steps": list(engine.steps)})
 

@@ -74,6 +74,7 @@ class CostTable:
     max_relative_residual: float = 0.0
     frac_bits: int = 0
     score: str = "l1"
+    select_bits: int = 0   # secure_em.comparison_bits of the select rows (the argmax's width)
 
     def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
                 dots: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
@@ -111,7 +112,15 @@ class CostTable:
 
     @property
     def key(self) -> str:
-        return cache_key(self.m, self.max_count, self.score_bound, self.frac_bits, self.score)
+        return cache_key(self.m, self.max_count, self.score_bound, self.frac_bits, self.score,
+                         self.select_bits)
+
+
+def select_bits_for(score_bound: float, select_epsilon: float) -> int:
+    """The secure argmax's integer width for these scores at ε = ``select_epsilon``, Δ = 1."""
+    from flaimsim.parties.mpc.secure_em import comparison_bits, em_fxp_type
+
+    return comparison_bits(em_fxp_type(score_bound), select_epsilon, 1.0)
 
 
 def fxp_bits(score_bound: float) -> int:
@@ -135,12 +144,14 @@ def code_version() -> str:
 
 
 def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0,
-              score: str = "l1") -> str:
+              score: str = "l1", select_bits: int = 0) -> str:
     from flaimsim.parties.mpc.distaim_engine import count_bits_for
 
     bits = count_bits_for(max_count, frac_bits, score)
     return (f"m{m}-b{int(max_count).bit_length()}-l{bits}-f{frac_bits}-{score}"
-            f"-fxp{fxp_bits(score_bound)}-{code_version()}")
+            f"-fxp{fxp_bits(score_bound)}"
+            f"-cmp{select_bits}"
+            f"-{code_version()}")
 
 
 def _pair_totals(ledger: Ledger) -> dict[str, tuple[int, int]]:
@@ -161,7 +172,7 @@ def _segments(cells: int, k: int) -> list[int]:
 def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
               cell_sizes: Sequence[int] = (48, 192, 768),
               select_ks: Sequence[int] = (4, 16, 64, 161, 256),
-              frac_bits: int = 0, score: str = "l1") -> CostTable:
+              frac_bits: int = 0, score: str = "l1", select_epsilon: float = 1.0) -> CostTable:
     """Measure every step with real server processes and fit the linear cost per pair.
 
     The score step is measured at several model scales (mostly-zero to large values), so
@@ -235,7 +246,8 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                         if score == "l2":
                             engine.sum_squares(0, segs)
                         engine.score(0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound)
-                        run(engine, op, _features(op, 0, k), lambda: engine.select(0, 1.0, 1.0))
+                        run(engine, op, _features(op, 0, k),
+                            lambda: engine.select(0, select_epsilon, 1.0))
         finally:
             engine.close()
 
@@ -258,7 +270,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     return CostTable(m, int(max_count), float(score_bound),
                      count_bits_for(max_count, frac_bits, score), element_bytes,
                      mpyc.__version__, code_version(), coefficients, worst, int(frac_bits),
-                     score)
+                     score, select_bits_for(score_bound, select_epsilon))
 
 
 def cache_dir() -> Path:
@@ -267,20 +279,23 @@ def cache_dir() -> Path:
 
 def load_or_calibrate(m: int, max_count: int, score_bound: float,
                       path: str | Path | None = None, frac_bits: int = 0,
-                      score: str = "l1") -> tuple[CostTable, bool]:
+                      score: str = "l1", select_epsilon: float = 1.0
+                      ) -> tuple[CostTable, bool]:
     """The cached table for this setting, or a fresh calibration (then cached).
 
     Returns the table and whether it was calibrated now.
     """
     import mpyc
 
-    key = cache_key(m, max_count, score_bound, frac_bits, score)
+    key = cache_key(m, max_count, score_bound, frac_bits, score,
+                    select_bits_for(score_bound, select_epsilon))
     target = Path(path) if path else cache_dir() / f"cost-{key}.json"
     if target.exists():
         table = CostTable.from_json(target.read_text())
         if table.mpyc_version == mpyc.__version__ and table.key == key:
             return table, False
-    table = calibrate(m, max_count, score_bound, frac_bits=frac_bits, score=score)
+    table = calibrate(m, max_count, score_bound, frac_bits=frac_bits, score=score,
+                      select_epsilon=select_epsilon)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(table.to_json())
     return table, True

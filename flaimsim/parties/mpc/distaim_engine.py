@@ -325,8 +325,13 @@ class IdealEngine:
         self._charge(score_step(round, lengths, public_c, self.max_count, f))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
-        from flaimsim.parties.mpc.secure_em import em_scale
+        from flaimsim.parties.mpc.secure_em import comparison_bits, em_fxp_type, em_scale
 
+        bits = comparison_bits(em_fxp_type(self.cost.score_bound), epsilon, sensitivity)
+        if bits != self.cost.select_bits:
+            raise ValueError(
+                f"the cost table prices the secure argmax on {self.cost.select_bits}-bit "
+                f"integers; round {round} (ε_t = {epsilon:.3g}, Δ = {sensitivity:.3g}) needs {bits}")
         eps_eff = em_scale(epsilon, sensitivity)[2]
         mechanism = {"gumbel": exponential_mechanism, "rnm": report_noisy_max}[self.em]
         index = mechanism(self._scores, eps_eff, sensitivity, self.rng)

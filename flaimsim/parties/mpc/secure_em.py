@@ -21,18 +21,28 @@ Fixed point and privacy (state this with every use): scores SecFxp(L, F), defaul
 - The public scale ε/(2Δ) is rounded DOWN to 16 significant bits: the mechanism run is exactly
   the EM with ε_eff = 2Δ·scale ≤ ε (returned by :func:`em_scale`); no privacy cost.
 - Scores u_r are exact up to the public rounding of the offset (same on neighbours).
-- Let η bound |computed (s_r + G_r) − ideal (s_r + G_r)| for the coupled continuous sample
-  (probabilistic truncations, polynomial error, M on the grid, the truncation of s). Each output
-  probability is then within a factor exp(±2η) of the ideal EM with ε_eff, so the mechanism is
-  (ε_eff + 4η)-DP and (ε_eff + 8η)-bounded-range, i.e. (ε_eff + 8η)²/8-zCDP. We state η ≤ 1e−4
-  at F = 20 (the test asserts it on random and extreme inputs; the worst seen is 4.5e−6).
-  Exact ties in fixed point (probability ~2^−F per pair) go to the lower index; covered by η.
+- Let η bound |computed (s_r + G_r) − ideal (s_r + G_r)| for the coupled continuous sample.
+  Each output probability is then within a factor exp(±2η) of the ideal EM with ε_eff, so the
+  mechanism is (ε_eff + 4η)-DP and (ε_eff + 8η)-bounded-range, i.e. (ε_eff + 8η)²/8-zCDP.
+  We state η ≤ STATED_ETA = 1e−4 at F = 20, the sum of three parts:
+  - the noise (probabilistic truncations of < 2 units 2^−F each, ``fixed_point.prss_trunc``;
+    polynomial error < 2e−6; M on the grid): ≤ NOISE_ETA = 6e−5, asserted by the tests on
+    random and extreme known randomness, in one party and under 3 (worst seen 5.4e−6);
+  - the truncation of s = u·m·2^−e: < 2·2^−20 = 1.9e−6;
+  - the argmax compares on the grid 2^−(F−4): its truncation < 2·2^−16 = 3.05e−5.
+  Exact ties on that grid go to the lower index; covered by η (computed values within η).
 - Capping K, J at B = 40 bits changes the noise law by total variation ≤ 2k·2^−40 over k
   candidates: an extra δ ≤ (1 + e^ε)·2k·2^−40 (≈ 4e−9 for k = 1000), stated, not hidden.
 - MPC randomness cannot be seeded: tests are statistical.
 
-Cost (3 parties, bytes sent per party, measured by flaimsim.bench.secure_bench): about 20 KB
-per candidate, of which ~15 KB is the Gumbel noise (mostly random bits for truncations).
+Cost (3 parties, bytes sent per party, ``flaimsim bench em``): ~6.4 KB per candidate at
+k = 161 (1.03 MB; 0.99 MB in Adult's DistAIM widths), from 20 KB before three changes:
+- every truncation (inside SecFxp products too) draws its low mask by PRSS, not from F random
+  bits: one opening per value (``fixed_point``);
+- the 2B + F random bits and the one-hot prefix products (one product per position) live in
+  ``randomness_secint``'s 56-bit field, not the noise type's 82-bit one;
+- the argmax compares ``comparison_bits``-bit integers in their own small field.
+The Gumbel noise is ~4.2 KB per candidate: 100 random bits (~17 B each) and 80 products.
 
 Option: :func:`secure_report_noisy_max` (Exp noise, = permute-and-flip): ε-DP but zCDP ε²/2.
 
@@ -50,11 +60,19 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
-# η: the stated bound on |computed − ideal| of s_r + G_r at F = 20 (see the docstring).
+from flaimsim.parties.mpc.fixed_point import (exact_shift_down, fxp_multiply, fxp_scale,
+                                              prss_trunc, reinterpret_as_secint)
+
+# η: the stated bound on |computed − ideal| of s_r + G_r at F = 20 (see the docstring), and its
+# noise part, which the tests assert; the other two parts are the truncations' bounds.
+NOISE_ETA = 6e-5
 STATED_ETA = 1e-4
+assert NOISE_ETA + 2 * 2.0 ** -20 + 2 * 2.0 ** -16 <= STATED_ETA
 GEOMETRIC_BITS = 40          # B: cap of the geometric parts K and J
+RANDOMNESS_INT_BITS = 24     # randomness_secint: every selected table value is below 2^22
 POLY_DEGREE = 6
 SCALE_MANTISSA_BITS = 16
+COMPARISON_DROP_BITS = 4     # the argmax compares s + Z on the grid 2^−(F−4)
 LN2 = math.log(2.0)
 
 
@@ -109,7 +127,7 @@ def _scaled_scores(scores: Any, epsilon: float, sensitivity: float) -> Any:
     m, e, _ = em_scale(epsilon, sensitivity)
     v = scores * m
     if e > 0:
-        return mpc.np_trunc(v, f=e)
+        return prss_trunc(v, e)
     return v * (1 << -e)
 
 
@@ -119,14 +137,14 @@ def _poly(powers: list[Any], coef: np.ndarray, fxp: type) -> Any:
     acc = powers[0] * int(round(coef[1] * 2 ** f))
     for i in range(2, len(coef)):
         acc = acc + powers[i - 1] * int(round(coef[i] * 2 ** f))
-    return mpc.np_trunc(acc, f=f) + float(coef[0])
+    return prss_trunc(acc, f) + float(coef[0])
 
 
 def _powers(x: Any, degree: int) -> list[Any]:
     """[x, x², ..., x^degree], each x^i = x^⌈i/2⌉·x^⌊i/2⌋ (depth log2 degree)."""
     pw = [x]
     for i in range(2, degree + 1):
-        pw.append(pw[(i + 1) // 2 - 1] * pw[i // 2 - 1])
+        pw.append(fxp_multiply(pw[(i + 1) // 2 - 1], pw[i // 2 - 1]))
     return pw
 
 
@@ -137,29 +155,53 @@ def _one_hot_first_one(bits: Any) -> list[Any]:
     one_hot = [cols[0]]
     run = 1 - cols[0]                     # Q_1 = [first bit is 0]
     for j in range(1, n_bits):
-        one_hot.append(run * cols[j])     # Q_j b_j
-        run = run * (1 - cols[j])         # Q_{j+1}
+        hit = run * cols[j]               # Q_j b_j (bits are integral: no truncation)
+        one_hot.append(hit)
+        run = run - hit                   # Q_{j+1} = Q_j (1 − b_j), no second product
     one_hot.append(run)                   # all B bits zero: G = B (the cap)
     return one_hot
 
 
-def _select(one_hot: list[Any], table: np.ndarray) -> Any:
-    """Σ_j [G = j]·table_j: one-hot is integral, so each product is local and exact."""
+def _select(one_hot: list[Any], table: np.ndarray, frac_bits: int) -> Any:
+    """Σ_j [G = j]·round(table_j·2^F): integers times a one-hot, so local and exact."""
     acc = None
     for j, ind in enumerate(one_hot):
-        if table[j] != 0.0:
-            term = ind * float(table[j])
+        c = int(round(float(table[j]) * 2 ** frac_bits))
+        if c:
+            term = ind * c
             acc = term if acc is None else acc + term
     return acc
 
 
-def gumbel_from_randomness(k_bits: Any, j_bits: Any, mantissa: Any) -> Any:
-    """Gumbel samples −ln E from given secret randomness (see module docstring).
+def randomness_secint() -> type:
+    """SecInt type of the noise's random bits and integer selections (|values| < 2^22).
 
-    k_bits, j_bits: integral SecFxp arrays (n, B) of bits; mantissa: SecFxp array (n,) in [0, 1).
-    Exposed so that tests can feed known randomness and check the fixed-point error exactly.
+    Its field (56 bits) is smaller than the noise type's (82 bits at F = 20): the bits and
+    the products of the one-hots, most of the noise's traffic, cost 7 bytes per element, not 11.
     """
-    fxp = type(mantissa).sectype
+    return mpc.SecInt(RANDOMNESS_INT_BITS)
+
+
+def _integers_to_fxp(rows: list[Any], fxp: type) -> list[Any]:
+    """Integers a (units 2^−F) of ``randomness_secint`` arrays (n,) to ``fxp`` values a·2^−F.
+
+    One conversion (one opening per value) of all rows at once, then an exact local shift.
+    """
+    n = rows[0].shape[0]
+    flat = mpc.np_stack(rows).reshape(len(rows) * n)
+    conv = mpc.np_fromlist(mpc.convert(mpc.np_tolist(flat), fxp))
+    conv = exact_shift_down(conv, fxp.frac_length).reshape(len(rows), n)
+    return [conv[i] for i in range(len(rows))]
+
+
+def gumbel_from_randomness(k_bits: Any, j_bits: Any, mantissa: Any, fxp: type) -> Any:
+    """Gumbel samples −ln E from given secret randomness (see module docstring), in ``fxp``.
+
+    k_bits, j_bits: ``randomness_secint`` arrays (n, B) of bits; mantissa: its array (n,) of
+    integers in [0, 2^F) (M = mantissa·2^−F). Exposed so that tests can feed known randomness
+    and check the fixed-point error exactly.
+    """
+    f = fxp.frac_length
     n_bits = k_bits.shape[1]
     j_range = np.arange(n_bits + 1, dtype=float)
     k_hot = _one_hot_first_one(k_bits)
@@ -167,27 +209,29 @@ def gumbel_from_randomness(k_bits: Any, j_bits: Any, mantissa: Any) -> Any:
     k_pos = np.maximum(j_range, 1.0)
     ln_k = np.where(j_range >= 1, np.log(k_pos * LN2), 0.0)
     inv_k = np.where(j_range >= 1, 1.0 / (k_pos * LN2), 0.0)
-    ln_k_sel = _select(k_hot, ln_k)
-    inv_k_sel = _select(k_hot, inv_k)
-    neg_j_ln2 = _select(j_hot, -(j_range + 2.0) * LN2)
-    pow2_j = _select(j_hot, 2.0 ** -(j_range + 1.0))
-    v = pow2_j * (mantissa + 1.0)                       # V = 2^−(J+1)(1 + M) ∈ (0, 1)
+    # (J + 2)/64 is selected exactly (it fits the small integer type; (J + 2) ln2 does not).
+    ln_k_sel, inv_k_sel, j2_64, pow2_j, is_k0, mantissa = _integers_to_fxp(
+        [_select(k_hot, ln_k, f), _select(k_hot, inv_k, f),
+         _select(j_hot, (j_range + 2.0) / 64, f), _select(j_hot, 2.0 ** -(j_range + 1.0), f),
+         k_hot[0] * (1 << f), mantissa], fxp)
+    neg_j_ln2 = fxp_scale(j2_64, -64 * LN2)
+    v = fxp_multiply(pow2_j, mantissa + 1.0)            # V = 2^−(J+1)(1 + M) ∈ (0, 1)
     v_pw = _powers(v, POLY_DEGREE)
     r = _poly(v_pw, TRUNC_EXP_COEF, fxp)                # R = −ln(1 − V/2) ∈ [0, ln 2)
     q = _poly(v_pw, LN_H_COEF, fxp)
-    ratio = r * inv_k_sel                               # R/(K ln2) ∈ [0, 1); 0 when K = 0
+    ratio = fxp_multiply(r, inv_k_sel)                  # R/(K ln2) ∈ [0, 1); 0 when K = 0
     # Both branches need one ln1p: of M (K = 0) or of R/(K ln2) (K ≥ 1); select the argument
-    # first (a bit times a secret: no truncation) and evaluate a single polynomial.
-    is_k0 = k_hot[0]
-    ln1p_arg = _poly(_powers(ratio + is_k0 * (mantissa - ratio), POLY_DEGREE), LN1P_COEF, fxp)
-    ln_e = ln_k_sel + ln1p_arg + is_k0 * (neg_j_ln2 + q - ln_k_sel)
+    # first and evaluate a single polynomial.
+    ln1p_arg = _poly(_powers(ratio + fxp_multiply(is_k0, mantissa - ratio), POLY_DEGREE),
+                     LN1P_COEF, fxp)
+    ln_e = ln_k_sel + ln1p_arg + fxp_multiply(is_k0, neg_j_ln2 + q - ln_k_sel)
     return -ln_e
 
 
 def noise_fxp(frac_bits: int) -> type:
     """Small SecFxp type for the noise computations: |values| < 2^9, polynomial sums < 2^(F+3).
 
-    A smaller field than the scores' type: fewer bytes per random bit and per truncation.
+    A smaller field than the scores' type: fewer bytes per truncation and product.
     """
     return mpc.SecFxp(frac_bits + 10, frac_bits)
 
@@ -202,18 +246,18 @@ def _to_type(a: Any, fxp: type) -> Any:
 def secure_gumbel(fxp: type, n: int) -> Any:
     """n fresh secret Gumbel(0, 1) samples as an ``fxp`` array (2B + F random bits each).
 
-    Computed in ``noise_fxp(F)`` and converted to ``fxp`` (same fractional bits F).
+    Bits in ``randomness_secint``, the rest in ``noise_fxp(F)``, converted to ``fxp``.
     """
     if n < 1:
         raise SecureMechanismError(f"need n >= 1 Gumbel samples, got {n}")
     f = fxp.frac_length
-    small = noise_fxp(f)
-    bits = mpc.np_random_bits(small, n * (2 * GEOMETRIC_BITS + f))
+    secint = randomness_secint()
+    bits = mpc.np_random_bits(secint, n * (2 * GEOMETRIC_BITS + f))
     bits = bits.reshape(n, 2 * GEOMETRIC_BITS + f)
     k_bits = bits[:, :GEOMETRIC_BITS]
     j_bits = bits[:, GEOMETRIC_BITS:2 * GEOMETRIC_BITS]
-    mantissa = mpc.np_from_bits(bits[:, 2 * GEOMETRIC_BITS:]) * 2.0 ** -f
-    return _to_type(gumbel_from_randomness(k_bits, j_bits, mantissa), fxp)
+    mantissa = mpc.np_from_bits(bits[:, 2 * GEOMETRIC_BITS:])
+    return _to_type(gumbel_from_randomness(k_bits, j_bits, mantissa, noise_fxp(f)), fxp)
 
 
 def _check_scores(scores: Any) -> type:
@@ -237,9 +281,28 @@ def _noisy_argmax(scores: Any, epsilon: float, sensitivity: float, noise: Any,
     k = scores.shape[0]
     s = _scaled_scores(scores, epsilon, sensitivity)
     z = noise(fxp, draws * k)
-    if draws == 1:
-        return mpc.np_argmax(s + z)
-    return mpc.np_argmax(z.reshape(draws, k) + s, axis=1)
+    noisy = s + z if draws == 1 else z.reshape(draws, k) + s
+    if not mpc.options.no_prss:
+        # Compare integers in units 2^−(F − c), c = COMPARISON_DROP_BITS, in a small field, not
+        # SecFxp values in the scores' field (the truncation adds ≤ 2·2^−(F−c) to η).
+        noisy = prss_trunc(noisy, COMPARISON_DROP_BITS)
+        noisy = reinterpret_as_secint(noisy, comparison_secint(fxp, epsilon, sensitivity))
+    return mpc.np_argmax(noisy) if draws == 1 else mpc.np_argmax(noisy, axis=1)
+
+
+def comparison_bits(fxp: type, epsilon: float, sensitivity: float) -> int:
+    """Width l of the argmax's integers s_r + Z_r in units 2^−(F−4): |s| < 2^(L−24)·ε_eff/(2Δ)
+    for scores of ``em_fxp_type`` (L bits), |Z| < 32 (G > −ln((B+1) ln2), G, E ≤ (B + 2) ln2 + 1);
+    one bit for the sign and one for differences of two values. A key of the cost table."""
+    scale = em_scale(epsilon, sensitivity)[2] / (2 * sensitivity)
+    bound = 2.0 ** (fxp.bit_length - 24) * scale
+    frac = fxp.frac_length - COMPARISON_DROP_BITS
+    return int(math.ceil(bound + 32)).bit_length() + frac + 2
+
+
+def comparison_secint(fxp: type, epsilon: float, sensitivity: float) -> type:
+    """SecInt(:func:`comparison_bits`): a smaller field than the scores' type."""
+    return mpc.SecInt(comparison_bits(fxp, epsilon, sensitivity))
 
 
 async def secure_exponential_mechanism(scores: Any, epsilon: float, sensitivity: float) -> int:
@@ -269,10 +332,13 @@ def secure_exponential_noise(fxp: type, n: int) -> Any:
         raise SecureMechanismError(f"need n >= 1 exponential samples, got {n}")
     f = fxp.frac_length
     small = noise_fxp(f)
-    bits = mpc.np_random_bits(small, n * (GEOMETRIC_BITS + f)).reshape(n, GEOMETRIC_BITS + f)
+    bits = mpc.np_random_bits(randomness_secint(), n * (GEOMETRIC_BITS + f))
+    bits = bits.reshape(n, GEOMETRIC_BITS + f)
     k_hot = _one_hot_first_one(bits[:, :GEOMETRIC_BITS])
-    k_ln2 = _select(k_hot, np.arange(GEOMETRIC_BITS + 1, dtype=float) * LN2)
-    v = mpc.np_from_bits(bits[:, GEOMETRIC_BITS:]) * 2.0 ** -f
+    k_64, v = _integers_to_fxp(
+        [_select(k_hot, np.arange(GEOMETRIC_BITS + 1, dtype=float) / 64, f),
+         mpc.np_from_bits(bits[:, GEOMETRIC_BITS:])], small)
+    k_ln2 = fxp_scale(k_64, 64 * LN2)
     return _to_type(k_ln2 + _poly(_powers(v, POLY_DEGREE), TRUNC_EXP_COEF, small), fxp)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
+from flaimsim.parties.mpc.fixed_point import exact_shift_down, fxp_multiply, fxp_scale
 from flaimsim.parties.mpc.secure_em import _one_hot_first_one
 
 SQRT_FRAC_BITS = 40
@@ -84,12 +85,14 @@ def secure_sqrt(q: Any, square_bits: int, fxp: type) -> Any:
         scale_m = a if scale_m is None else scale_m + a
         scale_r = r if scale_r is None else scale_r + r
     mq = q * scale_m
-    m = _to(mq, big) * (4.0 ** -half)                # m ∈ [1, 4), or 0 when Q = 0
+    # m = mq·4^−I ∈ [1, 4) (0 when Q = 0): exact, frac ≥ 2I. Products and public factors
+    # truncate by PRSS (fixed_point): one opening each, error < 2 units of 2^−frac.
+    m = exact_shift_down(_to(mq, big), 2 * half)
     c0, c1, c2 = (float(v) for v in INV_SQRT_START)
-    y = m * m * c2 + m * c1 + c0
+    y = fxp_scale(fxp_multiply(m, m), c2) + fxp_scale(m, c1) + c0
     for _ in range(NEWTON_STEPS):
-        y = y * (3 - m * (y * y)) * 0.5
-    root = (m * y) * _to(scale_r, big)
+        y = fxp_scale(fxp_multiply(y, 3 - fxp_multiply(m, fxp_multiply(y, y))), 0.5)
+    root = fxp_multiply(fxp_multiply(m, y), _to(scale_r, big))
     return _to(root, fxp)
 
 
