@@ -149,9 +149,9 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
         "scoring", type=int)
     opt(mpc, "--party-timeout", "seconds one server command may take before the watchdog "
         "stops the servers", dest="party_timeout_s", type=float, metavar="S")
-    mpc.add_argument("--check-model", dest="check_model", action="store_const", const=True,
-                     default=None, help="with --mpc real: price the run's steps with the "
-                     "calibrated cost table and report modelled against measured bytes per phase")
+    opt(mpc, "--check-model", "with --mpc real: price the run's steps with the calibrated "
+        "cost table and report modelled against measured bytes per phase",
+        action="store_const", const=True)
     opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
         "0) or poisson (each client's, once it is first sampled)", choices=("all", "poisson"))
 
