@@ -284,6 +284,9 @@ def test_option_bill_prices_each_choice_on_the_wire():
     assert shamir.server_sent_by_phase["share-inputs"] == 0 < base.server_sent_by_phase["share-inputs"]
     assert by[("em", "rnm")].server_sent_by_phase["select"] < base.server_sent_by_phase["select"]
     assert by[("score", "l2")].server_sent_by_phase["score"] != base.server_sent_by_phase["score"]
+    # L2 with additive shares skips the unwrap that compact shares need
+    assert (by[("score + sharing", "l2, additive")].server_sent_by_phase["score"]
+            < by[("score", "l2")].server_sent_by_phase["score"])
     assert all(r.server_sent == pytest.approx(sum(r.server_sent_by_phase.values())) for r in rows)
     text = format_bill(rows)
     assert "score_frac_bits" in text and "upload/client" in text

@@ -17,13 +17,17 @@ from flaimsim.bench.runs import human_bytes
 from flaimsim.parties.ledger import party_kind
 from flaimsim.protocols.config import RunConfig
 
-# (option, value, what it changes): the alternatives priced against the defaults
-ALTERNATIVES: tuple[tuple[str, Any, str], ...] = (
-    ("sharing", "shamir", "clients send a Shamir share of every count to each server"),
-    ("sharing", "additive", "additive shares mod p: one vector to server 0, seeds to the rest"),
-    ("score", "l2", "L2 distance: Σx² once per contributor set, no per-cell comparison"),
-    ("em", "rnm", "report-noisy-max: Exp noise, no logarithm (zCDP ε²/2, run at ε_t/2)"),
-    ("score_frac_bits", 0, "the model marginal compared on the integers"),
+# (changes, what they do): the alternatives priced against the defaults. The last pairs two
+# options: with the L2 score, compact shares cost an unwrap (one bit decomposition per
+# contributor set) that additive shares mod p do not need.
+ALTERNATIVES: tuple[tuple[dict[str, Any], str], ...] = (
+    ({"sharing": "shamir"}, "clients send a Shamir share of every count to each server"),
+    ({"sharing": "additive"}, "additive shares mod p: one vector to server 0, seeds to the rest"),
+    ({"score": "l2"}, "L2 distance: Σx² once per contributor set, no per-cell comparison "
+     "(compact shares are unwrapped by one bit decomposition per contributor set)"),
+    ({"em": "rnm"}, "report-noisy-max: Exp noise, no logarithm (zCDP ε²/2, run at ε_t/2)"),
+    ({"score_frac_bits": 0}, "the model marginal compared on the integers"),
+    ({"score": "l2", "sharing": "additive"}, "L2 without the unwrap: no bit decomposition"),
 )
 PHASES = ("share-inputs", "score", "select", "measure")
 
@@ -56,7 +60,8 @@ def _row(option: str, value: Any, note: str, result: Any, servers: int) -> BillR
 
 
 def option_bill(config: RunConfig, data: Any | None = None,
-                alternatives: Sequence[tuple[str, Any, str]] = ALTERNATIVES) -> list[BillRow]:
+                alternatives: Sequence[tuple[dict[str, Any], str]] = ALTERNATIVES
+                ) -> list[BillRow]:
     """The defaults' row, then one row per alternative (``config`` with that option changed)."""
     from flaimsim.protocols.distaim import run_distaim
     from flaimsim.protocols.prepare import prepare
@@ -65,11 +70,11 @@ def option_bill(config: RunConfig, data: Any | None = None,
     data = data or prepare(config)
     rows = [_row("(defaults)", f"{config.sharing}, {config.score}, {config.em}, "
                  f"f={config.score_frac_bits}", "", run_distaim(config, data), config.servers)]
-    for option, value, note in alternatives:
-        if getattr(config, option) == value:
+    for changes, note in alternatives:
+        if all(getattr(config, k) == v for k, v in changes.items()):
             continue
-        rows.append(_row(option, value, note, run_distaim(config.replace(**{option: value}), data),
-                         config.servers))
+        rows.append(_row(" + ".join(changes), ", ".join(str(v) for v in changes.values()), note,
+                         run_distaim(config.replace(**changes), data), config.servers))
     return rows
 
 
