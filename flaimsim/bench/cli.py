@@ -59,22 +59,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
-    from flaimsim.parties.mpc.cost_model import cache_dir, calibrate, load_or_calibrate
-    from flaimsim.protocols.distaim import cost_setting
+    from flaimsim.parties.mpc.cost_model import cache_dir, calibrate
+    from flaimsim.protocols.distaim import cost_setting, cost_table
     from flaimsim.protocols.prepare import prepare
 
     config = config_from_args(args, {"protocol": "distaim"})
     setting = cost_setting(config, prepare(config))   # the run's widths, from public values
-    table_args = (config.servers, setting.max_count, setting.score_bound)
-    table_kwargs = {"frac_bits": config.score_frac_bits, "score": config.score,
-                    "select_epsilon": setting.select_epsilon}
     if args.table:
-        table = calibrate(*table_args, **table_kwargs)
+        table = calibrate(config.servers, setting.max_count, setting.score_bound,
+                          frac_bits=config.score_frac_bits, score=config.score,
+                          select_epsilon=setting.select_epsilon)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
     else:
-        table, _ = load_or_calibrate(*table_args, **table_kwargs)
+        table, _ = cost_table(config, setting)
         where = str(cache_dir())
     summary = {"table": where, "key": table.key, "mpyc_version": table.mpyc_version,
                "count_bits": table.count_bits, "element_bytes": table.element_bytes,

@@ -408,9 +408,8 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
     raw = np.r_[0, 1, -1, top, -top, 2 ** f - 1, -(2 ** f) + 1,
                 rng.integers(-2 ** 40, 2 ** 40, values - 7)].astype(object)
     field = fxp.field
-    a = fxp.array(np.zeros(values))             # only its type: inputs are raw field values
-    shares = mpc.input(type(a)(field.array(raw % field.order) if mpc.pid == 0
-                              else field.array(np.zeros(values, dtype=object))), senders=0)
+    shares = mpc.input(fxp.array(field.array(raw % field.order) if mpc.pid == 0  # raw values
+                                 else field.array(np.zeros(values, dtype=object))), senders=0)
     got = await mpc.output(prss_trunc(shares, f), raw=True)   # exact field values
     p = field.order
     got_int = [int(v) - p if int(v) > p // 2 else int(v) for v in got.value]
@@ -422,7 +421,6 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
     secint = randomness_secint()
     gum = await mpc.output(gumbel_from_randomness(secint.array(k_bits), secint.array(j_bits),
                                                   secint.array(mantissa), noise_fxp(f)))
-    u = np.array([0.0, 1.5, 3.0, -2.0])
     # L2 distances (their square root uses the same products), against the plain formula.
     from flaimsim.parties.mpc.distaim_engine import l2_distances
     from flaimsim.parties.mpc.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
@@ -436,6 +434,7 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
     dist = await mpc.output(secure_l2_distances(xs, sum_squares(xs, segments), c, segments,
                                                 n_max, 2, em_fxp_type(2.0 ** 31)))
     l2_error = float(np.max(np.abs(np.asarray(dist, float) - l2_distances(x, c, segments, 2))))
+    u = np.array([0.0, 1.5, 3.0, -2.0])
     em = await secure_exponential_mechanism_batch(fxp.array(u), 1.0, 0.5, draws)
     rnm = await secure_report_noisy_max(fxp.array(u), 1.0, 0.5, draws)
     await mpc.shutdown()

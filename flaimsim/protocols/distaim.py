@@ -302,13 +302,12 @@ class DistAimBackend:
 @dataclass(frozen=True)
 class CostSetting:
     """What fixes DistAIM's wire widths for a run, known before any data is touched: the public
-    record bound, the fixed schedule's σ and per-round ε_t, the scores' public bound and the
-    ε the secure argmax runs at per unit of sensitivity (it fixes the argmax's width,
-    ``secure_em.comparison_bits``). The cost table's key."""
+    record bound, the fixed schedule's σ, the scores' public bound and the ε the secure argmax
+    runs at per unit of sensitivity (it fixes the argmax's width, ``secure_em.comparison_bits``).
+    The cost table's key."""
 
     max_count: int
     sigma: float
-    epsilon_select: float
     score_bound: float
     select_epsilon: float       # ε_run/Δ: the calibration's ε at Δ = 1 (the same scale)
 
@@ -322,13 +321,24 @@ def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
     eps_run = secure_em_epsilon(selection_epsilon(schedule.epsilon_select, config.em)[0],
                                 config.em, config.score)
     bound = score_bound(data.workload, max_count, offset_std(schedule.sigma, config.servers))
-    return CostSetting(max_count, schedule.sigma, schedule.epsilon_select, bound,
+    return CostSetting(max_count, schedule.sigma, bound,
                        eps_run / score_sensitivity(data.workload.weights))
 
 
-def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count: int,
-                sigma_hint: float) -> tuple[SecureEngine, list[str]]:
+def cost_table(config: RunConfig, setting: CostSetting) -> tuple[Any, bool]:
+    """The calibrated MPC cost table for this run's setting (cached) and whether it was
+    calibrated now."""
+    from flaimsim.parties.mpc.cost_model import load_or_calibrate
+
+    return load_or_calibrate(config.servers, setting.max_count, setting.score_bound,
+                             frac_bits=config.score_frac_bits, score=config.score,
+                             select_epsilon=setting.select_epsilon)
+
+
+def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
+                ) -> tuple[SecureEngine, list[str]]:
     notes: list[str] = []
+    max_count = setting.max_count
     if config.mpc == "real":
         engine: SecureEngine = MpcEngine(ledger, m=config.servers, max_count=max_count,
                                          sharing=config.sharing,
@@ -337,14 +347,7 @@ def make_engine(config: RunConfig, data: PreparedData, ledger: Ledger, max_count
                                          command_timeout=config.party_timeout_s,
                                          servers_at=config.server_addresses)
     else:
-        from flaimsim.parties.mpc.cost_model import load_or_calibrate
-
-        setting = cost_setting(config, data)
-        table, fresh = load_or_calibrate(
-            config.servers, max_count,
-            score_bound(data.workload, max_count, offset_std(sigma_hint, config.servers)),
-            frac_bits=config.score_frac_bits, score=config.score,
-            select_epsilon=setting.select_epsilon)
+        table, fresh = cost_table(config, setting)
         if fresh:
             notes.append("calibrated the MPC cost model for this setting (cached)")
         engine = IdealEngine(ledger, table, stream(config.seed, "mechanisms"), config.servers,
@@ -359,13 +362,9 @@ def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[A
                         measured: Ledger) -> dict[str, Any]:
     """Bytes per phase of a real run beside the cost table's price for the same steps
     (``replay``); the one-off connection handshakes (phase setup) are not in the table."""
-    from flaimsim.parties.mpc.cost_model import load_or_calibrate
     from flaimsim.parties.mpc.distaim_engine import replay
 
-    setting = cost_setting(config, data)
-    table, fresh = load_or_calibrate(config.servers, setting.max_count, setting.score_bound,
-                                     frac_bits=config.score_frac_bits, score=config.score,
-                                     select_epsilon=setting.select_epsilon)
+    table, fresh = cost_table(config, cost_setting(config, data))
     modelled = replay(steps, table, config.sharing).by_phase()
     wire = {p: b for p, b in measured.by_phase().items() if p != "setup"}
     phases = sorted(set(modelled) | set(wire))
@@ -387,12 +386,12 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     """DistAIM with ``config.servers`` compute servers (``--mpc real`` or ``model``)."""
     start = time.perf_counter()
     data = data or prepare(config)
-    # A public upper bound on every aggregate count (sets the wire-visible bit lengths).
-    max_count = wire_record_bound(data)
+    # The public bound on every aggregate count sets the wire-visible bit lengths.
+    setting = cost_setting(config, data)
+    max_count = setting.max_count
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
-    sigma = cost_setting(config, data).sigma
-    engine, notes = make_engine(config, data, ledger, max_count, sigma)
+    engine, notes = make_engine(config, ledger, setting)
     try:
         if isinstance(engine, MpcEngine):  # MPyC's connection handshakes (phase setup)
             add_setup_rows(ledger, engine.launcher.call("setup_counters"))

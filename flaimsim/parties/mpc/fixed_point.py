@@ -91,6 +91,12 @@ async def exact_shift_down(a, e):
     return a >> e
 
 
+def convert_array(a: Any, stype: type) -> Any:
+    """A secure array converted to ``stype`` by MPyC (elementwise; one opening per value
+    between prime fields)."""
+    return mpc.np_fromlist(mpc.convert(mpc.np_tolist(a), stype))
+
+
 def reinterpret_as_secint(a: Any, secint: type) -> Any:
     """The field values of a secure array (integers |v| < 2^(l−1), l = secint.bit_length) as a
     ``secint`` array in its own, smaller field: one opening per value.
@@ -139,5 +145,5 @@ def fxp_multiply(a: Any, b: Any) -> Any:
     return prss_trunc(_product(a, b), stype.frac_length)
 
 
-__all__ = ["prss_trunc", "fxp_multiply", "fxp_scale", "exact_shift_down", "reinterpret_as_secint",
-           "truncation_error_units"]
+__all__ = ["prss_trunc", "fxp_multiply", "fxp_scale", "exact_shift_down", "convert_array",
+           "reinterpret_as_secint", "truncation_error_units"]

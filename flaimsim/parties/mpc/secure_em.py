@@ -60,8 +60,8 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
-from flaimsim.parties.mpc.fixed_point import (exact_shift_down, fxp_multiply, fxp_scale,
-                                              prss_trunc, reinterpret_as_secint)
+from flaimsim.parties.mpc.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
+                                              fxp_scale, prss_trunc, reinterpret_as_secint)
 
 # η: the stated bound on |computed − ideal| of s_r + G_r at F = 20 (see the docstring), and its
 # noise part, which the tests assert; the other two parts are the truncations' bounds.
@@ -189,8 +189,7 @@ def _integers_to_fxp(rows: list[Any], fxp: type) -> list[Any]:
     """
     n = rows[0].shape[0]
     flat = mpc.np_stack(rows).reshape(len(rows) * n)
-    conv = mpc.np_fromlist(mpc.convert(mpc.np_tolist(flat), fxp))
-    conv = exact_shift_down(conv, fxp.frac_length).reshape(len(rows), n)
+    conv = exact_shift_down(convert_array(flat, fxp), fxp.frac_length).reshape(len(rows), n)
     return [conv[i] for i in range(len(rows))]
 
 
@@ -238,9 +237,7 @@ def noise_fxp(frac_bits: int) -> type:
 
 def _to_type(a: Any, fxp: type) -> Any:
     """Convert a noise array into the scores' type (one opening per value; same F: exact)."""
-    if type(a).sectype is fxp:
-        return a
-    return mpc.np_fromlist(mpc.convert(mpc.np_tolist(a), fxp))
+    return a if type(a).sectype is fxp else convert_array(a, fxp)
 
 
 def secure_gumbel(fxp: type, n: int) -> Any:

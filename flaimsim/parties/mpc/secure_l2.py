@@ -31,7 +31,8 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
-from flaimsim.parties.mpc.fixed_point import exact_shift_down, fxp_multiply, fxp_scale
+from flaimsim.parties.mpc.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
+                                              fxp_scale)
 from flaimsim.parties.mpc.secure_em import _one_hot_first_one
 
 SQRT_FRAC_BITS = 40
@@ -87,17 +88,13 @@ def secure_sqrt(q: Any, square_bits: int, fxp: type) -> Any:
     mq = q * scale_m
     # m = mq·4^−I ∈ [1, 4) (0 when Q = 0): exact, frac ≥ 2I. Products and public factors
     # truncate by PRSS (fixed_point): one opening each, error < 2 units of 2^−frac.
-    m = exact_shift_down(_to(mq, big), 2 * half)
+    m = exact_shift_down(convert_array(mq, big), 2 * half)
     c0, c1, c2 = (float(v) for v in INV_SQRT_START)
     y = fxp_scale(fxp_multiply(m, m), c2) + fxp_scale(m, c1) + c0
     for _ in range(NEWTON_STEPS):
         y = fxp_scale(fxp_multiply(y, 3 - fxp_multiply(m, fxp_multiply(y, y))), 0.5)
-    root = fxp_multiply(fxp_multiply(m, y), _to(scale_r, big))
-    return _to(root, fxp)
-
-
-def _to(a: Any, stype: type) -> Any:
-    return mpc.np_fromlist(mpc.convert(mpc.np_tolist(a), stype))
+    root = fxp_multiply(fxp_multiply(m, y), convert_array(scale_r, big))
+    return convert_array(root, fxp)
 
 
 def secure_l2_distances(counts: Any, squares: Any, public_c: np.ndarray,
