@@ -12,8 +12,8 @@ from flaimsim.parties.mpc.field import SharingError
 from flaimsim.parties.mpc.input_sharing import (
     compact_pieces, expand_seed_bits, pack_bits, sum_compact, unpack_bits, unwrap)
 from flaimsim.parties.mpc.secure_scoring import (
-    comparison_plan, count_secint, decompose_counts, less_than_pieces, round_public_marginal,
-    secure_abs_diff_bits, secure_l1_bits, secure_l1_bits_full)
+    SecretBits, comparison_plan, count_secint, decompose_counts, less_than_pieces,
+    round_public_marginal, secure_abs_diff_bits, secure_l1_bits, secure_l1_bits_full)
 from flaimsim.protocols.distaim import selection_epsilon
 
 
@@ -48,6 +48,42 @@ def test_unwrap_takes_the_low_bits_of_the_wrapped_sum() -> None:
     # decompose_counts(wrapped=True) gives x's bits and x itself, never s
     dec = decompose_counts(s, (1 << b) - 1, wrapped=True)
     np.testing.assert_array_equal(np.asarray(mpc.run(mpc.output(dec.counts)), dtype=np.int64), x)
+
+
+@pytest.mark.parametrize("l", [1, 5, 16])
+def test_secure_low_bits_are_the_low_bits_at_the_edges(l: int) -> None:
+    from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
+    rng = np.random.default_rng(l)
+    s = np.r_[0, 1, (1 << l) - 1, 1 << l, (3 << l) - 1, rng.integers(0, 3 << l, 200)]
+    stype = count_secint(1 << 16)               # 20 bits: s < 3·2^16 fits
+    got = np.asarray(mpc.run(mpc.output(secure_low_bits(stype.array(s), l))), dtype=np.int64)
+    np.testing.assert_array_equal(got, (s[:, None] >> np.arange(l)) & 1)
+    with pytest.raises(ValueError, match="bits"):
+        secure_low_bits(stype.array(s), stype.bit_length + 1)
+    with pytest.raises(ValueError, match="1-D secure integer"):
+        secure_low_bits(mpc.SecFxp(32).array(np.zeros(3)), 2)
+
+
+def test_packed_shares_give_the_same_scores_as_secure_arrays() -> None:
+    from flaimsim.parties.mpc.bit_decomposition import PackedShares
+    x, c, segments, max_count = _edge_inputs(1)
+    stype = count_secint(max_count, 1)
+    bits = decompose_counts(stype.array(x), max_count, 1)
+    packed_bits = PackedShares.empty(bits.bits.shape, stype)
+    packed_below = PackedShares.empty(bits.below.shape, stype)
+    packed_bits.put(slice(None), mpc.run(mpc.gather(bits.bits)))
+    packed_below.put(slice(None), mpc.run(mpc.gather(bits.below)))
+    assert packed_bits.values.dtype == np.uint64       # the 55-bit field fits 8 bytes
+    packed = SecretBits(bits.counts, packed_bits, bits.count_bits, 1, packed_below)
+    cells = np.arange(3, 250)
+    cases = [(bits, packed, c, segments),
+             (bits.take(cells), packed.take(cells), c[cells], [100, cells.size - 100])]
+    for plain, compact, public_c, segs in cases:
+        assert isinstance(compact.bits, PackedShares) and isinstance(compact.below, PackedShares)
+        for fn in (secure_l1_bits, secure_l1_bits_full):
+            np.testing.assert_array_equal(
+                np.asarray(mpc.run(mpc.output(fn(compact, public_c, segs))), dtype=np.int64),
+                np.asarray(mpc.run(mpc.output(fn(plain, public_c, segs))), dtype=np.int64))
 
 
 def _edge_inputs(frac_bits: int) -> tuple[np.ndarray, np.ndarray, list[int], int]:

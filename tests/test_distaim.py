@@ -134,6 +134,7 @@ def test_modelled_run_is_reproducible(modelled_run):
 
 def test_secure_em_with_huge_epsilon_returns_argmax_three_parties():
     engine = MpcEngine(Ledger(), m=3, max_count=1000)
+    engine.decompose_chunk = 5      # 12 cells in 3 chunks: the chunked path, packed bits
     try:
         x = np.array([5, 5, 5, 5, 900, 0, 5, 5, 5, 5, 5, 5], dtype=np.int64)
         vectors = {0: x, 1: np.zeros_like(x)}
@@ -143,6 +144,7 @@ def test_secure_em_with_huge_epsilon_returns_argmax_three_parties():
         engine.score(0, [0, 4, 8], [4, 4, 4], c, 0.1, [1.0, 1.0, 1.0], 1e4)
         index, eps_eff = engine.select(0, 500.0, 1.0)
         assert index == 1 and 0 < eps_eff <= 500.0
+        assert [s.chunks for s in engine.steps if s.op == "decompose"] == [3]
         names = [r["name"] for r in engine.reveal_log()]
         assert names == ["selected-index"]
     finally:

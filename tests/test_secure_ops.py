@@ -216,6 +216,10 @@ def test_prss_truncation_and_mechanisms_under_three_parties() -> None:
     assert out["gumbel_max_abs_error"] < NOISE_ETA
     from flaimsim.parties.mpc.secure_l2 import STATED_TAU
     assert out["l2_max_abs_error"] < STATED_TAU
+    dec = out["bit_decomposition"]
+    assert dec["ripple"]["exact"] and dec["mpyc"]["exact"]
+    # l random bits + one opening + (l − 1) products against MPyC's log-depth adder
+    assert dec["ripple"]["bytes"] < 0.6 * dec["mpyc"]["bytes"]
     u = np.asarray(out["scores"])
     s = em_scale(out["epsilon"], out["sensitivity"])[2] * u / (2 * out["sensitivity"])
     p_em = np.exp(s) / np.exp(s).sum()

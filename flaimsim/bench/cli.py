@@ -80,7 +80,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                "max_relative_residual": table.max_relative_residual,
                "bytes_per_party_example": {
                    "decompose_per_cell": sum(b for b, _ in table.predict(
-                       "decompose", cells=1000).values()) / 1000 / table.m,
+                       "decompose", cells=1000, chunks=1).values()) / 1000 / table.m,
                    "score_per_multiplication": sum(b for b, _ in table.predict(
                        "score", k=1, mults=100000, steps=16).values()) / 100000 / table.m,
                    "select_k161": sum(b for b, _ in table.predict(

@@ -193,7 +193,9 @@ def check_fixed_point(parties: int = 3, values: int = 2000, draws: int = 400,
     - truncation: max and mean of (prss_trunc(a, f) − a/2^f) in units of 2^−f over random and
       extreme a, against the stated bound ``truncation_error_units``;
     - gumbel: the largest |computed − exact| Gumbel value from known randomness (η check);
-    - em / rnm: ``draws`` draws on 4 fixed scores (for a chi-square against their laws).
+    - em / rnm: ``draws`` draws on 4 fixed scores (for a chi-square against their laws);
+    - bit_decomposition: ``secure_low_bits`` and ``mpc.np_to_bits`` on the same wrapped values
+      (s = x + w·2^16, w < 3): whether each gives x's bits exactly, and its bytes sent.
     """
     reports = run_parties(["fixed-point", "--cells", str(values), "--draws", str(draws)],
                           parties, timeout)
@@ -434,6 +436,24 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
     dist = await mpc.output(secure_l2_distances(xs, sum_squares(xs, segments), c, segments,
                                                 n_max, 2, em_fxp_type(2.0 ** 31)))
     l2_error = float(np.max(np.abs(np.asarray(dist, float) - l2_distances(x, c, segments, 2))))
+    # Bit decomposition (ripple carry) against MPyC's np_to_bits: the same bits, fewer bytes.
+    from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
+    l_bits = 16
+    wrapped = rng.integers(0, 1 << l_bits, values) + (1 << l_bits) * rng.integers(0, 3, values)
+    wrapped[:4] = [0, (1 << l_bits) - 1, 3 << l_bits, (3 << l_bits) - 1]
+    s_in = mpc.input(mpc.SecInt(20).array(wrapped if mpc.pid == 0 else np.zeros_like(wrapped)),
+                     senders=0)
+    await mpc.gather(s_in)
+    decompositions = {}
+    for name, fn in (("ripple", lambda a: secure_low_bits(a, l_bits)),
+                     ("mpyc", lambda a: mpc.np_to_bits(a, l=l_bits))):
+        await mpc.barrier()
+        before = _sent_bytes()
+        got_bits = await mpc.gather(fn(s_in))
+        decompositions[name] = {"bytes": _sent_bytes() - before}
+        opened = np.asarray(await mpc.output(mpc.SecInt(20).array(got_bits)), dtype=np.int64)
+        decompositions[name]["exact"] = bool(np.array_equal(
+            opened, (wrapped[:, None] >> np.arange(l_bits)) & 1))
     u = np.array([0.0, 1.5, 3.0, -2.0])
     em = await secure_exponential_mechanism_batch(fxp.array(u), 1.0, 0.5, draws)
     rnm = await secure_report_noisy_max(fxp.array(u), 1.0, 0.5, draws)
@@ -442,7 +462,7 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
             "truncation_mean_units": float(np.mean(err)),
             "truncation_bound_units": truncation_error_units(),
             "gumbel_max_abs_error": float(np.max(np.abs(np.asarray(gum, float) - want))),
-            "l2_max_abs_error": l2_error,
+            "l2_max_abs_error": l2_error, "bit_decomposition": decompositions,
             "scores": u.tolist(), "epsilon": 1.0, "sensitivity": 0.5,
             "em_draws": [int(i) for i in em], "rnm_draws": [int(i) for i in rnm]}
 

@@ -7,7 +7,8 @@ size a fixed function of the array shapes):
 =========  ========================  ==========================================
 step       features                  why
 =========  ========================  ==========================================
-decompose  1, cells                  one bit decomposition per cell
+decompose  1, cells, chunks          one bit decomposition per cell, in chunks (each chunk
+                                     a fixed number of messages)
 score      1, k, mults, steps        the comparisons priced by the public value: mults
                                      (Σ_cells h − max(t0, f), public, from
                                      ``secure_scoring.comparison_plan``) multiplications in
@@ -43,18 +44,19 @@ from flaimsim.parties.ledger import Ledger, server
 
 # score: "dots" counts the candidates with at least one priced cell (each costs one inner
 # product reshare; a candidate whose cells all compare publicly costs none).
-FEATURES = {"decompose": ("1", "cells"), "score": ("1", "k", "dots", "mults", "steps"),
+FEATURES = {"decompose": ("1", "cells", "chunks"), "score": ("1", "k", "dots", "mults", "steps"),
             "select": ("1", "k", "log2k"), "select-rnm": ("1", "k", "log2k"),
             "measure": ("1", "cells"), "to_shamir": ("1", "cells"),
             "unwrap": ("1", "cells"), "sum-squares": ("1", "k"), "score-l2": ("1", "k")}
 FRAME_HEADER_BYTES = 14
+CALIBRATION_CHUNK = 100     # cells per decompose chunk while calibrating (see calibrate)
 SEED_BYTES = 16
 
 
 def _features(op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
-              dots: int = 0) -> np.ndarray:
+              dots: int = 0, chunks: int = 0) -> np.ndarray:
     values = {"1": 1.0, "cells": float(cells), "k": float(k), "mults": float(mults),
-              "steps": float(steps), "dots": float(dots),
+              "steps": float(steps), "dots": float(dots), "chunks": float(chunks),
               "log2k": float(math.ceil(math.log2(k))) if k > 1 else 0.0}
     return np.array([values[f] for f in FEATURES[op]])
 
@@ -77,9 +79,9 @@ class CostTable:
     select_bits: int = 0   # secure_em.comparison_bits of the select rows (the argmax's width)
 
     def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
-                dots: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
+                dots: int = 0, chunks: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
         """(bytes, messages) per ordered server pair for one step of the given size."""
-        x = _features(op, cells, k, mults, steps, dots)
+        x = _features(op, cells, k, mults, steps, dots, chunks)
         out = {}
         for pair, coef in self.coefficients[op]["bytes"].items():
             i, j = (int(v) for v in pair.split("->"))
@@ -89,8 +91,10 @@ class CostTable:
         return out
 
     def charge(self, ledger: Ledger, round: int, phase: str, op: str, cells: int = 0,
-               k: int = 0, mults: int = 0, steps: int = 0, dots: int = 0) -> None:
-        for (i, j), (nbytes, msgs) in self.predict(op, cells, k, mults, steps, dots).items():
+               k: int = 0, mults: int = 0, steps: int = 0, dots: int = 0,
+               chunks: int = 0) -> None:
+        for (i, j), (nbytes, msgs) in self.predict(op, cells, k, mults, steps, dots,
+                                                   chunks).items():
             ledger.add(round, phase, server(i), server(j), nbytes, msgs, "modelled")
 
     def upload_bytes_per_server(self, sharing: str, cells: int) -> list[int]:
@@ -136,7 +140,7 @@ def code_version() -> str:
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for name in ("secure_scoring.py", "secure_em.py", "secure_noise.py", "distaim_server.py",
-                 "secure_l2.py",
+                 "secure_l2.py", "bit_decomposition.py", "fixed_point.py",
                  "server.py", "input_sharing.py", "wire.py", "cost_model.py",
                  "distaim_engine.py"):
         digest.update((here / name).read_bytes())
@@ -180,7 +184,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     """
     import mpyc
 
-    from flaimsim.parties.mpc.distaim_engine import MpcEngine, count_bits_for
+    from flaimsim.parties.mpc.distaim_engine import MpcEngine, chunk_count, count_bits_for
 
     samples: dict[str, list[tuple[np.ndarray, dict[str, tuple[int, int]]]]] = {
         op: [] for op in FEATURES}
@@ -222,8 +226,14 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                     run(engine, "score-l2", _features("score-l2", k=k), lambda: engine.score(
                         0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound))
             else:
-                run(engine, "decompose", _features("decompose", cells),
-                    lambda: engine.decompose(0))
+                # Small chunks, so that the chunk count varies apart from the cells; the
+                # largest size is measured once more as a single chunk.
+                chunkings = [CALIBRATION_CHUNK] + ([cells] if cells == max(cell_sizes) else [])
+                for chunk in chunkings:
+                    engine.decompose_chunk = chunk
+                    run(engine, "decompose",
+                        _features("decompose", cells, chunks=chunk_count(cells, chunk)),
+                        lambda: engine.decompose(0))
             for i, k in enumerate(ks if score == "l1" else []):
                 segs = _segments(cells, k)
                 offsets = np.cumsum([0] + segs[:-1])

@@ -39,6 +39,17 @@ PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score"
                  "unwrap": "score", "sum-squares": "score", "score-l2": "score",
                  "select": "select", "select-rnm": "select", "measure": "measure"}
 SELECT_OP = {"gumbel": "select", "rnm": "select-rnm"}   # --em -> cost-model op
+# Cells per bit decomposition call in the decompose step: the transients of one chunk stay in
+# the hundreds of megabytes per server at full Adult size (2.87 M cells). Each chunk adds a
+# fixed number of messages, which the cost model charges (feature "chunks").
+DECOMPOSE_CHUNK_CELLS = 1 << 17
+
+
+def chunk_count(cells: int, chunk: int = DECOMPOSE_CHUNK_CELLS) -> int:
+    """Number of chunks of at most ``chunk`` cells that cover ``cells`` (0 for none)."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return -(-int(cells) // int(chunk))
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ class Step:
     mults: int = 0      # score: secret multiplications of the priced comparisons
     steps: int = 0      # score: bit positions with a vectorised multiplication
     dots: int = 0       # score: candidates with a priced cell (one inner product each)
+    chunks: int = 0     # decompose: calls of DECOMPOSE_CHUNK_CELLS cells or fewer
 
 
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
@@ -66,7 +78,7 @@ def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
             cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
         return
     cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k,
-                mults=step.mults, steps=step.steps, dots=step.dots)
+                mults=step.mults, steps=step.steps, dots=step.dots, chunks=step.chunks)
 
 
 def replay(steps: Sequence[Step], cost: Any, sharing: str) -> Ledger:
@@ -152,6 +164,7 @@ class MpcEngine:
         self.steps: list[Step] = []
         self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
         self.compact_bits = int(max_count).bit_length()
+        self.decompose_chunk = DECOMPOSE_CHUNK_CELLS   # the calibration varies it
 
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
@@ -186,10 +199,11 @@ class MpcEngine:
                 self.unwrap(round)
             self.sum_squares(round, lengths)
             return
-        self.steps.append(Step(round, "decompose", cells=self.cells))
+        self.steps.append(Step(round, "decompose", cells=self.cells,
+                               chunks=chunk_count(self.cells, self.decompose_chunk)))
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_decompose", name=AGGREGATE, max_count=self.max_count,
-                               frac_bits=self.frac_bits)
+                               frac_bits=self.frac_bits, chunk=self.decompose_chunk)
 
     def unwrap(self, round: int) -> None:
         """L2 with compact shares: reduce the wrapped sum to x (phase score)."""
@@ -303,7 +317,8 @@ class IdealEngine:
                 self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
             self._charge(Step(round, "sum-squares", k=len(lengths)))
             return
-        self._charge(Step(round, "decompose", cells=len(self.aggregate)))
+        cells = len(self.aggregate)
+        self._charge(Step(round, "decompose", cells=cells, chunks=chunk_count(cells)))
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
         from flaimsim.parties.mpc.secure_scoring import round_public_marginal

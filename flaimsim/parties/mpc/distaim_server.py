@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from flaimsim.parties.mpc.bit_decomposition import PackedShares
+from flaimsim.parties.mpc.distaim_engine import DECOMPOSE_CHUNK_CELLS, chunk_count
 from flaimsim.parties.mpc.server import CommandError, ServerState, command
 from flaimsim.parties.mpc.secure_em import (em_fxp_type, em_scale, secure_exponential_mechanism,
                                             secure_report_noisy_max)
@@ -44,25 +46,49 @@ def _kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
 
 @command("distaim_decompose")
 async def distaim_decompose(state: ServerState, name: str, max_count: int,
-                            frac_bits: int = DEFAULT_FRAC_BITS) -> dict[str, Any]:
+                            frac_bits: int = DEFAULT_FRAC_BITS,
+                            chunk: int = DECOMPOSE_CHUNK_CELLS) -> dict[str, Any]:
     """Bit-decompose secret counts ``name`` (values in 0..max_count) for the scoring rounds,
     with the prefix products Z_h. A wrapped compact sum s = x + w·2^b (``to_shamir`` with
     ``reduce=False``) is decomposed at b = bitlen(max_count) bits, which are x's bits; ``name``
-    then holds x = Σ 2^j bit_j (the measure step needs x itself)."""
+    then holds x = Σ 2^j bit_j (the measure step needs x itself).
+
+    Runs in chunks of ``chunk`` cells, one after the other, and keeps the bits and Z_h packed
+    (:class:`PackedShares`): at 2.87 M cells the transients of one chunk stay small."""
     wrapped = state.extras.get("wrapped", {})
     width = wrapped.get(name)
     if width is not None and int(width) != int(max_count).bit_length():
         raise CommandError(f"{name} wraps at {width} bits but max_count {max_count} needs "
                            f"{int(max_count).bit_length()}")
-    bits = decompose_counts(state.array(name), int(max_count), int(frac_bits),
-                            wrapped=width is not None)
-    await state.runtime.gather(bits.bits, bits.below, bits.counts)
+    if int(chunk) < 1:
+        raise CommandError(f"chunk must be >= 1 cells, got {chunk}")
+    counts = state.array(name)
+    n, l = int(counts.shape[0]), int(max_count).bit_length()
+    stype = type(counts).sectype
+    packed_bits = PackedShares.empty((n, l), stype)
+    packed_below = PackedShares.empty((l + 1, n), stype)
+    pieces = []
+    for lo in range(0, n, int(chunk)):
+        hi = min(n, lo + int(chunk))
+        part = decompose_counts(counts[lo:hi], int(max_count), int(frac_bits),
+                                wrapped=width is not None)
+        bits, below, x = await state.runtime.gather(part.bits, part.below, part.counts)
+        packed_bits.put(slice(lo, hi), bits)
+        packed_below.put((slice(None), slice(lo, hi)), below)
+        if width is not None:
+            pieces.append(x.value)
+    if width is not None:      # x = Σ 2^j bit_j, chunk by chunk; else x is the input itself
+        counts = stype.array(stype.field.array(
+            np.concatenate(pieces) if pieces else np.zeros(0, dtype=object), check=False))
+    bits = SecretBits(counts=counts, bits=packed_bits, count_bits=l, frac_bits=int(frac_bits),
+                      below=packed_below)
     if width is not None:
         state.arrays[name] = bits.counts
         wrapped.pop(name)
     state.extras["distaim_bits"] = bits
     state.extras["distaim_counts"] = name
-    return {"cells": bits.n_cells, "count_bits": bits.count_bits}
+    return {"cells": bits.n_cells, "count_bits": bits.count_bits,
+            "chunks": chunk_count(n, int(chunk))}
 
 
 @command("distaim_unwrap")

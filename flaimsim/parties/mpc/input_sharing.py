@@ -10,7 +10,7 @@ Three sharing modes (MPC-NOTES.md, "Running parties"):
   headers). Each server sums its pieces a_i mod 2^b locally and inputs a_i to MPyC (as the
   ``additive`` conversion). In the field the total is s = sum_i a_i = x + w·2^b with a wrap
   count 0 <= w < m; since the aggregate is below 2^b, x = s mod 2^b, and the servers take it
-  from the b low bits of s (``mpc.np_to_bits(s, b)`` computes s mod 2^b: the bit
+  from the b low bits of s (``secure_low_bits(s, b)`` computes s mod 2^b: the bit
   decomposition that scoring needs anyway, see :func:`unwrap`). s is never opened: w depends
   on x.
 
@@ -144,10 +144,12 @@ def sum_compact(pieces: Sequence[np.ndarray], bits: int, length: int) -> np.ndar
 
 
 def unwrap(runtime: Any, wrapped: Any, bits: int) -> tuple[Any, Any]:
-    """(x, bits of x) from s = x + w·2^b: ``np_to_bits(s, b)`` yields the b low bits of s
+    """(x, bits of x) from s = x + w·2^b: ``secure_low_bits(s, b)`` yields the b low bits of s
     (it works modulo 2^b), and x = Σ_i 2^i·bit_i is linear. Needs s < 2^(bit length) of the
     type, true for s < m·2^b when the type has b + 2 or more bits. One bit decomposition."""
-    low = runtime.np_to_bits(wrapped, l=bits)
+    from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
+
+    low = secure_low_bits(wrapped, bits)
     return runtime.np_from_bits(low), low
 
 

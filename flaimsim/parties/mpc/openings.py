@@ -9,9 +9,10 @@ commands' own reveal log is not consulted; a command that opens more than it log
 MPyC opens masked values inside its own protocols (comparisons, truncation, random bits:
 ``a + r`` with r uniform, which reveals nothing); calls made from inside the ``mpyc`` package
 are counted apart as ``internal`` and not listed. So are the openings of
-:mod:`flaimsim.parties.mpc.fixed_point` (``MASKED_OPENING_MODULES``), the project's own
-truncation and field change, which open only v + r with r from PRSS, statistically hiding v
-(the argument is in that module's docstring). Everything else called from project code is an
+:mod:`flaimsim.parties.mpc.fixed_point` and :mod:`flaimsim.parties.mpc.bit_decomposition`
+(``MASKED_OPENING_MODULES``), the project's own truncation, field change and bit
+decomposition, which open only v + r with r from PRSS and secure random bits, statistically
+hiding v (the argument is in each module's docstring). Everything else called from project code is an
 application opening and must match a rule: :func:`check_openings` with, per command, the
 number of elements it may open and to whom.
 """
@@ -65,7 +66,8 @@ def _receivers(r: Any) -> tuple[int, ...] | None:
 
 
 # Project modules whose every output is a masked value v + r (r uniform, hiding v); reviewed.
-MASKED_OPENING_MODULES = ("flaimsim.parties.mpc.fixed_point",)
+MASKED_OPENING_MODULES = ("flaimsim.parties.mpc.fixed_point",
+                          "flaimsim.parties.mpc.bit_decomposition")
 
 
 class OpeningCounter:

@@ -12,7 +12,7 @@ With X = x·2^f and the public C = round(c·2^f) (units 2^−f):
 Types: Q_r < 2^B with B = 2(l + f) + 4 (Σx ≤ 2^l, Σ C ≤ 2^(l+f+1) checked by the caller), so the
 counts live in ``l2_count_secint`` = SecInt(B + 2): squares and their sums never wrap.
 
-Square root (per candidate): the B bits of Q (``np_to_bits``), the one-hot of the leading bit
+Square root (per candidate): the B bits of Q (``secure_low_bits``), the one-hot of the leading bit
 (B multiplications), Q·4^(I−i) = m·4^I with m ∈ [1, 4) (one multiplication; i = ⌊e/2⌋ for the
 leading bit e, I = ⌊(B−1)/2⌋), m in SecFxp(B + F + 4, F) with F = max(40, 2I), y ≈ 1/sqrt(m) by a quadratic start and
 four Newton steps y ← y(3 − m y²)/2, sqrt(Q) = m·y·2^i, converted to the scores' type.
@@ -31,6 +31,7 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
+from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
 from flaimsim.parties.mpc.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
                                               fxp_scale)
 from flaimsim.parties.mpc.secure_em import _one_hot_first_one
@@ -76,7 +77,7 @@ def secure_sqrt(q: Any, square_bits: int, fxp: type) -> Any:
     half = top // 2
     frac = max(SQRT_FRAC_BITS, 2 * half)     # 4^−I must be exact in the fixed point
     big = mpc.SecFxp(square_bits + frac + 4, frac)
-    bits = mpc.np_to_bits(q, l=square_bits)
+    bits = secure_low_bits(q, square_bits)
     lead = _one_hot_first_one(bits[:, ::-1])          # lead[j]: leading bit at e = top − j
     scale_m = None                                    # Σ [e] 4^(I − ⌊e/2⌋): Q·scale ∈ [4^I, 4^(I+1))
     scale_r = None                                    # Σ [e] 2^⌊e/2⌋

@@ -10,7 +10,7 @@ secretly, then u_r = aim_score_from_l1(L1_r, σ, n_r, w_r) (the shared plain for
 
 Method ("bits once, then comparisons priced by the public value"):
 - once per contributor set: bits b_{i,j} of x_i (l = bit length of the public bound N) by
-  ``mpc.np_to_bits``, and the prefix products Z_h = [x < 2^h] for every h (l − 1
+  ``bit_decomposition.secure_low_bits``, and the prefix products Z_h = [x < 2^h] for every h (l − 1
   multiplications per cell; :func:`prefix_zero_products`);
 - per round, [x < c] for a public c with top bit h needs only the bits below h, from
   Z_{h+1}: about log2 c multiplications per cell, none when round(c) = 0
@@ -26,8 +26,9 @@ the sensitivity: ‖x − round_f(c)‖₁ still changes by at most 1 when one r
 
 Measured (``flaimsim bench scoring``: 3 parties on loopback, bytes sent per party, Adult-shaped
 inputs, l = 16, SecInt20): ~1.6 B per cell and round priced by c, against ~270 B for the
-full-length method and ~1,690 B for SecFxp(32) absolute values; ~1,445 B per cell once per
-contributor set for the bits and the Z_h.
+full-length method and ~1,690 B for SecFxp(32) absolute values; ~835 B per cell once per
+contributor set for the bits (565 B, ripple carry: ``bit_decomposition``) and the Z_h (270 B),
+against 1,445 B with MPyC's ``np_to_bits``.
 
 Types: counts are ``count_secint(N, f)`` (a SecInt whose field holds all intermediate sums);
 per-segment L1 and scores are returned in a SecFxp type chosen by the caller
@@ -45,6 +46,7 @@ import numpy as np
 from mpyc.runtime import mpc
 
 from flaimsim.mechanisms.scores import aim_score_from_l1, score_offset
+from flaimsim.parties.mpc.bit_decomposition import PackedShares, secure_low_bits
 
 # Extra bits of the count type beyond bitlen(N) + f: segment sums of |x − c| reach
 # Σx + Σc ≈ 2N (more if the model total overshoots N); 4 bits allow Σ_r c up to ~7·2^l
@@ -61,7 +63,8 @@ class SecretBits:
     """Secret counts with their bits, computed once per contributor set.
 
     counts: secure integer array (n,), values in 0..2^count_bits − 1.
-    bits: secure integer array (n, count_bits), least significant bit first.
+    bits: secure integer array (n, count_bits), least significant bit first (or the same as
+      :class:`PackedShares`, which the decompose step of a big aggregate keeps).
     frac_bits: f, the public marginal is compared on the grid 2^−f (x is scaled by 2^f).
     below: secure array (count_bits + 1, n), row h = Z_h = [x < 2^h] = Π_{j≥h} (1 − bit_j)
       (Z_l = 1); None when only the full-length comparison (:func:`secure_l1_bits_full`) runs.
@@ -78,11 +81,16 @@ class SecretBits:
         return int(self.counts.shape[0])
 
     def take(self, cells: np.ndarray) -> "SecretBits":
-        """The same secrets restricted to public cell indices (local; e.g. kept candidates)."""
+        """The same secrets restricted to public cell indices (local; e.g. kept candidates).
+        Packed bits (:class:`PackedShares`) stay packed."""
         idx = np.asarray(cells, dtype=np.int64)
-        return SecretBits(counts=self.counts[idx], bits=self.bits[idx],
+
+        def pick(a: Any, index: Any) -> Any:
+            return a.take(index) if isinstance(a, PackedShares) else a[index]
+
+        return SecretBits(counts=pick(self.counts, idx), bits=pick(self.bits, idx),
                           count_bits=self.count_bits, frac_bits=self.frac_bits,
-                          below=None if self.below is None else self.below[:, idx])
+                          below=None if self.below is None else pick(self.below, (slice(None), idx)))
 
 
 def score_bound(max_weight: float, max_count: int, model_total: float, sigma: float,
@@ -122,8 +130,9 @@ def decompose_counts(counts: Any, max_count: int, frac_bits: int = 0,
                      wrapped: bool = False, prefix: bool = True) -> SecretBits:
     """Bit-decompose secret counts once (l = bitlen(max_count) bits per cell).
 
-    Cost: one ``np_to_bits`` per cell (~1.2 KB per cell per party at l = 16, 3 parties), plus
-    l − 1 multiplications for the prefix products Z_h (``prefix``). Redo it whenever the
+    Cost: one :func:`secure_low_bits` per cell (l random bits, one opening, l − 1 products:
+    ~565 B per cell per party at l = 16, 3 parties), plus l − 1 products for the prefix
+    products Z_h (``prefix``, ~270 B). Redo it whenever the
     contributor set (hence x) changes. ``wrapped``: ``counts`` is a compact sum
     s = x + w·2^l (``input_sharing.unwrap``): the l low bits of s are x's, and the returned
     ``counts`` is x = Σ 2^j bit_j (linear), never s.
@@ -136,7 +145,7 @@ def decompose_counts(counts: Any, max_count: int, frac_bits: int = 0,
         raise SecureScoringError(
             f"{stype.__name__} too short for counts up to {max_count} with {frac_bits} "
             f"fractional bits; use count_secint({max_count}, {frac_bits})")
-    bits = mpc.np_to_bits(counts, l=count_bits)
+    bits = secure_low_bits(counts, count_bits)
     if wrapped:
         counts = mpc.np_from_bits(bits)
     below = prefix_zero_products(bits) if prefix else None

@@ -57,7 +57,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import numpy as np
 
@@ -226,11 +226,13 @@ async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
             "client_address": list(state.publish) if state.publish else None}
 
 
-def _sum_mod(vectors: list[np.ndarray], p: int, length: int) -> np.ndarray:
+def _sum_mod(vectors: Iterable[np.ndarray], p: int, length: int) -> np.ndarray:
+    """Σ vectors mod p, one vector at a time (a generator keeps one client's in memory)."""
     acc = np.zeros(length, dtype=object)
     for v in vectors:
-        acc = acc + v
-    return acc % p
+        acc += v
+        acc %= p
+    return acc
 
 
 @command("receive_shares")
@@ -265,26 +267,24 @@ async def receive_shares(state: ServerState, name: str, round: int, phase: str,
             if f.kind != kind or len(f.payload) != size:
                 raise CommandError(f"client {k}: expected {kind.name} of {size} bytes, "
                                    f"got {f.kind.name} of {len(f.payload)}")
-        state.additive[name] = (sum_compact([decode(f) for f in frames.values()], b, length),
-                                int(sectype.bit_length), b)
-        return {"name": name, "length": int(length), "clients": len(frames),
-                "bytes": sum(f.nbytes for f in frames.values())}
+        received = {"clients": len(frames), "bytes": sum(f.nbytes for f in frames.values())}
+        total = np.zeros(length, dtype=np.uint64)
+        for k in list(frames):      # one decoded vector at a time; frames are freed as read
+            total = sum_compact([total, decode(frames.pop(k))], b, length)
+        state.additive[name] = (total, int(sectype.bit_length), b)
+        return {"name": name, "length": int(length), **received}
     if mode == "shamir" or (mode == "additive" and state.pid == 0):
         kind = FrameKind.SHAMIR_SHARES if mode == "shamir" else FrameKind.ADDITIVE_MASKED
-        vecs = []
         for k, f in frames.items():
             if f.kind != kind or len(f.payload) != length * w:
                 raise CommandError(f"client {k}: expected {kind.name} of {length * w} bytes, "
                                    f"got {f.kind.name} of {len(f.payload)}")
-            vecs.append(decode_elements(f.payload, w))
-        acc = _sum_mod(vecs, p, length)
+        acc = _sum_mod((decode_elements(f.payload, w) for f in frames.values()), p, length)
     elif mode == "additive":
-        seeds = []
         for k, f in frames.items():
             if f.kind != FrameKind.ADDITIVE_SEED or len(f.payload) != SEED_BYTES:
                 raise CommandError(f"client {k}: expected a {SEED_BYTES}-byte seed frame")
-            seeds.append(f.payload)
-        acc = _sum_mod([expand_seed(s, length, p) for s in seeds], p, length)
+        acc = _sum_mod((expand_seed(f.payload, length, p) for f in frames.values()), p, length)
     else:
         raise CommandError(f"unknown sharing mode {mode!r}")
     if mode == "shamir":
