@@ -26,6 +26,29 @@ def test_rho_for_epsilon_1_delta_1e5():
     assert cdp_delta(rho * 1.01, 1.0) > 1e-5  # the largest such rho
 
 
+@pytest.mark.parametrize("lo,hi,root,most", [(0.0, 2.0, 0.0306, 100), (1.01, 70.0, 3.3, 100),
+                                             (0.0, 1.0, 1.0, 100), (0.0, 1.0, 1e-300, 1000)])
+def test_bisection_stops_early_with_the_full_result(lo, hi, root, most):
+    from flaimsim.mechanisms.accounting import _bisect
+
+    def full(below):            # the 1000 halvings of the reference conversion code
+        a, b = lo, hi
+        for _ in range(1000):
+            mid = (a + b) / 2
+            a, b = (mid, b) if below(mid) else (a, mid)
+        return a, b
+
+    calls = []
+
+    def below(x):
+        calls.append(x)
+        return x < root
+
+    assert _bisect(below, lo, hi) == full(lambda x: x < root)
+    assert len(calls) <= most  # ~60 halvings reach float precision (toward 0: ~1075)
+    assert _bisect(lambda x: x < root, lo, hi, steps=5) != full(lambda x: x < root)
+
+
 @pytest.mark.parametrize("eps", [0.5, 1.0, 3.0, 5.0])
 def test_rho_grows_with_epsilon(eps):
     assert cdp_rho(eps, 1e-5) < cdp_rho(eps * 1.5, 1e-5)

@@ -173,3 +173,13 @@ def test_reference_rows_on_adult(adult_dir, tmp_path):
     for key in ("oneway_l1_workload_error", "oneway_l1_workload_error_3way"):
         assert 0 < ref[key] <= 2
     assert math.isfinite(ref["oneway_nll"]) and ref["oneway_nll"] > 0
+
+
+def test_run_set_prestarts_distaims_servers(tmp_path):
+    # The main job's DistAIM under real MPC takes the servers started ahead of it.
+    config = config_from_args(parse("--mpc", "real", "--rounds", "1", "--iters-round", "20",
+                                    "--iters-final", "50"))
+    runs = run_set(config, ["central", "distaim"], None, preset="synthfs-small")
+    central, distaim = (r.record for r in runs.results)
+    assert central.get("servers_prestarted_s") is None
+    assert distaim["servers_prestarted_s"] > 0 and distaim["bytes_source"] == "wire"

@@ -159,18 +159,28 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     """Run each protocol on the same prepared data, compute the reference figures once and
     add them to every record; write config.json and result.json (with a ``reference``
     block)."""
+    from flaimsim.parties.mpc import warm_start
+
     protocols = list(protocols)
-    data = prepare(base)
-    reference = reference_record(base, data)
-    results = []
-    for name in protocols:
-        config = base.replace(protocol=name)
-        update, close = progress_callback(config.rounds, name)
-        try:
-            results.append(runner(name)(config, data=data, progress=update))
-        finally:
-            close()
-        results[-1].record.update(reference)
+    if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
+        # DistAIM's servers import and connect while the data and earlier protocols run.
+        from flaimsim.parties.mpc.distaim_engine import launcher_options
+
+        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
+    try:
+        data = prepare(base)
+        reference = reference_record(base, data)
+        results = []
+        for name in protocols:
+            config = base.replace(protocol=name)
+            update, close = progress_callback(config.rounds, name)
+            try:
+                results.append(runner(name)(config, data=data, progress=update))
+            finally:
+                close()
+            results[-1].record.update(reference)
+    finally:
+        warm_start.release_prestarted()
     described = data.describe()
     if out_dir is not None:
         out = Path(out_dir)

@@ -29,8 +29,10 @@ of its ideal law (e.g. the secure EM's Gumbel noise capped at B bits) records τ
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 NEIGHBOURING = "add/remove one record"
 
@@ -40,26 +42,38 @@ class BudgetError(ValueError):
     """A spend that would exceed the privacy budget, or a budget that cannot be met."""
 
 
+def _bisect(below: Callable[[float], bool], lo: float, hi: float, steps: int = 1000
+            ) -> tuple[float, float]:
+    """Up to ``steps`` halvings of [lo, hi]: lo moves to the midpoint where ``below`` holds,
+    else hi does. Stops early once a halving leaves the interval unchanged (floating point
+    reaches that in ~60 steps), which is then its state for every further step: the result
+    equals that of all ``steps`` halvings exactly."""
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        new = (mid, hi) if below(mid) else (lo, mid)
+        if new == (lo, hi):
+            break
+        lo, hi = new
+    return lo, hi
+
+
 def cdp_delta(rho: float, eps: float) -> float:
     """Smallest δ such that ρ-zCDP implies (ε, δ)-DP (CKS 2020, tight conversion)."""
     if rho < 0 or eps < 0:
         raise ValueError("rho and eps must be non-negative")
     if rho == 0:
         return 0.0
-    amin, amax = 1.01, (eps + 1) / (2 * rho) + 2
-    for _ in range(1000):
-        alpha = (amin + amax) / 2
-        derivative = (2 * alpha - 1) * rho - eps + math.log1p(-1.0 / alpha)
-        if derivative < 0:
-            amin = alpha
-        else:
-            amax = alpha
+    # the minimising α: the derivative (2α − 1)ρ − ε + log(1 − 1/α) of the exponent is 0
+    amin, amax = _bisect(
+        lambda a: (2 * a - 1) * rho - eps + math.log1p(-1.0 / a) < 0,
+        1.01, (eps + 1) / (2 * rho) + 2)
     alpha = (amin + amax) / 2
     delta = math.exp((alpha - 1) * (alpha * rho - eps) + alpha * math.log1p(-1 / alpha)) / (
         alpha - 1.0)
     return min(delta, 1.0)
 
 
+@functools.lru_cache(maxsize=256)
 def cdp_rho(eps: float, delta: float) -> float:
     """Largest ρ such that ρ-zCDP implies (ε, δ)-DP, by bisection on :func:`cdp_delta`."""
     if not (eps > 0 and math.isfinite(eps)):
@@ -68,13 +82,7 @@ def cdp_rho(eps: float, delta: float) -> float:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     if cdp_delta(0.0, eps) >= delta:
         return 0.0
-    rhomin, rhomax = 0.0, eps + 1
-    for _ in range(1000):
-        rho = (rhomin + rhomax) / 2
-        if cdp_delta(rho, eps) <= delta:
-            rhomin = rho
-        else:
-            rhomax = rho
+    rhomin, _ = _bisect(lambda r: cdp_delta(r, eps) <= delta, 0.0, eps + 1)
     return rhomin
 
 

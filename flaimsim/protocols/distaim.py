@@ -392,6 +392,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
     engine, notes = make_engine(config, ledger, setting)
+    launcher = getattr(engine, "launcher", None)
     try:
         if isinstance(engine, MpcEngine):  # MPyC's connection handshakes (phase setup)
             add_setup_rows(ledger, engine.launcher.call("setup_counters"))
@@ -399,7 +400,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
         model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
         loop = run_fixed(config, data.workload, model, backend, progress)
         reveals = engine.reveal_log()
-        launcher = getattr(engine, "launcher", None)  # real MPC: check openings from outside
+        # real MPC: check openings from outside
         opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
     finally:
         engine.close()
@@ -407,6 +408,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              # where server:i of the ledger ran (its counters are that host's own)
              "servers_at": config.servers_at if config.mpc == "real" else None,
              "private": config.threshold >= 1,
+             # seconds the servers took to start ahead of DistAIM (warm_start), if they did
+             "servers_prestarted_s": getattr(launcher, "prestart_ready_s", None),
              "privacy_note": engine.privacy_note or None,
              "contributing_clients": len(backend.shared),
              "contributor_count": (None if backend.count is None

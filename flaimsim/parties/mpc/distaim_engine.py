@@ -141,6 +141,12 @@ def l2_distances(x: np.ndarray, public_c: np.ndarray, lengths: Sequence[int],
     return np.sqrt(np.add.reduceat(d * d, ends - np.asarray(lengths))) / float(1 << frac_bits)
 
 
+def launcher_options(command_timeout: float) -> dict[str, Any]:
+    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match)."""
+    return {"command_timeout": float(command_timeout),
+            "load": ["flaimsim.parties.mpc.distaim_server"]}
+
+
 class MpcEngine:
     """m MPyC server processes on loopback running DistAIM's commands; traffic measured."""
 
@@ -156,8 +162,7 @@ class MpcEngine:
         self.bits = count_bits_for(max_count, frac_bits, score)
         self.candidate_of: dict[int, int] = {}
         # servers_at: servers already running on their hosts (`flaimsim serve`)
-        self.launcher = connect_servers(m, servers_at, command_timeout=command_timeout,
-                                        load=["flaimsim.parties.mpc.distaim_server"])
+        self.launcher = connect_servers(m, servers_at, **launcher_options(command_timeout))
         self.transport = ClientTransport(self.launcher.client_addresses)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0

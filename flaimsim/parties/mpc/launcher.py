@@ -143,6 +143,7 @@ class ServerLauncher:
         self._seq = 0
         self._fields: dict[int, FieldSpec] = {}
         self._closed = False
+        self.prestart_ready_s: float | None = None   # set by warm_start when prestarted
 
     # ---- privacy ------------------------------------------------------------------------------
     @property
@@ -504,12 +505,16 @@ class RemoteServers(ServerLauncher):
 
 def connect_servers(m: int, servers_at: Sequence[tuple[str, int]] | None = None,
                     **launcher_options: Any) -> ServerLauncher:
-    """Started servers: ``RemoteServers(servers_at)`` if addresses are given, else m spawned
-    here with ``launcher_options``."""
+    """Started servers: ``RemoteServers(servers_at)`` if addresses are given, else the ones
+    :mod:`warm_start` started ahead with the same options, else m spawned here with
+    ``launcher_options``."""
     if servers_at:
         if len(servers_at) != m:
             raise LauncherConfigError(f"{len(servers_at)} server addresses for m={m} servers")
         opts = {k: v for k, v in launcher_options.items()
                 if k in ("start_timeout", "command_timeout")}
         return RemoteServers(servers_at, **opts).start()
-    return ServerLauncher(m=m, **launcher_options).start()
+    from flaimsim.parties.mpc import warm_start
+
+    prestarted = warm_start.claim(m, launcher_options)
+    return prestarted or ServerLauncher(m=m, **launcher_options).start()
