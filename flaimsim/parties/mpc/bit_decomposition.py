@@ -34,6 +34,7 @@ import numpy as np
 from mpyc import asyncoro
 from mpyc.runtime import mpc
 
+
 def secure_low_bits(a: Any, l: int) -> Any:
     """The l low bits of each value of a 1-D secure integer array, least significant first.
 

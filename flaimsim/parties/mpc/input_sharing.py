@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -135,7 +135,7 @@ def compact_pieces(x: np.ndarray, bits: int, m: int,
     return masked, list(seeds)
 
 
-def sum_compact(pieces: Sequence[np.ndarray], bits: int, length: int) -> np.ndarray:
+def sum_compact(pieces: Iterable[np.ndarray], bits: int, length: int) -> np.ndarray:
     """Σ pieces mod 2^bits (uint64; each piece already reduced)."""
     acc = np.zeros(length, dtype=np.uint64)
     for p in pieces:

@@ -12,8 +12,8 @@ are counted apart as ``internal`` and not listed. So are the openings of
 :mod:`flaimsim.parties.mpc.fixed_point` and :mod:`flaimsim.parties.mpc.bit_decomposition`
 (``MASKED_OPENING_MODULES``), the project's own truncation, field change and bit
 decomposition, which open only v + r with r from PRSS and secure random bits, statistically
-hiding v (the argument is in each module's docstring). Everything else called from project code is an
-application opening and must match a rule: :func:`check_openings` with, per command, the
+hiding v (the argument is in each module's docstring). Everything else called from project
+code is an application opening and must match a rule: :func:`check_openings` with, per command, the
 number of elements it may open and to whom.
 """
 

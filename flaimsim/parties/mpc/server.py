@@ -268,9 +268,8 @@ async def receive_shares(state: ServerState, name: str, round: int, phase: str,
                 raise CommandError(f"client {k}: expected {kind.name} of {size} bytes, "
                                    f"got {f.kind.name} of {len(f.payload)}")
         received = {"clients": len(frames), "bytes": sum(f.nbytes for f in frames.values())}
-        total = np.zeros(length, dtype=np.uint64)
-        for k in list(frames):      # one decoded vector at a time; frames are freed as read
-            total = sum_compact([total, decode(frames.pop(k))], b, length)
+        # one decoded vector at a time; frames are freed as they are read
+        total = sum_compact((decode(frames.pop(k)) for k in list(frames)), b, length)
         state.additive[name] = (total, int(sectype.bit_length), b)
         return {"name": name, "length": int(length), **received}
     if mode == "shamir" or (mode == "additive" and state.pid == 0):

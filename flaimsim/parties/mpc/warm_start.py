@@ -46,17 +46,18 @@ def prestart_servers(m: int, **options: Any) -> None:
     if key in _PENDING:
         return
     install_signal_cleanup()          # the main thread's handlers, before the thread starts
-    pending = _Pending(threading.Thread(target=lambda: None), time.perf_counter())
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
 
     def start() -> None:
         try:
-            pending.result["launcher"] = ServerLauncher(m=m, **options).start()
+            result["launcher"] = ServerLauncher(m=m, **options).start()
         except BaseException as exc:  # noqa: BLE001 - reported through LAST_ERROR
-            pending.result["error"] = exc
-        pending.result["ready_s"] = time.perf_counter() - pending.started
+            result["error"] = exc
+        result["ready_s"] = time.perf_counter() - started
 
-    pending.thread = threading.Thread(target=start, name="flaimsim-server-prestart",
-                                      daemon=True)
+    thread = threading.Thread(target=start, name="flaimsim-server-prestart", daemon=True)
+    pending = _Pending(thread, started, result)
     _PENDING[key] = pending
     pending.thread.start()
 
