@@ -156,3 +156,51 @@ def test_secure_l2_distance_is_within_stated_tau(frac_bits: int) -> None:
                                                  n_max, frac_bits, em_fxp_type(2.0 ** 31))))
     want = l2_distances(x, c, segments, frac_bits)
     assert np.max(np.abs(np.asarray(got, dtype=float) - want)) < STATED_TAU
+
+
+@pytest.mark.parametrize("frac_bits", [0, 2])
+def test_lazy_l1_from_priced_bits_and_segment_counts_is_exact(frac_bits: int) -> None:
+    """Lazy decomposition: bits of the priced cells only (round_f(c) > 0) plus Σ_r x per
+    segment, given apart or as the one record count N of consistent marginals, give the plain
+    L1 exactly."""
+    from flaimsim.parties.mpc.secure_scoring import priced_cells
+    rng = np.random.default_rng(frac_bits)
+    segments, n_records, max_count = [4, 9, 1, 30], 700, 1000
+    # Consistent marginals: every segment sums to the same N; a third of the model zero.
+    x = np.concatenate([rng.multinomial(n_records, rng.dirichlet(np.ones(n))) for n in segments])
+    c = rng.uniform(0, 300, x.size) * (rng.random(x.size) < 0.66)
+    c[:3] = [0.2, 0.0, 1030.0]                    # below a unit, zero, above 2^l
+    stype = count_secint(max_count, frac_bits)
+    c_int = round_public_marginal(c, frac_bits)
+    priced = priced_cells(c_int)
+    assert 0 < priced.size < x.size
+    starts = np.r_[0, np.cumsum(segments)[:-1]]
+    want = np.add.reduceat(np.abs(x * (1 << frac_bits) - c_int), starts)
+    bits = decompose_counts(stype.array(x[priced]), max_count, frac_bits)
+    per_segment = stype.array(np.add.reduceat(x, starts))
+    for counts in (per_segment, stype(n_records)):
+        got = secure_l1_bits(bits, c, segments, segment_counts=counts)
+        np.testing.assert_array_equal(np.asarray(mpc.run(mpc.output(got)), dtype=np.int64), want)
+    full = decompose_counts(stype.array(x), max_count, frac_bits)
+    got = np.asarray(mpc.run(mpc.output(secure_l1_bits(full, c, segments))), dtype=np.int64)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(Exception, match="priced cells"):
+        secure_l1_bits(full, c, segments, segment_counts=per_segment)
+
+
+def test_decomposed_cells_claim_each_cell_once_and_anchor_on_the_smallest_candidate() -> None:
+    from flaimsim.parties.mpc.distaim_engine import (
+        DecomposedCells, anchor_cells, kept_cells, scored_priced_cells)
+    done = DecomposedCells.of(10)
+    np.testing.assert_array_equal(done.claim(np.array([7, 2, 2, 5])), [2, 5, 7])
+    np.testing.assert_array_equal(done.claim(np.array([5, 6, 7])), [6])
+    assert done.claim(np.zeros(0, dtype=np.int64)).size == 0 and done.count == 4
+    with pytest.raises(ValueError, match="outside"):
+        done.claim(np.array([3, 10]))
+    np.testing.assert_array_equal(anchor_cells([4, 2, 3], 9), [4, 5])
+    np.testing.assert_array_equal(anchor_cells([], 3), [0, 1, 2])
+    np.testing.assert_array_equal(kept_cells([6, 0], [3, 2]), [6, 7, 8, 0, 1])
+    np.testing.assert_array_equal(
+        scored_priced_cells([6, 0], [3, 2], np.array([0.0, 0.6, 2.0, 0.2, 0.0]), 0), [7, 8])
+    np.testing.assert_array_equal(
+        scored_priced_cells([6, 0], [3, 2], np.array([0.0, 0.6, 2.0, 0.2, 0.0]), 2), [7, 8, 0])

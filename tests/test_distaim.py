@@ -149,3 +149,45 @@ def test_secure_em_with_huge_epsilon_returns_argmax_three_parties():
         assert names == ["selected-index"]
     finally:
         engine.close()
+
+
+class _FreeCost:
+    """A cost table that charges nothing: the test compares the engines' steps only."""
+
+    def upload_bytes_per_server(self, sharing, cells):
+        return []
+
+    def charge(self, ledger, *args, **kwargs):
+        pass
+
+
+def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits():
+    """Both engines decompose exactly the anchor, then the newly priced cells per score and
+    the measured cells not yet decomposed; the servers agree (each decompose call checks
+    their count), and a measurement of cells never decomposed is refused by the servers."""
+    from flaimsim.parties.mpc.distaim_engine import IdealEngine
+
+    x = np.array([3, 1, 0, 0, 2, 2, 0, 0, 0, 4, 0, 0, 0, 0, 4, 0, 0, 0], dtype=np.int64)
+    lengths, offsets = [2, 4, 12], [0, 2, 6]
+    vectors = {0: x, 1: np.zeros_like(x)}
+    c1 = np.r_[3.0, 1.0, 2.0, 0.0, 0.0, 2.0, np.zeros(12)]      # prices cells 0, 1, 2, 5
+    c2 = np.r_[3.0, 1.0, 2.0, 1.0, 0.0, 0.0, 4.0, np.zeros(11)]  # newly prices 3, 6
+    real = MpcEngine(Ledger(), m=3, max_count=40)
+    ideal = IdealEngine(Ledger(), _FreeCost(), np.random.default_rng(0), max_count=40)
+    try:
+        for engine in (real, ideal):
+            engine.share(0, [0, 1], vectors.__getitem__, lambda ks: sum(vectors[k] for k in ks))
+            engine.decompose(0, lengths)
+            engine.score(0, offsets, lengths, c1, 0.1, [1.0] * 3, 100.0)
+            engine.score(1, offsets, lengths, c2, 0.1, [1.0] * 3, 100.0)
+            engine.measure(1, 6, 12, 1.0)
+        decomposes = [[(s.round, s.cells, s.phase) for s in e.steps if s.op == "decompose"]
+                      for e in (real, ideal)]
+        assert decomposes[0] == decomposes[1] == [
+            (0, 2, ""), (0, 2, ""), (1, 2, ""), (1, 11, "measure")]
+        assert real.decomposed_cells == ideal.decomposed_cells == 17 < x.size
+        assert real.decompose_bytes > 0
+        with pytest.raises(RuntimeError, match="not decomposed"):
+            real.launcher.call("distaim_measure", name="x", offset=3, length=2, sigma=1.0)
+    finally:
+        real.close()

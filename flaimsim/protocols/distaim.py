@@ -194,7 +194,7 @@ class DistAimBackend:
         self.sampling = stream(config.seed, "sampling")
         self.effective_epsilons: list[float] = []
         self.scored_cells = 0
-        self.decompose_bytes = 0
+        self.contributor_sets = 0
         self.count = (ContributorCount(data.workload, self.offsets, self.lengths,
                                        config.rounds, max_count)
                       if config.distaim_participation == "poisson" else None)
@@ -215,10 +215,8 @@ class DistAimBackend:
         self.engine.share(round, sorted(new), lambda k: client_answers(self.data, k),
                           lambda ks: union_answers(self.data, ks))
         self.shared |= new
-        ledger = self.engine.ledger
-        before = ledger.by_phase().get("score", 0)
+        self.contributor_sets += 1
         self.engine.decompose(round, self.lengths)
-        self.decompose_bytes += ledger.by_phase().get("score", 0) - before
         return True
 
     def n_measurements(self, rounds: int, d1: int) -> int:
@@ -425,13 +423,17 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              else sum(o.elements for o in opened)}
     record, synth = build_record(config, data, loop, ledger, config.servers,
                                  time.perf_counter() - start, extra)
-    # Bytes sent per server per scored cell and round; the one-off bit decomposition
-    # (once per contributor set) is reported apart.
-    scoring = ledger.by_phase().get("score", 0) - backend.decompose_bytes
+    # Bytes sent per server per scored cell and round; the bit decompositions (each cell at
+    # most once per contributor set, when first priced or measured) are reported apart.
+    decompose_bytes = getattr(engine, "decompose_bytes", 0)
+    decomposed = getattr(engine, "decomposed_cells", 0)
+    scoring = ledger.by_phase().get("score", 0) - decompose_bytes
     record["score_bytes_per_cell"] = (scoring / config.servers / backend.scored_cells
                                       if backend.scored_cells else None)
-    record["decompose_bytes_per_cell"] = (
-        backend.decompose_bytes / config.servers / int(backend.lengths.sum()))
+    record["decomposed_cells"] = decomposed
+    record["decomposed_cells_per_set"] = decomposed / max(1, backend.contributor_sets)
+    record["decompose_bytes_per_cell"] = (decompose_bytes / config.servers / decomposed
+                                          if decomposed else None)
     record["wall_seconds"] = time.perf_counter() - start
     if config.check_model:
         record["model_check"] = check_against_model(config, data, engine.steps, ledger)

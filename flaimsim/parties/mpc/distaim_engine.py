@@ -10,12 +10,23 @@ step           real (:class:`MpcEngine`)                     ideal (:class:`Idea
 =============  ============================================  =========================
 share          clients → servers shares, servers sum         plain sum; client rows by
                (``share-inputs``; compact/additive: conv.)    the framing formula
-decompose      bits of x and Z_h (L1; unwraps compact), or   nothing; cost-model rows
-               unwrap + Σx² per candidate (L2) (score)
-score          secret scores of kept candidates (score)      plain scores, same rounding
+decompose      L1: starts the set's lazy decomposition        nothing; cost-model rows
+               (compact: bits of the smallest candidate,
+               whose sum is N_set); L2: unwrap + Σx² per
+               candidate (score)
+score          bits of the newly priced cells (L1), then      plain scores, same rounding
+               secret scores of kept candidates (score)
 select         secure EM or RNM, opens the index (select)    plain EM/RNM, same ε_eff
-measure        noise input by every server, opens x_r+noise  x_r + Σ_i Z_i, same law
+measure        (compact L1: bits of its new cells, which      x_r + Σ_i Z_i, same law
+               unwrap them) noise input by every server,
+               opens x_r + noise (measure)
 =============  ============================================  =========================
+
+Lazy decomposition (L1): a cell needs its bits only where a round prices it (round_f(c) > 0,
+:func:`secure_scoring.priced_cells`) or where a marginal is measured (a compact sum must be
+unwrapped there). Both engines keep a :class:`DecomposedCells` per contributor set and
+decompose each cell once, when it is first needed; the servers keep the same record. Which
+cells those are depends on the public model and schedule only.
 
 The ideal engine's outputs have the real engine's distribution: scores are taken against the
 same rounded public marginal, the EM uses the same effective ε (``em_scale``), and the noise
@@ -65,11 +76,66 @@ class Step:
     steps: int = 0      # score: bit positions with a vectorised multiplication
     dots: int = 0       # score: candidates with a priced cell (one inner product each)
     chunks: int = 0     # decompose: calls of DECOMPOSE_CHUNK_CELLS cells or fewer
+    phase: str = ""     # the ledger phase when not PHASE_OF_STEP[op] (decompose for measure)
+
+
+@dataclass(frozen=True)
+class DecomposedCells:
+    """Which cells of one contributor set's aggregate are bit-decomposed (lazy decomposition).
+
+    Kept alike by the servers and by both engines, so that a real run's recorded steps and the
+    ideal engine's charges decompose the same cells."""
+
+    done: np.ndarray    # bool (n,)
+
+    @staticmethod
+    def of(n: int) -> "DecomposedCells":
+        return DecomposedCells(np.zeros(int(n), dtype=bool))
+
+    def claim(self, cells: np.ndarray) -> np.ndarray:
+        """The cells of ``cells`` not decomposed yet (sorted, unique), now marked done."""
+        cells = np.unique(np.asarray(cells, dtype=np.int64))
+        if cells.size and (cells[0] < 0 or cells[-1] >= self.done.size):
+            raise ValueError(f"cells {int(cells[0])}..{int(cells[-1])} outside the aggregate's "
+                             f"{self.done.size} cells (no decompose step for this set yet?)")
+        new = cells[~self.done[cells]]
+        self.done[new] = True
+        return new
+
+    @property
+    def count(self) -> int:
+        return int(self.done.sum())
+
+
+def anchor_cells(lengths: Sequence[int], n: int) -> np.ndarray:
+    """Cells whose unwrapped sum is the contributors' record count N_set (every marginal of
+    their data sums to it): the smallest candidate's, or all n cells without a layout."""
+    if not len(lengths):
+        return np.arange(int(n), dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    i = int(np.argmin(lengths))
+    offset = int(lengths[:i].sum())
+    return np.arange(offset, offset + int(lengths[i]), dtype=np.int64)
+
+
+def kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
+    """The cells of the candidates at ``offsets`` with ``lengths``, in order."""
+    return np.concatenate([np.arange(int(o), int(o) + int(n), dtype=np.int64)
+                           for o, n in zip(offsets, lengths)])
+
+
+def scored_priced_cells(offsets: Sequence[int], lengths: Sequence[int], public_c: np.ndarray,
+                        frac_bits: int) -> np.ndarray:
+    """The aggregate's cells that a score step prices (round_f(c) > 0): those needing bits."""
+    from flaimsim.parties.mpc.secure_scoring import priced_cells, round_public_marginal
+
+    c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
+    return kept_cells(offsets, lengths)[priced_cells(c_int)]
 
 
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
     """Charge one step's traffic from the cost model (rows marked ``modelled``)."""
-    phase = PHASE_OF_STEP[step.op]
+    phase = step.phase or PHASE_OF_STEP[step.op]
     if step.op == "share":
         for k in step.clients:
             for i, nbytes in enumerate(cost.upload_bytes_per_server(sharing, step.cells)):
@@ -170,6 +236,9 @@ class MpcEngine:
         self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
         self.compact_bits = int(max_count).bit_length()
         self.decompose_chunk = DECOMPOSE_CHUNK_CELLS   # the calibration varies it
+        self.decomposed = DecomposedCells.of(0)
+        self.decomposed_cells = 0     # cells decomposed in the run, over all sets and phases
+        self.decompose_bytes = 0      # bytes sent by the servers' decompositions (phase score)
 
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
@@ -197,18 +266,57 @@ class MpcEngine:
         self.launcher.call("drop", names=[name])
 
     def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
-        """Once per contributor set: bits and prefix products (L1), or the unwrap (compact)
-        and Σx² per candidate of ``lengths`` (all answered candidates, in order; L2)."""
-        if self.score_kind == "l2":
+        """Once per contributor set. L1: a fresh lazy decomposition (compact: the bits of the
+        smallest candidate of ``lengths``, whose unwrapped sum is the secret N_set; without
+        ``lengths``, every cell). L2: the unwrap (compact) and Σx² per candidate of ``lengths``
+        (all answered candidates, in order)."""
+        if self.score_kind == "l2":   # once-per-set bytes, reported as the decomposition's
+            start = len(self.ledger.rows)
             if self.sharing == "compact":
                 self.unwrap(round)
+                self.decomposed_cells += self.cells
             self.sum_squares(round, lengths)
+            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
             return
-        self.steps.append(Step(round, "decompose", cells=self.cells,
-                               chunks=chunk_count(self.cells, self.decompose_chunk)))
+        self.decomposed = DecomposedCells.of(self.cells)
+        anchor = (anchor_cells(lengths, self.cells) if self.sharing == "compact"
+                  else np.zeros(0, dtype=np.int64))
+        new = self.decomposed.claim(anchor)
+        self._record_decompose(round, new, "score")
+        start = len(self.ledger.rows)
         with self.launcher.measure(self.ledger, round, "score"):
-            self.launcher.call("distaim_decompose", name=AGGREGATE, max_count=self.max_count,
-                               frac_bits=self.frac_bits, chunk=self.decompose_chunk)
+            out = self.launcher.call("distaim_prepare", name=AGGREGATE, max_count=self.max_count,
+                                     frac_bits=self.frac_bits, chunk=self.decompose_chunk,
+                                     anchor=[int(anchor[0]), int(anchor[-1]) + 1]
+                                     if anchor.size else None)
+        self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        self._check_decomposed(out, new)
+
+    def _record_decompose(self, round: int, new: np.ndarray, phase: str) -> None:
+        if new.size:
+            self.steps.append(Step(round, "decompose", cells=int(new.size),
+                                   chunks=chunk_count(new.size, self.decompose_chunk),
+                                   phase="" if phase == "score" else phase))
+            self.decomposed_cells += int(new.size)
+
+    def _check_decomposed(self, out: list[dict[str, Any]], new: np.ndarray) -> None:
+        got = {int(o["decomposed"]) for o in out}
+        if got != {int(new.size)}:
+            raise RuntimeError(f"servers decomposed {sorted(got)} cells, the engine expected "
+                               f"{int(new.size)}")
+
+    def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
+        """Bits of those of ``cells`` not decomposed yet (its own command: its bytes apart)."""
+        new = self.decomposed.claim(cells)
+        if not new.size:
+            return
+        self._record_decompose(round, new, phase)
+        start = len(self.ledger.rows)
+        with self.launcher.measure(self.ledger, round, phase):
+            out = self.launcher.call("distaim_decompose", name=AGGREGATE, cells=new)
+        if phase == "score":
+            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        self._check_decomposed(out, new)
 
     def unwrap(self, round: int) -> None:
         """L2 with compact shares: reduce the wrapped sum to x (phase score)."""
@@ -238,6 +346,8 @@ class MpcEngine:
                                    score_bound=float(score_bound), max_count=self.max_count,
                                    frac_bits=self.frac_bits)
             return
+        self._decompose_cells(round, scored_priced_cells(offsets, lengths, public_c,
+                                                         self.frac_bits), "score")
         self.steps.append(score_step(round, lengths, public_c, self.max_count, self.frac_bits))
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_score", offsets=[int(o) for o in offsets],
@@ -259,6 +369,8 @@ class MpcEngine:
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
+        if self.score_kind == "l1" and self.sharing == "compact":   # unwrap x there first
+            self._decompose_cells(round, np.arange(offset, offset + length), "measure")
         self.steps.append(Step(round, "measure", cells=int(length)))
         with self.launcher.measure(self.ledger, round, "measure"):
             out = self.launcher.call("distaim_measure", name=AGGREGATE, offset=int(offset),
@@ -292,6 +404,9 @@ class IdealEngine:
     aggregate: np.ndarray | None = None
     _scores: np.ndarray | None = None
     steps: list[Step] = field(default_factory=list)
+    decomposed: DecomposedCells = field(default_factory=lambda: DecomposedCells.of(0))
+    decomposed_cells: int = 0
+    decompose_bytes: int = 0
     _reveals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -317,26 +432,43 @@ class IdealEngine:
         charge_step(self.ledger, self.cost, step, self.sharing)
 
     def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
-        if self.score_kind == "l2":
+        if self.score_kind == "l2":   # once-per-set bytes, reported as the decomposition's
+            start = len(self.ledger.rows)
             if self.sharing == "compact":
                 self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
+                self.decomposed_cells += len(self.aggregate)
             self._charge(Step(round, "sum-squares", k=len(lengths)))
+            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
             return
-        cells = len(self.aggregate)
-        self._charge(Step(round, "decompose", cells=cells, chunks=chunk_count(cells)))
+        self.decomposed = DecomposedCells.of(len(self.aggregate))
+        if self.sharing == "compact":
+            self._decompose_cells(round, anchor_cells(lengths, len(self.aggregate)), "score")
+
+    def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
+        """Charge the bits of the cells not decomposed yet (as :class:`MpcEngine` runs them)."""
+        new = self.decomposed.claim(cells)
+        if not new.size:
+            return
+        start = len(self.ledger.rows)
+        self._charge(Step(round, "decompose", cells=int(new.size), chunks=chunk_count(new.size),
+                          phase="" if phase == "score" else phase))
+        self.decomposed_cells += int(new.size)
+        if phase == "score":
+            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
         from flaimsim.parties.mpc.secure_scoring import round_public_marginal
 
         f = self.frac_bits
         c = round_public_marginal(np.asarray(public_c, dtype=float), f)
-        cells = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+        cells = kept_cells(offsets, lengths)
         if self.score_kind == "l2":
             dist = l2_distances(self.aggregate[cells], public_c, lengths, f)
             self._scores = score_from_distance("l2", dist, sigma, np.asarray(lengths, float),
                                                np.asarray(weights, float))
             self._charge(Step(round, "score-l2", cells=int(cells.size), k=len(lengths)))
             return
+        self._decompose_cells(round, scored_priced_cells(offsets, lengths, public_c, f), "score")
         diffs = np.abs(self.aggregate[cells] * (1 << f) - c)
         ends = np.cumsum(lengths)
         l1 = np.add.reduceat(diffs, ends - np.asarray(lengths)) / float(1 << f)
@@ -365,6 +497,8 @@ class IdealEngine:
                 ) -> tuple[np.ndarray, float]:
         from flaimsim.parties.mpc.secure_noise import added_variance, noise_shares
 
+        if self.score_kind == "l1" and self.sharing == "compact":
+            self._decompose_cells(round, np.arange(offset, offset + length), "measure")
         noise = noise_shares(sigma, self.m, self.threshold, length, self.rng)
         values = self.aggregate[offset:offset + length] + noise.sum(axis=0)
         self._charge(Step(round, "measure", cells=length))

@@ -5,10 +5,14 @@ The servers hold the secret aggregate x (all W+ answers of the contributing clie
 concatenated in candidate order) and run, each in its own command so that wire counters
 taken around a command charge one phase:
 
-- ``distaim_decompose``: bits of x and the prefix products Z_h, once per contributor set;
-  unwraps a compact sum on the way (phase ``score``);
+- ``distaim_prepare``: a fresh lazy decomposition for a new contributor set (a compact sum:
+  the bits of one candidate's cells, whose unwrapped sum is the secret N_set) (``score``);
+- ``distaim_decompose``: bits of x and the prefix products Z_h at given cells, each cell once
+  per contributor set; unwraps a compact sum there on the way (phase ``score``, or
+  ``measure`` for the cells of a measured marginal);
 - ``distaim_score``: secret L1 scores of the kept candidates against the public model
-  marginals, by comparisons priced by the public value (phase ``score``);
+  marginals, by comparisons priced by the public value; bits only where round_f(c) > 0
+  (phase ``score``);
 - ``distaim_unwrap``, ``distaim_sum_squares``, ``distaim_score_l2``: the same for
   ``--score l2`` (phase ``score``);
 - ``distaim_select``: secure exponential mechanism or report-noisy-max, opens the chosen
@@ -22,12 +26,14 @@ indices and noisy marginals.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from flaimsim.parties.mpc.bit_decomposition import PackedShares
-from flaimsim.parties.mpc.distaim_engine import DECOMPOSE_CHUNK_CELLS, chunk_count
+from flaimsim.parties.mpc.distaim_engine import (DECOMPOSE_CHUNK_CELLS, DecomposedCells,
+                                                 chunk_count, kept_cells)
 from flaimsim.parties.mpc.server import CommandError, ServerState, command
 from flaimsim.parties.mpc.secure_em import (em_fxp_type, em_scale, secure_exponential_mechanism,
                                             secure_report_noisy_max)
@@ -35,60 +41,131 @@ from flaimsim.mechanisms.scores import score_from_distance
 from flaimsim.parties.mpc.input_sharing import unwrap
 from flaimsim.parties.mpc.secure_l2 import secure_l2_distances, sum_squares
 from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
-from flaimsim.parties.mpc.secure_scoring import SecretBits, decompose_counts, secure_scores_bits
+from flaimsim.parties.mpc.secure_scoring import (SecretBits, decompose_counts, priced_cells,
+                                                round_public_marginal, secure_scores_bits,
+                                                segment_sums)
 
 DEFAULT_FRAC_BITS = 0
 
 
-def _kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
-    return np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+@dataclass
+class LazyAggregate:
+    """One contributor set's aggregate and the bits of its cells decomposed so far.
+
+    ``counts`` is the aggregate as summed: x, or a compact sum s = x + w·2^b (``wrapped``),
+    whose x is known only where decomposed. Bits, Z_h and the unwrapped x are kept packed
+    (:class:`PackedShares`: 2.87 M Adult cells take 0.76 GB per server)."""
+
+    counts: Any
+    wrapped: bool
+    max_count: int
+    frac_bits: int
+    chunk: int
+    done: DecomposedCells
+    bits: PackedShares      # (n, l)
+    below: PackedShares     # (l + 1, n)
+    x: PackedShares | None  # (n,), wrapped only
+    total: Any = None       # secret N_set = Σ of one candidate's x (wrapped only)
+
+    @staticmethod
+    def of(counts: Any, wrapped: bool, max_count: int, frac_bits: int, chunk: int
+           ) -> "LazyAggregate":
+        n, l = int(counts.shape[0]), int(max_count).bit_length()
+        stype = type(counts).sectype
+        return LazyAggregate(counts, wrapped, int(max_count), int(frac_bits), int(chunk),
+                             DecomposedCells.of(n), PackedShares.empty((n, l), stype),
+                             PackedShares.empty((l + 1, n), stype),
+                             PackedShares.empty((n,), stype) if wrapped else None)
+
+    async def decompose(self, runtime: Any, cells: np.ndarray) -> tuple[int, int]:
+        """Bits and Z_h of those of ``cells`` not decomposed yet, ``chunk`` cells per call:
+        (cells decomposed, chunks)."""
+        new = self.done.claim(cells)
+        for lo in range(0, new.size, self.chunk):
+            idx = new[lo:lo + self.chunk]
+            part = decompose_counts(self.counts[idx], self.max_count, self.frac_bits,
+                                    wrapped=self.wrapped)
+            if self.x is not None:
+                bits, below, x = await runtime.gather(part.bits, part.below, part.counts)
+                self.x.put(idx, x)
+            else:
+                bits, below = await runtime.gather(part.bits, part.below)
+            self.bits.put(idx, bits)
+            self.below.put((slice(None), idx), below)
+        return int(new.size), chunk_count(new.size, self.chunk)
+
+    def _require(self, cells: np.ndarray) -> None:
+        missing = int(np.count_nonzero(~self.done.done[cells]))
+        if missing:
+            raise CommandError(f"{missing} of {cells.size} cells are not decomposed: "
+                               f"distaim_decompose them first")
+
+    def x_at(self, cells: np.ndarray) -> Any:
+        """Secret x at public ``cells`` (a compact sum: decomposed cells only)."""
+        if not self.wrapped:
+            return self.counts[cells]
+        self._require(cells)
+        return self.x[cells]
+
+    def bits_at(self, cells: np.ndarray) -> SecretBits:
+        """x, its bits and Z_h at decomposed public ``cells`` (bits stay packed)."""
+        self._require(cells)
+        return SecretBits(counts=self.x_at(cells), bits=self.bits.take(cells),
+                          count_bits=int(self.max_count).bit_length(), frac_bits=self.frac_bits,
+                          below=self.below.take((slice(None), cells)))
 
 
-@command("distaim_decompose")
-async def distaim_decompose(state: ServerState, name: str, max_count: int,
-                            frac_bits: int = DEFAULT_FRAC_BITS,
-                            chunk: int = DECOMPOSE_CHUNK_CELLS) -> dict[str, Any]:
-    """Bit-decompose secret counts ``name`` (values in 0..max_count) for the scoring rounds,
-    with the prefix products Z_h. A wrapped compact sum s = x + w·2^b (``to_shamir`` with
-    ``reduce=False``) is decomposed at b = bitlen(max_count) bits, which are x's bits; ``name``
-    then holds x = Σ 2^j bit_j (the measure step needs x itself).
+def _lazy(state: ServerState, name: str | None = None) -> LazyAggregate:
+    lazy = state.extras.get("distaim_lazy")
+    if lazy is None or (name is not None and state.extras.get("distaim_counts") != name):
+        raise CommandError(f"no decomposition of {name or 'the aggregate'}: distaim_prepare first")
+    return lazy
 
-    Runs in chunks of ``chunk`` cells, one after the other, and keeps the bits and Z_h packed
-    (:class:`PackedShares`): at 2.87 M cells the transients of one chunk stay small."""
+
+@command("distaim_prepare")
+async def distaim_prepare(state: ServerState, name: str, max_count: int,
+                          frac_bits: int = DEFAULT_FRAC_BITS, chunk: int = DECOMPOSE_CHUNK_CELLS,
+                          anchor: list[int] | None = None) -> dict[str, Any]:
+    """Start the lazy decomposition of secret counts ``name`` (values in 0..max_count) for a
+    new contributor set. A wrapped compact sum s = x + w·2^b (``to_shamir`` with
+    ``reduce=False``) is decomposed at b = bitlen(max_count) bits, which are x's bits; then
+    ``anchor`` = [lo, hi) must be one candidate's cells, decomposed here: their x sums to the
+    set's record count N_set, which stands in for Σ_r x of every candidate in the score."""
     wrapped = state.extras.get("wrapped", {})
-    width = wrapped.get(name)
+    width = wrapped.pop(name, None)
     if width is not None and int(width) != int(max_count).bit_length():
         raise CommandError(f"{name} wraps at {width} bits but max_count {max_count} needs "
                            f"{int(max_count).bit_length()}")
     if int(chunk) < 1:
         raise CommandError(f"chunk must be >= 1 cells, got {chunk}")
     counts = state.array(name)
-    n, l = int(counts.shape[0]), int(max_count).bit_length()
-    stype = type(counts).sectype
-    packed_bits = PackedShares.empty((n, l), stype)
-    packed_below = PackedShares.empty((l + 1, n), stype)
-    pieces = []
-    for lo in range(0, n, int(chunk)):
-        hi = min(n, lo + int(chunk))
-        part = decompose_counts(counts[lo:hi], int(max_count), int(frac_bits),
-                                wrapped=width is not None)
-        bits, below, x = await state.runtime.gather(part.bits, part.below, part.counts)
-        packed_bits.put(slice(lo, hi), bits)
-        packed_below.put((slice(None), slice(lo, hi)), below)
-        if width is not None:
-            pieces.append(x.value)
-    if width is not None:      # x = Σ 2^j bit_j, chunk by chunk; else x is the input itself
-        counts = stype.array(stype.field.array(
-            np.concatenate(pieces) if pieces else np.zeros(0, dtype=object), check=False))
-    bits = SecretBits(counts=counts, bits=packed_bits, count_bits=l, frac_bits=int(frac_bits),
-                      below=packed_below)
-    if width is not None:
-        state.arrays[name] = bits.counts
-        wrapped.pop(name)
-    state.extras["distaim_bits"] = bits
-    state.extras["distaim_counts"] = name
-    return {"cells": bits.n_cells, "count_bits": bits.count_bits,
-            "chunks": chunk_count(n, int(chunk))}
+    if width is not None and (anchor is None or not 0 <= anchor[0] < anchor[1] <= counts.shape[0]):
+        raise CommandError(f"a compact sum needs an anchor candidate's cells [lo, hi), got {anchor}")
+    lazy = LazyAggregate.of(counts, width is not None, int(max_count), int(frac_bits), int(chunk))
+    state.extras["distaim_lazy"], state.extras["distaim_counts"] = lazy, name
+    state.extras.pop("distaim_squares", None)
+    if anchor is None:
+        return {"decomposed": 0, "chunks": 0}
+    cells = np.arange(int(anchor[0]), int(anchor[1]), dtype=np.int64)
+    done, chunks = await lazy.decompose(state.runtime, cells)
+    if lazy.wrapped:
+        lazy.total = lazy.x_at(cells).sum()
+        await state.runtime.gather(lazy.total)
+    return {"decomposed": done, "chunks": chunks}
+
+
+@command("distaim_decompose")
+async def distaim_decompose(state: ServerState, name: str, cells: Any = None
+                            ) -> dict[str, Any]:
+    """Bits of x and the prefix products Z_h at public ``cells`` (all if None) not yet
+    decomposed in this contributor set; unwraps a compact sum there."""
+    lazy = _lazy(state, name)
+    n = lazy.done.done.size
+    idx = np.arange(n) if cells is None else np.asarray(cells, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise CommandError(f"cells outside 0..{n - 1}")
+    done, chunks = await lazy.decompose(state.runtime, idx)
+    return {"decomposed": done, "chunks": chunks}
 
 
 @command("distaim_unwrap")
@@ -117,6 +194,7 @@ async def distaim_sum_squares(state: ServerState, name: str, lengths: list[int]
     await state.runtime.gather(squares)
     state.extras["distaim_squares"] = squares
     state.extras["distaim_counts"] = name
+    state.extras.pop("distaim_lazy", None)
     return {"candidates": len(lengths)}
 
 
@@ -129,7 +207,7 @@ async def distaim_score_l2(state: ServerState, offsets: list[int], lengths: list
     squares = state.extras.get("distaim_squares")
     if squares is None:
         raise CommandError("distaim_score_l2 before distaim_sum_squares")
-    cells = _kept_cells(offsets, lengths)
+    cells = kept_cells(offsets, lengths)
     if len(public_c) != cells.size:
         raise CommandError(f"public marginal has {len(public_c)} cells, kept cells {cells.size}")
     x = state.array(state.extras["distaim_counts"])
@@ -150,16 +228,18 @@ async def distaim_score(state: ServerState, offsets: list[int], lengths: list[in
                         public_c: np.ndarray, sigma: float, weights: list[float],
                         score_bound: float) -> dict[str, Any]:
     """Secret scores u_r = w_r(‖x_r − round(c_r)‖₁ − sqrt(2/π)σn_r) for the kept candidates."""
-    bits: SecretBits | None = state.extras.get("distaim_bits")
-    if bits is None:
-        raise CommandError("distaim_score before distaim_decompose")
-    cells = _kept_cells(offsets, lengths)
+    lazy = _lazy(state)
+    cells = kept_cells(offsets, lengths)
     if len(public_c) != cells.size:
         raise CommandError(f"public marginal has {len(public_c)} cells, kept cells {cells.size}")
-    kept = bits.take(cells)
+    c = np.asarray(public_c, dtype=float)
+    priced = cells[priced_cells(round_public_marginal(c, lazy.frac_bits))]
+    # Σ_r x: N_set for a compact sum (x exists at decomposed cells only), else local sums
+    counts = (lazy.total if lazy.wrapped
+              else segment_sums(lazy.x_at(cells), [int(n) for n in lengths]))
     fxp = em_fxp_type(float(score_bound))
-    scores = secure_scores_bits(kept, np.asarray(public_c, dtype=float), lengths, float(sigma),
-                                weights, fxp)
+    scores = secure_scores_bits(lazy.bits_at(priced), c, lengths, float(sigma), weights, fxp,
+                                segment_counts=counts)
     await state.runtime.gather(scores)
     state.extras["distaim_scores"] = scores
     return {"candidates": len(lengths), "cells": int(cells.size)}
@@ -188,10 +268,16 @@ async def distaim_select(state: ServerState, epsilon: float, sensitivity: float,
 async def distaim_measure(state: ServerState, name: str, offset: int, length: int,
                           sigma: float, label: str = "") -> dict[str, Any]:
     """Open x[offset:offset+length] + Gaussian noise input by every server."""
-    x = state.array(name)
-    if offset < 0 or offset + length > x.shape[0]:
-        raise CommandError(f"cells {offset}..{offset + length} outside 0..{x.shape[0]}")
-    noisy = await secure_gaussian_measure(x[offset:offset + length], float(sigma))
+    n = state.array(name).shape[0]
+    if offset < 0 or offset + length > n:
+        raise CommandError(f"cells {offset}..{offset + length} outside 0..{n}")
+    if name in state.extras.get("wrapped", {}):
+        raise CommandError(f"{name!r} is a wrapped compact sum: unwrap or decompose it first")
+    cells = np.arange(offset, offset + length)
+    lazy = state.extras.get("distaim_lazy")
+    x = (lazy.x_at(cells) if lazy is not None and state.extras.get("distaim_counts") == name
+         else state.array(name)[cells])
+    noisy = await secure_gaussian_measure(x, float(sigma))
     state.reveal_log.append({"seq": len(state.reveal_log), "name": "noisy-marginal",
                              "label": label, "shape": [int(length)]})
     return {"values": noisy.values, "variance": noisy.variance}

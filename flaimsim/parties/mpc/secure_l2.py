@@ -102,7 +102,7 @@ def secure_l2_distances(counts: Any, squares: Any, public_c: np.ndarray,
                         segments: Sequence[int], max_count: int, frac_bits: int,
                         fxp: type) -> Any:
     """‖x_r − round_f(c_r)‖₂ per segment as an ``fxp`` array (k,); ``squares`` = Σ_r x²."""
-    from flaimsim.parties.mpc.secure_scoring import round_public_marginal, _segment_sums
+    from flaimsim.parties.mpc.secure_scoring import round_public_marginal, segment_sums
 
     c_int = round_public_marginal(public_c, frac_bits)
     lengths = np.asarray(segments, dtype=np.int64)
@@ -113,7 +113,7 @@ def secure_l2_distances(counts: Any, squares: Any, public_c: np.ndarray,
     if int(seg_c.max()) >= 1 << (int(max_count).bit_length() + frac_bits + 1):
         raise SecureL2Error("model marginal too large for the L2 square type; check the total")
     c_sq = np.add.reduceat(c_int.astype(object) ** 2, ends - lengths)
-    cross = _segment_sums(counts * c_int, segments)
+    cross = segment_sums(counts * c_int, segments)
     q = squares * (4 ** frac_bits) - cross * (2 ** (frac_bits + 1)) + c_sq
     root = secure_sqrt(q, l2_square_bits(max_count, frac_bits), fxp)
     return root * 2.0 ** -frac_bits if frac_bits else root

@@ -161,7 +161,7 @@ def round_public_marginal(public_c: np.ndarray, frac_bits: int) -> np.ndarray:
     return np.rint(c * 2.0 ** frac_bits).astype(np.int64)
 
 
-def _segment_sums(values: Any, segments: Sequence[int]) -> Any:
+def segment_sums(values: Any, segments: Sequence[int]) -> Any:
     """Per-segment sums of a secure 1-D array (local: cumulative sum, then differences)."""
     lengths = np.asarray(segments, dtype=np.int64)
     if lengths.ndim != 1 or len(lengths) == 0 or np.any(lengths < 1):
@@ -384,22 +384,23 @@ def _segment_dots(a: Any, b: Any, segments: Sequence[int]) -> Any:
     return mpc.np_fromlist(dots)
 
 
-def _check_sum_range(bits: SecretBits, c_int: np.ndarray, segments: Sequence[int]) -> None:
+def _check_sum_range(stype: Any, count_bits: int, frac_bits: int, c_int: np.ndarray,
+                     segments: Sequence[int]) -> None:
     """Conversion to SecFxp needs L1_r < 2^(L−1) (L: count type bits); public check.
 
     Uses Σ_{i∈r} x_i ≤ 2^l (a marginal sums to the contributors' count ≤ N), so
     L1_r ≤ (2^l + Σ_r round(c)) · 2^f.
     """
-    if c_int.shape[0] != bits.n_cells or int(np.sum(segments)) != bits.n_cells:
+    if int(np.sum(segments)) != c_int.shape[0]:
         return   # reported with a clearer message by the callee
     ends = np.cumsum(np.asarray(segments, dtype=np.int64))
     seg_c = np.diff(np.r_[0, np.cumsum(c_int, dtype=np.int64)[ends - 1]])
-    worst = ((1 << bits.count_bits) << bits.frac_bits) + int(seg_c.max())
-    limit = 1 << (type(bits.counts).sectype.bit_length - 1)
+    worst = ((1 << count_bits) << frac_bits) + int(seg_c.max())
+    limit = 1 << (stype.bit_length - 1)
     if worst >= limit:
         raise SecureScoringError(
             f"model marginal too large for the count type: a segment's L1 may reach {worst} "
-            f"(units 2^-{bits.frac_bits}) >= {limit}; check the model total")
+            f"(units 2^-{frac_bits}) >= {limit}; check the model total")
 
 
 def l1_to_fxp(l1_scaled: Any, frac_bits: int, fxp: type) -> Any:
@@ -415,32 +416,62 @@ def _segment_ids(segments: Sequence[int]) -> np.ndarray:
     return np.repeat(np.arange(len(lengths)), lengths)
 
 
+def priced_cells(c_int: np.ndarray) -> np.ndarray:
+    """Cells whose comparison [X < c] is not publicly false: round_f(c) > 0. Only these need
+    bits (lazy decomposition); which they are depends on the public model only."""
+    return np.flatnonzero(np.asarray(c_int) > 0)
+
+
 def secure_l1_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],
-                   fxp: type | None = None) -> Any:
+                   fxp: type | None = None, segment_counts: Any = None) -> Any:
     """Secret per-segment L1 ‖x_r − round_f(c_r)‖₁, comparisons priced by c (the default).
 
     Σ_r |d| = Σ_r d − 2 Σ_r d·[x < c] with d = X − c: [x < c] comes in pieces
     (:func:`less_than_pieces`) and Σ_r d·[x < c] = Σ_r d_above + Σ_{pieces in r} d_cell·piece is
-    one inner product per segment (one reshare per candidate, not per cell).
+    one inner product per segment (one reshare per candidate, not per cell). [x < c] is 0
+    where round_f(c) = 0, so only the priced cells (:func:`priced_cells`) enter the second
+    sum, and Σ_r d = 2^f Σ_r x − Σ_r c needs no per-cell secret beyond Σ_r x.
+
+    ``bits`` covers every cell of ``segments`` (then Σ_r x is summed from ``bits.counts``), or,
+    with ``segment_counts`` (the secret Σ_r x per segment, or one secret for all of them: every
+    marginal of a data set sums to its record count), only the priced cells, in cell order.
 
     Returns a SecInt array in units 2^−f if ``fxp`` is None, else an ``fxp`` (SecFxp) array of
     reals. ``segments`` are the candidates' cell counts n_r, in the order of the cells.
     """
-    c_int = round_public_marginal(public_c, bits.frac_bits)
+    f = bits.frac_bits
+    c_int = round_public_marginal(public_c, f)
     seg_of = _segment_ids(segments)
-    if seg_of.size != bits.n_cells:
+    if seg_of.size != c_int.shape[0]:
         raise SecureScoringError(
-            f"segment lengths sum to {seg_of.size} but there are {bits.n_cells} cells")
+            f"segment lengths sum to {seg_of.size} but the public marginal has "
+            f"{c_int.shape[0]} cells")
+    priced = priced_cells(c_int)
+    if segment_counts is None:
+        if bits.n_cells != seg_of.size:
+            raise SecureScoringError(
+                f"segment lengths sum to {seg_of.size} but there are {bits.n_cells} cells")
+        segment_counts = segment_sums(bits.counts, segments)
+        bits = bits.take(priced)
+    elif bits.n_cells != priced.size:
+        raise SecureScoringError(
+            f"{bits.n_cells} cells of bits for {priced.size} priced cells (round_f(c) > 0)")
+    stype = type(bits.counts).sectype
     if fxp is not None:
-        _check_sum_range(bits, c_int, segments)
-    lt = less_than_pieces(bits, c_int)
-    diff = bits.counts * (1 << bits.frac_bits) - c_int
+        _check_sum_range(stype, bits.count_bits, f, c_int, segments)
     k = len(segments)
-    dots = _group_dots(diff[lt.cells], lt.values, seg_of[lt.cells], k)
+    seg_c = np.bincount(seg_of, weights=c_int, minlength=k).astype(np.int64)
+    c_priced, seg_priced = c_int[priced], seg_of[priced]
+    lt = less_than_pieces(bits, c_priced)
+    diff = bits.counts * (1 << f) - c_priced
+    dots = _group_dots(diff[lt.cells], lt.values, seg_priced[lt.cells], k)
     if lt.above.any():
-        dots = dots + _segment_sums(diff * lt.above.astype(np.int64), segments)
-    l1_scaled = _segment_sums(diff, segments) - 2 * dots
-    return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, bits.frac_bits, fxp)
+        above = np.flatnonzero(lt.above)
+        dots = dots + _group_sums(diff[above], seg_priced[above], k)
+    if not hasattr(segment_counts, "shape") or segment_counts.shape == ():
+        segment_counts = stype.array(np.zeros(k, dtype=np.int64)) + segment_counts
+    l1_scaled = segment_counts * (1 << f) - seg_c - 2 * dots
+    return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, f, fxp)
 
 
 def secure_l1_bits_full(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],
@@ -449,25 +480,28 @@ def secure_l1_bits_full(bits: SecretBits, public_c: np.ndarray, segments: Sequen
     (l multiplications per cell), then one inner product per segment."""
     c_int = round_public_marginal(public_c, bits.frac_bits)
     if fxp is not None:
-        _check_sum_range(bits, c_int, segments)
+        _check_sum_range(type(bits.counts).sectype, bits.count_bits, bits.frac_bits, c_int,
+                         segments)
     lt = _secure_less_than_full(bits, c_int)
     diff = bits.counts * (1 << bits.frac_bits) - c_int
-    l1_scaled = _segment_sums(diff, segments) - 2 * _segment_dots(diff, lt, segments)
+    l1_scaled = segment_sums(diff, segments) - 2 * _segment_dots(diff, lt, segments)
     return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, bits.frac_bits, fxp)
 
 
 def secure_scores_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],
-                       sigma: float, weights: Sequence[int], fxp: type) -> Any:
+                       sigma: float, weights: Sequence[int], fxp: type,
+                       segment_counts: Any = None) -> Any:
     """Secret AIM scores u_r = w_r (L1_r − sqrt(2/π) σ n_r) as an ``fxp`` array (k,).
 
-    Integer weights keep the multiplication local (no truncation).
+    Integer weights keep the multiplication local (no truncation). ``bits`` and
+    ``segment_counts`` as in :func:`secure_l1_bits`.
     """
     w = np.asarray(weights)
     if w.shape != (len(segments),):
         raise SecureScoringError(f"{w.shape[0] if w.ndim else 1} weights for {len(segments)} segments")
     if np.all(w == np.rint(w)):
         w = w.astype(np.int64)
-    l1 = secure_l1_bits(bits, public_c, segments, fxp)
+    l1 = secure_l1_bits(bits, public_c, segments, fxp, segment_counts)
     return aim_score_from_l1(l1, sigma, np.asarray(segments, dtype=float), w)
 
 
@@ -480,4 +514,4 @@ def secure_l1_naive(x_fxp: Any, public_c: np.ndarray, segments: Sequence[int]) -
     c = np.asarray(public_c, dtype=float)
     if c.shape != x_fxp.shape:
         raise SecureScoringError(f"public marginal shape {c.shape} != counts shape {x_fxp.shape}")
-    return _segment_sums(np.absolute(x_fxp - c), segments)
+    return segment_sums(np.absolute(x_fxp - c), segments)
