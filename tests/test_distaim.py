@@ -19,7 +19,7 @@ from flaimsim.protocols.prepare import prepare
 TINY = dict(protocol="distaim", dataset="synthfs", clients=5, synthfs_features=4,
             synthfs_records=40, max_bins=5, workload_marginals=3, rounds=2, iters_round=30,
             iters_final=60, seed=11)
-WALL = ("wall_seconds", "select_s", "estimate_s", "generate_s")
+WALL = ("wall_seconds", "select_s", "estimate_s", "generate_s", "evaluate_s")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from flaimsim.protocols.prepare import prepare
 
 SMALL = dict(dataset="synthfs", clients=8, synthfs_features=5, synthfs_records=60, max_bins=6,
              workload_marginals=4, rounds=2, iters_round=30, iters_final=60, seed=3)
-WALL = ("wall_seconds", "select_s", "estimate_s", "generate_s")
+WALL = ("wall_seconds", "select_s", "estimate_s", "generate_s", "evaluate_s")
 
 
 @pytest.fixture(scope="module")

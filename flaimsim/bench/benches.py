@@ -20,7 +20,8 @@ def bench_central(config: RunConfig) -> dict[str, Any]:
     total = time.perf_counter() - t0
     rec = result.record
     return {"select_s": rec["select_s"], "estimate_s": rec["estimate_s"],
-            "generate_s": rec["generate_s"], "total_s": total,
+            "generate_s": rec["generate_s"], "evaluate_s": rec["evaluate_s"],
+            "total_s": total,
             "l1_workload_error": rec["l1_workload_error"],
             "l1_workload_error_3way": rec["l1_workload_error_3way"],
             "rho_budget": rec["rho_budget"], "rho_spent": rec["rho_spent"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,14 @@ def reference_record(config: RunConfig, data: PreparedData) -> dict[str, Any]:
 def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger: Ledger,
                  n_servers: int, wall_seconds: float, extra: dict[str, Any] | None = None
                  ) -> tuple[dict[str, Any], Table]:
-    """Evaluate the final model and assemble the record for result.json."""
+    """Generate the synthetic data, evaluate it and assemble the record for result.json.
+
+    Times ``generate_s`` (sampling the synthetic table, part of the protocol) apart from
+    ``evaluate_s`` (the utility metrics, the harness's own work)."""
     rows = config.synthetic_rows or data.train.n
+    t0 = time.perf_counter()
     synth = loop.model.synthetic(rows, int(stream(config.seed, "synthetic").integers(2**31)))
+    generated = time.perf_counter()
     three_way = [c for c in data.workload.candidates if len(c) == config.workload_degree]
     comm = ledger.summary(data.federation.n_clients, n_servers) if ledger.rows else {
         k: None for k in COMM_FIELDS}
@@ -101,7 +107,7 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
         "measurements": len(loop.measurements),
         "selected": ["|".join(c) for rnd in loop.selected for c in rnd],
         "select_s": loop.times.select_s, "estimate_s": loop.times.estimate_s,
-        "wall_seconds": wall_seconds,
+        "generate_s": generated - t0, "wall_seconds": wall_seconds,
         **{k: comm.get(k) for k in COMM_FIELDS}, **{k: v for k, v in comm.items()
                                                      if k not in COMM_FIELDS},
     }
@@ -109,6 +115,7 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
         record["client_means_over"] = dict(CLIENT_MEANS)
         record["bytes_source_meaning"] = ("wire: counted where written to a socket; "
                                           "modelled: charged from the MPC cost table")
+    record["evaluate_s"] = time.perf_counter() - generated
     record.update(extra or {})
     note = (extra or {}).get("privacy_note")
     record["privacy"] = privacy_block(config, data, loop.privacy, [note] if note else [])
