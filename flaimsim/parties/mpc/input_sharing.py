@@ -40,6 +40,7 @@ from mpyc import thresha
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.mpc.wire import add_wire_rows
 from flaimsim.parties.mpc.field import FieldSpec, SharingError
+from flaimsim.parties.mpc.modp_vectors import ModpVector
 from flaimsim.parties.transport import (
     FRAME_HEADER_BYTES, ClientTransport, FrameKind, element_bytes, encode_elements)
 
@@ -153,14 +154,24 @@ def unwrap(runtime: Any, wrapped: Any, bits: int) -> tuple[Any, Any]:
     return runtime.np_from_bits(low), low
 
 
-def to_field(x: np.ndarray, modulus: int) -> np.ndarray:
-    """x mod p as Python ints (object array); refuses non-integers and |x| >= p/2."""
+def check_client_vector(x: np.ndarray, modulus: int) -> np.ndarray:
+    """x as int64 after the checks: 1-D integers with |x| < p/2 (recoverable as integers)."""
     x = np.asarray(x)
     if x.ndim != 1 or not np.issubdtype(x.dtype, np.integer):
         raise SharingError(f"a client vector must be 1-D integers, got {x.dtype} {x.shape}")
-    if x.size and int(np.max(np.abs(x.astype(object)))) >= modulus // 2:
-        raise SharingError("client values must satisfy |x| < p/2 to be recovered as integers")
-    return x.astype(object) % modulus
+    if x.size:
+        low, high = int(x.min()), int(x.max())
+        if max(-low, high) >= modulus // 2:
+            raise SharingError("client values must satisfy |x| < p/2 to be recovered as "
+                               "integers")
+        if max(-low, high) >= 1 << 63:
+            raise SharingError("client values must fit 64-bit signed integers")
+    return x.astype(np.int64)
+
+
+def to_field(x: np.ndarray, modulus: int) -> np.ndarray:
+    """x mod p as Python ints (object array); refuses non-integers and |x| >= p/2."""
+    return check_client_vector(x, modulus).astype(object) % modulus
 
 
 def shamir_shares(x: np.ndarray, spec: FieldSpec) -> np.ndarray:
@@ -168,44 +179,54 @@ def shamir_shares(x: np.ndarray, spec: FieldSpec) -> np.ndarray:
     return thresha.np_random_split(spec.field, to_field(x, spec.modulus), spec.threshold, spec.m)
 
 
-def expand_seed(seed: bytes, length: int, modulus: int) -> np.ndarray:
-    """``length`` field elements from a 16-byte seed: AES-128-CTR + rejection sampling."""
+def expand_seed_vector(seed: bytes, length: int, modulus: int) -> ModpVector:
+    """``length`` field elements from a 16-byte seed: AES-128-CTR + rejection sampling.
+
+    The keystream is read as little-endian words of the modulus's byte width, each masked to
+    its bit length; the first ``length`` words below p are the elements (so a shorter call
+    gives a prefix of a longer one)."""
     if len(seed) != SEED_BYTES:
         raise SharingError(f"a PRG seed must be {SEED_BYTES} bytes, got {len(seed)}")
     width, nbits = element_bytes(modulus), int(modulus).bit_length()
     stream = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
-    parts: list[np.ndarray] = []
+    parts: list[ModpVector] = []
     have = 0
     while have < length:
         need = length - have
         # p >= 2^(nbits - 1), so at least half the words are accepted
-        raw = stream.update(bytes((2 * need + 16) * width))
-        if width <= 8:
-            words = np.zeros((len(raw) // width, 8), dtype=np.uint8)
-            words[:, :width] = np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)
-            vals = words.view("<u8").reshape(-1) & np.uint64((1 << nbits) - 1)
-            acc = vals[vals < np.uint64(modulus)].astype(object)
-        else:
-            ints = [int.from_bytes(raw[i:i + width], "little") & ((1 << nbits) - 1)
-                    for i in range(0, len(raw), width)]
-            acc = np.array([v for v in ints if v < modulus], dtype=object)
-        parts.append(acc[:need])
+        words, below = ModpVector.from_bytes(stream.update(bytes((2 * need + 16) * width)),
+                                             width, modulus, mask_bits=nbits)
+        parts.append(words.take(np.flatnonzero(below)[:need]))
         have += len(parts[-1])
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+    if not parts:
+        return ModpVector.zeros(0, modulus)
+    return ModpVector(np.concatenate([v.hi for v in parts]),
+                      np.concatenate([v.lo for v in parts]), modulus)
 
 
-def additive_pieces(x: np.ndarray, spec: FieldSpec,
-                    seeds: Sequence[bytes] | None = None) -> tuple[np.ndarray, list[bytes]]:
-    """(masked vector for server 0, seeds for servers 1..m-1): x = masked + sum PRG(s_j) mod p."""
-    xf = to_field(x, spec.modulus)
+def expand_seed(seed: bytes, length: int, modulus: int) -> np.ndarray:
+    """:func:`expand_seed_vector` as Python ints (an object array)."""
+    return expand_seed_vector(seed, length, modulus).to_objects()
+
+
+def additive_masked(x: np.ndarray, spec: FieldSpec, seeds: Sequence[bytes] | None = None
+                    ) -> tuple[ModpVector, list[bytes]]:
+    """(masked vector for server 0, seeds for servers 1..m-1): x = masked + Σ PRG(s_j) mod p."""
     if seeds is None:
         seeds = [secrets.token_bytes(SEED_BYTES) for _ in range(spec.m - 1)]
     if len(seeds) != spec.m - 1:
         raise SharingError(f"need {spec.m - 1} seeds, got {len(seeds)}")
-    masked = xf
+    masked = ModpVector.from_ints(check_client_vector(x, spec.modulus), spec.modulus)
     for s in seeds:
-        masked = (masked - expand_seed(s, len(xf), spec.modulus)) % spec.modulus
+        masked = masked - expand_seed_vector(s, len(masked), spec.modulus)
     return masked, list(seeds)
+
+
+def additive_pieces(x: np.ndarray, spec: FieldSpec,
+                    seeds: Sequence[bytes] | None = None) -> tuple[np.ndarray, list[bytes]]:
+    """:func:`additive_masked` with the masked vector as Python ints (an object array)."""
+    masked, seeds = additive_masked(x, spec, seeds)
+    return masked.to_objects(), seeds
 
 
 def upload_bytes(mode: SharingMode, d: int, spec: FieldSpec, bits: int | None = None) -> int:
@@ -247,9 +268,9 @@ class Client:
                 sent += transport.send(self.id, i, FrameKind.SHAMIR_SHARES, round, phase,
                                        encode_elements(row, w))
         elif mode == "additive":
-            masked, seeds = additive_pieces(x, spec)
+            masked, seeds = additive_masked(x, spec)
             sent += transport.send(self.id, 0, FrameKind.ADDITIVE_MASKED, round, phase,
-                                   encode_elements(masked, w))
+                                   masked.to_bytes(w))
             for j, seed in enumerate(seeds, start=1):
                 sent += transport.send(self.id, j, FrameKind.ADDITIVE_SEED, round, phase, seed)
         else:

@@ -57,16 +57,17 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 
 from flaimsim.parties.mpc import wire
 from flaimsim.parties.mpc.input_sharing import (
-    SEED_BYTES, compact_payload_bytes, expand_seed, expand_seed_bits, sum_compact, unpack_bits,
-    unwrap)
+    SEED_BYTES, compact_payload_bytes, expand_seed_bits, expand_seed_vector, sum_compact,
+    unpack_bits, unwrap)
+from flaimsim.parties.mpc.modp_vectors import ModpVector, sum_mod
 from flaimsim.parties.mpc.openings import OpeningCounter
-from flaimsim.parties.transport import Frame, FrameKind, decode_elements, element_bytes, encode_elements
+from flaimsim.parties.transport import Frame, FrameKind, element_bytes, encode_elements
 
 EXIT_PORT_IN_USE = 98
 EXIT_DRIVER_LOST = 3
@@ -226,13 +227,13 @@ async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
             "client_address": list(state.publish) if state.publish else None}
 
 
-def _sum_mod(vectors: Iterable[np.ndarray], p: int, length: int) -> np.ndarray:
-    """Σ vectors mod p, one vector at a time (a generator keeps one client's in memory)."""
-    acc = np.zeros(length, dtype=object)
-    for v in vectors:
-        acc += v
-        acc %= p
-    return acc
+def _field_words(frame: Frame, width: int, p: int, client: int) -> ModpVector:
+    """A frame of ``width``-byte field elements; an element ≥ p is a malformed upload."""
+    words, below = ModpVector.from_bytes(frame.payload, width, p)
+    if not below.all():
+        raise CommandError(f"client {client}: {int(np.count_nonzero(~below))} share "
+                           f"elements are not below the field's modulus")
+    return words
 
 
 @command("receive_shares")
@@ -253,6 +254,7 @@ async def receive_shares(state: ServerState, name: str, round: int, phase: str,
                                     float(wait_timeout))
     p = int(sectype.field.modulus)
     w = element_bytes(p)
+    received = {"clients": len(frames), "bytes": sum(f.nbytes for f in frames.values())}
     if mode == "compact":
         if compact_bits is None:
             raise CommandError("compact shares need compact_bits")
@@ -267,7 +269,6 @@ async def receive_shares(state: ServerState, name: str, round: int, phase: str,
             if f.kind != kind or len(f.payload) != size:
                 raise CommandError(f"client {k}: expected {kind.name} of {size} bytes, "
                                    f"got {f.kind.name} of {len(f.payload)}")
-        received = {"clients": len(frames), "bytes": sum(f.nbytes for f in frames.values())}
         # one decoded vector at a time; frames are freed as they are read
         total = sum_compact((decode(frames.pop(k)) for k in list(frames)), b, length)
         state.additive[name] = (total, int(sectype.bit_length), b)
@@ -278,20 +279,22 @@ async def receive_shares(state: ServerState, name: str, round: int, phase: str,
             if f.kind != kind or len(f.payload) != length * w:
                 raise CommandError(f"client {k}: expected {kind.name} of {length * w} bytes, "
                                    f"got {f.kind.name} of {len(f.payload)}")
-        acc = _sum_mod((decode_elements(f.payload, w) for f in frames.values()), p, length)
+        # one client's vector at a time (a generator): frames are freed as they are read
+        acc = sum_mod((_field_words(frames.pop(k), w, p, k) for k in list(frames)), length, p)
     elif mode == "additive":
         for k, f in frames.items():
             if f.kind != FrameKind.ADDITIVE_SEED or len(f.payload) != SEED_BYTES:
                 raise CommandError(f"client {k}: expected a {SEED_BYTES}-byte seed frame")
-        acc = _sum_mod((expand_seed(f.payload, length, p) for f in frames.values()), p, length)
+        acc = sum_mod((expand_seed_vector(f.payload, length, p) for f in frames.values()),
+                      length, p)
     else:
         raise CommandError(f"unknown sharing mode {mode!r}")
+    acc = acc.to_objects()
     if mode == "shamir":
         state.arrays[name] = sectype.array(sectype.field.array(acc))
     else:
         state.additive[name] = (acc, int(sectype.bit_length), None)
-    return {"name": name, "length": int(length), "clients": len(frames),
-            "bytes": sum(f.nbytes for f in frames.values())}
+    return {"name": name, "length": int(length), **received}
 
 
 @command("add_pieces")
