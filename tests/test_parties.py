@@ -188,6 +188,24 @@ def test_other_bit_length_shares_in_its_own_field(servers, mode) -> None:
 
 # ---- failures, concurrency, two servers --------------------------------------------------------
 
+def test_share_elements_not_below_the_modulus_are_refused_by_name() -> None:
+    """A masked vector whose word is ≥ p is no field element: the server names the client
+    (the driver then stops every party, as for any failed command)."""
+    with ServerLauncher(m=3, command_timeout=20) as launcher:
+        spec = launcher.field_spec
+        words = [spec.modulus - 1, spec.modulus, 5]
+        with ClientTransport(launcher.client_addresses) as transport:
+            transport.send(4, 0, FrameKind.ADDITIVE_MASKED, 0, "share-inputs",
+                           encode_elements(np.array(words, dtype=object), spec.element_bytes))
+            for j in (1, 2):
+                transport.send(4, j, FrameKind.ADDITIVE_SEED, 0, "share-inputs",
+                               bytes(SEED_BYTES))
+            with pytest.raises(PartyFailure, match="client 4: 1 share elements are not below"):
+                launcher.call("receive_shares", name="bad", round=0, phase="share-inputs",
+                              clients=[4], mode="additive", length=3)
+
+
+
 def test_killed_server_raises_party_failure_and_nothing_survives() -> None:
     launcher = ServerLauncher(m=3, command_timeout=20).start()
     try:
