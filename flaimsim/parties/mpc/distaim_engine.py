@@ -79,9 +79,10 @@ class Step:
     phase: str = ""     # the ledger phase when not PHASE_OF_STEP[op] (decompose for measure)
 
 
-@dataclass(frozen=True)
+@dataclass
 class DecomposedCells:
-    """Which cells of one contributor set's aggregate are bit-decomposed (lazy decomposition).
+    """Which cells of one contributor set's aggregate are bit-decomposed (lazy decomposition);
+    mutable: :meth:`claim` marks cells done.
 
     Kept alike by the servers and by both engines, so that a real run's recorded steps and the
     ideal engine's charges decompose the same cells."""
