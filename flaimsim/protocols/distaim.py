@@ -7,7 +7,8 @@ Steps per run (each a ledger phase):
    Participation: ``all`` clients in round 0 (the poster's distributed setting), or
    ``poisson``: a client shares when first sampled (rate p) and every shared client
    contributes from then on (the authors' code).
-2. score: the servers bit-decompose the aggregate once per contributor set, then score the
+2. score: the servers bit-decompose the aggregate lazily (a cell at most once per contributor
+   set, when a round first prices it or a measurement opens it), then score the
    size-filtered candidates against the public model marginals, scaled by the model's total
    (a public DP estimate of the contributors' count, as upstream AIM uses). In ``poisson``
    mode that total lags behind a growing contributor set, so the marginals are rescaled to a

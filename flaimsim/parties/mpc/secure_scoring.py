@@ -9,7 +9,8 @@ total) are public. For each candidate r (a segment of the vector) we compute
 secretly, then u_r = aim_score_from_l1(L1_r, σ, n_r, w_r) (the shared plain formula).
 
 Method ("bits once, then comparisons priced by the public value"):
-- once per contributor set: bits b_{i,j} of x_i (l = bit length of the public bound N) by
+- at most once per contributor set and cell (lazily: only the cells some round prices, see
+  :func:`priced_cells`): bits b_{i,j} of x_i (l = bit length of the public bound N) by
   ``bit_decomposition.secure_low_bits``, and the prefix products Z_h = [x < 2^h] for every h (l − 1
   multiplications per cell; :func:`prefix_zero_products`);
 - per round, [x < c] for a public c with top bit h needs only the bits below h, from
