@@ -13,6 +13,7 @@ Sums of two reduced values are below 2p < 2^128, so one conditional subtraction 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -131,7 +132,7 @@ def _reduce_once(hi: np.ndarray, lo: np.ndarray, modulus: int) -> ModpVector:
     return ModpVector(np.where(ge, hi - p_hi - borrow, hi), np.where(ge, lo - p_lo, lo), modulus)
 
 
-def sum_mod(vectors, length: int, modulus: int) -> ModpVector:
+def sum_mod(vectors: Iterable[ModpVector], length: int, modulus: int) -> ModpVector:
     """Σ vectors mod p, one at a time (a generator keeps one in memory)."""
     acc = ModpVector.zeros(length, modulus)
     for v in vectors:
