@@ -197,6 +197,10 @@ def test_decomposed_cells_claim_each_cell_once_and_anchor_on_the_smallest_candid
     assert done.claim(np.zeros(0, dtype=np.int64)).size == 0 and done.count == 4
     with pytest.raises(ValueError, match="outside"):
         done.claim(np.array([3, 10]))
+    # eager: with at most 6 cells left, a claim of a new cell takes all that are left
+    assert done.claim(np.array([5]), eager_below=6).size == 0     # nothing new: nothing
+    np.testing.assert_array_equal(done.claim(np.array([0]), eager_below=6), [0, 1, 3, 4, 8, 9])
+    assert done.count == 10
     np.testing.assert_array_equal(anchor_cells([4, 2, 3], 9), [4, 5])
     np.testing.assert_array_equal(anchor_cells([], 3), [0, 1, 2])
     np.testing.assert_array_equal(kept_cells([6, 0], [3, 2]), [6, 7, 8, 0, 1])

@@ -161,11 +161,22 @@ class _FreeCost:
         pass
 
 
-def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits():
+LAZY_STEPS = [(0, 2, ""), (0, 2, ""), (1, 2, ""), (1, 11, "measure")]
+# eager below 12 cells: the measurement's call takes the 12 cells left, cell 4 among them
+EAGER_STEPS = [(0, 2, ""), (0, 2, ""), (1, 2, ""), (1, 12, "measure")]
+
+
+@pytest.mark.parametrize("eager, expected", [(0, LAZY_STEPS), (12, EAGER_STEPS)])
+def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
+        eager, expected, monkeypatch):
     """Both engines decompose exactly the anchor, then the newly priced cells per score and
-    the measured cells not yet decomposed; the servers agree (each decompose call checks
-    their count), and a measurement of cells never decomposed is refused by the servers."""
+    the measured cells not yet decomposed (all that are left once at most ``eager`` are);
+    the servers agree (each decompose call checks their count), and a measurement of cells
+    never decomposed is refused by the servers."""
+    from flaimsim.parties.mpc import distaim_engine
     from flaimsim.parties.mpc.distaim_engine import IdealEngine
+
+    monkeypatch.setattr(distaim_engine, "EAGER_DECOMPOSE_CELLS", eager)
 
     x = np.array([3, 1, 0, 0, 2, 2, 0, 0, 0, 4, 0, 0, 0, 0, 4, 0, 0, 0], dtype=np.int64)
     lengths, offsets = [2, 4, 12], [0, 2, 6]
@@ -183,10 +194,12 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits():
             engine.measure(1, 6, 12, 1.0)
         decomposes = [[(s.round, s.cells, s.phase) for s in e.steps if s.op == "decompose"]
                       for e in (real, ideal)]
-        assert decomposes[0] == decomposes[1] == [
-            (0, 2, ""), (0, 2, ""), (1, 2, ""), (1, 11, "measure")]
-        assert real.decomposed_cells == ideal.decomposed_cells == 17 < x.size
+        assert decomposes[0] == decomposes[1] == expected
+        assert real.decomposed_cells == ideal.decomposed_cells == sum(s[1] for s in expected)
         assert real.decompose_bytes > 0
+        if eager:
+            return
+        assert real.decomposed_cells < x.size
         with pytest.raises(RuntimeError, match="not decomposed"):
             real.launcher.call("distaim_measure", name="x", offset=3, length=2, sigma=1.0)
     finally:

@@ -45,7 +45,7 @@ from flaimsim.mechanisms.accounting import PrivacyLedger, gumbel_truncation_tv
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import score_sensitivity
 from flaimsim.mechanisms.workload import Workload
-from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEngine
+from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEngine, kept_cells
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
@@ -228,6 +228,9 @@ class DistAimBackend:
                  privacy: PrivacyLedger) -> list[Measurement]:
         out = []
         honest = self.config.servers - self.config.threshold
+        if cliques:   # their bits in one call, not one per marginal
+            idx = [self.index[c] for c in cliques]
+            self.engine.prepare_measure(round, kept_cells(self.offsets[idx], self.lengths[idx]))
         for c in cliques:
             i = self.index[c]
             # Charge first (the servers open the noisy marginal inside engine.measure).

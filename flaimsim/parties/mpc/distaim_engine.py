@@ -54,6 +54,10 @@ SELECT_OP = {"gumbel": "select", "rnm": "select-rnm"}   # --em -> cost-model op
 # the hundreds of megabytes per server at full Adult size (2.87 M cells). Each chunk adds a
 # fixed number of messages, which the cost model charges (feature "chunks").
 DECOMPOSE_CHUNK_CELLS = 1 << 17
+# A decomposition call costs about 2l sequential rounds whatever its size; once this few cells
+# are left undecomposed, a call takes them all (at most ~11 MB per server on a 16-bit bound)
+# rather than leave them to later calls (a small domain: one call, not one per round).
+EAGER_DECOMPOSE_CELLS = 1 << 14
 
 
 def chunk_count(cells: int, chunk: int = DECOMPOSE_CHUNK_CELLS) -> int:
@@ -93,13 +97,16 @@ class DecomposedCells:
     def of(n: int) -> "DecomposedCells":
         return DecomposedCells(np.zeros(int(n), dtype=bool))
 
-    def claim(self, cells: np.ndarray) -> np.ndarray:
-        """The cells of ``cells`` not decomposed yet (sorted, unique), now marked done."""
+    def claim(self, cells: np.ndarray, eager_below: int = 0) -> np.ndarray:
+        """The cells of ``cells`` not decomposed yet (sorted, unique), now marked done; if
+        some are new and at most ``eager_below`` cells are left undecomposed, all of those."""
         cells = np.unique(np.asarray(cells, dtype=np.int64))
         if cells.size and (cells[0] < 0 or cells[-1] >= self.done.size):
             raise ValueError(f"cells {int(cells[0])}..{int(cells[-1])} outside the aggregate's "
                              f"{self.done.size} cells (no decompose step for this set yet?)")
         new = cells[~self.done[cells]]
+        if new.size and self.done.size - self.count <= eager_below:
+            new = np.flatnonzero(~self.done)
         self.done[new] = True
         return new
 
@@ -162,6 +169,7 @@ class SecureEngine(Protocol):
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray]) -> None: ...
     def decompose(self, round: int, lengths: Sequence[int] = ()) -> None: ...
+    def prepare_measure(self, round: int, cells: np.ndarray) -> None: ...
     def score(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
               public_c: np.ndarray, sigma: float, weights: Sequence[float],
               score_bound: float) -> None: ...
@@ -282,14 +290,14 @@ class MpcEngine:
         self.decomposed = DecomposedCells.of(self.cells)
         anchor = (anchor_cells(lengths, self.cells) if self.sharing == "compact"
                   else np.zeros(0, dtype=np.int64))
-        new = self.decomposed.claim(anchor)
+        new = self.decomposed.claim(anchor, EAGER_DECOMPOSE_CELLS)
         self._record_decompose(round, new, "score")
         start = len(self.ledger.rows)
         with self.launcher.measure(self.ledger, round, "score"):
             out = self.launcher.call("distaim_prepare", name=AGGREGATE, max_count=self.max_count,
                                      frac_bits=self.frac_bits, chunk=self.decompose_chunk,
                                      anchor=[int(anchor[0]), int(anchor[-1]) + 1]
-                                     if anchor.size else None)
+                                     if anchor.size else None, cells=new)
         self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
         self._check_decomposed(out, new)
 
@@ -308,7 +316,7 @@ class MpcEngine:
 
     def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
         """Bits of those of ``cells`` not decomposed yet (its own command: its bytes apart)."""
-        new = self.decomposed.claim(cells)
+        new = self.decomposed.claim(cells, EAGER_DECOMPOSE_CELLS)
         if not new.size:
             return
         self._record_decompose(round, new, phase)
@@ -367,6 +375,12 @@ class MpcEngine:
         if len(indices) != 1:
             raise RuntimeError(f"servers opened different indices {indices}")
         return out[0]["index"], float(out[0]["epsilon_effective"])
+
+    def prepare_measure(self, round: int, cells: np.ndarray) -> None:
+        """Decompose, in one call, the cells of the marginals about to be measured (compact
+        shares, L1: x exists only where decomposed); :meth:`measure` would do it per call."""
+        if self.score_kind == "l1" and self.sharing == "compact":
+            self._decompose_cells(round, cells, "measure")
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
@@ -447,7 +461,7 @@ class IdealEngine:
 
     def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
         """Charge the bits of the cells not decomposed yet (as :class:`MpcEngine` runs them)."""
-        new = self.decomposed.claim(cells)
+        new = self.decomposed.claim(cells, EAGER_DECOMPOSE_CELLS)
         if not new.size:
             return
         start = len(self.ledger.rows)
@@ -493,6 +507,10 @@ class IdealEngine:
                               "label": f"round {round}", "shape": []})
         self._scores = None
         return index, eps_eff
+
+    def prepare_measure(self, round: int, cells: np.ndarray) -> None:
+        if self.score_kind == "l1" and self.sharing == "compact":
+            self._decompose_cells(round, cells, "measure")
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:

@@ -125,12 +125,13 @@ def _lazy(state: ServerState, name: str | None = None) -> LazyAggregate:
 @command("distaim_prepare")
 async def distaim_prepare(state: ServerState, name: str, max_count: int,
                           frac_bits: int = DEFAULT_FRAC_BITS, chunk: int = DECOMPOSE_CHUNK_CELLS,
-                          anchor: list[int] | None = None) -> dict[str, Any]:
+                          anchor: list[int] | None = None, cells: Any = None) -> dict[str, Any]:
     """Start the lazy decomposition of secret counts ``name`` (values in 0..max_count) for a
     new contributor set. A wrapped compact sum s = x + w·2^b (``to_shamir`` with
     ``reduce=False``) is decomposed at b = bitlen(max_count) bits, which are x's bits; then
     ``anchor`` = [lo, hi) must be one candidate's cells, decomposed here: their x sums to the
-    set's record count N_set, which stands in for Σ_r x of every candidate in the score."""
+    set's record count N_set, which stands in for Σ_r x of every candidate in the score.
+    ``cells``: more cells to decompose in the same command (a small domain: all of them)."""
     wrapped = state.extras.get("wrapped", {})
     width = wrapped.pop(name, None)
     if width is not None and int(width) != int(max_count).bit_length():
@@ -144,12 +145,14 @@ async def distaim_prepare(state: ServerState, name: str, max_count: int,
     lazy = LazyAggregate.of(counts, width is not None, int(max_count), int(frac_bits), int(chunk))
     state.extras["distaim_lazy"], state.extras["distaim_counts"] = lazy, name
     state.extras.pop("distaim_squares", None)
-    if anchor is None:
-        return {"decomposed": 0, "chunks": 0}
-    cells = np.arange(int(anchor[0]), int(anchor[1]), dtype=np.int64)
-    done, chunks = await lazy.decompose(state.runtime, cells)
+    anchored = (np.arange(int(anchor[0]), int(anchor[1]), dtype=np.int64)
+                if anchor is not None else np.zeros(0, dtype=np.int64))
+    more = np.asarray(cells if cells is not None else [], dtype=np.int64)
+    if more.size and (more.min() < 0 or more.max() >= counts.shape[0]):
+        raise CommandError(f"cells outside 0..{counts.shape[0] - 1}")
+    done, chunks = await lazy.decompose(state.runtime, np.union1d(anchored, more))
     if lazy.wrapped:
-        lazy.total = lazy.x_at(cells).sum()
+        lazy.total = lazy.x_at(anchored).sum()
         await state.runtime.gather(lazy.total)
     return {"decomposed": done, "chunks": chunks}
 
