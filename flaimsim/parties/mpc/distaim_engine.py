@@ -141,6 +141,19 @@ def scored_priced_cells(offsets: Sequence[int], lengths: Sequence[int], public_c
     return kept_cells(offsets, lengths)[priced_cells(c_int)]
 
 
+def decompose_step(round: int, cells: int, phase: str,
+                   chunk: int = DECOMPOSE_CHUNK_CELLS) -> Step:
+    """The step of one decomposition call of ``cells`` new cells, charged to ``phase``."""
+    return Step(round, "decompose", cells=int(cells), chunks=chunk_count(cells, chunk),
+                phase="" if phase == PHASE_OF_STEP["decompose"] else phase)
+
+
+def measures_need_bits(score_kind: str, sharing: str) -> bool:
+    """A measured cell must be decomposed first: with compact shares under the L1 score, x
+    exists only where the wrap has been taken off (by the cell's decomposition)."""
+    return score_kind == "l1" and sharing == "compact"
+
+
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
     """Charge one step's traffic from the cost model (rows marked ``modelled``)."""
     phase = step.phase or PHASE_OF_STEP[step.op]
@@ -303,9 +316,7 @@ class MpcEngine:
 
     def _record_decompose(self, round: int, new: np.ndarray, phase: str) -> None:
         if new.size:
-            self.steps.append(Step(round, "decompose", cells=int(new.size),
-                                   chunks=chunk_count(new.size, self.decompose_chunk),
-                                   phase="" if phase == "score" else phase))
+            self.steps.append(decompose_step(round, new.size, phase, self.decompose_chunk))
             self.decomposed_cells += int(new.size)
 
     def _check_decomposed(self, out: list[dict[str, Any]], new: np.ndarray) -> None:
@@ -379,12 +390,12 @@ class MpcEngine:
     def prepare_measure(self, round: int, cells: np.ndarray) -> None:
         """Decompose, in one call, the cells of the marginals about to be measured (compact
         shares, L1: x exists only where decomposed); :meth:`measure` would do it per call."""
-        if self.score_kind == "l1" and self.sharing == "compact":
+        if measures_need_bits(self.score_kind, self.sharing):
             self._decompose_cells(round, cells, "measure")
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
-        if self.score_kind == "l1" and self.sharing == "compact":   # unwrap x there first
+        if measures_need_bits(self.score_kind, self.sharing):
             self._decompose_cells(round, np.arange(offset, offset + length), "measure")
         self.steps.append(Step(round, "measure", cells=int(length)))
         with self.launcher.measure(self.ledger, round, "measure"):
@@ -465,8 +476,7 @@ class IdealEngine:
         if not new.size:
             return
         start = len(self.ledger.rows)
-        self._charge(Step(round, "decompose", cells=int(new.size), chunks=chunk_count(new.size),
-                          phase="" if phase == "score" else phase))
+        self._charge(decompose_step(round, new.size, phase))
         self.decomposed_cells += int(new.size)
         if phase == "score":
             self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
@@ -509,14 +519,14 @@ class IdealEngine:
         return index, eps_eff
 
     def prepare_measure(self, round: int, cells: np.ndarray) -> None:
-        if self.score_kind == "l1" and self.sharing == "compact":
+        if measures_need_bits(self.score_kind, self.sharing):
             self._decompose_cells(round, cells, "measure")
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
         from flaimsim.parties.mpc.secure_noise import added_variance, noise_shares
 
-        if self.score_kind == "l1" and self.sharing == "compact":
+        if measures_need_bits(self.score_kind, self.sharing):
             self._decompose_cells(round, np.arange(offset, offset + length), "measure")
         noise = noise_shares(sigma, self.m, self.threshold, length, self.rng)
         values = self.aggregate[offset:offset + length] + noise.sum(axis=0)

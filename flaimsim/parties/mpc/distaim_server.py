@@ -33,7 +33,7 @@ import numpy as np
 
 from flaimsim.parties.mpc.bit_decomposition import PackedShares
 from flaimsim.parties.mpc.distaim_engine import (DECOMPOSE_CHUNK_CELLS, DecomposedCells,
-                                                 chunk_count, kept_cells)
+                                                 chunk_count, kept_cells, scored_priced_cells)
 from flaimsim.parties.mpc.server import CommandError, ServerState, command
 from flaimsim.parties.mpc.secure_em import (em_fxp_type, em_scale, secure_exponential_mechanism,
                                             secure_report_noisy_max)
@@ -41,9 +41,8 @@ from flaimsim.mechanisms.scores import score_from_distance
 from flaimsim.parties.mpc.input_sharing import unwrap
 from flaimsim.parties.mpc.secure_l2 import secure_l2_distances, sum_squares
 from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
-from flaimsim.parties.mpc.secure_scoring import (SecretBits, decompose_counts, priced_cells,
-                                                round_public_marginal, secure_scores_bits,
-                                                segment_sums)
+from flaimsim.parties.mpc.secure_scoring import (SecretBits, decompose_counts,
+                                                secure_scores_bits, segment_sums)
 
 DEFAULT_FRAC_BITS = 0
 
@@ -148,8 +147,6 @@ async def distaim_prepare(state: ServerState, name: str, max_count: int,
     anchored = (np.arange(int(anchor[0]), int(anchor[1]), dtype=np.int64)
                 if anchor is not None else np.zeros(0, dtype=np.int64))
     more = np.asarray(cells if cells is not None else [], dtype=np.int64)
-    if more.size and (more.min() < 0 or more.max() >= counts.shape[0]):
-        raise CommandError(f"cells outside 0..{counts.shape[0] - 1}")
     done, chunks = await lazy.decompose(state.runtime, np.union1d(anchored, more))
     if lazy.wrapped:
         lazy.total = lazy.x_at(anchored).sum()
@@ -165,8 +162,6 @@ async def distaim_decompose(state: ServerState, name: str, cells: Any = None
     lazy = _lazy(state, name)
     n = lazy.done.done.size
     idx = np.arange(n) if cells is None else np.asarray(cells, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise CommandError(f"cells outside 0..{n - 1}")
     done, chunks = await lazy.decompose(state.runtime, idx)
     return {"decomposed": done, "chunks": chunks}
 
@@ -236,7 +231,7 @@ async def distaim_score(state: ServerState, offsets: list[int], lengths: list[in
     if len(public_c) != cells.size:
         raise CommandError(f"public marginal has {len(public_c)} cells, kept cells {cells.size}")
     c = np.asarray(public_c, dtype=float)
-    priced = cells[priced_cells(round_public_marginal(c, lazy.frac_bits))]
+    priced = scored_priced_cells(offsets, lengths, c, lazy.frac_bits)
     # Σ_r x: N_set for a compact sum (x exists at decomposed cells only), else local sums
     counts = (lazy.total if lazy.wrapped
               else segment_sums(lazy.x_at(cells), [int(n) for n in lengths]))
