@@ -193,3 +193,32 @@ def test_canonical_layout_round_trip():
     values = np.arange(4 * 3, dtype=float)  # over ("b", "a"), C order
     table = to_canonical(domain, ("b", "a"), values)
     assert table.shape == (3, 4) and table[2, 1] == values.reshape(4, 3)[1, 2]
+
+
+def test_numpy_runs_never_import_jax():
+    """A whole central AIM run with the numpy fitter loads mbi's JAX-free modules only; the
+    full package comes on demand with the same Domain class."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from flaimsim.protocols.config import RunConfig
+from flaimsim.protocols.prepare import prepare
+from flaimsim.protocols.central import run_central
+config = RunConfig(protocol="central", dataset="synthfs", rounds=2, clients=4,
+                   synthfs_features=4, synthfs_records=50, synthfs_bins=4,
+                   workload_marginals=3, iters_round=20, iters_final=40)
+run_central(config, prepare(config))
+assert "jax" not in sys.modules and "mbi.estimation" not in sys.modules, sorted(
+    m for m in sys.modules if m.startswith(("jax", "mbi")))
+from flaimsim.mechanisms import mbi_setup
+import mbi
+assert mbi.Dataset is not None and "jax" in sys.modules    # the init ran on first use
+assert mbi.Domain is mbi_setup.Domain and mbi.junction_tree is mbi_setup.junction_tree
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")

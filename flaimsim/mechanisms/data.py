@@ -72,9 +72,9 @@ class Table:
 
     def to_mbi(self):
         """The same records as an ``mbi.Dataset``."""
-        from mbi import Dataset, Domain
+        from flaimsim.mechanisms.mbi_setup import Domain, full
 
-        return Dataset({c: self.values[:, j] for j, c in enumerate(self.columns)},
+        return full().Dataset({c: self.values[:, j] for j, c in enumerate(self.columns)},
                        Domain(self.columns, self.sizes))
 
     @staticmethod

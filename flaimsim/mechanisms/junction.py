@@ -21,20 +21,18 @@ from typing import Sequence
 import numpy as np
 import opt_einsum
 
-from flaimsim.mechanisms.mbi_setup import mbi
-
-junction_tree = mbi.junction_tree
+from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
 Axes = tuple[int, ...]
 
 
-def canonical(domain: mbi.Domain, clique: Sequence[str]) -> Clique:
+def canonical(domain: Domain, clique: Sequence[str]) -> Clique:
     """``clique``'s attributes in domain order (the layout of every internal array)."""
     return tuple(domain.canonical(tuple(clique)))
 
 
-def to_canonical(domain: mbi.Domain, clique: Sequence[str], values: np.ndarray) -> np.ndarray:
+def to_canonical(domain: Domain, clique: Sequence[str], values: np.ndarray) -> np.ndarray:
     """A table over ``clique`` (flat C order or shaped) re-laid out in domain order."""
     clique = tuple(clique)
     table = np.asarray(values, dtype=float).reshape(domain.project(clique).shape)
@@ -42,13 +40,13 @@ def to_canonical(domain: mbi.Domain, clique: Sequence[str], values: np.ndarray) 
     return np.transpose(table, [clique.index(a) for a in target])
 
 
-def from_canonical(domain: mbi.Domain, clique: Sequence[str], table: np.ndarray) -> np.ndarray:
+def from_canonical(domain: Domain, clique: Sequence[str], table: np.ndarray) -> np.ndarray:
     """Inverse of :func:`to_canonical`: a domain-ordered table laid out in ``clique``'s order."""
     source = canonical(domain, clique)
     return np.transpose(table, [source.index(a) for a in tuple(clique)])
 
 
-def embed_shape(domain: mbi.Domain, sub: Clique, sup: Clique) -> tuple[int, ...]:
+def embed_shape(domain: Domain, sub: Clique, sup: Clique) -> tuple[int, ...]:
     """Shape that broadcasts a domain-ordered table over ``sub`` into one over ``sup``."""
     return tuple(domain[a] if a in sub else 1 for a in sup)
 
@@ -82,7 +80,7 @@ class Message:
 class JunctionTree:
     """The junction tree of a clique set, with each clique assigned to one node."""
 
-    def __init__(self, domain: mbi.Domain, cliques: Sequence[Sequence[str]]):
+    def __init__(self, domain: Domain, cliques: Sequence[Sequence[str]]):
         self.domain = domain
         self.cliques: list[Clique] = [canonical(domain, c) for c in cliques]
         jtree, self.elimination_order = junction_tree.make_junction_tree(
@@ -188,7 +186,7 @@ class JunctionTree:
         return value
 
 
-def greedy_elimination_cliques(domain: mbi.Domain, cliques: Sequence[Sequence[str]]
+def greedy_elimination_cliques(domain: Domain, cliques: Sequence[Sequence[str]]
                                ) -> list[frozenset[str]]:
     """The cliques {a} ∪ N(a) met while eliminating ``mbi``'s greedy order.
 
@@ -225,7 +223,7 @@ def greedy_elimination_cliques(domain: mbi.Domain, cliques: Sequence[Sequence[st
     return out
 
 
-def model_size_mb(domain: mbi.Domain, cliques: Sequence[Sequence[str]]) -> float:
+def model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]]) -> float:
     """``mbi.junction_tree.hypothetical_model_size``: 8-byte cells over the junction tree's
     nodes, in MB. The nodes are the maximal elimination cliques (the maximal cliques of the
     triangulated graph). A tree-shaped graph is eliminated leaf-first by ``mbi``, so that case
@@ -241,7 +239,7 @@ def model_size_mb(domain: mbi.Domain, cliques: Sequence[Sequence[str]]) -> float
     return cells * 8 / 2**20
 
 
-def contract(domain: mbi.Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]],
+def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]],
              target: Sequence[str]) -> tuple[np.ndarray, float]:
     """(v, s) with Σ_{x∖target} Π_k F_k = v·exp(s), over ``target`` (in its order).
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from flaimsim.mechanisms.junction import (Clique, JunctionTree, canonical, embed_shape,
                                           summed_axes, to_canonical)
-from flaimsim.mechanisms.mbi_setup import mbi
+from flaimsim.mechanisms.mbi_setup import Domain, clique_utils
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def minimum_variance_total(observations: Sequence[Observation]) -> float:
     return max(1.0, float((sums * inv_var).sum() / inv_var.sum()))
 
 
-def lipschitz(domain: mbi.Domain, cliques: Sequence[Clique], parents: Sequence[int],
+def lipschitz(domain: Domain, cliques: Sequence[Clique], parents: Sequence[int],
               observations: Sequence[Observation]) -> float:
     """L_∇ = max_C Σ_{M→C} |C| / (|c_M| σ_M²): exact for identity marginal queries."""
     blocks: dict[int, float] = {}
@@ -98,7 +98,7 @@ def lipschitz(domain: mbi.Domain, cliques: Sequence[Clique], parents: Sequence[i
     return max(blocks.values())
 
 
-def expand(domain: mbi.Domain, old: dict[Clique, np.ndarray], cliques: Sequence[Clique]
+def expand(domain: Domain, old: dict[Clique, np.ndarray], cliques: Sequence[Clique]
            ) -> list[np.ndarray]:
     """θ re-expressed on ``cliques``: each old table added into the smallest new clique that
     contains it (``mbi``'s ``CliqueVector.expand``; tables it cannot place are dropped)."""
@@ -114,7 +114,7 @@ def expand(domain: mbi.Domain, old: dict[Clique, np.ndarray], cliques: Sequence[
 class MirrorDescent:
     """One fitting problem: the measurements, their cliques, junction tree and loss."""
 
-    def __init__(self, domain: mbi.Domain, measured: Sequence[tuple[Sequence[str], np.ndarray,
+    def __init__(self, domain: Domain, measured: Sequence[tuple[Sequence[str], np.ndarray,
                                                                     float]],
                  tree: JunctionTree | None = None):
         if not measured:
@@ -128,7 +128,7 @@ class MirrorDescent:
                                                  to_canonical(domain, clique, values),
                                                  1.0 / float(sigma) ** 2))
         # the potentials' cliques in mbi's order, as the caller spelled them
-        spelled = mbi.clique_utils.maximal_subset([tuple(c) for c, _, _ in measured])
+        spelled = clique_utils.maximal_subset([tuple(c) for c, _, _ in measured])
         self.spelled: list[Clique] = spelled
         self.cliques: list[Clique] = [canonical(domain, c) for c in spelled]
         if tree is None or tree.cliques != self.cliques:

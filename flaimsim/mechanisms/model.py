@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.junction import (JunctionTree, contract, from_canonical,
                                           model_size_mb, to_canonical)
-from flaimsim.mechanisms.mbi_setup import jax, mbi
+from flaimsim.mechanisms import mbi_setup
+from flaimsim.mechanisms.mbi_setup import Domain
 from flaimsim.mechanisms.mirror_descent import FitResult, FitSettings, MirrorDescent
 from flaimsim.mechanisms.sampling import synthetic_records
+
+if TYPE_CHECKING:  # the whole of mbi imports JAX: only for the mbi fitter (mbi_setup.full)
+    import mbi
 
 Clique = tuple[str, ...]
 
@@ -38,6 +42,7 @@ class Measurement:
     sigma: float
 
     def to_mbi(self) -> mbi.LinearMeasurement:
+        mbi = mbi_setup.full()
         return mbi.LinearMeasurement(np.asarray(self.values, dtype=float), self.clique,
                                      stddev=float(self.sigma))
 
@@ -64,8 +69,8 @@ def merge_by_clique(measurements: Sequence[Measurement]) -> list[Measurement]:
     return out
 
 
-def mbi_domain(columns: Sequence[str], sizes: Sequence[int]) -> mbi.Domain:
-    return mbi.Domain(tuple(columns), tuple(int(s) for s in sizes))
+def mbi_domain(columns: Sequence[str], sizes: Sequence[int]) -> Domain:
+    return Domain(tuple(columns), tuple(int(s) for s in sizes))
 
 
 FITTERS = ("numpy", "mbi")
@@ -83,7 +88,7 @@ class GraphicalModel:
     FitSettings` (the iteration counts become caps).
     """
 
-    domain: mbi.Domain
+    domain: Domain
     iters_warm: int = 200
     iters_cold: int = 1000
     tol: float | None = None
@@ -159,6 +164,7 @@ class GraphicalModel:
     def fitted(self) -> mbi.MarkovRandomField:
         """The model as an ``mbi.MarkovRandomField`` (for interoperability and tests)."""
         if self._mrf is None:
+            mbi, jax = mbi_setup.full(), mbi_setup.jax
             cliques = self.cliques
             pots = self.potentials
             mu = self.tree.clique_marginals(self.result.node_marginals)
@@ -257,6 +263,7 @@ def fit_with_mbi(problem: MirrorDescent, merged: Sequence[Measurement], settings
     """The same fit by ``mbi``'s JAX MirrorDescent (recompiles per clique set), stored in
     the numpy form. Its tolerance test runs every 50 iterations, its count rounds up to 50."""
     domain = problem.domain
+    mbi, jax = mbi_setup.full(), mbi_setup.jax
     start = None
     if warm:
         start = mbi.CliqueVector(domain, list(warm), {

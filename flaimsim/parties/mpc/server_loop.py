@@ -19,7 +19,7 @@ import traceback
 from hashlib import sha1
 from typing import Any
 
-from flaimsim.parties.mpc import wire
+from flaimsim.parties.mpc import vector_resharing, wire
 from flaimsim.parties.mpc.addresses import parse_address
 from flaimsim.parties.mpc.server import (
     COMMANDS, EXIT_COMMAND_TIMEOUT, EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_PORT_IN_USE,
@@ -223,6 +223,7 @@ def main() -> int:
         mpc.options.mix32_64bit = True
         asyncoro._hop = _hop
     OPENINGS.install(mpc)  # before any command module can hold a reference to output
+    vector_resharing.install()
     for mod in args.load:
         importlib.import_module(mod)
     wire.install()
