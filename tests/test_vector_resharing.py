@@ -131,3 +131,13 @@ def test_share_of_a_fixed_secret_is_uniform(installed):
     for row in shares:
         counts = np.bincount(np.array([int(v) for v in row]), minlength=101)
         assert chisquare(counts).pvalue > P_VALUE_FLOOR
+
+
+def test_bench_resharing_rows_and_state():
+    """The bench checks both recombinations itself; it leaves MPyC's functions in place."""
+    from flaimsim.bench.resharing_bench import bench_resharing
+
+    out = bench_resharing(elements=2_000, count_bits=(14, 64))
+    assert [r["field_bits"] for r in out["rows"]] == [46, 96]
+    assert all(r["mpyc_s"] > 0 and r["vector_s"] > 0 for r in out["rows"])
+    assert thresha.random_split is not vr.random_split

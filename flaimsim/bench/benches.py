@@ -70,4 +70,7 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
     if what == "noise":
         from flaimsim.bench.noise_bench import bench_noise
         return bench_noise()
+    if what == "resharing":
+        from flaimsim.bench.resharing_bench import bench_resharing
+        return bench_resharing()
     raise ValueError(f"unknown benchmark {what!r}")
