@@ -83,6 +83,10 @@ class ModpVector:
         """The values as Python ints (an object array), for MPyC's field arrays."""
         return (self.hi.astype(object) << 64) | self.lo.astype(object)
 
+    def to_list(self) -> list[int]:
+        """The values as a list of Python ints (one limb's worth: no object arithmetic)."""
+        return self.lo.tolist() if not self.hi.any() else self.to_objects().tolist()
+
     def to_bytes(self, width: int) -> bytes:
         """Little-endian, ``width`` bytes per element (width ≥ the modulus's byte length)."""
         raw = np.zeros((len(self), 16), dtype=np.uint8)

@@ -27,8 +27,11 @@ import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from mpyc import thresha
+from mpyc.finfields import FiniteFieldElement, PrimeFieldElement
 
-MASK64 = (1 << 64) - 1
+from flaimsim.parties.mpc.modp_vectors import MASK64, ModpVector
+
 _ORIGINAL: dict[str, Callable[..., Any]] = {}
 
 
@@ -79,8 +82,6 @@ def _values(field: type, s: Any) -> np.ndarray:
 
 
 def _is_prime_field(field: type) -> bool:
-    from mpyc.finfields import PrimeFieldElement
-
     return issubclass(field, PrimeFieldElement) and isinstance(field.modulus, int)
 
 
@@ -116,8 +117,6 @@ def random_split(field: type, s: Any, t: int, m: int) -> list[Any]:
 def recombine(field: type, points: Sequence[tuple[int, Any]], x_rs: Any = 0) -> Any:
     """The secrets Σ_i λ_i·y_i at x = 0 from the shares ``points`` = [(x_i, y_i), …], with
     MPyC's Lagrange vector; a list of ints (or of field elements, given field elements)."""
-    from mpyc import thresha
-
     if (not _is_prime_field(field) or isinstance(x_rs, list) or x_rs != 0 or not points
             or len(points[0][1]) == 0):
         return _ORIGINAL["recombine"](field, points, x_rs)
@@ -133,49 +132,43 @@ def recombine(field: type, points: Sequence[tuple[int, Any]], x_rs: Any = 0) -> 
     return [field(a) for a in total] if as_field else total
 
 
+def _limb_vector(field: type, x: Any) -> ModpVector:
+    """Non-negative ints below 2^128 (a list or an array) as limbs, not reduced: the words
+    MPyC would write. OverflowError for others, as ``int.to_bytes`` raises."""
+    if not isinstance(x, np.ndarray):
+        try:  # the common case: every value fits one limb
+            lo = np.fromiter(x, dtype=np.uint64, count=len(x))
+            return ModpVector(np.zeros_like(lo), lo, field.modulus)
+        except (OverflowError, TypeError):
+            pass
+    values = _values(field, x)
+    if len(values) and (np.any(values < 0) or np.any(values >> 128)):
+        raise OverflowError("a value does not fit two 64-bit limbs")
+    return ModpVector((values >> 64).astype(np.uint64), (values & MASK64).astype(np.uint64),
+                      field.modulus)
+
+
 def to_bytes(cls: type, x: Any) -> bytes:
     """Little-endian words of ``cls.byte_length`` bytes (MPyC's fixed-width encoding)."""
-    r = cls.byte_length
-    try:
-        if r <= 8:
-            words = np.fromiter(x, dtype=np.uint64, count=len(x)) if not isinstance(
-                x, np.ndarray) else x.reshape(-1).astype(np.uint64)
-            if r < 8 and np.any(words >> np.uint64(8 * r)):
-                raise OverflowError
-            return words.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :r].tobytes()
-        if r <= 16:
-            values = _values(cls, x)
-            if len(values) and (np.any(values < 0) or np.any(values >> (8 * r))):
-                raise OverflowError
-            raw = np.empty((len(values), 16), dtype=np.uint8)
-            raw[:, :8] = (values & MASK64).astype("<u8").view(np.uint8).reshape(-1, 8)
-            raw[:, 8:] = (values >> 64).astype("<u8").view(np.uint8).reshape(-1, 8)
-            return raw[:, :r].tobytes()
-    except (OverflowError, TypeError, ValueError):
-        pass
+    if cls.byte_length <= 16:
+        try:
+            return _limb_vector(cls, x).to_bytes(cls.byte_length)
+        except (OverflowError, TypeError, ValueError):
+            pass  # MPyC's code raises its own error
     return _ORIGINAL["to_bytes"](cls, x)
 
 
 def from_bytes(cls: type, data: bytes) -> list[int]:
     """The list of ints in ``data`` (words of ``cls.byte_length`` bytes, little-endian)."""
-    r = cls.byte_length
-    if r > 16 or len(data) % r:
+    try:
+        words, _ = ModpVector.from_bytes(data, cls.byte_length, cls.modulus)
+    except ValueError:  # a width above 16 bytes, a partial word, a modulus above 2^127
         return _ORIGINAL["from_bytes"](cls, data)
-    n = len(data) // r
-    raw = np.zeros((n, 16), dtype=np.uint8)
-    raw[:, :r] = np.frombuffer(data, dtype=np.uint8).reshape(n, r)
-    lo = raw[:, :8].copy().view("<u8").reshape(n)
-    if r <= 8:
-        return lo.tolist()
-    hi = raw[:, 8:].copy().view("<u8").reshape(n)
-    return ((hi.astype(object) << 64) | lo.astype(object)).tolist()
+    return words.to_list()
 
 
 def install() -> None:
     """Put the vector versions in place of MPyC's (idempotent; in a server process)."""
-    from mpyc import thresha
-    from mpyc.finfields import FiniteFieldElement, PrimeFieldElement
-
     if _ORIGINAL:
         return
     _ORIGINAL.update(random_split=thresha.random_split, recombine=thresha.recombine,
@@ -189,9 +182,6 @@ def install() -> None:
 
 def uninstall() -> None:
     """MPyC's own functions again (for tests that compare both)."""
-    from mpyc import thresha
-    from mpyc.finfields import PrimeFieldElement
-
     if not _ORIGINAL:
         return
     thresha.random_split = _ORIGINAL["random_split"]
