@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
 from flaimsim.bench.options import (MAIN_JOB_PROTOCOLS, add_run_options, config_from_args,
                                     main_job_defaults, resolve_preset)
+from flaimsim.bench.signals import Terminated, terminate_as_interrupt
 from flaimsim.protocols.config import ConfigError
 
 
@@ -31,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     preset = resolve_preset(args)
     config = config_from_args(args, main_job_defaults(preset) if main_job else None).replace(
         protocol=protocols[0])
-    runs = run_set(config, protocols, args.out, preset=preset)
+    runs = run_set(config, protocols, args.out, preset=preset, force=args.force)
     print(runs.header())
     print(runs.table())
     for r in runs.results:
@@ -69,8 +71,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         table = calibrate(config.servers, setting.max_count, setting.score_bound,
                           frac_bits=config.score_frac_bits, score=config.score,
                           select_epsilon=setting.select_epsilon)
-        from pathlib import Path
-        Path(args.table).write_text(table.to_json())
+        from flaimsim.safe_output import write_text
+        write_text(args.table, table.to_json())
         where = args.table
     else:
         table, _ = cost_table(config, setting)
@@ -189,7 +191,9 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flaimsim", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Errors end in one line; --debug (anywhere on "
+                                     "the line) shows their traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run protocols and print the comparison table")
     add_run_options(p_run, main_job=True)
@@ -213,17 +217,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors a user can cause (bad options or data, an unwritable --out, a party that failed):
+# one line, exit 2. Anything else is a defect: still one line, exit 1, with --debug's hint.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for ``exc``: its message (multi-line messages joined by " | "), with the
+    chained cause where the message alone would hide it."""
+    text = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere on the line (or FLAIMSIM_DEBUG=1): let errors end in their traceback.
+    debug = "--debug" in argv or os.environ.get("FLAIMSIM_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     # MPyC parses sys.argv when first imported (prefix-matching its own options, e.g. --out
     # against --output-file); the driver has already parsed ours, so hide them from it.
     sys.argv = sys.argv[:1]
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"flaimsim: error: {exc}", file=sys.stderr)
-        return 2
+    with terminate_as_interrupt():
+        try:
+            return int(args.func(args) or 0)
+        except (KeyboardInterrupt, Terminated) as exc:
+            if debug:
+                raise
+            code = 143 if isinstance(exc, Terminated) else 130
+            print(f"flaimsim: stopped by {'SIGTERM' if code == 143 else 'SIGINT (Ctrl-C)'}"
+                  "; files already written in --out are complete, nothing half-written",
+                  file=sys.stderr)
+            return code
+        except USER_ERRORS as exc:
+            if debug:
+                raise
+            print(f"flaimsim: error: {error_line(exc)}", file=sys.stderr)
+            return 2
+        except Exception as exc:
+            if debug:
+                raise
+            print(f"flaimsim: unexpected error {type(exc).__name__}: {error_line(exc)} "
+                  "(rerun with --debug for the traceback)", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

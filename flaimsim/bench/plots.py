@@ -23,6 +23,7 @@ from flaimsim.parties.ledger import PHASES, party_kind
 from flaimsim.bench.network import PRESETS, Network
 from flaimsim.bench.runs import human_bytes
 from flaimsim.bench.sweep import Cell, load_cells
+from flaimsim.safe_output import atomic_path
 from flaimsim.bench.table import (DISTAIM, FLAIM_VARIANTS, GroupKey, Summary, best_t,
                     client_traffic_by_round, crossover_round, group_key, mean_curve,
                     summarise)
@@ -82,7 +83,8 @@ def plot_traffic(summaries: Sequence[Summary], g: GroupKey, path: Path) -> Path:
     axes[1].set_title("server-side traffic")
     fig.suptitle(f"Communication against T — {_title(g)}  (MB = 10^6 bytes)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -108,7 +110,8 @@ def plot_error(summaries: Sequence[Summary], g: GroupKey, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -198,7 +201,8 @@ def plot_phases(cells: Sequence[Cell], g: GroupKey, path: Path) -> Path | None:
     fig.suptitle(f"Bytes by phase at T = {t} (totals above bars, MB = 10^6 bytes) — "
                  f"{_title(g)}")
     fig.tight_layout(rect=(0, 0, 0.85, 1))
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -249,7 +253,8 @@ def plot_crossover(cells: Sequence[Cell], summaries: Sequence[Summary], g: Group
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -279,7 +284,8 @@ def plot_network(summaries: Sequence[Summary], g: GroupKey, path: Path,
     fig.suptitle(f"Network model: message rounds × latency + bytes / bandwidth — {_title(g)}",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 

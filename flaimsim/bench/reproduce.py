@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from flaimsim.bench.sweep import SweepSpec, load_cells, run_sweep
+from flaimsim.safe_output import open_atomic, write_text
 from flaimsim.protocols.config import PRESETS, RunConfig
 
 # The paper's T grid (sweep_configs/paper/communication_tracking.json: global_rounds).
@@ -253,8 +254,8 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
     header = setting_header(configs) + (
         f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).")
     text = format_report(rows, timings, header)
-    (out / "reproduce.md").write_text(text)
-    with open(out / "reproduce.csv", "w", newline="") as fh:
+    write_text(out / "reproduce.md", text)
+    with open_atomic(out / "reproduce.csv", "w", newline="") as fh:
         fields = ["dataset", *(f"poster_{k}" for k in asdict(next(iter(POSTER.values())))),
                   *dict.fromkeys(k for r in rows.values() for k in r),
                   "seconds", "load"]

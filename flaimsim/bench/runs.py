@@ -3,7 +3,6 @@ data set, result.json / config.json writing, and the short comparison table."""
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Iterable, Sequence
 from flaimsim.protocols import RunConfig, runner
 from flaimsim.protocols.prepare import prepare
 from flaimsim.protocols.result import RunResult, reference_record
+from flaimsim.safe_output import OutFolder
 
 TABLE_COLUMNS = (
     ("protocol", "protocol", "{}"),
@@ -151,49 +151,80 @@ class RunSet:
         return format_table([r.record for r in self.results], self.reference)
 
 
-def run_protocols(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | None = None
-                  ) -> list[RunResult]:
+def run_protocols(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | None = None,
+                  force: bool = False) -> list[RunResult]:
     """Run each protocol on the same prepared data; write config.json and result.json."""
-    return run_set(base, protocols, out_dir).results
+    return run_set(base, protocols, out_dir, force=force).results
 
 
 def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | None = None,
-            preset: str | None = None) -> RunSet:
+            preset: str | None = None, force: bool = False) -> RunSet:
     """Run each protocol on the same prepared data, compute the reference figures once and
-    add them to every record; write config.json and result.json (with a ``reference``
-    block)."""
+    add them to every record.
+
+    With ``out_dir``: the folder is claimed before anything runs
+    (:meth:`~flaimsim.safe_output.OutFolder.claim`: locked, probed, an earlier run refused
+    without ``force``); config.json is written once the data are prepared, and each
+    protocol's ledger, privacy files and an updated result.json (with a ``reference``
+    block; ``complete`` false until the last protocol) as soon as it finishes, so that a
+    later failure keeps the earlier records; a failure is recorded under ``failed``."""
     from flaimsim.parties.mpc import warm_start
 
     protocols = list(protocols)
-    if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
-        # DistAIM's servers import and connect while the data and earlier protocols run.
-        from flaimsim.parties.mpc.distaim_engine import launcher_options
-
-        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
+    out = OutFolder.claim(out_dir, force=force) if out_dir is not None else None
+    results: list[RunResult] = []
     try:
-        data = prepare(base)
-        reference = reference_record(base, data)
-        results = []
-        for name in protocols:
-            config = base.replace(protocol=name)
-            update, close = progress_callback(config.rounds, name)
-            try:
-                results.append(runner(name)(config, data=data, progress=update))
-            finally:
-                close()
-            results[-1].record.update(reference)
+        if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
+            # DistAIM's servers import and connect while the data and earlier protocols run.
+            from flaimsim.parties.mpc.distaim_engine import launcher_options
+
+            warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
+        try:
+            data = prepare(base)
+            described = data.describe()
+            resolved = {**asdict(base), "preset": preset, "protocols": protocols,
+                        "data": described}
+            if out is not None:
+                out.write_json("config.json", resolved)
+            reference = reference_record(base, data)
+            for name in protocols:
+                config = base.replace(protocol=name)
+                update, close = progress_callback(config.rounds, name)
+                try:
+                    result = runner(name)(config, data=data, progress=update)
+                except BaseException as exc:
+                    if out is not None and results:
+                        _write_result(out, resolved, reference, results, protocols,
+                                      failed={"protocol": name,
+                                              "error": f"{type(exc).__name__}: {exc}"})
+                        print(f"flaimsim: kept the finished protocols' records "
+                              f"({', '.join(r.record['protocol'] for r in results)}) in "
+                              f"{out.path / 'result.json'}", file=sys.stderr)
+                    raise
+                finally:
+                    close()
+                result.record.update(reference)
+                results.append(result)
+                if out is not None:
+                    result.save(out.path)
+                    _write_result(out, resolved, reference, results, protocols)
+        finally:
+            warm_start.release_prestarted()
     finally:
-        warm_start.release_prestarted()
-    described = data.describe()
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        resolved = {**asdict(base), "preset": preset, "protocols": protocols,
-                    "data": described}
-        (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
-        (out / "result.json").write_text(json.dumps(
-            {"config": resolved, "reference": reference,
-             "results": [r.record for r in results]}, indent=2, default=str))
-        for r in results:
-            r.save(out)
+        if out is not None:
+            out.release()
     return RunSet(base, preset, described, reference, results)
+
+
+def _write_result(out: OutFolder, resolved: dict[str, Any], reference: dict[str, Any],
+                  results: Sequence[RunResult], protocols: Sequence[str],
+                  failed: dict[str, str] | None = None) -> None:
+    """result.json with the records finished so far (atomically replacing the last one)."""
+    done = len(results)
+    doc: dict[str, Any] = {"config": resolved, "reference": reference,
+                           "results": [r.record for r in results],
+                           "complete": done == len(protocols) and failed is None,
+                           "pending": list(protocols[done + (failed is not None):])}
+    if failed is not None:
+        doc["failed"] = failed
+    out.write_json("result.json", doc)

@@ -31,7 +31,6 @@ import json
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -40,13 +39,16 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from flaimsim.bench.signals import Terminated, shielded, stop_processes, worker_init
 from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
+from flaimsim.safe_output import OutFolder, open_atomic, write_json, write_text
 
 DEFAULT_ROUNDS = (2, 4, 8, 10, 16, 32)
 # The pair the trade-off table compares; add naive-flaim, aug-flaim-oracle and central with
 # --protocols (each Adult cell costs 1–8 minutes of model fitting on 2 cores).
 DEFAULT_PROTOCOLS = ("distaim", "aug-flaim-private")
 CELLS = "cells"
+CORRUPT = "corrupt"  # cells/corrupt/: cell files that could not be read, set aside
 # Fields that determine the prepared data (load, split, federation, workload).
 _DATA_FIELDS = ("dataset", "data_dir", "max_bins", "label", "seed", "test_fraction",
                 "partition", "clients", "beta", "cluster_embedding", "synthfs_features",
@@ -118,30 +120,16 @@ def _prepared(config: RunConfig):
     return _PREPARED[key]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write-then-rename: readers and resumes see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def compute_cell(config: RunConfig) -> CellOutcome:
     """Run one cell; its files (``<key>.ledger.csv``, ``<key>.json``) come back in
-    ``files``, written by :func:`write_cell`. Never raises."""
-    import tempfile
-
+    ``files``, written by :func:`write_cell`. Never raises (but for SIGTERM/Ctrl-C)."""
     from flaimsim.protocols import runner
 
     key = cell_key(config)
     start = time.perf_counter()
     try:
         result = runner(config.protocol)(config, data=_prepared(config), progress=None)
-        with tempfile.TemporaryDirectory(prefix="flaimsim-cell-") as tmp:
-            result.ledger.write_csv(Path(tmp) / "ledger.csv")
-            ledger_text = (Path(tmp) / "ledger.csv").read_text()
+        ledger_text = result.ledger.to_csv()
         privacy = result.loop.privacy.to_records() if result.loop is not None else None
         doc = json.dumps({"key": key, "config": config.to_dict(), "record": result.record,
                           "notes": list(result.notes), "privacy": privacy,
@@ -157,7 +145,7 @@ def write_cell(outcome: CellOutcome, cells_dir: str | Path) -> CellOutcome:
     """Write a computed cell's files atomically, the JSON (which marks it done) last."""
     if outcome.files:
         for name in sorted(outcome.files, key=lambda n: n.endswith(".json")):
-            _write_atomic(Path(cells_dir) / name, outcome.files[name])
+            write_text(Path(cells_dir) / name, outcome.files[name])
     return CellOutcome(outcome.key, outcome.ok, outcome.seconds, outcome.error)
 
 
@@ -177,6 +165,21 @@ def _worker_init() -> None:
     sys.argv = sys.argv[:1]
 
 
+def _pool_worker_init() -> None:
+    _worker_init()
+    worker_init()  # Ctrl-C is the driver's; SIGTERM unwinds the cell; no orphan workers
+
+
+def _guarded(execute: Callable[[RunConfig, str], CellOutcome], config: RunConfig,
+             cells_dir: str) -> CellOutcome:
+    """``execute`` in a pool worker; SIGTERM (the driver stopping) ends the worker once the
+    cell's ``finally`` blocks have run, instead of letting it take the next queued cell."""
+    try:
+        return execute(config, cells_dir)
+    except Terminated:
+        os._exit(143)
+
+
 @dataclass
 class SweepReport:
     total: int
@@ -192,12 +195,23 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, jobs: int = 2,
     """Run the missing cells (``jobs`` worker processes; 1 runs in this process; or on the
     Dask cluster at ``scheduler``, ``"local"`` for a LocalCluster of ``jobs`` workers), then
     write sweep.csv. ``execute`` must be a module-level function when ``jobs > 1``; Dask runs
-    :func:`dask_cell` and writes here."""
+    :func:`dask_cell` and writes here. The folder is locked for the sweep's duration (a
+    second driver is refused). On SIGTERM or Ctrl-C the workers are stopped, sweep.csv
+    lists the cells done, and the signal's exception goes on up."""
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
+    with OutFolder.claim(out, resumable=True):  # one driver per sweep folder
+        return _run_claimed(spec, out, jobs, execute, show_progress, scheduler)
+
+
+def _run_claimed(spec: SweepSpec, out: Path, jobs: int,
+                 execute: Callable[[RunConfig, str], CellOutcome],
+                 show_progress: bool | None, scheduler: str | None) -> SweepReport:
     cells_dir = out / CELLS
     cells_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cells_dir.glob(".*.tmp-*"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     configs = spec.configs()
     keys = [cell_key(c) for c in configs]
     # A later sweep into the same directory adds its cells (e.g. more protocols or T):
@@ -205,9 +219,17 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, jobs: int = 2,
     previous = _read_config(out)
     listed = list(dict.fromkeys([*previous.get("cells", []), *keys]))
     runs = [*previous.get("runs", []), {**spec.to_dict(), "jobs": jobs}]
-    (out / "sweep-config.json").write_text(json.dumps(
-        {**spec.to_dict(), "jobs": jobs, "cells": listed, "runs": runs}, indent=1,
-        default=str))
+    write_json(out / "sweep-config.json",
+               {**spec.to_dict(), "jobs": jobs, "cells": listed, "runs": runs}, indent=1)
+    for k in keys:  # a cut or wrong-shape cell is set aside and run again
+        path = cells_dir / f"{k}.json"
+        if path.is_file():
+            try:
+                read_cell(path)
+            except CellError as exc:
+                where = set_aside(path)
+                print(f"sweep: {exc}; moved to {where.relative_to(out)}, running it again",
+                      file=sys.stderr)
     todo = [c for c, k in zip(configs, keys) if not (cells_dir / f"{k}.json").is_file()]
     report = SweepReport(total=len(configs),
                          skipped=[k for k in keys if (cells_dir / f"{k}.json").is_file()])
@@ -237,31 +259,69 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, jobs: int = 2,
             for c in todo:
                 finished(execute(c, str(cells_dir)))
         else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                                     initializer=_worker_init) as pool:
-                futures: list[tuple[RunConfig, Future]] = [
-                    (c, pool.submit(execute, c, str(cells_dir))) for c in todo]
-                index = {id(f): c for c, f in futures}
-                for fut in as_completed([f for _, f in futures]):
-                    try:
-                        finished(fut.result())
-                    except Exception as exc:  # the worker process itself died
-                        c = index[id(fut)]
-                        finished(CellOutcome(cell_key(c), False, 0.0,
-                                             f"{type(exc).__name__}: {exc}"))
+            _run_pool(todo, jobs, execute, str(cells_dir), finished)
+    except (KeyboardInterrupt, Terminated):
+        # Stopped: finished cells are on disk (each written atomically), the cells in
+        # progress were discarded with their workers; sweep.csv covers what is done.
+        with shielded():
+            if bar is not None:
+                bar.close()
+                bar = None
+            _write_summary(out, report, listed)
+        raise
     finally:
         if bar is not None:
             bar.close()
-    failures = [{"key": f.key, "error": f.error} for f in report.failed]
-    (out / "failures.json").write_text(json.dumps(failures, indent=1))
-    write_sweep_csv(out, listed)
+    _write_summary(out, report, listed)
     return report
+
+
+def _run_pool(todo: Sequence[RunConfig], jobs: int,
+              execute: Callable[[RunConfig, str], CellOutcome], cells_dir: str,
+              finished: Callable[[CellOutcome], None]) -> None:
+    """The cells on a spawn pool of ``jobs`` workers. On SIGTERM or Ctrl-C the queued cells
+    are cancelled and the workers stopped (SIGTERM, then SIGKILL after a grace period)
+    before the signal goes on up: no worker outlives the driver."""
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                               initializer=_pool_worker_init)
+    try:
+        futures: list[tuple[RunConfig, Future]] = [
+            (c, pool.submit(_guarded, execute, c, cells_dir)) for c in todo]
+        index = {id(f): c for c, f in futures}
+        for fut in as_completed([f for _, f in futures]):
+            try:
+                finished(fut.result())
+            except Exception as exc:  # the worker process itself died
+                c = index[id(fut)]
+                finished(CellOutcome(cell_key(c), False, 0.0, f"{type(exc).__name__}: {exc}"))
+    except BaseException:
+        with shielded():
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_processes(workers)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _write_summary(out: Path, report: SweepReport, listed: Sequence[str]) -> None:
+    failures = [{"key": f.key, "error": f.error} for f in report.failed]
+    write_json(out / "failures.json", failures, indent=1)
+    write_sweep_csv(out, listed)
 
 
 def _read_config(out: Path) -> dict[str, Any]:
     path = out / "sweep-config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CellError(f"{path}: not valid JSON ({exc}); move it aside to start the "
+                        "sweep's list of cells afresh") from None
+    if not isinstance(doc, dict):
+        raise CellError(f"{path}: expected a JSON object")
+    return doc
 
 
 # ---- reading a sweep directory -------------------------------------------------------------
@@ -282,24 +342,63 @@ class Cell:
         return Ledger.read_csv(self.ledger_path)
 
 
-def load_cells(out_dir: str | Path, keys: Iterable[str] | None = None) -> list[Cell]:
-    """Finished cells of a sweep directory (those listed in sweep-config.json if present)."""
+class CellError(ValueError):
+    """A cell file that cannot be read (cut, empty or of the wrong shape), named."""
+
+
+def read_cell(path: Path) -> Cell:
+    """One cell JSON; :class:`CellError` naming the file when it is not a finished cell."""
+    try:
+        d = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CellError(f"{path}: not a complete cell file (cut or empty?): {exc}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("key"), str) \
+            or not isinstance(d.get("record"), dict):
+        raise CellError(f"{path}: not a cell file (expected an object with 'key' and "
+                        f"'record')")
+    ledger = d.get("ledger")
+    return Cell(d["key"], d["record"], path.parent / ledger if ledger else None)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a corrupt cell file (and its ledger) to ``cells/corrupt/``; where it went."""
+    corrupt = path.parent / CORRUPT
+    corrupt.mkdir(exist_ok=True)
+    target = corrupt / path.name
+    os.replace(path, target)
+    ledger = path.with_name(path.name[:-len(".json")] + ".ledger.csv")
+    if ledger.is_file():
+        os.replace(ledger, corrupt / ledger.name)
+    return target
+
+
+def load_cells(out_dir: str | Path, keys: Iterable[str] | None = None,
+               on_corrupt: Callable[[CellError], None] | None = None) -> list[Cell]:
+    """Finished cells of a sweep directory (those listed in sweep-config.json if present).
+    A corrupt cell file is passed to ``on_corrupt`` and skipped (default: one line on
+    stderr naming it)."""
     out = Path(out_dir)
     cells_dir = out / CELLS
     if not cells_dir.is_dir():
         raise FileNotFoundError(f"{out} is not a sweep directory (no {CELLS}/ folder)")
     if keys is None and (out / "sweep-config.json").is_file():
-        keys = json.loads((out / "sweep-config.json").read_text()).get("cells")
+        keys = _read_config(out).get("cells")
     paths = ([cells_dir / f"{k}.json" for k in keys] if keys is not None
-             else sorted(cells_dir.glob("*.json")))
+             else sorted(p for p in cells_dir.glob("*.json") if not p.name.startswith(".")))
     cells = []
     for p in paths:
         if not p.is_file():
             continue
-        d = json.loads(p.read_text())
-        ledger = d.get("ledger")
-        cells.append(Cell(d["key"], d["record"], cells_dir / ledger if ledger else None))
+        try:
+            cells.append(read_cell(p))
+        except CellError as exc:
+            (on_corrupt or _warn_corrupt)(exc)
     return cells
+
+
+def _warn_corrupt(exc: CellError) -> None:
+    print(f"flaimsim: skipping a corrupt cell: {exc} (a resumed sweep reruns it)",
+          file=sys.stderr)
 
 
 def _csv_value(v: Any) -> Any:
@@ -319,7 +418,7 @@ def write_sweep_csv(out_dir: str | Path, keys: Sequence[str] | None = None) -> P
         columns += [k for k in c.record if k not in columns]
     columns.append("ledger")
     path = out / "sweep.csv"
-    with open(path, "w", newline="") as fh:
+    with open_atomic(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         for c in cells:
@@ -402,7 +501,16 @@ def command(args: argparse.Namespace) -> int:
           f"{'Dask at ' + args.scheduler if args.scheduler else f'{args.jobs} jobs'}",
           file=sys.stderr)
     start = time.perf_counter()
-    report = run_sweep(spec, args.out, jobs=args.jobs, scheduler=args.scheduler)
+    try:
+        report = run_sweep(spec, args.out, jobs=args.jobs, scheduler=args.scheduler)
+    except (KeyboardInterrupt, Terminated) as exc:
+        done = len(load_cells(args.out, [cell_key(c) for c in spec.configs()],
+                              on_corrupt=lambda e: None))
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT (Ctrl-C)"
+        print(f"sweep: stopped by {name}: {done} of {n} cells done and kept in {args.out}, "
+              "cells in progress discarded; rerun the same command to resume",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     print(f"sweep: {len(report.done)} run, {len(report.skipped)} already done, "
           f"{len(report.failed)} failed, {time.perf_counter() - start:.0f} s; "
           f"wrote {args.out}/sweep.csv")
@@ -415,7 +523,8 @@ def command(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-__all__ = ["SweepSpec", "SweepReport", "CellOutcome", "Cell", "cell_key", "run_cell",
+__all__ = ["SweepSpec", "SweepReport", "CellOutcome", "Cell", "CellError", "cell_key",
+           "read_cell", "run_cell",
            "compute_cell", "write_cell", "dask_cell",
            "run_sweep", "load_cells", "write_sweep_csv", "DEFAULT_ROUNDS",
            "DEFAULT_PROTOCOLS"]

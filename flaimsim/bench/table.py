@@ -32,6 +32,7 @@ from flaimsim.parties.ledger import Ledger, party_kind
 from flaimsim.bench.network import PRESETS, Network, parse_network, wall_time
 from flaimsim.bench.runs import human_bytes
 from flaimsim.bench.sweep import Cell, load_cells
+from flaimsim.safe_output import open_atomic, write_text
 
 DISTAIM = "distaim"
 FLAIM = "aug-flaim-private"
@@ -461,11 +462,11 @@ def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS
     items = trade_offs(cells, networks)
     rows = [trade_off_csv_row(t, networks) for t in items]
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "table.csv", "w", newline="") as fh:
+    with open_atomic(out / "table.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
-    with open(out / "summary.csv", "w", newline="") as fh:
+    with open_atomic(out / "summary.csv", "w", newline="") as fh:
         srows = [{**{k: v for k, v in asdict(s).items() if k not in ("network_seconds",
                                                                       "cells")},
                   **{f"{k}_s": v for k, v in s.network_seconds.items()}} for s in summaries]
@@ -478,7 +479,7 @@ def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS
           format_trade_offs(items, networks, markdown=True, labels=labels), "",
           "## Every protocol and T (means over repeats)", "",
           format_summary(summaries, markdown=True), ""]
-    (out / "table.md").write_text("\n".join(md))
+    write_text(out / "table.md", "\n".join(md))
     return (header + "\n\n" + format_trade_offs(items, networks, labels=labels)
             + "\n\nEvery protocol and T:\n" + format_summary(summaries))
 

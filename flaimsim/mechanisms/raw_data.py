@@ -32,6 +32,8 @@ from typing import IO, Sequence
 
 import numpy as np
 
+from flaimsim.safe_output import atomic_path, write_json
+
 CONTINUOUS_BINS = 32
 _MISSING = {"", "?", "na", "nan", "n/a", "null", "none"}
 RULE_VERSION = 1  # bump when the coding rule changes: the cache key includes it
@@ -320,16 +322,15 @@ def write_prepared(prepared: Prepared, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = prepared.name
-    tmp = out / f"{name}.csv.tmp{os.getpid()}"
-    pd.DataFrame(prepared.codes, columns=list(prepared.columns)).to_csv(tmp, index=False)
-    (out / f"{name}-domain.json").write_text(json.dumps(dict(zip(prepared.columns,
-                                                                 prepared.sizes))))
-    (out / f"{name}-coding.json").write_text(json.dumps(
-        {"rule_version": RULE_VERSION, "raw_records": prepared.raw_records,
-         "records": int(prepared.codes.shape[0]), "subsample": prepared.subsample,
-         "seed": prepared.seed, "sources": [str(s) for s in sources],
-         "columns": prepared.coding}, indent=1))
-    os.replace(tmp, out / f"{name}.csv")  # last: its presence means the set is complete
+    write_json(out / f"{name}-domain.json", dict(zip(prepared.columns, prepared.sizes)),
+               indent=None)
+    write_json(out / f"{name}-coding.json",
+               {"rule_version": RULE_VERSION, "raw_records": prepared.raw_records,
+                "records": int(prepared.codes.shape[0]), "subsample": prepared.subsample,
+                "seed": prepared.seed, "sources": [str(s) for s in sources],
+                "columns": prepared.coding}, indent=1)
+    with atomic_path(out / f"{name}.csv") as tmp:  # last: its presence means complete
+        pd.DataFrame(prepared.codes, columns=list(prepared.columns)).to_csv(tmp, index=False)
     return out
 
 

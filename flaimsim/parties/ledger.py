@@ -10,10 +10,13 @@ calibrated cost table); summaries refuse to mix them silently.
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
+
+from flaimsim.safe_output import write_text
 
 PHASES = (
     "setup", "share-inputs", "score", "select", "measure", "reveal", "model-broadcast",
@@ -94,13 +97,19 @@ class Ledger:
             return None
         return s.pop() if len(s) == 1 else "mixed"
 
-    def write_csv(self, path: str | Path) -> None:
+    def to_csv(self) -> str:
+        """The ledger as CSV text (header + one line per row)."""
         names = list(LedgerRow.__dataclass_fields__)
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=names)
-            w.writeheader()
-            for r in self.rows:
-                w.writerow(asdict(r))
+        fh = io.StringIO(newline="")
+        w = csv.DictWriter(fh, fieldnames=names)
+        w.writeheader()
+        for r in self.rows:
+            w.writerow(asdict(r))
+        return fh.getvalue()
+
+    def write_csv(self, path: str | Path) -> None:
+        """Write :meth:`to_csv` atomically (:mod:`flaimsim.safe_output`)."""
+        write_text(path, self.to_csv())
 
     @staticmethod
     def read_csv(path: str | Path) -> "Ledger":

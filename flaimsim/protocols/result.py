@@ -3,7 +3,6 @@ the synthetic data, the communication ledger and the privacy ledger."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from flaimsim.protocols.aim import LoopResult
 from flaimsim.protocols.config import RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData
 from flaimsim.protocols.privacy import privacy_block
+from flaimsim.safe_output import write_json
 
 # What each client mean in a record averages over (written into every record with traffic).
 CLIENT_MEANS = {
@@ -45,10 +45,9 @@ class RunResult:
         out.mkdir(parents=True, exist_ok=True)
         tag = f"{self.record['protocol']}-T{self.record['rounds']}-s{self.record['seed']}"
         self.ledger.write_csv(out / f"ledger-{tag}.csv")
-        (out / f"privacy-{tag}.json").write_text(json.dumps(self.loop.privacy.to_records(),
-                                                           indent=1))
-        (out / f"privacy-events-{tag}.json").write_text(json.dumps(
-            self.loop.privacy.event_records(), indent=1))
+        write_json(out / f"privacy-{tag}.json", self.loop.privacy.to_records(), indent=1)
+        write_json(out / f"privacy-events-{tag}.json", self.loop.privacy.event_records(),
+                   indent=1)
 
 
 def _finite(record: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from flaimsim.parties.ledger import Ledger, server
+from flaimsim.safe_output import write_text
 
 # score: "dots" counts the candidates with at least one priced cell (each costs one inner
 # product reshare; a candidate whose cells all compare publicly costs none).
@@ -307,5 +308,5 @@ def load_or_calibrate(m: int, max_count: int, score_bound: float,
     table = calibrate(m, max_count, score_bound, frac_bits=frac_bits, score=score,
                       select_epsilon=select_epsilon)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(table.to_json())
+    write_text(target, table.to_json())  # atomic: a parallel run reads old or new, whole
     return table, True
