@@ -1,0 +1,59 @@
+"""Corrupt sweep cells (issue 25, item 4): named, reported by ``table`` which goes on, and set
+aside and rerun by a resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_bench import sweep_dir  # noqa: F401  (the fixture: a sweep folder of 18 cells)
+
+from flaimsim.bench import sweep, table
+from flaimsim.bench.sweep import CellOutcome, SweepSpec, cell_key, run_sweep
+from flaimsim.protocols.config import RunConfig
+
+CALLS: list[str] = []
+
+
+def fake_cell(config: RunConfig, cells_dir: str) -> CellOutcome:
+    """A finished cell without running a protocol."""
+    key = cell_key(config)
+    CALLS.append(key)
+    (Path(cells_dir) / f"{key}.json").write_text(json.dumps(
+        {"key": key, "config": config.to_dict(), "record": {"protocol": config.protocol,
+                                                            "rounds": config.rounds}}))
+    return CellOutcome(key, True, 0.0)
+
+
+def test_table_names_corrupt_cells_and_goes_on(sweep_dir: Path, capsys):  # noqa: F811
+    cells = sweep_dir / "cells"
+    cut = cells / "distaim-T2-s0.json"
+    cut.write_text(cut.read_text()[:40])  # a cut file
+    (cells / "naive-flaim-T2-s0.json").write_text(json.dumps({"unexpected": 1}))
+    (cells / "naive-flaim-T4-s0.json").write_text("")  # emptied
+    text = table.write_table(sweep_dir)
+    assert "DistAIM/FLAIM" in text  # the rest still makes the table
+    err = capsys.readouterr().err
+    for name in ("distaim-T2-s0.json", "naive-flaim-T2-s0.json", "naive-flaim-T4-s0.json"):
+        assert name in err
+    assert len(sweep.load_cells(sweep_dir, on_corrupt=lambda e: None)) == 18 - 3
+
+
+def test_resume_sets_a_corrupt_cell_aside_and_reruns_it(tmp_path: Path, capsys):
+    spec = SweepSpec(RunConfig(dataset="synthfs"), protocols=("central",), rounds=(2, 3))
+    out = tmp_path / "sweep"
+    CALLS.clear()
+    assert len(run_sweep(spec, out, jobs=1, execute=fake_cell).done) == 2
+    key = cell_key(spec.configs()[0])
+    bad = out / "cells" / f"{key}.json"
+    bad.write_text(bad.read_text()[:25])
+    capsys.readouterr()
+    CALLS.clear()
+    report = run_sweep(spec, out, jobs=1, execute=fake_cell)
+    assert CALLS == [key] and len(report.skipped) == 1  # only the corrupt cell ran again
+    err = capsys.readouterr().err
+    assert f"{key}.json" in err and "moved to cells/corrupt/" in err
+    assert (out / "cells" / "corrupt" / f"{key}.json").read_text().startswith("{")
+    assert json.loads(bad.read_text())["key"] == key
+    rows = (out / "sweep.csv").read_text().strip().splitlines()
+    assert len(rows) == 3  # header + 2 cells, none doubled
