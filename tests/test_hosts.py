@@ -357,7 +357,7 @@ def test_serve_names_bad_arguments(argv, error, capsys) -> None:
 def test_remote_servers_refuse_a_wrong_order(serves) -> None:
     _, servers_at = serves
     addresses = parse_addresses(servers_at)
-    with pytest.raises(PartyFailure, match="listed as party"):
+    with pytest.raises(PartyFailure, match="out of order"):
         RemoteServers([addresses[1], addresses[0], addresses[2]], start_timeout=10).start()
 
 

@@ -39,7 +39,7 @@ from typing import IO, Any, Iterator, Sequence
 from flaimsim.parties.mpc.field import FieldSpec
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import (
-    DRIVER, Frame, FrameKind, dumps, loads, read_frame_sync)
+    DRIVER, Frame, FrameKind, TransportError, dumps, loads, read_frame_sync)
 from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows
 
 EXIT_PORT_IN_USE = 98  # mirrors mpc_server.EXIT_PORT_IN_USE (not imported: it imports mpyc.runtime)
@@ -112,6 +112,49 @@ def install_signal_cleanup(signals: Sequence[int] = (signal.SIGTERM, signal.SIGI
             _PREVIOUS_HANDLERS[sig] = current
             signal.signal(sig, _on_signal)
     return True
+
+
+# Exit codes that are consequences of another party's failure (server.py's EXIT_*).
+CONSEQUENCES = {3: "its driver connection dropped", 5: "an MPyC peer disconnected"}
+
+
+def blame(exited: Sequence[tuple[int, Any, int]], doing: str) -> str:
+    """Who failed first: a server killed by a signal, then one that exited by itself, before
+    those that only followed (peer or driver lost); the followers are named as such."""
+    def rank(item: tuple[int, Any, int]) -> tuple[int, int]:
+        i, _, rc = item
+        return (0 if rc < 0 else 2 if rc in CONSEQUENCES else 1, i)
+
+    ordered = sorted(exited, key=rank)
+    i, p, rc = ordered[0]
+    how = (f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}")
+    text = f"server {i} (pid {p.pid}) {how} while {doing}"
+    rest = [f"server {j} exited with code {c}" + (f" ({CONSEQUENCES[c]})" if c in CONSEQUENCES
+                                                  else "") for j, _, c in ordered[1:]]
+    return text + (f"; then {', '.join(rest)}" if rest else "")
+
+
+def process_state(pid: int) -> str | None:
+    """"stopped (SIGSTOP?)" etc. from /proc (Linux); None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            code = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return {"T": "is stopped (SIGSTOP or SIGTSTP)", "t": "is stopped by a debugger",
+            "Z": "has exited", "D": "is blocked in the kernel (disk or network)"}.get(
+                code, "is running")
+
+
+def connect_reason(exc: OSError) -> str:
+    """Why a control connection failed, in words a user can act on."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listening there: is `flaimsim serve` running?)"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "no answer (host unreachable or the port filtered?)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    return exc.strerror or str(exc)
 
 
 class ServerLauncher:
@@ -227,6 +270,7 @@ class ServerLauncher:
         self.control = [s for s in socks if s is not None]
 
     def _connect_loop(self, socks: list[socket.socket | None], deadline: float) -> None:
+        why: dict[int, str] = {}
         while not all(socks):
             self._check_alive("starting")
             for i in range(self.m):
@@ -235,12 +279,32 @@ class ServerLauncher:
                         s = socket.create_connection(self.control_addresses[i], 1.0)
                         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         socks[i] = s
-                    except OSError:
-                        pass
+                    except OSError as exc:
+                        why[i] = connect_reason(exc)
             if not all(socks):
                 if time.monotonic() > deadline:
-                    self._fail(f"control ports not open within {self.start_timeout} s")
+                    missing = "; ".join(f"server {i} at {self._where(i)}: {why.get(i, '?')}"
+                                        for i in range(self.m) if socks[i] is None)
+                    self._fail(f"could not connect within {self.start_timeout} s to {missing}")
                 time.sleep(0.05)
+
+    def _where(self, i: int) -> str:
+        host, port = self.control_addresses[i]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _stalled(self, done: Sequence[bool]) -> str:
+        """Which servers had not replied, and in what state their processes are."""
+        parts = []
+        for i, ok in enumerate(done):
+            if ok:
+                continue
+            state = process_state(self.procs[i].pid) if i < len(self.procs) else None
+            parts.append(f"server {i}" + (f" (pid {self.procs[i].pid}) {state}" if state
+                                          else f" at {self._where(i)}"))
+        stopped = [p for p in parts if "stopped" in p]
+        head = (f"{'; '.join(stopped)} (the others wait for it)" if stopped
+                else f"no reply from {', '.join(parts)}")
+        return head
 
     def __enter__(self) -> "ServerLauncher":
         return self.start()
@@ -288,17 +352,21 @@ class ServerLauncher:
         return f.read().decode(errors="replace")
 
     def _check_alive(self, doing: str) -> None:
-        for i, p in enumerate(self.procs):
-            rc = p.poll()
-            if rc is not None:
-                tail = self.stderr_tail(i)
-                match = re.search(r"port in use: .*?port (\d+)", tail)
-                if rc == EXIT_PORT_IN_USE and match:
-                    port = int(match.group(1))
-                    msg = self._report(f"server {i} could not bind: port {port} in use")
-                    self.kill()
-                    raise PortInUseError(msg, port)
-                self._fail(f"server {i} (pid {p.pid}) exited with code {rc} while {doing}")
+        exited = [(i, p, p.poll()) for i, p in enumerate(self.procs)]
+        exited = [(i, p, rc) for i, p, rc in exited if rc is not None]
+        if not exited:
+            return
+        for i, p, rc in exited:
+            tail = self.stderr_tail(i)
+            match = re.search(r"port in use: .*?port (\d+)", tail)
+            if rc == EXIT_PORT_IN_USE and match:
+                port = int(match.group(1))
+                msg = self._report(f"server {i} could not bind: port {port} in use")
+                self.kill()
+                raise PortInUseError(msg, port)
+        time.sleep(0.2)  # let the consequences land too, so that the cause can be told apart
+        exited = [(i, p, p.poll()) for i, p in enumerate(self.procs) if p.poll() is not None]
+        self._fail(blame(exited, doing))
 
     def _report(self, reason: str) -> str:
         parts = [reason]
@@ -360,12 +428,17 @@ class ServerLauncher:
             while not all(done):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self._fail(f"command {cmd!r} exceeded its timeout of {timeout} s")
+                    self._fail(f"command {cmd!r} exceeded its timeout of {timeout} s "
+                               f"(--party-timeout): {self._stalled(done)}")
                 for key, _ in sel.select(min(0.2, left)):
                     i = key.data
                     try:
                         key.fileobj.settimeout(max(1.0, left))  # type: ignore[union-attr]
                         rep = loads(read_frame_sync(key.fileobj).payload)  # type: ignore[arg-type]
+                    except (TransportError, ValueError, KeyError) as exc:
+                        self._fail(f"server {i} at {self._where(i)} answered {cmd!r} with "
+                                   f"something that is not a flaimsim reply ({exc}): is a "
+                                   "flaimsim server listening there?")
                     except (OSError, ConnectionError):
                         if cmd == "shutdown":
                             rep = {"seq": seq, "ok": True, "result": "closed"}
@@ -376,7 +449,8 @@ class ServerLauncher:
                             except subprocess.TimeoutExpired:
                                 pass
                             self._check_alive(f"running {cmd!r}")
-                            self._fail(f"lost the control connection of server {i} during {cmd!r}")
+                            self._fail(f"lost the control connection of server {i} at "
+                                       f"{self._where(i)} during {cmd!r}")
                     if rep.get("seq") != seq:
                         self._fail(f"server {i} replied to #{rep.get('seq')}, expected #{seq}")
                     if not rep["ok"]:
@@ -461,25 +535,87 @@ class RemoteServers(ServerLauncher):
         self._closed, self.control, self.info = False, [], []
         _LIVE.add(self)
         self._connect_control()
-        self.info = self.call("ping", timeout=self.start_timeout)
+        self.info = self._ping_each()
         self._check_parties()
         return self
 
+    def _ping_each(self) -> list[dict[str, Any]]:
+        """``ping`` every server on its own: one that does not answer as a flaimsim server is
+        named with the reason, and the others' sessions are dropped (they keep serving)."""
+        seq, self._seq = self._seq, self._seq + 1
+        frame = Frame(FrameKind.CONTROL, DRIVER, 0, "setup",
+                      dumps({"seq": seq, "cmd": "ping", "kwargs": {}})).encode()
+        deadline = time.monotonic() + self.start_timeout
+        info: list[dict[str, Any] | None] = [None] * self.m
+        why: dict[int, str] = {}
+        for i, s in enumerate(self.control):
+            try:
+                s.settimeout(max(1.0, deadline - time.monotonic()))
+                s.sendall(frame)
+                rep = loads(read_frame_sync(s).payload)
+                if rep.get("seq") != seq or not rep.get("ok"):
+                    raise TransportError(f"unexpected reply {str(rep)[:80]}")
+                info[i] = rep["result"]
+            except (socket.timeout, TimeoutError):
+                why[i] = (f"accepted the connection but sent no reply within "
+                          f"{self.start_timeout:g} s (not a flaimsim server, or one still "
+                          "waiting for its peers?)")
+            except (TransportError, ValueError, KeyError) as exc:
+                why[i] = f"answered, but not as a flaimsim server ({exc})"
+            except OSError as exc:
+                why[i] = f"closed the connection ({connect_reason(exc)}; busy with another " \
+                         "driver?)"
+        if why:
+            self.info = [x for x in info if x is not None]
+            answered = [i for i, x in enumerate(info) if x is not None]
+            self._drop(answered)
+            self.kill()
+            raise PartyFailure("; ".join(f"server {i} at {self._where(i)} {w}"
+                                         for i, w in sorted(why.items()))
+                               + " (the servers that answered keep serving)")
+        return [x for x in info if x is not None]
+
+    def _drop(self, parties: Sequence[int]) -> None:
+        """``drop_session`` at ``parties`` only, each on its own (best effort)."""
+        seq, self._seq = self._seq, self._seq + 1
+        frame = Frame(FrameKind.CONTROL, DRIVER, 0, "setup",
+                      dumps({"seq": seq, "cmd": "drop_session", "kwargs": {}})).encode()
+        for i in parties:
+            try:
+                self.control[i].settimeout(15.0)
+                self.control[i].sendall(frame)
+                read_frame_sync(self.control[i])
+            except (OSError, TransportError, ValueError):
+                pass
+
     def _check_parties(self) -> None:
-        where = [f"{h}:{p}" for h, p in self.addresses]
-        for i, info in enumerate(self.info):
-            if info["pid"] != i or info["m"] != self.m:
-                self._fail(f"{where[i]} is MPyC party {info['pid']} of {info['m']}, but is "
-                           f"listed as party {i} of {self.m} (order --servers-at by --party)")
+        where = [self._where(i) for i in range(self.m)]
+        sizes = {int(info["m"]) for info in self.info}
+        if sizes != {self.m}:  # the count first: the order cannot be right if it is wrong
+            self._refuse(f"--servers-at lists {self.m} addresses, but the servers there "
+                         f"belong to a group of {' and '.join(map(str, sorted(sizes)))}: "
+                         "list every server's --control address, in --party order")
+        wrong = [f"{where[i]} is party {info['pid']}" for i, info in enumerate(self.info)
+                 if info["pid"] != i]
+        if wrong:
+            self._refuse(f"--servers-at lists the servers out of order ({'; '.join(wrong)}): "
+                         "list the --control addresses in --party order, 0 first")
         for key in ("threshold", "modulus", "bit_length", "mix32_64bit"):
             values = {info[key] for info in self.info}
             if len(values) != 1:
-                self._fail(f"servers disagree on {key}: {values}")
+                self._refuse(f"servers disagree on {key}: {values}")
         self.threshold = int(self.info[0]["threshold"])
         self.bit_length = int(self.info[0]["bit_length"])
         missing = sorted({"distaim_score"} - set(self.info[0]["commands"]))
         if missing:
-            self._fail(f"servers lack commands {missing}: start them with `flaimsim serve`")
+            self._refuse(f"servers lack commands {missing}: start them with `flaimsim serve`")
+
+    def _refuse(self, reason: str) -> None:
+        """Refuse these servers without harming them: end the session (nothing secure ran)
+        so that they wait for the next driver, then raise :class:`PartyFailure`."""
+        self._drop(range(len(self.control)))  # servers without it exit, as before
+        self.kill()
+        raise PartyFailure(f"{reason} (the servers keep serving)")
 
     def close(self, timeout: float = 15.0) -> None:
         """Release the session; the servers wait for the next driver."""

@@ -463,6 +463,17 @@ async def release(state: ServerState) -> str:
     return "released"
 
 
+@command("drop_session")
+async def drop_session(state: ServerState) -> str:
+    """End a session in which no MPyC step ran (a driver that refused these servers after
+    ``ping``: wrong order or count): no barrier, since the other parties may not be in it."""
+    if state.arrays or state.reveal_log:
+        raise CommandError("drop_session after secure steps: use release")
+    state.reset_session()
+    state.releasing = True
+    return "dropped"
+
+
 if __name__ == "__main__":
     # Run the imported modules, not __main__, so that modules registering commands with
     # ``from flaimsim.parties.mpc.server import command`` share one COMMANDS registry.
