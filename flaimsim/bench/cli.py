@@ -100,10 +100,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flaimsim.parties.mpc.addresses import parse_address, parse_addresses
 
     peers = parse_addresses(args.peers)
+    if len(peers) < 2:
+        raise ConfigError(f"--peers lists {len(peers)} address: MPC needs at least 2 servers "
+                          "(3 to tolerate one corrupted server); list every server's MPyC "
+                          "address, in party order")
     if not 0 <= args.party < len(peers):
         raise ConfigError(f"--party {args.party} is not in 0..{len(peers) - 1} "
                           f"(--peers lists {len(peers)})")
     host, port = parse_address(args.control)
+    if (host, port) in peers:
+        raise ConfigError(f"--control {args.control} is also an MPyC address in --peers: the "
+                          "driver's port and the servers' port must differ")
+    check_port_free(host, port, "--control")
+    check_port_free(*peers[args.party], "--peers (this server's own entry)")
     argv = [sys.executable, "-m", "flaimsim.parties.mpc.server",
             *[a for h, p in peers for a in ("-P", f"{h}:{p}")], "-I", str(args.party),
             "--bit-length", str(args.bit_length), "--mix32-64bit",
@@ -122,6 +131,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["MPYC_MIX32_64BIT"] = "1"
     os.execv(sys.executable, argv)  # this process becomes the server (same pid, same signals)
     return 0  # not reached
+
+
+def check_port_free(host: str, port: int, option: str) -> None:
+    """One line naming the port and the option that moves it, before the server starts."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"{option}: unknown host {host!r} ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            why = ("is in use by another program" if exc.errno == errno.EADDRINUSE
+                   else f"cannot be bound ({exc.strerror})")
+            raise ConfigError(f"port {port} on {host} {why}: choose another port in "
+                              f"{option}") from None
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -223,10 +253,13 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeErro
 
 
 def error_line(exc: BaseException) -> str:
-    """One line for ``exc``: its message (multi-line messages joined by " | "), with the
-    chained cause where the message alone would hide it."""
-    text = " | ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return text or type(exc).__name__
+    """One line for ``exc``: its message's first line; a longer message (e.g. the servers'
+    stderr tails after a party failure) is shown whole with --debug."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    more = f" (--debug shows {len(lines) - 1} more lines)" if len(lines) > 1 else ""
+    return lines[0] + more
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,10 +38,18 @@ def _show(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _default_text(name: str, main_job: bool) -> str:
+def sweep_synthfs_values() -> dict[str, Any]:
+    """What a sweep without --preset runs on SynthFS: the paper's setting with the paper's
+    SynthFS sizes (:func:`flaimsim.bench.sweep.paper_defaults`)."""
+    return {**preset_values("paper"), **PRESETS["synthfs-paper"]}
+
+
+def _default_text(name: str, main_job: bool, sweep: bool = False) -> str:
     """"default: X" from the presets themselves, naming where SynthFS's (or the main job's)
-    value differs, so that help cannot drift from the code."""
-    paper, small = (_show(preset_values(p)[name]) for p in ("paper", "synthfs-small"))
+    value differs, so that help cannot drift from the code. ``sweep``: SynthFS's values are
+    :func:`sweep_synthfs_values`."""
+    paper = _show(preset_values("paper")[name])
+    small = _show((sweep_synthfs_values() if sweep else preset_values("synthfs-small"))[name])
     if name.startswith("synthfs_") or paper == small:  # SynthFS's own: its preset's value
         text = f"default: {small}"
     else:
@@ -56,14 +64,16 @@ def _default_text(name: str, main_job: bool) -> str:
     return text
 
 
-def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
-    """The run options in groups; ``main_job`` adds the main job's values to the help."""
+def add_run_options(p: argparse.ArgumentParser, main_job: bool = False,
+                    sweep: bool = False) -> None:
+    """The run options in groups; ``main_job`` adds the main job's values to the help;
+    ``sweep`` quotes a sweep's defaults (the paper's setting, on SynthFS its paper sizes)."""
 
     def opt(group: argparse._ArgumentGroup, flag: str, help: str, dest: str | None = None,
             **kw: Any) -> None:
         name = dest or flag.lstrip("-").replace("-", "_")
         group.add_argument(flag, dest=name, default=None,
-                           help=f"{help} ({_default_text(name, main_job)})", **kw)
+                           help=f"{help} ({_default_text(name, main_job, sweep)})", **kw)
 
     job = " the main job's (run without --protocol)," if main_job else ""
     run = p.add_argument_group("what to run", "Settings resolve, lowest first: the preset "
@@ -73,8 +83,10 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
                      help="protocol to run (repeatable; default: the main job's five, "
                           f"{', '.join(MAIN_JOB_PROTOCOLS)})")
     run.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                     help="starting configuration; options given override it (default: the "
-                          "data set's own: synthfs-small for synthfs, paper for any other)")
+                     help="starting configuration; options given override it (default: " + (
+                         "paper; on synthfs the paper's SynthFS sizes, synthfs-paper)" if sweep
+                         else "the data set's own: synthfs-small for synthfs, paper for any "
+                         "other)"))
     opt(run, "--seed", "run seed; every seeded stream derives from it", type=int)
 
     data = p.add_argument_group("data")
@@ -89,6 +101,8 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
                            "$FLAIMSIM_ADULT_DIR, else ../shared/data/adult)")
     data.add_argument("--label", default=None,
                       help="target column of the downstream classifier (default: the last)")
+    opt(data, "--test-fraction", "share of the records held out to test the downstream "
+        "classifier", type=float)
     opt(data, "--max-bins", "coarsen attributes to at most B values (public, data-independent)",
         type=int, metavar="B")
     opt(data, "--synthfs-features", "SynthFS: attributes d", type=int)
@@ -114,6 +128,7 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
         choices=("fixed", "adaptive"))
     opt(aim, "--workload-marginals", "random 3-way marginals in the workload W", type=int)
     opt(aim, "--workload-seed", "seed drawing the workload marginals", type=int)
+    opt(aim, "--workload-degree", "size of each workload marginal (AIM's: 3-way)", type=int)
     opt(aim, "--max-model-size", "cap on the graphical model's size in MB",
         dest="max_model_size_mb", type=float, metavar="MB")
     opt(aim, "--iters-round", "model-fitting iterations per round", type=int)

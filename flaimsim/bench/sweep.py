@@ -448,7 +448,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sweep", help="run protocols over T, ε, partitions and seeds",
                        conflict_handler="resolve")
-    add_run_options(p)
+    add_run_options(p, sweep=True)
     p.add_argument("--protocols", type=_str_list, default=None,
                    help=f"comma list (default: {','.join(DEFAULT_PROTOCOLS)})")
     p.add_argument("--rounds", type=_int_list, default=DEFAULT_ROUNDS,

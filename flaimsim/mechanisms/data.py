@@ -124,7 +124,7 @@ def _cell_error(csv_name: str, column: str, row: int, problem: str) -> DataError
 def _read_header(csv_path: Path) -> list[str]:
     """The first non-blank row, stripped (pandas skips leading blank lines too)."""
     try:
-        with open(csv_path, newline="") as handle:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
             first = next((row for row in csv.reader(handle) if row), None)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{csv_path.name}: not a readable CSV text file ({exc})") from exc
@@ -135,7 +135,7 @@ def _read_header(csv_path: Path) -> list[str]:
 
 def _ragged_row_error(csv_path: Path, n_fields: int) -> DataError:
     """The first data row whose number of fields differs from the header's."""
-    with open(csv_path, newline="") as handle:
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         rows = (row for row in csv.reader(handle) if row)
         next(rows)  # the header
         data_row = 0
@@ -170,7 +170,8 @@ def load_pgm(csv_path: str | Path, domain_path: str | Path) -> Table:
             # pandas only warns (and drops data) when a row has more fields than the header.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # Fast path: let pandas infer types; an all-integer column needs no per-cell check.
-            frame = pd.read_csv(csv_path, skipinitialspace=True, index_col=False)
+            frame = pd.read_csv(csv_path, encoding="utf-8-sig", skipinitialspace=True,
+                                index_col=False)  # utf-8-sig: a byte-order mark is dropped
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         raise _ragged_row_error(csv_path, len(header)) from exc
     frame.columns = header  # the stripped names
@@ -206,8 +207,8 @@ def _codes_from_text(csv_path: Path, column: str, position: int, size: int) -> n
     import pandas as pd
 
     name = csv_path.name
-    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                        index_col=False, usecols=[position])
+    frame = pd.read_csv(csv_path, encoding="utf-8-sig", dtype=str, keep_default_na=False,
+                        skipinitialspace=True, index_col=False, usecols=[position])
     text = frame.iloc[:, 0].fillna("").astype(str).str.strip()
     bad = ~text.str.fullmatch(_INTEGER_TEXT).to_numpy(dtype=bool)
     if bad.any():

@@ -109,7 +109,9 @@ def prepare(config: RunConfig) -> PreparedData:
     order = rng_split.permutation(table.n)
     n_test = int(round(table.n * config.test_fraction))
     if not 0 < n_test < table.n:
-        raise ConfigError(f"test_fraction={config.test_fraction} leaves an empty part")
+        raise ConfigError(f"--test-fraction {config.test_fraction:g} of {table.n} records "
+                          f"leaves {'no test' if n_test == 0 else 'no training'} record: "
+                          "choose a --test-fraction that leaves both parts non-empty")
     is_test = np.zeros(table.n, dtype=bool)
     is_test[order[:n_test]] = True
     train_idx = np.flatnonzero(~is_test)
@@ -134,6 +136,11 @@ def prepare(config: RunConfig) -> PreparedData:
                        # label first; without it β = 0.1 over 100 clients leaves clients empty.
                        min_per_label=1 if partition == "dirichlet" else 0,
                        embedding=config.cluster_embedding)
+    if not 1 <= config.workload_degree <= len(train.domain):
+        raise ConfigError(f"{config.dataset} has {len(train.domain)} column(s), but the workload "
+                          f"is made of {config.workload_degree}-way marginals: give data with "
+                          f"at least {config.workload_degree} columns, or lower "
+                          "--workload-degree")
     workload = make_workload(train.domain, degree=config.workload_degree,
                              num_marginals=config.workload_marginals, seed=config.workload_seed)
     return PreparedData(train, test, fed, workload, label, bound)

@@ -600,6 +600,12 @@ class RemoteServers(ServerLauncher):
         if wrong:
             self._refuse(f"--servers-at lists the servers out of order ({'; '.join(wrong)}): "
                          "list the --control addresses in --party order, 0 first")
+        peer_lists = {tuple(info.get("peers") or ()) for info in self.info}
+        if len(peer_lists) > 1:
+            lists = "; ".join(f"{where[i]} has {','.join(info.get('peers') or ['?'])}"
+                              for i, info in enumerate(self.info))
+            self._refuse(f"the servers were started with different --peers lists ({lists}): "
+                         "restart them with one list")
         for key in ("threshold", "modulus", "bit_length", "mix32_64bit"):
             values = {info[key] for info in self.info}
             if len(values) != 1:

@@ -224,7 +224,8 @@ async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
     return {"pid": state.pid, "m": state.m, "threshold": state.threshold,
             **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit),
             "commands": sorted(COMMANDS), "os_pid": os.getpid(),
-            "client_address": list(state.publish) if state.publish else None}
+            "client_address": list(state.publish) if state.publish else None,
+            "peers": [f"{p.host}:{p.port}" for p in rt.parties]}  # the --peers it started with
 
 
 def _field_words(frame: Frame, width: int, p: int, client: int) -> ModpVector:

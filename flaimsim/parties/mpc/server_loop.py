@@ -163,14 +163,15 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
              f"t={mpc.threshold}")
     try:
         await asyncio.wait_for(mpc.start(), args.connect_timeout)
+    except asyncio.TimeoutError:  # first: since Python 3.11 it is an OSError too
+        log(pid, f"MPyC peers not connected within --connect-timeout {args.connect_timeout} s"
+                 "; exiting")
+        return EXIT_START_TIMEOUT
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             log(pid, f"port in use: MPyC port {mpc.parties[pid].port}")
             return EXIT_PORT_IN_USE
         raise
-    except asyncio.TimeoutError:
-        log(pid, f"MPyC peers not connected within {args.connect_timeout} s")
-        return EXIT_START_TIMEOUT
     state.extras["setup_wire"] = wire.setup_counts(mpc)  # before any MPyC message
     idle = args.connect_timeout if args.idle_timeout is None else args.idle_timeout
     wait_for_driver: float | None = idle  # the first driver too
@@ -191,7 +192,9 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
             if watch.event.is_set():
                 log(pid, f"{watch.reason} during a command; exiting")
                 return watch.code
-            log(pid, f"a command ran longer than --command-timeout {command_timeout} s; exiting")
+            log(pid, f"a command ran longer than --command-timeout {command_timeout} s (an "
+                     "option of `flaimsim serve`; `flaimsim run` sets it from --party-timeout)"
+                     "; exiting")
             return EXIT_COMMAND_TIMEOUT
         writer = control[0]
         writer.write(run.result())
