@@ -26,10 +26,12 @@ T + d1 + d1·(T − 1) (Private); σ and ε_t come from :meth:`AimSchedule.fixed
 
 Charge before release: the round's exponential mechanism is charged before the clients run
 their local EMs (their choices reach the aggregator in the clear), and the round's Gaussians
-before the secure aggregations start. If an aggregation fails (too many dropouts),
-:class:`FlaimRoundError` is raised and the Gaussians are refunded: no noisy sum was released
-(the aggregator only ever held exact sums, which it sees in any case). The EM stays charged:
-its choices were sent. The aggregator itself learns the exact sums before adding noise
+before the secure aggregations start. If an aggregation fails (too many dropouts), the
+round is skipped, as a deployed FL system would, and its Gaussians are refunded: no noisy
+sum was released (the aggregator only ever held exact sums, which it sees in any case). The
+EM stays charged: its choices were sent. Round 0 (no EM) is retried with a fresh sample up to
+``ROUND0_ATTEMPTS`` times; :class:`FlaimRoundError` only when no attempt succeeds, and a
+ConfigError when every later round failed. The record counts ``failed_rounds``. The aggregator itself learns the exact sums before adding noise
 (central-noise FLAIM), so DP protects what it releases, not what it sees. The noise is the
 discrete Gaussian N_Z(0, σ²); the model is fitted with its exact variance.
 
@@ -107,6 +109,12 @@ class RoundInfo:
     broadcast_bytes: int = 0
     seconds: float = 0.0
     secagg_seconds: float = 0.0
+    failed: bool = False  # secure aggregation failed (dropouts): skipped, Gaussians refunded
+
+
+# Round 0 (the one-way marginals every later round builds on) is retried with a fresh sample
+# this many times; a failed attempt charges nothing (its charges come after the sums).
+ROUND0_ATTEMPTS = 5
 
 
 def population_measurement(clique: Clique, noisy: np.ndarray, sigma: float,
@@ -176,6 +184,7 @@ class FlaimBackend:
         self._pending: tuple[RoundInfo, float, float] | None = None
         self._reference: dict[Clique, np.ndarray] = {}
         self.sessions = 0
+        self.round0_attempts = 0
         # Every aggregator <-> client message crosses this loopback network (counted there).
         self.network = StarNetwork(timeout=config.party_timeout_s)
         self.servers = None
@@ -267,11 +276,22 @@ class FlaimBackend:
         """Round 0: a Poisson sample's one-way marginals via one SecAgg+ session + noise."""
         self.privacy = privacy
         t0 = time.perf_counter()
-        sampled = poisson_sample(len(self.clients), self.config.participation,
-                                 self.rng_sampling)
-        late = self._late_dropouts(sampled)
-        info = RoundInfo(0, tuple(int(k) for k in sampled), late_dropped=late)
-        parts, d1 = self._one_ways(0, sampled, late, sigma, None)
+        for attempt in range(1, ROUND0_ATTEMPTS + 1):  # nothing is charged before success
+            self.round0_attempts = attempt
+            sampled = poisson_sample(len(self.clients), self.config.participation,
+                                     self.rng_sampling)
+            late = self._late_dropouts(sampled)
+            info = RoundInfo(0, tuple(int(k) for k in sampled), late_dropped=late)
+            try:
+                parts, d1 = self._one_ways(0, sampled, late, sigma, None)
+                break
+            except FlaimRoundError as err:
+                if attempt == ROUND0_ATTEMPTS:
+                    raise FlaimRoundError(0, f"{ROUND0_ATTEMPTS} fresh samples all failed "
+                                          f"({err.reason}); at --dropout "
+                                          f"{self.dropout:g} no round can succeed: lower "
+                                          "--dropout, or raise --participation or --clients"
+                                          ) from None
         info.secagg_seconds = time.perf_counter() - t0
         charges = [privacy.spend_gaussian(0, sigma, "|".join(c)) for c in one_ways]
         out = self._release_one_ways(0, parts, sigma, "initial", charges)
@@ -352,10 +372,15 @@ class FlaimBackend:
             if with_proxy:
                 proxy_parts, _ = self._one_ways(round, sampled, late, sigma, "proxy")
         except FlaimRoundError:
+            # What a deployed FL system does: skip the round. Its Gaussians are refunded
+            # (nothing was released); its EM stays charged (the choices were sent).
             for ch in [charge, *proxy_charges]:
                 privacy.refund(ch, f"round {round}: secure aggregation failed, nothing "
                                "released")
-            raise
+            info.failed = True
+            info.seconds += time.perf_counter() - t0
+            self.rounds.append(info)
+            return []
         info.secagg_seconds = time.perf_counter() - t0
         out = []
         std = noise_std(sigma)
@@ -400,6 +425,12 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         if backend.servers is not None:
             backend.servers.close()
     rounds = [r for r in backend.rounds if r.round > 0]
+    failed = [r.round for r in rounds if r.failed]
+    if failed and len(failed) == config.rounds:
+        raise ConfigError(f"all {config.rounds} FLAIM rounds failed at secure aggregation "
+                          f"(--dropout {config.dropout:g}; their EM charges were spent, their "
+                          "Gaussians refunded): lower --dropout, or raise --participation or "
+                          "--clients")
     choice_records = [r for r in backend.records if r.phase == "choice"]
     extra = {
         "flaim_variant": variant, "private": variant != "oracle",
@@ -414,6 +445,7 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         "cover_sessions": sum(1 for r in choice_records if r.covers),
         "cover_contributions": sum(len(r.covers) for r in choice_records),
         "late_dropouts": sum(len(r.late_dropped) for r in backend.rounds),
+        "failed_rounds": len(failed), "round0_attempts": backend.round0_attempts,
         "model_broadcast_bytes_mean": float(np.mean([r.broadcast_bytes for r in rounds]))
         if rounds else None,
         "round_seconds_mean": float(np.mean([r.seconds for r in rounds])) if rounds else None,
@@ -425,6 +457,10 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     loop.times.generate_s = record["generate_s"]
     record["wall_seconds"] = time.perf_counter() - start
     notes = [ORACLE_NOTE] if variant == "oracle" else []
+    if failed or backend.round0_attempts > 1:
+        notes.append(f"{len(failed)} of {config.rounds} rounds failed at secure aggregation "
+                     f"(too many dropouts) and were skipped: their Gaussians refunded, their "
+                     f"EM charges kept; round 0 took {backend.round0_attempts} sample(s)")
     if backend.servers is not None and backend.servers.privacy_note:
         notes.append(backend.servers.privacy_note)
         record["privacy_note"] = backend.servers.privacy_note
