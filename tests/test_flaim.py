@@ -12,7 +12,7 @@ from flaimsim.mechanisms.accounting import PrivacyLedger, cdp_rho
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.parties.secagg import wire as sw
-from flaimsim.parties.fl.aggregator import (FlaimRoundError, deserialise_model, poisson_sample,
+from flaimsim.parties.fl.aggregator import (deserialise_model, poisson_sample,
                                          serialise_model)
 from flaimsim.parties.fl.clients import FLClient, local_sensitivity, simplex_projection
 from flaimsim.parties.ledger import Ledger
