@@ -69,3 +69,9 @@ def test_serve_refusals_name_the_option(capsys):
         line = one_line_error(["serve", "--party", "0", "--peers", peers, "--control",
                                f"127.0.0.1:{d}"], capsys)
     assert f"port {d} on 127.0.0.1 is in use" in line and "--control" in line
+
+
+def test_absurd_rounds_need_force(capsys):
+    line = one_line_error(["run", "--protocol", "central", *TINY, "--rounds", "1000000"],
+                          capsys)
+    assert "at least 28 hours" in line and "--force" in line

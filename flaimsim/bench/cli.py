@@ -25,6 +25,11 @@ from flaimsim.bench.signals import Terminated, terminate_as_interrupt
 from flaimsim.protocols.config import ConfigError
 
 
+# Beyond this T a run takes hours to days (each round re-fits the model, >= 0.1 s on
+# SynthFS with 4 attributes, measured): --force needed.
+MAX_ROUNDS_WITHOUT_FORCE = 100_000
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flaimsim.bench.runs import run_set
 
@@ -33,6 +38,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     preset = resolve_preset(args)
     config = config_from_args(args, main_job_defaults(preset) if main_job else None).replace(
         protocol=protocols[0])
+    if config.rounds > MAX_ROUNDS_WITHOUT_FORCE and not args.force:
+        raise ConfigError(f"--rounds {config.rounds}: every round re-fits the model (0.1 s or "
+                          "more even on the smallest data), so this run would take at least "
+                          f"{config.rounds * 0.1 / 3600:.0f} hours; pass --force to run it "
+                          "anyway")
     runs = run_set(config, protocols, args.out, preset=preset, force=args.force)
     print(runs.header())
     print(runs.table())

@@ -179,7 +179,8 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False,
     out.add_argument("--out", default=None,
                      help="write config.json, result.json and ledgers here (default: none)")
     out.add_argument("--force", action="store_true",
-                     help="replace an earlier run's files in --out (default: refuse)")
+                     help="replace an earlier run's files in --out, and run settings that "
+                          "would take days (default: refuse)")
 
 
 def resolve_preset(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> str:

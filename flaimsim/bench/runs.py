@@ -124,10 +124,22 @@ def format_table(records: Sequence[dict[str, Any]],
     return "\n".join(lines + [TABLE_LEGEND])
 
 
-def progress_callback(total: int, desc: str):
-    """A tqdm bar over rounds on a terminal; nothing when stderr is not a terminal."""
+def progress_callback(total: int, desc: str, every_s: float = 30.0):
+    """A tqdm bar over rounds on a terminal; elsewhere (a log file) one line per round at
+    most every ``every_s`` seconds, so that a long run is never silent."""
     if not sys.stderr.isatty():
-        return None, lambda: None
+        import time
+
+        start = last = time.monotonic()
+
+        def line(t: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= every_s or t == total and now - start >= every_s:
+                last = now
+                print(f"{desc}: round {t}/{total}, {now - start:.0f} s", file=sys.stderr,
+                      flush=True)
+        return line, lambda: None
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="round", leave=False)
