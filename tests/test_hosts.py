@@ -144,7 +144,7 @@ import numpy as np
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.mpc.addresses import parse_addresses
 from flaimsim.parties.distaim.engines import MpcEngine
-from flaimsim.parties.distaim.secure_scoring import score_bound
+from flaimsim.parties.distaim.plan import score_bound
 at = parse_addresses(servers_at[0]) if servers_at else None
 ledger = Ledger()
 engine = MpcEngine(ledger, m=3, max_count=100, servers_at=at)

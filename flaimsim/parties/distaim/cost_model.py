@@ -31,6 +31,7 @@ count bit length, fixed-point type of the scores) and stored as JSON with the MP
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -38,8 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import mpyc
 import numpy as np
 
+from flaimsim.parties.distaim.engines import MpcEngine
+from flaimsim.parties.distaim.plan import chunk_count, count_bits_for, em_score_bits, select_bits
 from flaimsim.parties.ledger import Ledger, server
 
 # score: "dots" counts the candidates with at least one priced cell (each costs one inner
@@ -122,37 +126,27 @@ class CostTable:
 
 def select_bits_for(score_bound: float, select_epsilon: float) -> int:
     """The secure argmax's integer width for these scores at ε = ``select_epsilon``, Δ = 1."""
-    from flaimsim.parties.distaim.secure_em import comparison_bits, em_fxp_type
-
-    return comparison_bits(em_fxp_type(score_bound), select_epsilon, 1.0)
+    return select_bits(score_bound, select_epsilon, 1.0)
 
 
 def fxp_bits(score_bound: float) -> int:
-    from flaimsim.parties.distaim.secure_em import em_fxp_type
-
-    return int(em_fxp_type(score_bound).bit_length)
+    return em_score_bits(score_bound)
 
 
 def code_version() -> str:
-    """Fingerprint of the secure-step code a table was measured with (tables go stale with it)."""
-    import hashlib
-
+    """Fingerprint of the secure-step code a table was measured with (tables go stale with it):
+    every module of this package and the server runtime's pieces that carry DistAIM's traffic."""
     here = Path(__file__).parent
     mpc = here.parent / "mpc"
     digest = hashlib.sha256()
-    for path in (here / "secure_scoring.py", here / "secure_em.py", here / "secure_noise.py",
-                 here / "server_commands.py", here / "secure_l2.py",
-                 mpc / "bit_decomposition.py", here / "fixed_point.py",
-                 mpc / "server.py", mpc / "input_sharing.py", mpc / "wire.py",
-                 here / "cost_model.py", here / "engines.py"):
+    for path in sorted(here.glob("*.py")) + [mpc / name for name in (
+            "bit_decomposition.py", "server.py", "input_sharing.py", "wire.py")]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
 def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0,
               score: str = "l1", select_bits: int = 0) -> str:
-    from flaimsim.parties.distaim.engines import count_bits_for
-
     bits = count_bits_for(max_count, frac_bits, score)
     return (f"m{m}-b{int(max_count).bit_length()}-l{bits}-f{frac_bits}-{score}"
             f"-fxp{fxp_bits(score_bound)}"
@@ -184,10 +178,6 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     The score step is measured at several model scales (mostly-zero to large values), so
     that its multiplications vary independently of the number of cells and candidates.
     """
-    import mpyc
-
-    from flaimsim.parties.distaim.engines import MpcEngine, chunk_count, count_bits_for
-
     samples: dict[str, list[tuple[np.ndarray, dict[str, tuple[int, int]]]]] = {
         op: [] for op in FEATURES}
     rng = np.random.default_rng(0)
@@ -297,8 +287,6 @@ def load_or_calibrate(m: int, max_count: int, score_bound: float,
 
     Returns the table and whether it was calibrated now.
     """
-    import mpyc
-
     key = cache_key(m, max_count, score_bound, frac_bits, score,
                     select_bits_for(score_bound, select_epsilon))
     target = Path(path) if path else cache_dir() / f"cost-{key}.json"

@@ -42,7 +42,15 @@ import numpy as np
 
 from flaimsim.mechanisms.dp import exponential_mechanism, report_noisy_max
 from flaimsim.mechanisms.scores import aim_score_from_l1, score_from_distance
+from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCells, added_variance,
+                                          anchor_cells, chunk_count, comparison_plan,
+                                          count_bits_for, em_scale, kept_cells, l2_distances,
+                                          noise_shares, round_public_marginal,
+                                          scored_priced_cells, select_bits)
 from flaimsim.parties.ledger import Ledger, client, server
+from flaimsim.parties.mpc.input_sharing import share_inputs
+from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE, connect_servers
+from flaimsim.parties.transport import ClientTransport
 
 AGGREGATE = "x"
 COMPACT_PIECES = "x-pieces"   # each server's local sum of compact pieces mod 2^b
@@ -50,21 +58,10 @@ PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score"
                  "unwrap": "score", "sum-squares": "score", "score-l2": "score",
                  "select": "select", "select-rnm": "select", "measure": "measure"}
 SELECT_OP = {"gumbel": "select", "rnm": "select-rnm"}   # --em -> cost-model op
-# Cells per bit decomposition call in the decompose step: the transients of one chunk stay in
-# the hundreds of megabytes per server at full Adult size (2.87 M cells). Each chunk adds a
-# fixed number of messages, which the cost model charges (feature "chunks").
-DECOMPOSE_CHUNK_CELLS = 1 << 17
 # A decomposition call costs about 2l sequential rounds whatever its size; once this few cells
 # are left undecomposed, a call takes them all (at most ~11 MB per server on a 16-bit bound)
 # rather than leave them to later calls (a small domain: one call, not one per round).
 EAGER_DECOMPOSE_CELLS = 1 << 14
-
-
-def chunk_count(cells: int, chunk: int = DECOMPOSE_CHUNK_CELLS) -> int:
-    """Number of chunks of at most ``chunk`` cells that cover ``cells`` (0 for none)."""
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    return -(-int(cells) // int(chunk))
 
 
 @dataclass(frozen=True)
@@ -81,64 +78,6 @@ class Step:
     dots: int = 0       # score: candidates with a priced cell (one inner product each)
     chunks: int = 0     # decompose: calls of DECOMPOSE_CHUNK_CELLS cells or fewer
     phase: str = ""     # the ledger phase when not PHASE_OF_STEP[op] (decompose for measure)
-
-
-@dataclass
-class DecomposedCells:
-    """Which cells of one contributor set's aggregate are bit-decomposed (lazy decomposition);
-    mutable: :meth:`claim` marks cells done.
-
-    Kept alike by the servers and by both engines, so that a real run's recorded steps and the
-    ideal engine's charges decompose the same cells."""
-
-    done: np.ndarray    # bool (n,)
-
-    @staticmethod
-    def of(n: int) -> "DecomposedCells":
-        return DecomposedCells(np.zeros(int(n), dtype=bool))
-
-    def claim(self, cells: np.ndarray, eager_below: int = 0) -> np.ndarray:
-        """The cells of ``cells`` not decomposed yet (sorted, unique), now marked done; if
-        some are new and at most ``eager_below`` cells are left undecomposed, all of those."""
-        cells = np.unique(np.asarray(cells, dtype=np.int64))
-        if cells.size and (cells[0] < 0 or cells[-1] >= self.done.size):
-            raise ValueError(f"cells {int(cells[0])}..{int(cells[-1])} outside the aggregate's "
-                             f"{self.done.size} cells (no decompose step for this set yet?)")
-        new = cells[~self.done[cells]]
-        if new.size and self.done.size - self.count <= eager_below:
-            new = np.flatnonzero(~self.done)
-        self.done[new] = True
-        return new
-
-    @property
-    def count(self) -> int:
-        return int(self.done.sum())
-
-
-def anchor_cells(lengths: Sequence[int], n: int) -> np.ndarray:
-    """Cells whose unwrapped sum is the contributors' record count N_set (every marginal of
-    their data sums to it): the smallest candidate's, or all n cells without a layout."""
-    if not len(lengths):
-        return np.arange(int(n), dtype=np.int64)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    i = int(np.argmin(lengths))
-    offset = int(lengths[:i].sum())
-    return np.arange(offset, offset + int(lengths[i]), dtype=np.int64)
-
-
-def kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
-    """The cells of the candidates at ``offsets`` with ``lengths``, in order."""
-    return np.concatenate([np.arange(int(o), int(o) + int(n), dtype=np.int64)
-                           for o, n in zip(offsets, lengths)])
-
-
-def scored_priced_cells(offsets: Sequence[int], lengths: Sequence[int], public_c: np.ndarray,
-                        frac_bits: int) -> np.ndarray:
-    """The aggregate's cells that a score step prices (round_f(c) > 0): those needing bits."""
-    from flaimsim.parties.distaim.secure_scoring import priced_cells, round_public_marginal
-
-    c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
-    return kept_cells(offsets, lengths)[priced_cells(c_int)]
 
 
 def decompose_step(round: int, cells: int, phase: str,
@@ -196,37 +135,12 @@ class SecureEngine(Protocol):
 def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_count: int,
                frac_bits: int) -> Step:
     """The score step's size, with the public plan of its comparisons (what it costs)."""
-    from flaimsim.parties.distaim.secure_scoring import comparison_plan, round_public_marginal
-
     plan = comparison_plan(round_public_marginal(np.asarray(public_c, dtype=float), frac_bits),
                            int(max_count).bit_length(), frac_bits)
     segment_of = np.repeat(np.arange(len(lengths)), np.asarray(lengths, dtype=np.int64))
     dots = int(np.unique(segment_of[plan.inside]).size)
     return Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths), mults=plan.mults,
                 steps=plan.steps, dots=dots)
-
-
-def count_bits_for(max_count: int, frac_bits: int = 0, score: str = "l1") -> int:
-    """SecInt bit length holding counts up to N: ``secure_scoring.count_secint``'s rule (L1),
-    ``secure_l2.l2_count_secint``'s (L2: squares must not wrap)."""
-    if score == "l2":
-        from flaimsim.parties.distaim.secure_l2 import l2_square_bits
-
-        return l2_square_bits(max_count, frac_bits) + 2
-    from flaimsim.parties.distaim.secure_scoring import _SUM_HEADROOM_BITS
-
-    return int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS
-
-
-def l2_distances(x: np.ndarray, public_c: np.ndarray, lengths: Sequence[int],
-                 frac_bits: int) -> np.ndarray:
-    """Plain ‖x_r·2^f − round(c_r·2^f)‖₂·2^−f per segment: what ``secure_l2`` computes."""
-    from flaimsim.parties.distaim.secure_scoring import round_public_marginal
-
-    d = (np.asarray(x, dtype=np.int64) * (1 << frac_bits)
-         - round_public_marginal(public_c, frac_bits)).astype(float)
-    ends = np.cumsum(lengths)
-    return np.sqrt(np.add.reduceat(d * d, ends - np.asarray(lengths))) / float(1 << frac_bits)
 
 
 def launcher_options(command_timeout: float) -> dict[str, Any]:
@@ -242,9 +156,6 @@ class MpcEngine:
                  sharing: str = "compact", frac_bits: int = 0, em: str = "gumbel",
                  score: str = "l1", command_timeout: float = 600.0,
                  servers_at: Sequence[tuple[str, int]] | None = None) -> None:
-        from flaimsim.parties.mpc.launcher import connect_servers
-        from flaimsim.parties.transport import ClientTransport
-
         self.ledger, self.m, self.max_count = ledger, m, int(max_count)
         self.sharing, self.frac_bits, self.em, self.score_kind = sharing, frac_bits, em, score
         self.bits = count_bits_for(max_count, frac_bits, score)
@@ -265,8 +176,6 @@ class MpcEngine:
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
         """Clients ``clients`` upload shares of ``answers(k)``; servers add them to x."""
-        from flaimsim.parties.mpc.input_sharing import share_inputs
-
         vectors = {k: answers(k) for k in clients}
         name = f"part{self._parts}"
         self._parts += 1
@@ -441,8 +350,6 @@ class IdealEngine:
 
     @property
     def privacy_note(self) -> str:
-        from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
-
         return "" if self.threshold >= 1 else NOT_PRIVATE_NOTE
 
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
@@ -482,8 +389,6 @@ class IdealEngine:
             self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
-        from flaimsim.parties.distaim.secure_scoring import round_public_marginal
-
         f = self.frac_bits
         c = round_public_marginal(np.asarray(public_c, dtype=float), f)
         cells = kept_cells(offsets, lengths)
@@ -502,9 +407,7 @@ class IdealEngine:
         self._charge(score_step(round, lengths, public_c, self.max_count, f))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
-        from flaimsim.parties.distaim.secure_em import comparison_bits, em_fxp_type, em_scale
-
-        bits = comparison_bits(em_fxp_type(self.cost.score_bound), epsilon, sensitivity)
+        bits = select_bits(self.cost.score_bound, epsilon, sensitivity)
         if bits != self.cost.select_bits:
             raise ValueError(
                 f"the cost table prices the secure argmax on {self.cost.select_bits}-bit "
@@ -524,8 +427,6 @@ class IdealEngine:
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
-        from flaimsim.parties.distaim.secure_noise import added_variance, noise_shares
-
         if measures_need_bits(self.score_kind, self.sharing):
             self._decompose_cells(round, np.arange(offset, offset + length), "measure")
         noise = noise_shares(sigma, self.m, self.threshold, length, self.rng)
