@@ -1,7 +1,7 @@
 """Beyond one machine: no orphan servers, no leaked descriptors, servers on their own hosts.
 
 Server processes are found by pid through /proc (children of the driver whose command line
-runs ``flaimsim.parties.mpc.server``); a port counts as free when it can be bound and listened
+runs ``flaimsim.parties.mpc.server_loop``); a port counts as free when it can be bound and listened
 on again. Traffic only ever goes to loopback-range addresses (127.0.0.0/8).
 """
 
@@ -30,7 +30,7 @@ from flaimsim.parties.mpc.launcher import (
 from flaimsim.parties.transport import DRIVER, Frame, FrameKind, dumps
 from flaimsim.protocols.config import PRESETS, ConfigError, RunConfig
 
-SERVER_MODULE = "flaimsim.parties.mpc.server"
+SERVER_MODULE = "flaimsim.parties.mpc.server_loop"
 EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_COMMAND_TIMEOUT = 3, 5, 6
 # With fixed-width encoding MPyC's byte counts do not depend on secret values, only on sizes.
 # The MPC randomness (EM choice, noise) cannot be seeded, so a round >= 1 "measure" row depends

@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--party {args.party} is not in 0..{len(peers) - 1} "
                           f"(--peers lists {len(peers)})")
     host, port = parse_address(args.control)
-    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server",
+    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server_loop",
             *[a for h, p in peers for a in ("-P", f"{h}:{p}")], "-I", str(args.party),
             "--bit-length", str(args.bit_length), "--mix32-64bit",
             "--control-host", host, "--control-port", str(port),

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Sequence
 
 from flaimsim.protocols import RunConfig, runner
 from flaimsim.protocols.prepare import prepare
-from flaimsim.protocols.result import RunResult, reference_record
+from flaimsim.protocols.central import reference_record
+from flaimsim.protocols.result import RunResult
 
 TABLE_COLUMNS = (
     ("protocol", "protocol", "{}"),
@@ -60,7 +61,7 @@ TABLE_LEGEND = ("client /K: mean over all K clients (never-sampled ones count as
 
 
 def reference_rows(reference: dict[str, Any]) -> list[dict[str, Any]]:
-    """The reference figures (:func:`~flaimsim.protocols.result.reference_record`) as rows
+    """The reference figures (:func:`~flaimsim.protocols.central.reference_record`) as rows
     of the comparison table."""
     return [{"protocol": "ref: real train data", "auc": reference.get("auc_real_data")},
             {"protocol": "ref: one-way only",
@@ -141,7 +142,7 @@ class RunSet:
     config: RunConfig
     preset: str | None
     data: dict[str, Any]  # PreparedData.describe()
-    reference: dict[str, Any]  # protocols.result.reference_record
+    reference: dict[str, Any]  # protocols.central.reference_record
     results: list[RunResult]
 
     def header(self) -> str:

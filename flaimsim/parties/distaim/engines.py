@@ -49,7 +49,8 @@ from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCell
                                           scored_priced_cells, select_bits)
 from flaimsim.parties.ledger import Ledger, client, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
-from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE, connect_servers
+from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
+from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.transport import ClientTransport
 
 AGGREGATE = "x"
