@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flaimsim.mechanisms.accounting import (AimSchedule, PrivacyLedger, cdp_rho, exponential_cost,
+from flaimsim.mechanisms.accounting import (AimSchedule, PrivacyLedger, exponential_cost,
                                             gumbel_truncation_tv)
 from flaimsim.mechanisms.dp import report_noisy_max_cost
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
@@ -53,7 +53,7 @@ from flaimsim.parties.distaim.plan import (GEOMETRIC_BITS, STATED_ETA, STATED_TA
                                           kept_cells)
 from flaimsim.parties.distaim.plan import score_bound as public_score_bound
 from flaimsim.parties.ledger import Ledger
-from flaimsim.protocols.aim import run_fixed
+from flaimsim.protocols.aim import fixed_schedule, run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
 from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
 from flaimsim.parties.mpc.wire import add_setup_rows
@@ -216,8 +216,7 @@ class DistAimBackend:
         return True
 
     def n_measurements(self, rounds: int, d1: int) -> int:
-        # poisson: T + 1 contributor-count releases, together one measurement's cost.
-        return rounds + d1 + (self.count is not None)
+        return measurements_paid(rounds, d1, self.count is not None)
 
     def _measure(self, round: int, cliques: Sequence[Clique], sigma: float,
                  privacy: PrivacyLedger) -> list[Measurement]:
@@ -307,11 +306,24 @@ class CostSetting:
     select_epsilon: float       # ε_run/Δ: the calibration's ε at Δ = 1 (the same scale)
 
 
-def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
+def measurements_paid(rounds: int, d1: int, counted: bool) -> int:
+    """Gaussian measurements DistAIM's schedule pays for: T + d1, and one more when the
+    contributors are counted (``poisson``: T + 1 count releases, together one measurement's
+    cost)."""
+    return rounds + d1 + counted
+
+
+def distaim_schedule(config: RunConfig, data: PreparedData) -> AimSchedule:
+    """The run's fixed schedule, computed once: it sizes the wire widths (:func:`cost_setting`)
+    and drives the loop (``run_fixed`` checks that it pays for the backend's measurements)."""
+    return fixed_schedule(config, measurements_paid(config.rounds, len(data.workload.one_ways),
+                                                    config.distaim_participation == "poisson"))
+
+
+def cost_setting(config: RunConfig, data: PreparedData,
+                 schedule: AimSchedule | None = None) -> CostSetting:
     max_count = wire_record_bound(data)
-    schedule = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
-                                 config.rounds + len(data.workload.one_ways)
-                                 + (config.distaim_participation == "poisson"), config.alpha)
+    schedule = schedule or distaim_schedule(config, data)
     eps_run = secure_em_epsilon(selection_epsilon(schedule.epsilon_select, config.em)[0],
                                 config.em, config.score)
     bound = score_bound(data.workload, max_count, offset_std(schedule.sigma, config.servers))
@@ -376,8 +388,9 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     """DistAIM with ``config.servers`` compute servers (``--mpc real`` or ``model``)."""
     start = time.perf_counter()
     data = data or prepare(config)
-    # The public bound on every aggregate count sets the wire-visible bit lengths.
-    setting = cost_setting(config, data)
+    # The public bound on every aggregate count and the schedule set the wire-visible widths.
+    schedule = distaim_schedule(config, data)
+    setting = cost_setting(config, data, schedule)
     max_count = setting.max_count
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
@@ -388,7 +401,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
             add_setup_rows(ledger, engine.launcher.call("setup_counters"))
         backend = DistAimBackend(config, data, engine, max_count)
         model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
-        loop = run_fixed(config, data.workload, model, backend, progress)
+        loop = run_fixed(config, data.workload, model, backend, progress, schedule)
         reveals = engine.reveal_log()
         # real MPC: check openings from outside
         opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
