@@ -60,15 +60,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
     from flaimsim.parties.distaim.cost_model import cache_dir, calibrate
+    from flaimsim.parties.distaim.options import DistAimOptions
     from flaimsim.protocols.distaim import cost_setting, cost_table
     from flaimsim.protocols.prepare import prepare
 
     config = config_from_args(args, {"protocol": "distaim"})
     setting = cost_setting(config, prepare(config))   # the run's widths, from public values
     if args.table:
-        table = calibrate(config.servers, setting.max_count, setting.score_bound,
-                          frac_bits=config.score_frac_bits, score=config.score,
-                          select_epsilon=setting.select_epsilon)
+        table = calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
+                          setting.select_epsilon)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table

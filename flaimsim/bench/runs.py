@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from flaimsim.parties.distaim.options import MpcMode
 from flaimsim.protocols import RunConfig, runner
-from flaimsim.protocols.prepare import prepare
 from flaimsim.protocols.central import reference_record
+from flaimsim.protocols.prepare import prepare
 from flaimsim.protocols.result import RunResult
 
 TABLE_COLUMNS = (
@@ -166,7 +167,7 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     from flaimsim.parties.mpc import warm_start
 
     protocols = list(protocols)
-    if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
+    if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
         # DistAIM's servers import and connect while the data and earlier protocols run.
         from flaimsim.parties.distaim.engines import launcher_options
 

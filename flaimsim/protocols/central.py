@@ -29,7 +29,7 @@ from flaimsim.mechanisms.scores import aim_score_from_l1, score_sensitivity
 from flaimsim.mechanisms.workload import Workload
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_adaptive, run_fixed
-from flaimsim.protocols.config import RunConfig, stream
+from flaimsim.protocols.config import LoopMode, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, prepare
 from flaimsim.protocols.result import RunResult, build_record, finite_record
 
@@ -87,7 +87,7 @@ def run_central(config: RunConfig, data: PreparedData | None = None,
     data = data or prepare(config)
     model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
     backend = CuratorBackend(data.train, data.workload, stream(config.seed, "mechanisms"))
-    loop_fn = run_adaptive if config.mode == "adaptive" else run_fixed
+    loop_fn = run_adaptive if config.mode is LoopMode.ADAPTIVE else run_fixed
     loop = loop_fn(config, data.workload, model, backend, progress)
     ledger = Ledger(run=f"central-s{config.seed}", protocol="central")
     record, synth = build_record(config, data, loop, ledger, 0, 0.0)

@@ -35,21 +35,23 @@ is the same sum of m discrete Gaussian shares N_Z(0, σ²/(m − t)). Its traffi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from flaimsim.mechanisms.dp import exponential_mechanism, report_noisy_max
-from flaimsim.mechanisms.scores import aim_score_from_l1, score_from_distance
+from flaimsim.mechanisms.scores import Score, aim_score_from_l1, score_from_distance
+from flaimsim.parties.distaim.options import DistAimOptions, Selection
 from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCells, added_variance,
                                           anchor_cells, chunk_count, comparison_plan,
-                                          count_bits_for, em_scale, kept_cells, l2_distances,
+                                          em_scale, kept_cells, l2_distances,
                                           noise_shares, round_public_marginal,
                                           scored_priced_cells, select_bits)
 from flaimsim.parties.ledger import Ledger, client, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
 from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
+from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.transport import ClientTransport
 
@@ -58,7 +60,6 @@ COMPACT_PIECES = "x-pieces"   # each server's local sum of compact pieces mod 2^
 PHASE_OF_STEP = {"share": "share-inputs", "decompose": "score", "score": "score",
                  "unwrap": "score", "sum-squares": "score", "score-l2": "score",
                  "select": "select", "select-rnm": "select", "measure": "measure"}
-SELECT_OP = {"gumbel": "select", "rnm": "select-rnm"}   # --em -> cost-model op
 # A decomposition call costs about 2l sequential rounds whatever its size; once this few cells
 # are left undecomposed, a call takes them all (at most ~11 MB per server on a 16-bit bound)
 # rather than leave them to later calls (a small domain: one call, not one per round).
@@ -88,27 +89,21 @@ def decompose_step(round: int, cells: int, phase: str,
                 phase="" if phase == PHASE_OF_STEP["decompose"] else phase)
 
 
-def measures_need_bits(score_kind: str, sharing: str) -> bool:
-    """A measured cell must be decomposed first: with compact shares under the L1 score, x
-    exists only where the wrap has been taken off (by the cell's decomposition)."""
-    return score_kind == "l1" and sharing == "compact"
-
-
-def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
+def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: Sharing) -> None:
     """Charge one step's traffic from the cost model (rows marked ``modelled``)."""
     phase = step.phase or PHASE_OF_STEP[step.op]
     if step.op == "share":
         for k in step.clients:
             for i, nbytes in enumerate(cost.upload_bytes_per_server(sharing, step.cells)):
                 ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled")
-        if sharing in ("additive", "compact"):
+        if Sharing(sharing).converts_to_shamir:
             cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
         return
     cost.charge(ledger, step.round, phase, step.op, cells=step.cells, k=step.k,
                 mults=step.mults, steps=step.steps, dots=step.dots, chunks=step.chunks)
 
 
-def replay(steps: Sequence[Step], cost: Any, sharing: str) -> Ledger:
+def replay(steps: Sequence[Step], cost: Any, sharing: Sharing) -> Ledger:
     """The modelled ledger of a sequence of steps (e.g. those of a measured run)."""
     ledger = Ledger()
     for step in steps:
@@ -150,48 +145,89 @@ def launcher_options(command_timeout: float) -> dict[str, Any]:
             "load": ["flaimsim.parties.distaim.server_commands"]}
 
 
-class MpcEngine:
-    """m MPyC server processes on loopback running DistAIM's commands; traffic measured."""
+class EngineBase:
+    """What both engines share: the options, the steps run so far, and the lazy
+    decomposition's bookkeeping (each cell decomposed once per contributor set, charged to
+    the phase that first needs it; ``decompose_bytes`` counts the score phase's)."""
 
-    def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1,
-                 sharing: str = "compact", frac_bits: int = 0, em: str = "gumbel",
-                 score: str = "l1", command_timeout: float = 600.0,
-                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
-        self.ledger, self.m, self.max_count = ledger, m, int(max_count)
-        self.sharing, self.frac_bits, self.em, self.score_kind = sharing, frac_bits, em, score
-        self.bits = count_bits_for(max_count, frac_bits, score)
-        self.candidate_of: dict[int, int] = {}
-        # servers_at: servers already running on their hosts (`flaimsim serve`)
-        self.launcher = connect_servers(m, servers_at, **launcher_options(command_timeout))
-        self.transport = ClientTransport(self.launcher.client_addresses)
-        self.privacy_note = self.launcher.privacy_note
-        self._parts = 0
+    def __init__(self, ledger: Ledger, options: DistAimOptions) -> None:
+        self.ledger, self.options = ledger, options
         self.steps: list[Step] = []
-        self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
-        self.compact_bits = int(max_count).bit_length()
         self.decompose_chunk = DECOMPOSE_CHUNK_CELLS   # the calibration varies it
         self.decomposed = DecomposedCells.of(0)
         self.decomposed_cells = 0     # cells decomposed in the run, over all sets and phases
         self.decompose_bytes = 0      # bytes sent by the servers' decompositions (phase score)
 
+    def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
+        """Bits of those of ``cells`` not decomposed yet (a step of its own, so that its bytes
+        stay apart)."""
+        new = self.decomposed.claim(cells, EAGER_DECOMPOSE_CELLS)
+        if not new.size:
+            return
+        start = len(self.ledger.rows)
+        self._run_decompose(decompose_step(round, new.size, phase, self.decompose_chunk), new)
+        self.decomposed_cells += int(new.size)
+        if phase == "score":
+            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+
+    def _run_decompose(self, step: Step, new: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def prepare_measure(self, round: int, cells: np.ndarray) -> None:
+        """Decompose, in one call, the cells of the marginals about to be measured (compact
+        shares, L1: x exists only where decomposed); :meth:`measure` would do it per call."""
+        if self.options.measures_need_bits:
+            self._decompose_cells(round, cells, "measure")
+
+    def _before_measure(self, round: int, offset: int, length: int) -> None:
+        if self.options.measures_need_bits:
+            self._decompose_cells(round, np.arange(offset, offset + length), "measure")
+
+    def _score_l1_step(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
+                       public_c: np.ndarray) -> Step:
+        """The bits of the newly priced cells, then the score step's size."""
+        o = self.options
+        self._decompose_cells(round, scored_priced_cells(offsets, lengths, public_c,
+                                                         o.frac_bits), "score")
+        return score_step(round, lengths, public_c, o.max_count, o.frac_bits)
+
+
+class MpcEngine(EngineBase):
+    """m MPyC server processes on loopback running DistAIM's commands; traffic measured."""
+
+    def __init__(self, ledger: Ledger, options: DistAimOptions = DistAimOptions(),
+                 command_timeout: float = 600.0,
+                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
+        super().__init__(ledger, options)
+        self.bits = options.count_bits
+        self.candidate_of: dict[int, int] = {}
+        # servers_at: servers already running on their hosts (`flaimsim serve`)
+        self.launcher = connect_servers(options.m, servers_at,
+                                        **launcher_options(command_timeout))
+        self.transport = ClientTransport(self.launcher.client_addresses)
+        self.privacy_note = self.launcher.privacy_note
+        self._parts = 0
+        self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
+
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray] | None = None) -> None:
         """Clients ``clients`` upload shares of ``answers(k)``; servers add them to x."""
+        sharing = self.options.sharing
         vectors = {k: answers(k) for k in clients}
         name = f"part{self._parts}"
         self._parts += 1
         d = len(next(iter(vectors.values())))
         self.steps.append(Step(round, "share", cells=d, clients=tuple(sorted(vectors))))
         self.cells = d
-        if self.sharing == "compact":
+        if sharing is Sharing.COMPACT:
             # New pieces join the local accumulator mod 2^b; the whole sum is converted and
             # left wrapped for the bit decomposition that follows (decompose unwraps it).
-            share_inputs(self.launcher, self.transport, vectors, AGGREGATE, "compact",
+            share_inputs(self.launcher, self.transport, vectors, AGGREGATE, sharing,
                          round=round, phase="share-inputs", ledger=self.ledger,
-                         bit_length=self.bits, compact_bits=self.compact_bits,
+                         bit_length=self.bits, compact_bits=self.options.compact_bits,
                          accumulate=COMPACT_PIECES, reduce=False)
             return
-        share_inputs(self.launcher, self.transport, vectors, name, self.sharing, round=round,
+        share_inputs(self.launcher, self.transport, vectors, name, sharing, round=round,
                      phase="share-inputs", ledger=self.ledger, bit_length=self.bits)
         names = [name] if self._parts == 1 else [AGGREGATE, name]
         self.launcher.call("aggregate", names=names, out=AGGREGATE)
@@ -202,32 +238,30 @@ class MpcEngine:
         smallest candidate of ``lengths``, whose unwrapped sum is the secret N_set; without
         ``lengths``, every cell). L2: the unwrap (compact) and Σx² per candidate of ``lengths``
         (all answered candidates, in order)."""
-        if self.score_kind == "l2":   # once-per-set bytes, reported as the decomposition's
+        compact = self.options.sharing is Sharing.COMPACT
+        if self.options.score is Score.L2:   # once-per-set bytes, reported as the decomposition's
             start = len(self.ledger.rows)
-            if self.sharing == "compact":
+            if compact:
                 self.unwrap(round)
                 self.decomposed_cells += self.cells
             self.sum_squares(round, lengths)
             self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
             return
         self.decomposed = DecomposedCells.of(self.cells)
-        anchor = (anchor_cells(lengths, self.cells) if self.sharing == "compact"
-                  else np.zeros(0, dtype=np.int64))
+        anchor = anchor_cells(lengths, self.cells) if compact else np.zeros(0, dtype=np.int64)
         new = self.decomposed.claim(anchor, EAGER_DECOMPOSE_CELLS)
-        self._record_decompose(round, new, "score")
+        if new.size:
+            self.steps.append(decompose_step(round, new.size, "score", self.decompose_chunk))
+            self.decomposed_cells += int(new.size)
         start = len(self.ledger.rows)
         with self.launcher.measure(self.ledger, round, "score"):
-            out = self.launcher.call("distaim_prepare", name=AGGREGATE, max_count=self.max_count,
-                                     frac_bits=self.frac_bits, chunk=self.decompose_chunk,
+            out = self.launcher.call("distaim_prepare", name=AGGREGATE,
+                                     max_count=self.options.max_count,
+                                     frac_bits=self.options.frac_bits, chunk=self.decompose_chunk,
                                      anchor=[int(anchor[0]), int(anchor[-1]) + 1]
                                      if anchor.size else None, cells=new)
         self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
         self._check_decomposed(out, new)
-
-    def _record_decompose(self, round: int, new: np.ndarray, phase: str) -> None:
-        if new.size:
-            self.steps.append(decompose_step(round, new.size, phase, self.decompose_chunk))
-            self.decomposed_cells += int(new.size)
 
     def _check_decomposed(self, out: list[dict[str, Any]], new: np.ndarray) -> None:
         got = {int(o["decomposed"]) for o in out}
@@ -235,24 +269,17 @@ class MpcEngine:
             raise RuntimeError(f"servers decomposed {sorted(got)} cells, the engine expected "
                                f"{int(new.size)}")
 
-    def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
-        """Bits of those of ``cells`` not decomposed yet (its own command: its bytes apart)."""
-        new = self.decomposed.claim(cells, EAGER_DECOMPOSE_CELLS)
-        if not new.size:
-            return
-        self._record_decompose(round, new, phase)
-        start = len(self.ledger.rows)
-        with self.launcher.measure(self.ledger, round, phase):
+    def _run_decompose(self, step: Step, new: np.ndarray) -> None:
+        self.steps.append(step)
+        with self.launcher.measure(self.ledger, step.round, step.phase or "score"):
             out = self.launcher.call("distaim_decompose", name=AGGREGATE, cells=new)
-        if phase == "score":
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
         self._check_decomposed(out, new)
 
     def unwrap(self, round: int) -> None:
         """L2 with compact shares: reduce the wrapped sum to x (phase score)."""
         self.steps.append(Step(round, "unwrap", cells=self.cells))
         with self.launcher.measure(self.ledger, round, "score"):
-            self.launcher.call("distaim_unwrap", name=AGGREGATE, max_count=self.max_count)
+            self.launcher.call("distaim_unwrap", name=AGGREGATE, max_count=self.options.max_count)
 
     def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
         """L2: Σx² per candidate of ``lengths`` (the layout of x, in order; phase score)."""
@@ -265,7 +292,8 @@ class MpcEngine:
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
         self._k = len(lengths)
-        if self.score_kind == "l2":
+        o = self.options
+        if o.score is Score.L2:
             self.steps.append(Step(round, "score-l2", cells=int(np.sum(lengths)), k=len(lengths)))
             with self.launcher.measure(self.ledger, round, "score"):
                 self.launcher.call("distaim_score_l2", offsets=[int(o) for o in offsets],
@@ -273,12 +301,10 @@ class MpcEngine:
                                    candidates=[self.candidate_of[int(o)] for o in offsets],
                                    public_c=np.asarray(public_c, dtype=float),
                                    sigma=float(sigma), weights=[float(w) for w in weights],
-                                   score_bound=float(score_bound), max_count=self.max_count,
-                                   frac_bits=self.frac_bits)
+                                   score_bound=float(score_bound), max_count=o.max_count,
+                                   frac_bits=o.frac_bits)
             return
-        self._decompose_cells(round, scored_priced_cells(offsets, lengths, public_c,
-                                                         self.frac_bits), "score")
-        self.steps.append(score_step(round, lengths, public_c, self.max_count, self.frac_bits))
+        self.steps.append(self._score_l1_step(round, offsets, lengths, public_c))
         with self.launcher.measure(self.ledger, round, "score"):
             self.launcher.call("distaim_score", offsets=[int(o) for o in offsets],
                                lengths=[int(n) for n in lengths],
@@ -287,26 +313,20 @@ class MpcEngine:
                                score_bound=float(score_bound))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
-        self.steps.append(Step(round, SELECT_OP[self.em], k=self._k))
+        em = self.options.em
+        self.steps.append(Step(round, em.cost_op, k=self._k))
         with self.launcher.measure(self.ledger, round, "select"):
             out = self.launcher.call("distaim_select", epsilon=float(epsilon),
                                      sensitivity=float(sensitivity), label=f"round {round}",
-                                     mechanism=self.em)
+                                     mechanism=em.value)
         indices = {o["index"] for o in out}
         if len(indices) != 1:
             raise RuntimeError(f"servers opened different indices {indices}")
         return out[0]["index"], float(out[0]["epsilon_effective"])
 
-    def prepare_measure(self, round: int, cells: np.ndarray) -> None:
-        """Decompose, in one call, the cells of the marginals about to be measured (compact
-        shares, L1: x exists only where decomposed); :meth:`measure` would do it per call."""
-        if measures_need_bits(self.score_kind, self.sharing):
-            self._decompose_cells(round, cells, "measure")
-
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
-        if measures_need_bits(self.score_kind, self.sharing):
-            self._decompose_cells(round, np.arange(offset, offset + length), "measure")
+        self._before_measure(round, offset, length)
         self.steps.append(Step(round, "measure", cells=int(length)))
         with self.launcher.measure(self.ledger, round, "measure"):
             out = self.launcher.call("distaim_measure", name=AGGREGATE, offset=int(offset),
@@ -324,34 +344,24 @@ class MpcEngine:
             self.launcher.close()
 
 
-@dataclass
-class IdealEngine:
+PLAIN_SELECTION = {Selection.GUMBEL: exponential_mechanism, Selection.RNM: report_noisy_max}
+
+
+class IdealEngine(EngineBase):
     """The ideal functionality of :class:`MpcEngine`, in the clear, with modelled traffic."""
 
-    ledger: Ledger
-    cost: Any  # CostTable
-    rng: np.random.Generator
-    m: int = 3
-    sharing: str = "compact"
-    max_count: int = 1
-    frac_bits: int = 0
-    em: str = "gumbel"
-    score_kind: str = "l1"
-    aggregate: np.ndarray | None = None
-    _scores: np.ndarray | None = None
-    steps: list[Step] = field(default_factory=list)
-    decomposed: DecomposedCells = field(default_factory=lambda: DecomposedCells.of(0))
-    decomposed_cells: int = 0
-    decompose_bytes: int = 0
-    _reveals: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def threshold(self) -> int:
-        return (self.m - 1) // 2
+    def __init__(self, ledger: Ledger, cost: Any, rng: np.random.Generator,
+                 options: DistAimOptions = DistAimOptions()) -> None:
+        super().__init__(ledger, options)
+        self.cost = cost   # CostTable
+        self.rng = rng
+        self.aggregate: np.ndarray | None = None
+        self._scores: np.ndarray | None = None
+        self._reveals: list[dict[str, Any]] = []
 
     @property
     def privacy_note(self) -> str:
-        return "" if self.threshold >= 1 else NOT_PRIVATE_NOTE
+        return "" if self.options.threshold >= 1 else NOT_PRIVATE_NOTE
 
     def share(self, round: int, clients: Sequence[int], answers: Callable[[int], np.ndarray],
               union: Callable[[Sequence[int]], np.ndarray]) -> None:
@@ -363,49 +373,42 @@ class IdealEngine:
 
     def _charge(self, step: Step) -> None:
         self.steps.append(step)
-        charge_step(self.ledger, self.cost, step, self.sharing)
+        charge_step(self.ledger, self.cost, step, self.options.sharing)
+
+    def _run_decompose(self, step: Step, new: np.ndarray) -> None:
+        self._charge(step)
 
     def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
-        if self.score_kind == "l2":   # once-per-set bytes, reported as the decomposition's
+        compact = self.options.sharing is Sharing.COMPACT
+        if self.options.score is Score.L2:   # once-per-set bytes, reported as the decomposition's
             start = len(self.ledger.rows)
-            if self.sharing == "compact":
+            if compact:
                 self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
                 self.decomposed_cells += len(self.aggregate)
             self._charge(Step(round, "sum-squares", k=len(lengths)))
             self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
             return
         self.decomposed = DecomposedCells.of(len(self.aggregate))
-        if self.sharing == "compact":
+        if compact:
             self._decompose_cells(round, anchor_cells(lengths, len(self.aggregate)), "score")
 
-    def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
-        """Charge the bits of the cells not decomposed yet (as :class:`MpcEngine` runs them)."""
-        new = self.decomposed.claim(cells, EAGER_DECOMPOSE_CELLS)
-        if not new.size:
-            return
-        start = len(self.ledger.rows)
-        self._charge(decompose_step(round, new.size, phase))
-        self.decomposed_cells += int(new.size)
-        if phase == "score":
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
-
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
-        f = self.frac_bits
+        f = self.options.frac_bits
         c = round_public_marginal(np.asarray(public_c, dtype=float), f)
         cells = kept_cells(offsets, lengths)
-        if self.score_kind == "l2":
+        if self.options.score is Score.L2:
             dist = l2_distances(self.aggregate[cells], public_c, lengths, f)
-            self._scores = score_from_distance("l2", dist, sigma, np.asarray(lengths, float),
+            self._scores = score_from_distance(Score.L2, dist, sigma, np.asarray(lengths, float),
                                                np.asarray(weights, float))
             self._charge(Step(round, "score-l2", cells=int(cells.size), k=len(lengths)))
             return
-        self._decompose_cells(round, scored_priced_cells(offsets, lengths, public_c, f), "score")
+        step = self._score_l1_step(round, offsets, lengths, public_c)
         diffs = np.abs(self.aggregate[cells] * (1 << f) - c)
         ends = np.cumsum(lengths)
         l1 = np.add.reduceat(diffs, ends - np.asarray(lengths)) / float(1 << f)
         self._scores = aim_score_from_l1(l1.astype(float), sigma, np.asarray(lengths, float),
                                          np.asarray(weights, float))
-        self._charge(score_step(round, lengths, public_c, self.max_count, f))
+        self._charge(step)
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
         bits = select_bits(self.cost.score_bound, epsilon, sensitivity)
@@ -414,28 +417,23 @@ class IdealEngine:
                 f"the cost table prices the secure argmax on {self.cost.select_bits}-bit "
                 f"integers; round {round} (ε_t = {epsilon:.3g}, Δ = {sensitivity:.3g}) needs {bits}")
         eps_eff = em_scale(epsilon, sensitivity)[2]
-        mechanism = {"gumbel": exponential_mechanism, "rnm": report_noisy_max}[self.em]
-        index = mechanism(self._scores, eps_eff, sensitivity, self.rng)
-        self._charge(Step(round, SELECT_OP[self.em], k=len(self._scores)))
+        index = PLAIN_SELECTION[self.options.em](self._scores, eps_eff, sensitivity, self.rng)
+        self._charge(Step(round, self.options.em.cost_op, k=len(self._scores)))
         self._reveals.append({"seq": len(self._reveals), "name": "selected-index",
                               "label": f"round {round}", "shape": []})
         self._scores = None
         return index, eps_eff
 
-    def prepare_measure(self, round: int, cells: np.ndarray) -> None:
-        if measures_need_bits(self.score_kind, self.sharing):
-            self._decompose_cells(round, cells, "measure")
-
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
-        if measures_need_bits(self.score_kind, self.sharing):
-            self._decompose_cells(round, np.arange(offset, offset + length), "measure")
-        noise = noise_shares(sigma, self.m, self.threshold, length, self.rng)
+        self._before_measure(round, offset, length)
+        m, t = self.options.m, self.options.threshold
+        noise = noise_shares(sigma, m, t, length, self.rng)
         values = self.aggregate[offset:offset + length] + noise.sum(axis=0)
         self._charge(Step(round, "measure", cells=length))
         self._reveals.append({"seq": len(self._reveals), "name": "noisy-marginal",
                               "label": f"round {round}", "shape": [int(length)]})
-        return values, added_variance(sigma, self.m, self.threshold)
+        return values, added_variance(sigma, m, t)
 
     def reveal_log(self) -> list[dict[str, Any]]:
         return list(self._reveals)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -41,6 +41,7 @@ from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.mpc.wire import add_wire_rows
 from flaimsim.parties.mpc.field import FieldSpec, SharingError
 from flaimsim.parties.mpc.modp_vectors import ModpVector
+from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.transport import (
     FRAME_HEADER_BYTES, ClientTransport, FrameKind, element_bytes, encode_elements)
 
@@ -59,9 +60,9 @@ class ServerControl(Protocol):
     def counters(self) -> Any: ...
 
 SEED_BYTES = 16
-SharingMode = Literal["compact", "shamir", "additive"]
-SHARING_MODES = ("compact", "shamir", "additive")
-DEFAULT_SHARING: SharingMode = "compact"
+SharingMode = Sharing
+SHARING_MODES = tuple(m.value for m in Sharing)
+DEFAULT_SHARING = Sharing.COMPACT
 
 
 def compact_width(bound: int) -> int:
