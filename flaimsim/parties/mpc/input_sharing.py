@@ -149,6 +149,8 @@ def unwrap(runtime: Any, wrapped: Any, bits: int) -> tuple[Any, Any]:
     """(x, bits of x) from s = x + w·2^b: ``secure_low_bits(s, b)`` yields the b low bits of s
     (it works modulo 2^b), and x = Σ_i 2^i·bit_i is linear. Needs s < 2^(bit length) of the
     type, true for s < m·2^b when the type has b + 2 or more bits. One bit decomposition."""
+    # Here, not at the top: bit_decomposition loads mpyc.runtime, which the driver (a client
+    # of this module) must not start.
     from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
 
     low = secure_low_bits(wrapped, bits)
