@@ -71,16 +71,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
-    from flaimsim.parties.mpc.cost_model import cache_dir, calibrate
+    from flaimsim.parties.distaim.cost_model import cache_dir, calibrate
+    from flaimsim.parties.distaim.options import DistAimOptions
     from flaimsim.protocols.distaim import cost_setting, cost_table
     from flaimsim.protocols.prepare import prepare
 
     config = config_from_args(args, {"protocol": "distaim"})
     setting = cost_setting(config, prepare(config))   # the run's widths, from public values
     if args.table:
-        table = calibrate(config.servers, setting.max_count, setting.score_bound,
-                          frac_bits=config.score_frac_bits, score=config.score,
-                          select_epsilon=setting.select_epsilon)
+        table = calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
+                          setting.select_epsilon)
         from flaimsim.safe_output import write_text
         write_text(args.table, table.to_json())
         where = args.table
@@ -123,14 +123,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           "driver's port and the servers' port must differ")
     check_port_free(host, port, "--control")
     check_port_free(*peers[args.party], "--peers (this server's own entry)")
-    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server",
+    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server_loop",
             *[a for h, p in peers for a in ("-P", f"{h}:{p}")], "-I", str(args.party),
             "--bit-length", str(args.bit_length), "--mix32-64bit",
             "--control-host", host, "--control-port", str(port),
             "--connect-timeout", str(args.connect_timeout),
             "--idle-timeout", str(args.idle_timeout),
             "--command-timeout", str(args.command_timeout),
-            "--load", "flaimsim.parties.mpc.distaim_server"]
+            "--load", "flaimsim.parties.distaim.server_commands"]
     if args.threshold is not None:
         argv[argv.index("-I"):argv.index("-I")] = ["-T", str(args.threshold)]
     if args.publish:

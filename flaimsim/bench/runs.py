@@ -8,9 +8,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from flaimsim.parties.distaim.options import MpcMode
 from flaimsim.protocols import RunConfig, runner
+from flaimsim.protocols.central import reference_record
 from flaimsim.protocols.prepare import prepare
-from flaimsim.protocols.result import RunResult, reference_record
+from flaimsim.protocols.result import RunResult
 from flaimsim.safe_output import OutFolder
 
 TABLE_COLUMNS = (
@@ -60,7 +62,7 @@ TABLE_LEGEND = ("client /K: mean over all K clients (never-sampled ones count as
 
 
 def reference_rows(reference: dict[str, Any]) -> list[dict[str, Any]]:
-    """The reference figures (:func:`~flaimsim.protocols.result.reference_record`) as rows
+    """The reference figures (:func:`~flaimsim.protocols.central.reference_record`) as rows
     of the comparison table."""
     return [{"protocol": "ref: real train data", "auc": reference.get("auc_real_data")},
             {"protocol": "ref: one-way only",
@@ -153,7 +155,7 @@ class RunSet:
     config: RunConfig
     preset: str | None
     data: dict[str, Any]  # PreparedData.describe()
-    reference: dict[str, Any]  # protocols.result.reference_record
+    reference: dict[str, Any]  # protocols.central.reference_record
     results: list[RunResult]
 
     def header(self) -> str:
@@ -186,9 +188,9 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     out = OutFolder.claim(out_dir, force=force) if out_dir is not None else None
     results: list[RunResult] = []
     try:
-        if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
+        if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
             # DistAIM's servers import and connect while the data and earlier protocols run.
-            from flaimsim.parties.mpc.distaim_engine import launcher_options
+            from flaimsim.parties.distaim.engines import launcher_options
 
             warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
         try:

@@ -39,6 +39,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from flaimsim.bench.dask_sweep import run_on_dask
 from flaimsim.bench.signals import Terminated, shielded, stop_processes, worker_init
 from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
 from flaimsim.safe_output import OutFolder, open_atomic, write_json, write_text
@@ -252,9 +253,9 @@ def _run_claimed(spec: SweepSpec, out: Path, jobs: int,
 
     try:
         if scheduler and todo:
-            from flaimsim.bench.dask_sweep import run_on_dask
-
-            run_on_dask(todo, scheduler, jobs, lambda o: finished(write_cell(o, cells_dir)))
+            run_on_dask(todo, scheduler, jobs, dask_cell,
+                        lambda c, why: CellOutcome(cell_key(c), False, 0.0, why),
+                        lambda o: finished(write_cell(o, cells_dir)))
         elif jobs == 1 or len(todo) <= 1:
             for c in todo:
                 finished(execute(c, str(cells_dir)))

@@ -2,7 +2,7 @@
 
 Run one process per party, here or on separate hosts::
 
-    python -m flaimsim.parties.mpc.server -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
+    python -m flaimsim.parties.mpc.server_loop -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
         --control-port N [--control-host 127.0.0.1] [--bit-length 32] [--load MODULE ...]
 
 ``-P``/``-I``/``-T``/``--bit-length`` are MPyC's own options (peers, own index, threshold,
@@ -14,7 +14,7 @@ command), and client connections sending share frames into an inbox.
 Commands run strictly one after another in arrival order; the driver sends every server the
 same sequence, which keeps the MPyC program counters in step (MPyC requires it). A command is
 an ``async def f(state, **kwargs)`` registered with ``@command("name")`` in :data:`COMMANDS`;
-other modules (e.g. ``flaimsim.parties.secure_ops``) register more by being imported, which
+other modules (e.g. ``parties.distaim.server_commands``) register more by being imported, which
 ``--load MODULE`` does at start-up. Only ``open`` and ``open_to`` reveal a secret among the
 built-in commands, and every opening is written to the reveal log. Independently of that log,
 the program installs :class:`~flaimsim.parties.mpc.openings.OpeningCounter` on the runtime
@@ -474,9 +474,3 @@ async def drop_session(state: ServerState) -> str:
     state.releasing = True
     return "dropped"
 
-
-if __name__ == "__main__":
-    # Run the imported modules, not __main__, so that modules registering commands with
-    # ``from flaimsim.parties.mpc.server import command`` share one COMMANDS registry.
-    from flaimsim.parties.mpc.server_loop import main as _main
-    sys.exit(_main())
