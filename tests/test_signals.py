@@ -39,7 +39,14 @@ def done_cells(out: Path) -> set[str]:
 def start(out: Path, *extra: str, jobs: int = 2) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(sweep_cmd(out, *extra, jobs=jobs), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
+
+
+def _as_from_a_terminal() -> None:
+    # A job started in the background of a non-interactive shell inherits SIGINT ignored
+    # (and keeps it across exec): give the sweep the default, as a terminal's Ctrl-C finds.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def interrupt_after(proc: subprocess.Popen, out: Path, more: int, send) -> tuple[int, str,

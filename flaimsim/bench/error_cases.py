@@ -57,11 +57,17 @@ def flaimsim(*argv: str) -> list[str]:
     return [sys.executable, "-m", "flaimsim.bench.cli", *argv]
 
 
+def _default_sigint() -> None:
+    # Started from a background job, SIGINT arrives ignored (kept across exec); a user's
+    # terminal gives the command the default, so the cases do too.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_case(name: str, item: int, cmd: list[str], timeout: float = 600,
              expect_error: bool | None = True,
              during: Callable[[subprocess.Popen], None] | None = None) -> Outcome:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=_env(), start_new_session=True)
+                            env=_env(), start_new_session=True, preexec_fn=_default_sigint)
     if during is not None:
         try:
             during(proc)
@@ -241,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma list of words in the case names")
     ap.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so that the standing servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     outcomes = run_all(set(args.only.split(",")) if args.only else None)
     if args.json:
         print(json.dumps([asdict(o) for o in outcomes], indent=1))
