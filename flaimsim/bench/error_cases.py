@@ -41,10 +41,11 @@ class Outcome:
     tracebacks: int
     last_line: str
     expect_error: bool | None = True  # None: either, as long as there is no traceback
+    setup_failed: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.tracebacks == 0 and (self.expect_error is None
+        return not self.setup_failed and self.tracebacks == 0 and (self.expect_error is None
                                          or (self.exit_code != 0) == self.expect_error)
 
 
@@ -74,7 +75,7 @@ def run_case(name: str, item: int, cmd: list[str], timeout: float = 600,
         except Exception as exc:  # the case's setup failed: report it as such
             proc.kill()
             proc.wait()
-            return Outcome(name, item, -1, 0, f"case setup failed: {exc}", expect_error)
+            return Outcome(name, item, -1, 0, f"case setup failed: {exc}", expect_error, True)
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -97,8 +98,8 @@ def server_pids(driver: int) -> dict[int, int]:
             args = Path(f"/proc/{entry}/cmdline").read_bytes().decode().split("\0")
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == driver and \
-                "flaimsim.parties.mpc.server" in args and "-I" in args:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == driver and "-I" in args and \
+                any(a.startswith("flaimsim.parties.mpc.server") for a in args):
             out[int(args[args.index("-I") + 1])] = int(entry)
     return out
 
