@@ -40,6 +40,7 @@ from flaimsim.parties.mpc.field import FieldSpec
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import (
     DRIVER, Frame, FrameKind, TransportError, dumps, loads, read_frame_sync)
+from flaimsim.parties.mpc.faults import blame, connect_reason, process_state
 from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows
 
 EXIT_PORT_IN_USE = 98  # mirrors mpc_server.EXIT_PORT_IN_USE (not imported: it imports mpyc.runtime)
@@ -112,49 +113,6 @@ def install_signal_cleanup(signals: Sequence[int] = (signal.SIGTERM, signal.SIGI
             _PREVIOUS_HANDLERS[sig] = current
             signal.signal(sig, _on_signal)
     return True
-
-
-# Exit codes that are consequences of another party's failure (server.py's EXIT_*).
-CONSEQUENCES = {3: "its driver connection dropped", 5: "an MPyC peer disconnected"}
-
-
-def blame(exited: Sequence[tuple[int, Any, int]], doing: str) -> str:
-    """Who failed first: a server killed by a signal, then one that exited by itself, before
-    those that only followed (peer or driver lost); the followers are named as such."""
-    def rank(item: tuple[int, Any, int]) -> tuple[int, int]:
-        i, _, rc = item
-        return (0 if rc < 0 else 2 if rc in CONSEQUENCES else 1, i)
-
-    ordered = sorted(exited, key=rank)
-    i, p, rc = ordered[0]
-    how = (f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with code {rc}")
-    text = f"server {i} (pid {p.pid}) {how} while {doing}"
-    rest = [f"server {j} exited with code {c}" + (f" ({CONSEQUENCES[c]})" if c in CONSEQUENCES
-                                                  else "") for j, _, c in ordered[1:]]
-    return text + (f"; then {', '.join(rest)}" if rest else "")
-
-
-def process_state(pid: int) -> str | None:
-    """"stopped (SIGSTOP?)" etc. from /proc (Linux); None where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            code = fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-    return {"T": "is stopped (SIGSTOP or SIGTSTP)", "t": "is stopped by a debugger",
-            "Z": "has exited", "D": "is blocked in the kernel (disk or network)"}.get(
-                code, "is running")
-
-
-def connect_reason(exc: OSError) -> str:
-    """Why a control connection failed, in words a user can act on."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listening there: is `flaimsim serve` running?)"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "no answer (host unreachable or the port filtered?)"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    return exc.strerror or str(exc)
 
 
 class ServerLauncher:
