@@ -201,6 +201,8 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
             if out is not None:
                 out.write_json("config.json", resolved)
             reference = reference_record(base, data)
+            if out is not None:  # the references alone, until the first record joins them
+                _write_result(out, resolved, reference, results, protocols)
             for name in protocols:
                 config = base.replace(protocol=name)
                 update, close = progress_callback(config.rounds, name)
