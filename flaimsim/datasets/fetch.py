@@ -6,10 +6,11 @@ A raw file travels in four steps, and only the last one makes it visible:
    ``Range`` header resuming a previous part, a socket timeout, retries with exponential
    back-off, a tqdm progress bar); a local folder given by ``--from`` is read in place;
 2. **check the bytes** against the source's published SHA-256, when one is pinned;
-3. **check the structure and the records** while rewriting the file in the raw folder's
-   layout (gzip; the data set's header line when it has one): every line has the data set's
-   number of fields, the number of data lines is the documented one, and the SHA-256 of the
-   data lines equals the pin (:mod:`flaimsim.datasets.catalog`);
+3. **check the structure and the records**: every line has the data set's number of fields,
+   the number of data lines is the documented one, and the SHA-256 of the data lines equals
+   the pin (:mod:`flaimsim.datasets.catalog`); a source in another layout (plain text, or no
+   header where the raw folder has one, as UCI's ``covtype.data.gz``) is rewritten in the raw
+   folder's layout (gzip, the data set's header line when it has one) into a hidden temporary;
 4. **move into place** with ``os.replace``.
 
 A failure at step 2 or 3 deletes the part and the rewritten copy; one at step 1 keeps the part
@@ -23,6 +24,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import shutil
 import socket
 import sys
 import time
@@ -131,17 +133,22 @@ def _copy_body(response: IO[bytes], part: Path, start: int, expected: int | None
 
 @dataclass(frozen=True)
 class Checked:
-    """What step 3 found: data lines, their SHA-256, and whether the source had a header."""
+    """What step 3 found: data lines, their SHA-256, whether the source had a header and
+    was gzip-compressed."""
 
     rows: int
     lines_sha256: str
     had_header: bool
+    gzipped: bool
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == _GZIP_MAGIC
 
 
 def _open_bytes(path: Path) -> IO[bytes]:
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    return gzip.open(path, "rb") if magic == _GZIP_MAGIC else open(path, "rb")
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
 def _fields(line: bytes) -> list[bytes]:
@@ -210,7 +217,7 @@ def check_file(path: Path, file: RemoteFile, spec: RawSpec, origin: str,
     if digest.hexdigest() != file.lines_sha256:
         raise FetchError(f"{origin}: SHA-256 of the data lines is {digest.hexdigest()}, "
                          f"expected {file.lines_sha256} (the copy the project checked)")
-    return Checked(rows, digest.hexdigest(), header[0])
+    return Checked(rows, digest.hexdigest(), header[0], _is_gzip(path))
 
 
 # ---- steps 1-4 for one file, then a data set -------------------------------------------------
@@ -245,7 +252,11 @@ def _fetch_from(source: Source, file: RemoteFile, spec: RawSpec, dest: Path,
         if source.sha256 is not None and sha256_file(staged) != source.sha256:
             raise FetchError(f"{source.url}: SHA-256 of the download is "
                              f"{sha256_file(staged)}, expected {source.sha256}")
-        check_file(staged, file, spec, source.url, rewrite_to=tmp)
+        checked = check_file(staged, file, spec, source.url)
+        if checked.gzipped and checked.had_header == spec.header:  # already the raw layout
+            shutil.copyfile(staged, tmp)
+        else:
+            check_file(staged, file, spec, source.url, rewrite_to=tmp)
         os.replace(tmp, dest / file.name)
     except FetchError:
         if not local:
