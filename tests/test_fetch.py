@@ -23,9 +23,8 @@ import pytest
 from flaimsim.bench.cli import main
 from flaimsim.datasets.catalog import REMOTE, RemoteFile, Source
 from flaimsim.datasets.fetch import FetchError, FetchOptions, fetch
-from flaimsim.datasets.store import mirror_dirs
 from flaimsim.mechanisms.data import load_dataset
-from flaimsim.mechanisms.raw_data import RAW_SPECS, prepared_dir
+from flaimsim.mechanisms.raw_data import RAW_SPECS, RawDataError, prepared_dir, raw_dir_for
 
 FAST = FetchOptions(timeout=5.0, retries=0, backoff=0.0, progress=False)
 SPEC = RAW_SPECS["covtype"]
@@ -251,14 +250,14 @@ def test_missing_large_set_names_the_fetch_command(tmp_path, monkeypatch, capsys
     assert "adult" in err.split("here: ")[1]  # shipped: always here
 
 
-# ---- the real Covtype copy, served from the ../shared mirror when present ------------------
+# ---- the real Covtype copy, served from a local mirror (../shared, $FLAIMSIM_RAW_DIR) ------
 
 def _real_covtype() -> Path:
-    for directory in mirror_dirs("raw"):
-        if (directory / "covtype.csv.gz").is_file():
-            return directory / "covtype.csv.gz"
-    pytest.skip("large set: the real covtype.csv.gz (10.7 MB) is not in a ../shared/data/raw "
-                "mirror here; the fixture tests above cover the mechanism")
+    try:
+        return raw_dir_for("covtype") / "covtype.csv.gz"
+    except RawDataError as exc:
+        pytest.skip(f"large set: the real covtype.csv.gz (10.7 MB) is not here ({exc}); the "
+                    "fixture tests above cover the mechanism")
 
 
 def test_real_covtype_through_the_command_and_refused_truncated(server, tmp_path,

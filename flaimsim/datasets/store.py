@@ -45,7 +45,11 @@ def mirror_dirs(*parts: str) -> list[Path]:
     or two levels up (git worktrees): the project's own optional mirror."""
     repo_root = Path(__file__).resolve().parents[2]
     tail = Path("shared", "data", *parts)
-    return [Path.cwd() / ".." / tail, repo_root / ".." / tail, repo_root / ".." / ".." / tail]
+    found: dict[Path, Path] = {}
+    for path in (Path.cwd() / ".." / tail, repo_root / ".." / tail,
+                 repo_root / ".." / ".." / tail):
+        found.setdefault(path.resolve(), path)
+    return list(found.values())
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
