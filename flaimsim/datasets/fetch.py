@@ -171,16 +171,29 @@ def _data_lines(path: Path, spec: RawSpec, origin: str, header: list[bool]
                 line = line.rstrip(b"\r\n")
                 if not line.strip():
                     continue
-                fields = _fields(line)
-                if line_no == 1 and [f.strip() for f in fields] == names:
+                if line_no == 1 and [f.strip() for f in _fields(line)] == names:
                     header[0] = True
                     continue
-                if len(fields) != n_fields:
-                    raise FetchError(f"{origin}: line {line_no} has {len(fields)} field(s); "
+                count = len(_fields(line)) if b'"' in line else line.count(b",") + 1
+                if count != n_fields:
+                    raise FetchError(f"{origin}: line {line_no} has {count} field(s); "
                                      f"{spec.name} has {n_fields}: not this data set's file")
                 yield line
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise FetchError(f"{origin}: the file is truncated or corrupt ({exc})") from None
+
+
+def _consume(batch: list[bytes], digest, out: gzip.GzipFile | None) -> int:
+    """Hash (and write) a batch of data lines, each ended by a newline; empty the batch."""
+    if not batch:
+        return 0
+    block = b"\n".join(batch) + b"\n"
+    digest.update(block)
+    if out is not None:
+        out.write(block)
+    n = len(batch)
+    batch.clear()
+    return n
 
 
 def check_file(path: Path, file: RemoteFile, spec: RawSpec, origin: str,
@@ -197,16 +210,10 @@ def check_file(path: Path, file: RemoteFile, spec: RawSpec, origin: str,
     try:
         batch: list[bytes] = []
         for line in _data_lines(path, spec, origin, header):
-            line += b"\n"
-            digest.update(line)
-            rows += 1
             batch.append(line)
             if len(batch) >= 8192:
-                if out is not None:
-                    out.write(b"".join(batch))
-                batch.clear()
-        if out is not None and batch:
-            out.write(b"".join(batch))
+                rows += _consume(batch, digest, out)
+        rows += _consume(batch, digest, out)
     finally:
         if out is not None and raw_out is not None:
             out.close()
