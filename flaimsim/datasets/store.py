@@ -89,7 +89,9 @@ def shipped_pgm_dir(name: str) -> Path | None:
             raise ShippedDataError(f"the shipped {packed} is damaged: SHA-256 "
                                    f"{digest.hexdigest()}, expected {pinned}; reinstall "
                                    f"flaimsim")
-        (out / f"{name}-domain.json").write_bytes(domain.read_bytes())
+        tmp_domain = out / f".{name}-domain.json.tmp{os.getpid()}"
+        tmp_domain.write_bytes(domain.read_bytes())
+        os.replace(tmp_domain, out / f"{name}-domain.json")  # concurrent unpackers: atomic
         os.replace(tmp, out / f"{name}.csv")  # last: its presence means the copy is whole
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ShippedDataError(f"cannot unpack the shipped {name} data into {out} ({exc}); "
