@@ -248,6 +248,11 @@ def test_missing_large_set_names_the_fetch_command(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "['covtype'] are not here yet" in err and "`flaimsim data fetch covtype`" in err
     assert "adult" in err.split("here: ")[1]  # shipped: always here
+    assert main(["data", "list"]) == 0
+    listed = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()}
+    assert [listed[n][0] for n in ("adult", "magic", "marketing", "census", "covtype")] == [
+        "package", "package", "package", "missing", "missing"]
+    assert "`flaimsim data fetch covtype`" in " ".join(listed["covtype"])
 
 
 # ---- the real Covtype copy, served from a local mirror (../shared, $FLAIMSIM_RAW_DIR) ------

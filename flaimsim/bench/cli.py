@@ -167,6 +167,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def add_data_parser(sub: argparse._SubParsersAction) -> None:
     from flaimsim.datasets.fetch import add_fetch_parser
+    from flaimsim.datasets.status import add_list_parser
     from flaimsim.mechanisms.raw_data import RAW_SPECS
 
     p_data = sub.add_parser("data", help="fetch and prepare the paper's raw data sets")
@@ -188,6 +189,7 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="read only N data lines per file")
     p.set_defaults(func=cmd_data)
     add_fetch_parser(data_sub)
+    add_list_parser(data_sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
