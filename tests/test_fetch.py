@@ -207,6 +207,12 @@ def test_stalled_server_times_out_naming_the_url(server, tmp_path) -> None:
         fetch("covtype", server.url + "/stall", options, dest=tmp_path, catalog=_catalog())
     assert len(server.requests) == 2
     assert not (tmp_path / "covtype.csv.gz").exists()  # only a hidden .part, to resume
+    (part,) = (tmp_path / ".partial").iterdir()
+    assert part.name.endswith(".part") and part.stat().st_size == 100
+    server.files = {}  # the next run resumes it (Range), and the server is gone: 404
+    with pytest.raises(FetchError, match=r"HTTP 404"):
+        fetch("covtype", server.url + "/stall", options, dest=tmp_path, catalog=_catalog())
+    assert server.requests[-1][1] == "bytes=100-"
 
 
 def test_dropped_connection_is_resumed_with_range(server, tmp_path) -> None:

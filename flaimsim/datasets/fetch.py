@@ -112,11 +112,15 @@ def download(url: str, part: Path, options: FetchOptions, label: str) -> None:
             error = _transient(exc)
         if attempt < options.retries:
             time.sleep(options.backoff * 2 ** attempt)
-    raise FetchError(f"{url}: {error}, after {options.retries + 1} attempt(s); the partial "
-                     f"download is kept in {part.parent} and resumed by the next fetch")
+    kept = ""
+    if part.is_file() and part.stat().st_size:
+        kept = f"; the partial download is kept in {part.parent} and resumed by the next fetch"
+    else:
+        part.unlink(missing_ok=True)
+    raise FetchError(f"{url}: {error}, after {options.retries + 1} attempt(s){kept}")
 
 
-def _copy_body(response: IO[bytes], part: Path, start: int, expected: int | None,
+def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, expected: int | None,
                options: FetchOptions, label: str) -> None:
     from tqdm import tqdm
 
@@ -124,7 +128,7 @@ def _copy_body(response: IO[bytes], part: Path, start: int, expected: int | None
             tqdm(total=expected, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                  desc=label, disable=not options.progress, leave=False,
                  file=sys.stderr) as bar:
-        while block := response.read(_BLOCK):
+        while block := response.read1(_BLOCK):  # what has arrived: a stall keeps it
             out.write(block)
             bar.update(len(block))
 
