@@ -204,3 +204,17 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
             real.launcher.call("distaim_measure", name="x", offset=3, length=2, sigma=1.0)
     finally:
         real.close()
+
+
+def test_real_run_counts_rounds_in_every_phase(real_run):
+    """Rounds counted on the wire (out of band): every phase of a real run has a positive
+    critical-path depth, the record's comm_rounds is their sum, and the handshakes are one."""
+    _, res = real_run
+    by_phase = res.ledger.rounds_by_phase()
+    assert set(by_phase) == {"setup", "share-inputs", "score", "select", "measure"}
+    assert all(by_phase[p] > 0 for p in by_phase), by_phase
+    assert by_phase["setup"] == 1
+    assert res.record["comm_rounds"] == sum(by_phase.values()) == res.ledger.comm_rounds
+    assert res.record["comm_rounds_by_phase"] == by_phase
+    # fewer rounds than messages: independent messages share rounds
+    assert by_phase["score"] < sum(r.messages for r in res.ledger.rows if r.phase == "score")

@@ -58,6 +58,8 @@ class ServerControl(Protocol):
 
     def counters(self) -> Any: ...
 
+    def step_events(self, before: Any, after: Any) -> Any: ...
+
 SEED_BYTES = 16
 SharingMode = Literal["compact", "shamir", "additive"]
 SHARING_MODES = ("compact", "shamir", "additive")
@@ -339,7 +341,8 @@ def share_inputs(launcher: ServerControl, transport: ClientTransport,
         diffs = [a - b for a, b in zip(after, before)]
         conv = tuple(dd.total_sent for dd in diffs)
         if ledger is not None:
-            add_wire_rows(ledger, before, after, round, phase)
+            add_wire_rows(ledger, before, after, round, phase,
+                          launcher.step_events(before, after))
     if ledger is not None:
         transport.flush_to_ledger(ledger)
     return ShareResult(name, mode, d, uploads, conv, launcher.privacy_note)
