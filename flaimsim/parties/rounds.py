@@ -33,7 +33,7 @@ So ``comm_rounds`` adds up like bytes: per (round, phase), per phase, per run.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 Event = tuple[int, int]     # (peer, pc): sent to peer; (-1 - peer, pc): taken from peer
 MessageKey = tuple[int, int, int]   # (sender, receiver, pc)
@@ -51,8 +51,9 @@ def received_event(peer: int, pc: int) -> Event:
     return (-1 - int(peer), int(pc))
 
 
-def message_stamps(logs: Sequence[Sequence[Sequence[int]]]) -> dict[MessageKey, int]:
-    """Stamp of every message sent in the logs (``logs[p]``: party p's events in program order).
+def message_stamps(logs: Sequence[Sequence[Sequence[Any]]]) -> dict[MessageKey, int]:
+    """Stamp of every message sent in the logs (``logs[p]``: party p's events in program order;
+    an event's first two fields are ``(peer, pc)`` or ``(-1 - peer, pc)``, the rest ignored).
 
     A receive whose send is in no log came from before the step: it counts as stamp 0. The
     replay advances each party until it waits for a message not stamped yet; a real run never

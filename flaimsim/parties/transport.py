@@ -323,10 +323,12 @@ class WireLog:
         self.records: list[WireRecord] = []
         self._flushed = 0
         self.clocks = clocks   # None: every flush is a step of its own
+        self.deepest = 0       # the highest stamp appended so far
 
     def append(self, rec: WireRecord) -> None:
         with self._lock:
             self.records.append(rec)
+            self.deepest = max(self.deepest, rec.stamp)
 
     def totals(self) -> dict[tuple[str, str, str], tuple[int, int]]:
         """(phase, sender, receiver) -> (bytes, frames) over every record."""

@@ -41,7 +41,7 @@ from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import (
     DRIVER, Frame, FrameKind, dumps, loads, read_frame_sync)
 from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows, step_events
-from flaimsim.parties.rounds import Event
+from flaimsim.parties import profile
 
 EXIT_PORT_IN_USE = 98  # mirrors mpc_server.EXIT_PORT_IN_USE (not imported: it imports mpyc.runtime)
 NOT_PRIVATE_NOTE = ("not private (t=0): with m=2 MPyC shares equal the secrets; "
@@ -420,23 +420,28 @@ class ServerLauncher:
         return [WireSnapshot.from_dict(r["wire"]) for r in replies]
 
     def step_events(self, before: Sequence[WireSnapshot], after: Sequence[WireSnapshot]
-                    ) -> list[list[Event]]:
+                    ) -> list[list[tuple[Any, ...]]]:
         """The servers' round logs between ``before`` and ``after``, the last two calls of
         :meth:`counters`."""
         return step_events(before, after, self.last_events)
 
     @contextmanager
-    def measure(self, ledger: Ledger, round: int, phase: str) -> Iterator[list[WireSnapshot]]:
+    def measure(self, ledger: Ledger, round: int, phase: str, op: str | None = None
+                ) -> Iterator[list[WireSnapshot]]:
         """Charge the MPyC traffic of the block to ``ledger`` as ``server:i -> server:j`` rows.
 
-        Yields a list that holds the per-server differences once the block is done.
+        Yields a list that holds the per-server differences once the block is done. The
+        block's operations (sections; untagged work: ``op``, default the phase) go to the
+        run's profile (:mod:`flaimsim.parties.profile`).
         """
         diffs: list[WireSnapshot] = []
         before = self.counters()
         yield diffs
         after = self.counters()
-        diffs.extend(add_wire_rows(ledger, before, after, round, phase,
-                                   self.step_events(before, after)))
+        events = self.step_events(before, after)
+        diffs.extend(add_wire_rows(ledger, before, after, round, phase, events))
+        for o in profile.mpc_step_ops(events, round, phase, op or phase):
+            profile.record(o.round, o.phase, o.op, o.bytes, o.messages, o.rounds, o.seconds)
 
     def open(self, name: str, label: str = "", timeout: float | None = None) -> Any:
         """Open secure array ``name`` (recorded in every server's reveal log)."""

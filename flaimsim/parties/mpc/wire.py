@@ -14,13 +14,16 @@ after a phase and :func:`add_wire_rows` turns the differences into ledger rows
 ``server:i -> server:j`` with source ``wire``.
 
 Rounds (:mod:`flaimsim.parties.rounds`): each party also logs, in program order, the messages
-it sends ``(peer, pc)`` and takes ``(-1 - peer, pc)`` (nothing is added to the wire);
+it sends ``(peer, pc, ...)`` and takes ``(-1 - peer, pc, ...)`` (nothing is added to the
+wire), each with the profile section it belongs to, its bytes and the time
+(:mod:`flaimsim.parties.profile`);
 :func:`drain_events` hands the log since the last call to the driver with each snapshot, and
 :func:`add_wire_rows` replays the servers' logs of a step into its ``comm_rounds``.
 """
 
 from __future__ import annotations
 
+import time
 from asyncio import Future
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
@@ -28,7 +31,8 @@ from typing import Any, Mapping, Sequence
 from mpyc import asyncoro
 
 from flaimsim.parties.ledger import Ledger, server
-from flaimsim.parties.rounds import Event, message_stamps, step_rounds
+from flaimsim.parties.profile import SECTION
+from flaimsim.parties.rounds import message_stamps, step_rounds
 
 MPYC_HEADER_BYTES = 12  # <qI: program counter (8) + payload size (4)
 
@@ -57,7 +61,8 @@ class CountingMessageExchanger(asyncoro.MessageExchanger):
     def send(self, pc: int, payload: bytes) -> None:
         super().send(pc, payload)
         self.nmsgs_sent += 1
-        self._events.append((self.peer_pid, pc))
+        self._events.append((self.peer_pid, pc, SECTION.get(), MPYC_HEADER_BYTES + len(payload),
+                             time.perf_counter()))
 
     def data_received(self, data: bytes) -> None:
         self.nbytes_raw_received += len(data)
@@ -78,7 +83,7 @@ class CountingMessageExchanger(asyncoro.MessageExchanger):
     def _count(self, payload: bytes, pc: int) -> None:
         self.nbytes_received += MPYC_HEADER_BYTES + len(payload)
         self.nmsgs_received += 1
-        self._events.append((-1 - self.peer_pid, pc))
+        self._events.append((-1 - self.peer_pid, pc, SECTION.get(), 0, time.perf_counter()))
 
     def _count_future(self, fut: Future, pc: int) -> None:
         if not fut.cancelled() and fut.exception() is None:
@@ -239,12 +244,13 @@ def unmatched_pairs(diffs: Sequence[WireSnapshot]) -> list[tuple[int, int, int, 
 
 
 def step_events(before: Sequence[WireSnapshot], after: Sequence[WireSnapshot],
-                drained: Sequence[Mapping[str, Any]]) -> list[list[Event]]:
-    """Per server, the events between two consecutive snapshots, from what the second one
-    drained (:func:`drain_events`); raises if they do not cover exactly that span."""
+                drained: Sequence[Mapping[str, Any]]) -> list[list[tuple[Any, ...]]]:
+    """Per server, the events ``(peer, pc, section, nbytes, t)`` between two consecutive
+    snapshots, from what the second one drained (:func:`drain_events`); raises if they do
+    not cover exactly that span."""
     out = []
     for b, a, d in zip(before, after, drained):
-        events = [(int(e[0]), int(e[1])) for e in d["events"]]
+        events = [tuple(e) for e in d["events"]]
         end = int(d["start"]) + len(events)
         if int(d["start"]) != b.events or end < a.events:
             raise ValueError(f"server {b.pid}: round log covers events {d['start']}..{end}, "
@@ -255,7 +261,8 @@ def step_events(before: Sequence[WireSnapshot], after: Sequence[WireSnapshot],
 
 def add_wire_rows(ledger: Ledger, before: Sequence[WireSnapshot], after: Sequence[WireSnapshot],
                   round: int, phase: str,
-                  events: Sequence[Sequence[Event]] | None = None) -> list[WireSnapshot]:
+                  events: Sequence[Sequence[Sequence[Any]]] | None = None
+                  ) -> list[WireSnapshot]:
     """Add rows ``server:i -> server:j`` (bytes i sent to j during the phase); return the diffs.
 
     Only the sent side is written: received(j) = sum_i sent(i -> j) follows in
