@@ -240,3 +240,30 @@ def test_model_rounds_match_the_wire_per_phase(real_run, modelled_run, monkeypat
         assert abs(model[p] - wire[p]) <= max(2 * steps[p], 0.1 * wire[p]), (p, wire, model)
     assert modelled.record["comm_rounds"] == modelled.ledger.comm_rounds > 0
     assert modelled.record["comm_rounds_by_phase"].keys() == model.keys()
+
+
+def test_profile_splits_every_phase_into_its_secure_operations(real_run):
+    """The per-operation profile of a real run: the named secure operations each carry
+    bytes, messages, rounds and seconds, and with the unclaimed rest they add up to the
+    ledger's bytes and messages per phase."""
+    _, res = real_run
+    table = res.record["profile"]
+    ops = {(r["phase"], r["op"]): r for r in table}
+    for key in [("share-inputs", "input sharing"), ("share-inputs", "to Shamir"),
+                ("score", "bit decomposition"), ("score", "priced comparisons"),
+                ("score", "dot products"), ("select", "Gumbel noise"), ("select", "argmax"),
+                ("select", "opening"), ("measure", "noise shares"), ("measure", "opening")]:
+        r = ops[key]
+        assert r["bytes"] > 0 and r["messages"] > 0 and r["rounds"] > 0, key
+        assert r["seconds"] is not None and r["seconds"] >= 0, key
+    for phase, nbytes in res.ledger.by_phase().items():
+        rows = [r for r in table if r["phase"] == phase]
+        assert sum(r["bytes"] for r in rows) == nbytes, phase
+        assert sum(r["messages"] for r in rows) == sum(
+            x.messages for x in res.ledger.rows if x.phase == phase), phase
+    # an operation's own chain is part of its step's: never deeper than its phase
+    depth = res.ledger.rounds_by_phase()
+    assert all(r["rounds"] <= depth[r["phase"]] for r in table if r["rounds"] is not None)
+    # the EM: the argmax's comparisons wait for the noise, so its rounds add to the noise's
+    assert (ops[("select", "Gumbel noise")]["rounds"] + ops[("select", "argmax")]["rounds"]
+            <= depth["select"] + 2 * 2)   # + a round or two per step: docs/rounds.md

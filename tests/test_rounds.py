@@ -108,3 +108,53 @@ def test_rounds_do_not_change_a_byte_of_the_star_network():
             assert ([r.stamp for r in net.sent.records if (r.sender, r.receiver) == link]
                     == [r.stamp for r in net.received.records
                         if (r.sender, r.receiver) == link])
+
+
+def test_a_section_follows_the_work_it_set_up_into_later_tasks():
+    """The profile's premise: a task created inside a section keeps its tag when the event
+    loop runs it after the section closed (asyncio copies the context at creation)."""
+    import asyncio
+
+    from flaimsim.parties.profile import SECTION, section
+
+    async def later() -> str:
+        await asyncio.sleep(0)
+        return SECTION.get()
+
+    async def main() -> tuple[str, str, str]:
+        with section("argmax"):
+            task = asyncio.get_running_loop().create_task(later())
+        return await task, SECTION.get(), await asyncio.get_running_loop().create_task(later())
+
+    assert asyncio.run(main()) == ("argmax", "", "")
+
+
+def test_secagg_profile_has_the_four_steps_and_adds_up_to_the_ledger():
+    from flaimsim.parties import profile
+    from flaimsim.parties.secagg.protocol import secure_aggregate
+
+    led = Ledger()
+    with profile.collecting() as prof:
+        secure_aggregate({k: np.arange(4) + k for k in range(6)}, 50, led, 1,
+                         np.random.default_rng(0))
+    ops = {o.op: o for o in prof.ops}
+    assert {op: o.rounds for op, o in ops.items()} == {
+        "SecAgg+ advertise keys": 2, "SecAgg+ share keys": 2, "SecAgg+ masked input": 1,
+        "SecAgg+ unmask": 2}
+    assert all(o.seconds is not None and o.seconds >= 0 for o in prof.ops)
+    table = profile.profile_table(prof.ops, led)
+    assert not [r for r in table if r["op"] == "other"]   # every byte claimed by a step
+    assert sum(r["bytes"] for r in table) == sum(r.bytes for r in led.rows)
+    assert sum(r["messages"] for r in table) == sum(r.messages for r in led.rows)
+    assert "SecAgg+ unmask" in profile.format_profile(table)
+
+
+def test_unclaimed_traffic_is_listed_as_other():
+    from flaimsim.parties.profile import OpCost, profile_table
+
+    led = Ledger()
+    led.add(1, "score", "server:0", "server:1", 100, 4, "wire", 3)
+    rows = profile_table([OpCost(1, "score", "dot products", 60, 1, 1, 0.5)], led)
+    assert [(r["op"], r["bytes"], r["messages"]) for r in rows] == [
+        ("dot products", 60, 1), ("other", 40, 3)]
+    assert all(r["phase_rounds"] == 3 for r in rows)

@@ -66,7 +66,10 @@ WHY_ROUNDS: dict[str, str] = {
              "the longest chain, not the number of cells",
     "select": "Gumbel noise per candidate, then an argmax tournament of ceil(log2 k) levels, "
               "each level a secure comparison (its bit-wise rounds) and a selection",
-    "measure": "noise shares are input in one round, the noisy marginal opened in one",
+    "measure": "per measured marginal, noise shares input (1 round) and the noisy marginal "
+               "opened (1); a server that takes a peer's noise shares before sending its "
+               "own adds one (docs/rounds.md); plus any bit decomposition of cells measured "
+               "before they were scored",
     "model-broadcast": "one message down to each client, all at once: one round",
     "select#flaim": "each client answers the model it received: one round up",
     "secagg-keys": "keys up, neighbours' keys down, encrypted shares up, forwarded down: "
@@ -124,7 +127,8 @@ def describe_step(rows: Sequence[LedgerRow], max_flows: int = 6) -> list[str]:
 
 
 def narrate(title: str, ledger: Ledger, what: dict[str, str],
-            opened: dict[int, list[str]], n_clients: int) -> str:
+            opened: dict[int, list[str]], n_clients: int,
+            operations: Sequence[dict[str, Any]] = ()) -> str:
     """The step-by-step story of one run's ledger."""
     steps: dict[tuple[int, str], list[LedgerRow]] = defaultdict(list)
     for r in ledger.rows:
@@ -152,6 +156,11 @@ def narrate(title: str, ledger: Ledger, what: dict[str, str],
                f"{human_bytes(client_total / n_clients)}")
     out.append(f"    communication rounds on the critical path: {ledger.comm_rounds} "
                "(phases run one after another; docs/rounds.md)")
+    if operations:
+        from flaimsim.parties.profile import format_profile
+
+        out.append("-- where the rounds and bytes go, per secure operation (the run's profile)")
+        out += ["    " + line for line in format_profile(operations).splitlines()]
     for net in PRESETS.values():
         lat, xfer = wall_time_split(ledger.rows, net)
         out.append(f"    network model, {net.describe()}: {lat + xfer:.3f} s "
@@ -213,7 +222,8 @@ def explain(config: RunConfig | None = None, bill: bool = True) -> str:
     parts = [head]
     distaim = runner("distaim")(config.replace(protocol="distaim"), data=data)
     parts.append(narrate(f"DistAIM ({config.mpc} MPC, {config.servers} compute servers)",
-                         distaim.ledger, WHAT["distaim"], _distaim_opened(distaim), K))
+                         distaim.ledger, WHAT["distaim"], _distaim_opened(distaim), K,
+                         distaim.record.get("profile") or ()))
     flaim_config = config.replace(protocol="aug-flaim-private")
     try:
         from flaimsim.protocols.flaim import simulate_flaim
@@ -223,7 +233,8 @@ def explain(config: RunConfig | None = None, bill: bool = True) -> str:
         flaim, backend = runner("aug-flaim-private")(flaim_config, data=data), None
     parts.append("")
     parts.append(narrate("AugFLAIM (Private) (secure aggregation, one aggregator)",
-                         flaim.ledger, WHAT["flaim"], _flaim_opened(flaim, backend), K))
+                         flaim.ledger, WHAT["flaim"], _flaim_opened(flaim, backend), K,
+                         flaim.record.get("profile") or ()))
     dt, ft = distaim.ledger.totals(), flaim.ledger.totals()
     mpc = sum(v["sent"] for p, v in dt.items() if party_kind(p) == "server")
     client_d = sum(v["sent"] + v["received"] for p, v in dt.items()
