@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.profile:
         from flaimsim.parties.profile import format_profile
 
-        for r in runs.results:
+        for r in (r for r in runs.results if r.record.get("profile")):
             print(f"\nprofile ({r.record['protocol']}, {r.record.get('bytes_source')}; "
                   f"{r.record.get('comm_rounds')} communication rounds):")
             print(format_profile(r.record.get("profile") or []))
