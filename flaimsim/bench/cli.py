@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_run, main_job=True)
     p_run.add_argument("--profile", action="store_true",
                        help="also print each phase's secure operations: bytes, messages, "
-                            "rounds, seconds (always in result.json as 'profile')")
+                            "rounds, seconds (default: off; always in result.json as "
+                            "'profile')")
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
