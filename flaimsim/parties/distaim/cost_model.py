@@ -26,8 +26,8 @@ score-l2   1, k                      L2: a secure square root per candidate
 Rounds (the critical-path depth of a step, :mod:`flaimsim.parties.rounds`) are fitted the
 same way from the measured steps' ``comm_rounds``, on :data:`ROUND_FEATURES` (a
 multiplication layer is a round whatever its width, so depth follows the chains: chunks,
-comparison steps, log2 k tournament levels); :meth:`CostTable.charge` puts them on the
-step's first row.
+log2 k tournament levels; a priced score is one round per comparison step, :data:`ROUND_KNOWN`,
+plus a fitted constant); :meth:`CostTable.charge` puts them on the step's first row.
 
 A table is measured by :func:`calibrate` (``flaimsim calibrate``) for one setting (servers m,
 count bit length, fixed-point type of the scores) and stored as JSON with the MPyC version;
@@ -62,10 +62,14 @@ FEATURES = {"decompose": ("1", "cells", "chunks"), "score": ("1", "k", "dots", "
             "measure": ("1", "cells"), "to_shamir": ("1", "cells"),
             "unwrap": ("1", "cells"), "sum-squares": ("1", "k"), "score-l2": ("1", "k")}
 # Rounds follow the chains, not the widths: the features a step's depth is fitted on.
-ROUND_FEATURES = {"decompose": ("1", "chunks"), "score": ("1", "steps"),
+ROUND_FEATURES = {"decompose": ("1", "chunks"), "score": ("1",),
                   "select": ("1", "log2k"), "select-rnm": ("1", "log2k"), "measure": ("1",),
                   "to_shamir": ("1",), "unwrap": ("1",), "sum-squares": ("1",),
                   "score-l2": ("1",)}
+# Rounds known exactly per unit of a feature: the priced comparisons multiply one bit position
+# after the other (``secure_scoring.less_than_pieces``), one round each; only the rest is fitted
+# (a free slope, on a few noisy samples of small step counts, extrapolated badly).
+ROUND_KNOWN = {"score": "steps"}
 FRAME_HEADER_BYTES = 14
 CALIBRATION_CHUNK = 100     # cells per decompose chunk while calibrating (see calibrate)
 SEED_BYTES = 16
@@ -116,7 +120,9 @@ class CostTable:
         if coef is None:
             return 0
         x = _features(op, cells, k, mults, steps, dots, chunks, ROUND_FEATURES[op])
-        return max(int(round(float(x @ np.array(coef)))), 0)
+        known = ({"steps": steps, "chunks": chunks}[ROUND_KNOWN[op]] if op in ROUND_KNOWN
+                 else 0)
+        return max(int(round(float(x @ np.array(coef)))) + int(known), 0)
 
     def charge(self, ledger: Ledger, round: int, phase: str, op: str, cells: int = 0,
                k: int = 0, mults: int = 0, steps: int = 0, dots: int = 0,
@@ -309,7 +315,10 @@ def calibrate(options: DistAimOptions = DistAimOptions(max_count=50_000),
                     fit = X @ coef
                     worst = max(worst, float(np.max(np.abs(fit - y) / np.maximum(y, 1))))
         Xr = X[:, [FEATURES[op].index(f) for f in ROUND_FEATURES[op]]]
-        coef, *_ = np.linalg.lstsq(Xr, np.array(depths[op], dtype=float), rcond=None)
+        y = np.array(depths[op], dtype=float)
+        if op in ROUND_KNOWN:
+            y = y - X[:, FEATURES[op].index(ROUND_KNOWN[op])]
+        coef, *_ = np.linalg.lstsq(Xr, y, rcond=None)
         coefficients[op]["rounds"] = {"depth": [float(c) for c in coef]}
     return CostTable(m, int(max_count), float(score_bound),
                      count_bits_for(max_count, frac_bits, score), element_bytes,
