@@ -3,13 +3,15 @@ functions included), and no import cycle between modules.
 
 Layers, lowest first; a module imports only from its own layer or lower ones:
 
-    safe_output  <  mechanisms  <  parties  <  protocols  <  bench
+    safe_output  <  mechanisms, datasets  <  parties  <  protocols  <  bench
 
-(``safe_output``, the one atomic file writer, imports nothing from flaimsim.)
+(``safe_output``, the one atomic file writer, imports nothing from flaimsim.
+``datasets``, the shipped and fetched data, sits beside ``mechanisms``: its loaders ask it
+where data lives and its fetch codes data with ``mechanisms.raw_data``.)
 
 Inside ``parties`` (lowest first; rooms of the same rank do not import each other):
 
-    ledger  <  transport  <  mpc, secagg  <  distaim, fl
+    ledger, rounds  <  transport, profile  <  mpc, secagg  <  distaim, fl
 
 ``parties.mpc`` is the generic compute-server runtime (server program, loop, launcher, wire
 counters, input sharing, resharing, field): it never imports DistAIM's room
@@ -27,8 +29,10 @@ import pytest
 import flaimsim
 
 ROOT = Path(flaimsim.__file__).parent
-LAYERS = {"safe_output": -1, "mechanisms": 0, "parties": 1, "protocols": 2, "bench": 3}
-PARTIES = {"ledger": 0, "transport": 1, "mpc": 2, "secagg": 2, "distaim": 3, "fl": 3}
+LAYERS = {"safe_output": -1, "mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2,
+          "bench": 3}
+PARTIES = {"ledger": 0, "rounds": 0, "transport": 1, "profile": 1, "mpc": 2, "secagg": 2,
+           "distaim": 3, "fl": 3}
 
 
 def module_name(path: Path) -> str:
