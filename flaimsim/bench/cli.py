@@ -9,6 +9,7 @@
     flaimsim serve    one MPC compute server on this host (drive it with run --servers-at)
     flaimsim data     prepare the paper's raw data sets in the private-pgm format
     flaimsim reproduce  the poster's trade-off table in the paper's setting, every data set
+    flaimsim report   rebuild report.html (one self-contained page) from a result folder
 """
 
 from __future__ import annotations
@@ -18,31 +19,26 @@ import json
 import sys
 from typing import Sequence
 
-from flaimsim.bench.options import (MAIN_JOB_PROTOCOLS, add_run_options, config_from_args,
-                                    main_job_defaults, resolve_preset)
+from flaimsim.bench.options import add_run_options, config_from_args
 from flaimsim.protocols.config import ConfigError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flaimsim.bench.runs import run_set
-
-    main_job = not args.protocol
-    protocols = args.protocol or list(MAIN_JOB_PROTOCOLS)
-    preset = resolve_preset(args)
-    config = config_from_args(args, main_job_defaults(preset) if main_job else None).replace(
-        protocol=protocols[0])
-    runs = run_set(config, protocols, args.out, preset=preset)
-    print(runs.header())
-    print(runs.table())
-    for r in runs.results:
-        for note in r.notes:
-            print(f"note ({r.record['protocol']}): {note}")
+    from flaimsim.bench.api import given_options, run
     from flaimsim.protocols.privacy import format_privacy
 
-    for r in runs.results:
+    result = run(args.protocol, args.dataset, preset=args.preset, out=args.out,
+                 **given_options(args))
+    print(result.header())
+    print(result.table(wide=args.wide))
+    for r in result.results:
+        for note in r.notes:
+            print(f"note ({r.record['protocol']}): {note}")
+    for r in result.results:
         print(format_privacy(r.record["protocol"], r.record["privacy"]))
     if args.out:
-        print(f"wrote {args.out}/config.json and {args.out}/result.json")
+        print(f"wrote {args.out}/config.json, result.json, table.csv, table.md and "
+              "report.html")
     return 0
 
 
@@ -193,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run protocols and print the comparison table")
     add_run_options(p_run, main_job=True)
+    p_run.add_argument("--wide", action="store_true",
+                       help="print every column of the table (default: the columns that fit "
+                            "120 characters; the full table goes to --out's table.csv/md)")
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
@@ -204,9 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_cal)
     p_cal.add_argument("--table", default=None, help="write the table here (default: cache)")
     p_cal.set_defaults(func=cmd_calibrate)
-    from flaimsim.bench import explain, plots, reproduce, sweep, table  # each owns a subcommand
+    # each owns a subcommand
+    from flaimsim.bench import explain, plots, report, reproduce, sweep, table
 
-    for module in (sweep, table, plots, explain, reproduce):
+    for module in (sweep, table, plots, explain, reproduce, report):
         module.add_parser(sub)
     add_serve_parser(sub)
     add_data_parser(sub)

@@ -394,15 +394,22 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 
 def command(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
-    n = len(spec.configs())
-    print(f"sweep: {n} cells ({len(spec.protocols)} protocols × {len(spec.rounds)} T × "
-          f"{len(spec.epsilons)} ε × {len(spec.partitions)} partitions × "
-          f"{len(spec.seeds)} seeds) into {args.out}, "
-          f"{'Dask at ' + args.scheduler if args.scheduler else f'{args.jobs} jobs'}",
-          file=sys.stderr)
+    from flaimsim.bench.api import given_options, sweep
+
+    def announce(spec: SweepSpec) -> None:
+        print(f"sweep: {len(spec.configs())} cells ({len(spec.protocols)} protocols × "
+              f"{len(spec.rounds)} T × {len(spec.epsilons)} ε × {len(spec.partitions)} "
+              f"partitions × {len(spec.seeds)} seeds) into {args.out}, "
+              f"{'Dask at ' + args.scheduler if args.scheduler else f'{args.jobs} jobs'}",
+              file=sys.stderr)
+
     start = time.perf_counter()
-    report = run_sweep(spec, args.out, jobs=args.jobs, scheduler=args.scheduler)
+    options = {k: v for k, v in given_options(args).items()
+               if k not in ("rounds", "epsilon", "partition")}
+    report = sweep(args.out, args.protocols or args.protocol, args.dataset,
+                   rounds=args.rounds, epsilons=args.epsilon, partitions=args.partition,
+                   repeats=args.repeats, jobs=args.jobs, scheduler=args.scheduler,
+                   preset=args.preset, announce=announce, **options).report
     print(f"sweep: {len(report.done)} run, {len(report.skipped)} already done, "
           f"{len(report.failed)} failed, {time.perf_counter() - start:.0f} s; "
           f"wrote {args.out}/sweep.csv")
