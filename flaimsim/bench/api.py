@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
+from flaimsim.protocols.config import DATASETS, PRESETS, PROTOCOLS, ConfigError, RunConfig
 
 if TYPE_CHECKING:  # pandas and the runners are imported when a result is read
     import pandas as pd
@@ -78,6 +78,11 @@ def _protocol_list(protocols: Sequence[str] | str | None) -> list[str] | None:
 
 def _namespace(dataset: str | None, preset: str | None, options: dict[str, Any]
                ) -> argparse.Namespace:
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if dataset is not None and dataset not in DATASETS + ("custom",):
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {DATASETS} or "
+                          "'custom' (with data_name= and data_dir=)")
     return argparse.Namespace(**{"dataset": dataset, "preset": preset, "protocol": None,
                                  **check_options(options)})
 
