@@ -62,8 +62,10 @@ def test_bad_options_are_named_before_anything_runs(options, message, monkeypatc
 
 
 def test_sweep_axes_are_lists_and_not_options():
-    with pytest.raises(ConfigError, match="'rounds' is a sweep axis"):
-        flaimsim.sweep("unused", **{"rounds": 2})
+    with pytest.raises(ConfigError, match="'epsilon' is a sweep axis"):
+        flaimsim.sweep("unused", epsilon=1.0)
+    with pytest.raises(ConfigError, match="rounds must be a non-empty list, got 2"):
+        flaimsim.sweep("unused", rounds=2)
     with pytest.raises(ConfigError, match="rounds must be a non-empty list"):
         flaimsim.sweep("unused", rounds=[])
     with pytest.raises(ConfigError, match="epsilons must be a non-empty list"):

@@ -211,7 +211,7 @@ def sweep(out: str | Path, protocols: Sequence[str] | str | None = None,
     args = _namespace(dataset, preset, options)
     for name, value in (("rounds", rounds), ("epsilons", epsilons),
                         ("partitions", partitions)):
-        if value is not None and (isinstance(value, (str, bytes)) or not len(value)):
+        if value is not None and (not isinstance(value, (list, tuple, range)) or not value):
             raise ConfigError(f"{name} must be a non-empty list, got {value!r}")
     if not isinstance(repeats, int) or isinstance(repeats, bool):
         raise ConfigError(f"repeats must be an int, got {repeats!r}")
