@@ -39,7 +39,7 @@ def _share_inputs(c: RunConfig) -> str:
     secret = (f"any {t} server(s) together see nothing of x" if t > 0 else
               "t = 0: with 2 servers, one server's view is not protected")
     return (f"each client encodes its answers to every W+ marginal (one vector x of counts) "
-            f"as {how}. {when.capitalize()}; {secret}. Nothing is opened")
+            f"as {how}. {when[0].upper() + when[1:]}; {secret}. Nothing is opened")
 
 
 def _score(c: RunConfig) -> str:
