@@ -103,7 +103,8 @@ def test_report_renders_in_chromium(browser, report_dir: Path, tmp_path: Path):
     # Every chart is drawn: its element's screenshot has ink, and each protocol with traffic
     # has one (central has none).
     charts = browser.find_elements("css selector", ".chart")
-    assert [c.get_attribute("data-chart") for c in charts] == ["distaim", "aug-flaim-private"]
+    assert [c.get_attribute("data-chart") for c in charts] == ["overview", "distaim",
+                                                               "aug-flaim-private"]
     for c in charts:
         assert c.size["width"] > 300 and c.size["height"] > 150
         assert ink(c.screenshot_as_png) > 0.03, c.get_attribute("data-chart")

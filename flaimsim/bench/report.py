@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from flaimsim.bench.report_charts import phase_chart, sweep_charts
+from flaimsim.bench.report_charts import overview_chart, phase_chart, sweep_charts
 from flaimsim.bench.runs import (TABLE_COLUMNS, RunSet, _server_view, format_table_markdown,
                                  human_bytes, reference_notes, table_cells)
 from flaimsim.parties.ledger import Ledger, party_kind
@@ -244,9 +244,22 @@ def run_report(out: Path) -> str:
             "<h2>Settings</h2>", html_table(["setting", "value"], settings_rows(resolved),
                                             "settings"),
             "<h2>Run table</h2>", run_table_html(records, reference),
+            overview_html(records),
             "<h2>Per protocol: who sends what, and what each party learns</h2>"]
     body += [protocol_section(out, r) for r in records]
     return page(f"flaimsim report: {out.name}", body)
+
+
+def overview_html(records: Sequence[dict[str, Any]]) -> str:
+    """The headline chart from the table's own figures (sent + received)."""
+    from flaimsim.bench.table import client_throughput, server_throughput
+
+    rows = [(r["protocol"], client_throughput(r), server_throughput(r)) for r in records]
+    if not any(c or s for _, c, s in rows):
+        return ""
+    return (f"<div class=\"chart\" data-chart=\"overview\">{overview_chart(rows)}</div>"
+            "<p class=\"note\">Server side: the mean MPC compute server for DistAIM, the "
+            "aggregator for FLAIM. Central AIM sends nothing.</p>")
 
 
 def write_run_outputs(runs: RunSet, out: str | Path) -> None:

@@ -3,12 +3,15 @@
 * :func:`phase_chart`: one protocol's bytes by ledger phase per party role (client, compute
   server, aggregator), sent and received, stacked by phase; a role's bar is the mean over
   its parties (clients: over all K, as in the run table).
+* :func:`overview_chart`: every protocol's bytes per client and per server (or aggregator)
+  on one log axis, the run's headline picture;
 * :func:`sweep_charts`: a sweep group's error-vs-T and traffic-vs-T (:mod:`plots`).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -93,6 +96,34 @@ def phase_chart(rows: Sequence[LedgerRow], parties: dict[str, int], title: str) 
     return figure_svg(fig)
 
 
+def overview_chart(rows: Sequence[tuple[str, float | None, float | None]]) -> str:
+    """Per protocol (name, a client's bytes, the server side's bytes; sent + received): two
+    bars on one log axis, so that a 1000x gap shows as a gap."""
+    rows = [r for r in rows if r[1] or r[2]]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 0.75 * len(rows) + 1.2))
+    y = list(range(len(rows)))[::-1]
+    for offset, index, colour, label in ((0.18, 1, "#1f77b4", "one client (mean over all K)"),
+                                         (-0.18, 2, "#d62728", "one compute server, or the "
+                                                              "aggregator")):
+        values = [r[index] or 0.0 for r in rows]
+        ax.barh([v + offset for v in y], values, height=0.34, color=colour, label=label)
+        for yi, v in zip(y, values):
+            if v:
+                ax.text(v * 1.1, yi + offset, human_bytes(v), va="center", fontsize=9)
+    ax.set_xscale("log")
+    values = [v for r in rows for v in r[1:] if v]
+    ax.set_xlim(10 ** math.floor(math.log10(min(values))), max(values) * 8)
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=10)
+    ax.xaxis.set_major_formatter(lambda v, _: human_bytes(v))
+    ax.set_xlabel("bytes sent + received over the whole run (log scale)", fontsize=9)
+    ax.set_title("Who talks how much", fontsize=11, loc="left")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.5 / (0.75 * len(rows) + 1.2)
+                                                            - 0.12), frameon=False, ncol=2)
+    return figure_svg(fig)
+
+
 def sweep_charts(summaries: Sequence[object], group: tuple[str, float, str]) -> list[str]:
     """Error-vs-T and traffic-vs-T of one sweep group, as inline SVGs (drawn by
     :mod:`flaimsim.bench.plots`, which writes files: a temporary folder holds them)."""
@@ -106,4 +137,4 @@ def sweep_charts(summaries: Sequence[object], group: tuple[str, float, str]) -> 
     return out
 
 
-__all__ = ["phase_chart", "role_phase_bytes", "sweep_charts", "figure_svg", "PHASE_COLOURS"]
+__all__ = ["phase_chart", "overview_chart", "role_phase_bytes", "sweep_charts", "figure_svg", "PHASE_COLOURS"]
