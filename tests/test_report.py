@@ -1,6 +1,8 @@
 """The terminal table within 120 columns (--wide and the files for the rest), report.html
 for runs, sweeps and reproduce folders, and explain --html's sequence diagram."""
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
@@ -71,9 +73,18 @@ def test_wide_table_has_every_column_and_header_wraps():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    assert main(["run", "--protocol", "central", "--protocol", "aug-flaim-private", *TINY_RUN,
-                 "--out", str(out)]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", "--protocol", "central", "--protocol", "aug-flaim-private",
+                     *TINY_RUN, "--out", str(out)]) == 0
+    (out / "printed.txt").write_text(printed.getvalue())
     return out
+
+
+def test_run_prints_within_120_columns(run_dir: Path):
+    printed = (run_dir / "printed.txt").read_text()
+    assert "privacy (aug-flaim-private" in printed and "cl. sent" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 120
 
 
 def test_run_writes_table_files_and_a_self_contained_report(run_dir: Path, capsys):

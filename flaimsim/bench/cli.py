@@ -25,20 +25,22 @@ from flaimsim.protocols.config import ConfigError
 
 def cmd_run(args: argparse.Namespace) -> int:
     from flaimsim.bench.api import given_options, run
+    from flaimsim.bench.runs import fit_width
     from flaimsim.protocols.privacy import format_privacy
 
     result = run(args.protocol, args.dataset, preset=args.preset, out=args.out,
                  **given_options(args))
+    fit = (lambda text: text) if args.wide else fit_width
     print(result.header())
     print(result.table(wide=args.wide))
     for r in result.results:
         for note in r.notes:
-            print(f"note ({r.record['protocol']}): {note}")
+            print(fit(f"note ({r.record['protocol']}): {note}"))
     for r in result.results:
-        print(format_privacy(r.record["protocol"], r.record["privacy"]))
+        print(fit(format_privacy(r.record["protocol"], r.record["privacy"])))
     if args.out:
-        print(f"wrote {args.out}/config.json, result.json, table.csv, table.md and "
-              "report.html")
+        print(fit(f"wrote {args.out}/config.json, result.json, table.csv, table.md and "
+                  "report.html"))
     return 0
 
 

@@ -246,7 +246,9 @@ def run_report(out: Path) -> str:
             "<h2>Run table</h2>", run_table_html(records, reference),
             overview_html(records),
             "<h2>Per protocol: who sends what, and what each party learns</h2>"]
-    body += [protocol_section(out, r) for r in records]
+    # Protocols that send something first (central AIM, which sends nothing, last).
+    body += [protocol_section(out, r) for r in sorted(
+        records, key=lambda r: r.get("bytes_source") is None)]
     return page(f"flaimsim report: {out.name}", body)
 
 
@@ -405,11 +407,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="rebuild DIR/report.html from a run, sweep or "
                        "reproduce folder")
     p.add_argument("dir", help="result folder (run --out, sweep --out or reproduce --out)")
+    p.add_argument("--png", default=None, metavar="FILE",
+                   help="also a PNG of the page as headless Chromium shows it (needs the "
+                        "system's chromium and chromium-driver, and selenium)")
+    p.add_argument("--png-height", type=int, default=None, metavar="PX",
+                   help="keep the top PX pixels of the PNG (default: the whole page)")
     p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
-    print(f"wrote {write_report(args.dir)}")
+    page = write_report(args.dir)
+    print(f"wrote {page}")
+    if args.png:
+        from flaimsim.bench.screenshot import screenshot
+
+        print(f"wrote {screenshot(page, args.png, max_height=args.png_height)}")
     return 0
 
 

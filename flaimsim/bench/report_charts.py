@@ -51,6 +51,14 @@ def _inline(text: str) -> str:
     return text[text.index("<svg"):]
 
 
+def tick_bytes(v: float, _: object = None) -> str:
+    """A short axis label: 500 kB, 1.5 MB (MB = 10^6 B)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g} B"
+
+
 def role_phase_bytes(rows: Iterable[LedgerRow], parties: dict[str, int]
                      ) -> dict[tuple[str, str], dict[str, float]]:
     """(role, "sent" | "received") → phase → bytes per party of that role (the role's total
@@ -84,7 +92,7 @@ def phase_chart(rows: Sequence[LedgerRow], parties: dict[str, int], title: str) 
         ax.text(total + top * 0.01, yi, human_bytes(total), va="center", fontsize=10)
     ax.set_yticks(y, labels, fontsize=10)
     ax.set_xlim(0, top * 1.2 or 1)
-    ax.xaxis.set_major_formatter(lambda v, _: human_bytes(v))
+    ax.xaxis.set_major_formatter(tick_bytes)
     ax.set_xlabel("bytes per party: mean over the role's parties (clients: over all K)",
                   fontsize=9)
     ax.tick_params(axis="x", labelsize=9)
@@ -115,7 +123,7 @@ def overview_chart(rows: Sequence[tuple[str, float | None, float | None]]) -> st
     values = [v for r in rows for v in r[1:] if v]
     ax.set_xlim(10 ** math.floor(math.log10(min(values))), max(values) * 8)
     ax.set_yticks(y, [r[0] for r in rows], fontsize=10)
-    ax.xaxis.set_major_formatter(lambda v, _: human_bytes(v))
+    ax.xaxis.set_major_formatter(tick_bytes)
     ax.set_xlabel("bytes sent + received over the whole run (log scale)", fontsize=9)
     ax.set_title("Who talks how much", fontsize=11, loc="left")
     ax.spines[["top", "right"]].set_visible(False)

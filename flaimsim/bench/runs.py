@@ -96,7 +96,12 @@ NARROW_LEGEND = ("cl. sent/recv: a client's bytes, mean over all K clients (neve
 def _wrap(text: str, width: int = TERMINAL_WIDTH) -> list[str]:
     import textwrap
 
-    return textwrap.wrap(text, width, subsequent_indent="  ")
+    return textwrap.wrap(text, width, subsequent_indent="  ") or [""]
+
+
+def fit_width(text: str, width: int = TERMINAL_WIDTH) -> str:
+    """Every line of ``text`` wrapped to ``width`` characters (continuations indented)."""
+    return "\n".join(w for line in text.splitlines() for w in _wrap(line, width))
 
 
 def format_header(config: RunConfig, preset: str | None, data: dict[str, Any]) -> str:
@@ -162,7 +167,7 @@ def format_table(records: Sequence[dict[str, Any]],
     legend = TABLE_LEGEND if wide else NARROW_LEGEND
     if wide:
         return "\n".join(lines + notes + [legend])
-    return "\n".join(lines + [w for n in notes + [legend] for w in _wrap(n)])
+    return "\n".join(lines + [fit_width("\n".join(notes + [legend]))])
 
 
 def format_table_markdown(records: Sequence[dict[str, Any]],
