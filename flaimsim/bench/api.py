@@ -83,8 +83,9 @@ def _namespace(dataset: str | None, preset: str | None, options: dict[str, Any]
     if dataset is not None and dataset not in DATASETS + ("custom",):
         raise ConfigError(f"unknown dataset {dataset!r}; choose one of {DATASETS} or "
                           "'custom' (with data_name= and data_dir=)")
-    return argparse.Namespace(**{"dataset": dataset, "preset": preset, "protocol": None,
-                                 **check_options(options)})
+    given = {**dict.fromkeys(option_names()), **check_options(options)}  # None: not given
+    return argparse.Namespace(**{**given, "dataset": dataset, "preset": preset,
+                                 "protocol": None})
 
 
 @dataclass(frozen=True)
