@@ -280,7 +280,9 @@ def write_run_outputs(runs: RunSet, out: str | Path) -> None:
 
 # ---- sweep and reproduce folders -----------------------------------------------------------
 
-def sweep_section(out: Path, title: str) -> str:
+def sweep_section(out: Path, title: str, poster: bool = True) -> str:
+    """A sweep folder's trade-off tables and T plots (``poster``: and the poster's row
+    beside ours, where the poster has the data set)."""
     from flaimsim.bench.network import PRESETS
     from flaimsim.bench.reproduce import POSTER, our_row
     from flaimsim.bench.sweep import load_cells
@@ -311,7 +313,7 @@ def sweep_section(out: Path, title: str) -> str:
         parts.append("<div class=\"grid\">" + "".join(
             f"<div class=\"chart\" data-chart=\"{e(name)}-{e(g[0])}\">{svg}</div>"
             for name, svg in zip(("error-vs-T", "traffic-vs-T"), charts)) + "</div>")
-    if items and any(t.dataset in POSTER for t in items):
+    if poster and items and any(t.dataset in POSTER for t in items):
         try:
             ours = our_row(out)
         except (ValueError, KeyError) as exc:
@@ -373,7 +375,7 @@ def reproduce_report(out: Path) -> str:
     body += ["<h2>The poster's table beside ours</h2>",
              poster_table(rows) if rows else "<p class=\"muted\">No data set has both "
              "DistAIM and AugFLAIM (Private) results yet.</p>"]
-    body += [sweep_section(d, f"Data set {d.name}") for d in dirs]
+    body += [sweep_section(d, f"Data set {d.name}", poster=False) for d in dirs]
     return page(f"flaimsim reproduce: {out.name}", body)
 
 
