@@ -154,6 +154,7 @@ def test_report_of_a_sweep_and_a_reproduce_folder(tmp_path: Path):
     page = (tmp_path / "report.html").read_text()
     assert "The poster's table beside ours" in page
     assert "<td>poster</td><td>2x</td><td>1300x (80 / 0.06)</td>" in page
+    assert page.count("<td>poster</td>") == 1  # once, not again per data set
     assert "Data set adult" in page and 'data-chart="error-vs-T-adult"' in page
 
 
