@@ -1,5 +1,6 @@
 """The Python API: ``flaimsim.run(...)`` and ``flaimsim.sweep(...)`` for notebooks (both
-re-exported by the package, imported lazily); the command line's ``run`` and ``sweep`` go through here (one code path).
+re-exported by the package, imported lazily); the command line's ``run`` and ``sweep`` go
+through here (one code path).
 
 Options are :class:`~flaimsim.protocols.config.RunConfig` fields given as keywords, checked
 here (known name, type) before the configuration's own range checks; they resolve exactly as

@@ -145,4 +145,5 @@ def sweep_charts(summaries: Sequence[object], group: tuple[str, float, str]) -> 
     return out
 
 
-__all__ = ["phase_chart", "overview_chart", "role_phase_bytes", "sweep_charts", "figure_svg", "PHASE_COLOURS"]
+__all__ = ["phase_chart", "overview_chart", "role_phase_bytes", "sweep_charts", "figure_svg",
+           "tick_bytes", "PHASE_COLOURS"]
