@@ -250,6 +250,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", action="store_true",
                    help="write the run as a message sequence diagram, OUT/explain.html")
     p.add_argument("--out", default=None, help="folder for --html's explain.html")
+    p.add_argument("--png", default=None, metavar="FILE",
+                   help="with --html: also a PNG of the whole diagram in headless Chromium")
+    p.add_argument("--png-height", type=int, default=None, metavar="PX",
+                   help="keep the top PX pixels of the PNG (default: the whole page)")
     p.set_defaults(func=command)
 
 
@@ -267,7 +271,12 @@ def command(args: argparse.Namespace) -> int:
     if args.html:
         from flaimsim.bench.sequence import write_sequence
 
-        print(f"wrote {write_sequence(tiny, args.out)}")
+        page = write_sequence(tiny, args.out)
+        print(f"wrote {page}")
+        if args.png:
+            from flaimsim.bench.screenshot import screenshot
+
+            print(f"wrote {screenshot(page, args.png, 1400, args.png_height, 'all')}")
     return 0
 
 

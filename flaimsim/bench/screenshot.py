@@ -45,14 +45,14 @@ def chromium(width: int = 1280, height: int = 900):
 
 
 def screenshot(page: str | Path, png: str | Path, width: int = 1280,
-               max_height: int | None = None) -> Path:
-    """Render ``page`` at ``width`` CSS pixels, the whole page (or its top ``max_height``
-    pixels), into ``png``; raises if the page logs a console error."""
+               max_height: int | None = None, fragment: str = "") -> Path:
+    """Render ``page`` (at ``#fragment``) at ``width`` CSS pixels, the whole page (or its
+    top ``max_height`` pixels), into ``png``; raises if the page logs a console error."""
     from PIL import Image
 
     driver = chromium(width)
     try:
-        driver.get(Path(page).resolve().as_uri())
+        driver.get(Path(page).resolve().as_uri() + (f"#{fragment}" if fragment else ""))
         errors = [m["message"] for m in driver.get_log("browser") if m["level"] == "SEVERE"]
         if errors:
             raise ScreenshotError(f"{page}: the browser logged errors: {errors}")
