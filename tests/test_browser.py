@@ -236,6 +236,6 @@ def test_explain_html_steps_in_chromium(browser, tiny, tmp_path: Path):
     for svg in browser.find_elements("css selector", "svg.seq")[:4]:
         assert ink(svg.screenshot_as_png) > 0.01
     keep("explain.png", browser.get_screenshot_as_png(), tmp_path)
-    browser.get(path.as_uri() + "#all")  # an address that opens with every step shown
+    browser.get(path.as_uri() + "#all-steps")  # an address that opens with every step shown
     assert browser.find_element("id", "where").text == "all steps shown"
     assert visible() == len(browser.find_elements("css selector", ".step"))

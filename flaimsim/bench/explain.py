@@ -276,7 +276,7 @@ def command(args: argparse.Namespace) -> int:
         if args.png:
             from flaimsim.bench.screenshot import screenshot
 
-            print(f"wrote {screenshot(page, args.png, 1400, args.png_height, 'all')}")
+            print(f"wrote {screenshot(page, args.png, 1400, args.png_height, 'all-steps')}")
     return 0
 
 

@@ -7,8 +7,8 @@ the last opening. A block holds the phase's narration (:mod:`narration`, from th
 that ran) and one arrow per sender → receiver flow, labelled with its bytes and messages
 from the ledger; after each round, what was opened and to whom. A step control (inline
 plain JavaScript; arrow keys) shows the story step by step in both columns at once; without
-JavaScript (or with ``#all`` in the address) every block shows, and the contents list links
-to each block's anchor.
+JavaScript (or with ``#all-steps`` in the address) every block shows, and the contents list
+links to each block's anchor.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ SCRIPT = """
   document.getElementById('all').onclick=function(){show(-1);};
   document.addEventListener('keydown',function(ev){
     if(ev.key==='ArrowRight'){show(at+1);}else if(ev.key==='ArrowLeft'){show(Math.max(0,at-1));}});
-  show(location.hash==='#all'?-1:0);
+  show(location.hash==='#all-steps'?-1:0);
 })();
 """
 
