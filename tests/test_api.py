@@ -105,6 +105,7 @@ def test_sweep_api_and_cli_share_the_path(tmp_path, monkeypatch):
     s = flaimsim.sweep(out, protocols="central", rounds=[2], preset="synthfs-small", jobs=1,
                        **FAST)
     assert s.cells == 1 and len(s.report.done) == 1
+    assert "flaimsim sweep" in (out / "report.html").read_text()
     frame = s.records
     assert list(frame.protocol) == ["central"] and frame.loc[0, "rounds"] == 2
     assert frame.loc[0, "clients"] == 8

@@ -202,7 +202,7 @@ def sweep(out: str | Path, protocols: Sequence[str] | str | None = None,
           **options: Any) -> SweepOutput:
     """Every protocol × T × ε × partition × seed into ``out`` (resumable; the paper's
     setting unless ``preset`` is given, as ``flaimsim sweep``); ``announce`` sees the
-    resolved spec before the cells run."""
+    resolved spec before the cells run. Writes OUT/report.html when any cell is done."""
     from flaimsim.bench.sweep import DEFAULT_ROUNDS, run_sweep, spec_from_args
 
     axes = sorted({"rounds", "epsilon", "partition"} & set(options))
@@ -226,6 +226,10 @@ def sweep(out: str | Path, protocols: Sequence[str] | str | None = None,
     if announce is not None:
         announce(spec)
     report = run_sweep(spec, out, jobs=jobs, scheduler=scheduler)
+    if report.done or report.skipped:
+        from flaimsim.bench.report import write_report
+
+        write_report(out)
     return SweepOutput(Path(out), report, len(spec.configs()))
 
 

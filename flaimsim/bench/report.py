@@ -309,10 +309,9 @@ def sweep_section(out: Path, title: str, poster: bool = True) -> str:
     groups = sorted({(s.dataset, s.epsilon, s.partition) for s in summaries})
     for g in groups:
         mine = [s for s in summaries if (s.dataset, s.epsilon, s.partition) == g]
-        charts = sweep_charts(mine, g)
         parts.append("<div class=\"grid\">" + "".join(
             f"<div class=\"chart\" data-chart=\"{e(name)}-{e(g[0])}\">{svg}</div>"
-            for name, svg in zip(("error-vs-T", "traffic-vs-T"), charts)) + "</div>")
+            for name, svg in sweep_charts(mine, g)) + "</div>")
     if poster and items and any(t.dataset in POSTER for t in items):
         try:
             ours = our_row(out)

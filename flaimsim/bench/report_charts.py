@@ -15,7 +15,7 @@ import math
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from flaimsim.bench.network import PHASE_ORDER
 from flaimsim.bench.runs import human_bytes
@@ -132,16 +132,21 @@ def overview_chart(rows: Sequence[tuple[str, float | None, float | None]]) -> st
     return figure_svg(fig)
 
 
-def sweep_charts(summaries: Sequence[object], group: tuple[str, float, str]) -> list[str]:
-    """Error-vs-T and traffic-vs-T of one sweep group, as inline SVGs (drawn by
-    :mod:`flaimsim.bench.plots`, which writes files: a temporary folder holds them)."""
+def sweep_charts(summaries: Sequence[Any], group: tuple[str, float, str]
+                 ) -> list[tuple[str, str]]:
+    """(name, inline SVG) of one sweep group's error-vs-T and, where any cell has traffic,
+    traffic-vs-T (drawn by :mod:`flaimsim.bench.plots`, which writes files: a temporary
+    folder holds them)."""
     from flaimsim.bench.plots import plot_error, plot_traffic
 
+    kinds = [("error-vs-T", plot_error)]
+    if any(s.client_bytes or s.server_bytes for s in summaries):
+        kinds.append(("traffic-vs-T", plot_traffic))
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for draw, name in ((plot_error, "error.svg"), (plot_traffic, "traffic.svg")):
-            path = draw(summaries, group, Path(tmp) / name)
-            out.append(_inline(Path(path).read_text()))
+        for name, draw in kinds:
+            path = draw(summaries, group, Path(tmp) / f"{name}.svg")
+            out.append((name, _inline(Path(path).read_text())))
     return out
 
 

@@ -412,7 +412,7 @@ def command(args: argparse.Namespace) -> int:
                    preset=args.preset, announce=announce, **options).report
     print(f"sweep: {len(report.done)} run, {len(report.skipped)} already done, "
           f"{len(report.failed)} failed, {time.perf_counter() - start:.0f} s; "
-          f"wrote {args.out}/sweep.csv")
+          f"wrote {args.out}/sweep.csv and report.html")
     for f in report.failed:
         first = (f.error or "").splitlines()[0] if f.error else ""
         print(f"FAILED {f.key}: {first}", file=sys.stderr)
