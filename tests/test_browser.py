@@ -192,7 +192,7 @@ def test_explain_html_has_lanes_blocks_and_the_ledger_bytes(tiny):
     assert ups["server:1"] == ups["server:2"] == 16 + FRAME_HEADER_BYTES < ups["server:0"]
     assert "16-byte seed" in distaim[(0, "share-inputs")]
     assert "Shamir shares" not in distaim[(0, "share-inputs")]
-    assert "Opened: the sum over the clients, to the aggregator" in flaim[(1, "secagg-unmask")]
+    assert "Opened to the aggregator: the sum over the session" in flaim[(1, "secagg-unmask")]
     assert "opened, and to whom" in page and "to the servers and the driver" in page
 
 
@@ -213,9 +213,18 @@ def test_narration_follows_the_sharing_option(sharing, says, not_says):
     ({"score": "l1"}, "score", "L1 quality score"),
     ({"distaim_participation": "poisson", "participation": 0.5}, "share-inputs",
      "first sampled (Poisson p = 0.5)"),
+    ({"servers": 2}, "share-inputs", "t = 0: with 2 servers"),
 ])
 def test_narration_follows_the_other_options(option, phase, says):
     assert says in phase_text("distaim", phase, RunConfig(**{**TINY, **option}))
+
+
+def test_flaim_narration_follows_dropout():
+    calm = phase_text("aug-flaim-private", "secagg-unmask", RunConfig(**TINY))
+    lossy = phase_text("aug-flaim-private", "secagg-unmask", RunConfig(**{**TINY,
+                                                                         "dropout": 0.25}))
+    assert "drop out at rate 0.25" in lossy and "drop out" not in calm
+    assert "exact; the aggregator then adds" in calm  # central noise, today's only mode
 
 
 def test_explain_html_steps_in_chromium(browser, tiny, tmp_path: Path):

@@ -80,11 +80,12 @@ def _measure(c: RunConfig) -> str:
 
 
 def _flaim(c: RunConfig, phase: str) -> str:
-    noise = getattr(c, "flaim_noise", "central")
-    unmask_noise = ("it then adds discrete Gaussian noise N_Z(0, σ²) and releases only the "
-                    "noisy sum (the aggregator itself sees the exact sum: central noise)"
+    noise = getattr(c, "flaim_noise", "central")  # the option arrives with another helper
+    unmask_noise = ("exact; the aggregator then adds discrete Gaussian noise N_Z(0, σ²) "
+                    "itself and releases only the noisy sum (central noise)"
                     if noise == "central" else
-                    f"noise as set by --flaim-noise {noise} protects the released sum")
+                    "already noisy: every contributor added an N_Z(0, σ²/n) share before "
+                    "masking (distributed noise), and the aggregator adds none")
     drop = (f"; clients drop out at rate {c.dropout:g}, and the survivors' key shares let "
             "the aggregator unmask the rest" if c.dropout > 0 else "")
     texts = {
@@ -104,8 +105,9 @@ def _flaim(c: RunConfig, phase: str) -> str:
                                "vector under pairwise and self masks; it looks random to the "
                                "aggregator",
         "secagg-unmask": f"SecAgg+ step 4, unmask: the surviving clients send the key shares "
-                         f"that let the aggregator remove the masks{drop}. Opened: the sum "
-                         f"over the clients, to the aggregator; {unmask_noise}",
+                         f"that let the aggregator remove the masks{drop}. Opened to the "
+                         f"aggregator: the sum over the session's clients (a lone chooser's "
+                         f"session is padded with cover clients), {unmask_noise}",
         "proxy": "AugFLAIM (Private): sampled clients also submit their one-way marginals by "
                  "secure aggregation, to estimate heterogeneity privately. Opened: the noisy "
                  "sum, to the aggregator",

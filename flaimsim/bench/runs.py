@@ -81,12 +81,13 @@ def reference_notes(reference: dict[str, Any]) -> list[str]:
 
 TERMINAL_WIDTH = 120
 # The terminal's columns (keys of TABLE_COLUMNS, with shorter heads): what fits 120
-# characters with room for one more; --wide and the files (table.csv/md) carry them all.
+# characters, communication rounds included once the table has them; --wide and the files
+# (table.csv/md) carry every column.
 NARROW_COLUMNS = {"protocol": "protocol", "rounds": "T", "l1_workload_error": "L1 W+",
                   "nll": "NLL", "auc": "AUC", "client_bytes_sent_mean": "cl. sent",
                   "client_bytes_received_mean": "cl. recv", "server_sent": "srv sent",
                   "server_received": "srv recv", "bytes_source": "source",
-                  "wall_seconds": "wall s"}
+                  "comm_rounds": "rounds", "wall_seconds": "wall s"}
 NARROW_LEGEND = ("cl. sent/recv: a client's bytes, mean over all K clients (never-sampled "
                  "ones count as 0); srv: the mean MPC compute server, or the aggregator; "
                  "source: wire = counted on a socket, modelled = from the MPC cost table; "
