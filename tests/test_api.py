@@ -100,28 +100,27 @@ def test_cli_run_goes_through_the_api(monkeypatch, capsys):
     assert seen["rounds"] == 3 and seen["iters_round"] == 7 and seen["epsilon"] is None
 
 
-def test_sweep_api_and_cli_share_the_path(tmp_path, monkeypatch):
+def test_sweep_api_and_cli_share_the_path(tmp_path, monkeypatch, capsys):
+    from flaimsim.bench import sweep
+
+    calls = []
+    real = sweep.spec_from_options
+    monkeypatch.setattr(sweep, "spec_from_options",
+                        lambda *a, **kw: calls.append((a, kw)) or real(*a, **kw))
     out = tmp_path / "s"
     s = flaimsim.sweep(out, protocols="central", rounds=[2], preset="synthfs-small", jobs=1,
                        **FAST)
     assert s.cells == 1 and len(s.report.done) == 1
-    assert "flaimsim sweep" in (out / "report.html").read_text()
     frame = s.records
     assert list(frame.protocol) == ["central"] and frame.loc[0, "rounds"] == 2
     assert frame.loc[0, "clients"] == 8
-    # The command line resolves the same cell (same key: nothing left to run).
-    seen = {}
-    real = api.sweep
-
-    def spy(*a, **kw):
-        result = real(*a, **kw)
-        seen["result"] = result
-        return result
-
-    monkeypatch.setattr(api, "sweep", spy)
+    # The command line resolves the cells by the same function, to the same cell (its key
+    # hashes the whole configuration): nothing is left to run.
     assert main(["sweep", "--protocols", "central", "--rounds", "2", "--preset",
                  "synthfs-small", "--clients", "8", "--iters-round", "30", "--iters-final",
                  "60", "--jobs", "1", "--out", str(out)]) == 0
-    report = seen["result"].report
-    assert len(report.skipped) == 1 and not report.done
+    assert "sweep: 0 run, 1 already done, 0 failed" in capsys.readouterr().out
+    (_, api_kw), (_, cli_kw) = calls
+    assert api_kw["rounds"] == [2] and tuple(cli_kw["rounds"]) == (2,)
+    assert api_kw["clients"] == cli_kw["clients"] == 8
     assert json.loads((out / "sweep-config.json").read_text())["rounds"] == [2]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flaimsim.bench.cli import main
-from flaimsim.bench.explain import TINY, run_tiny
+from flaimsim.bench.tiny import TINY, run_tiny
 from flaimsim.bench.narration import phase_text
 from flaimsim.bench.runs import TABLE_COLUMNS
 from flaimsim.bench.sequence import sequence_html

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from flaimsim.bench.report_charts import overview_chart, phase_chart, sweep_charts
 from flaimsim.bench.runs import (TABLE_COLUMNS, RunSet, _server_view, format_table_markdown,
-                                 human_bytes, reference_notes, table_cells)
+                                 reference_notes, table_cells)
 from flaimsim.parties.ledger import Ledger, party_kind
 from flaimsim.protocols.config import RunConfig
 

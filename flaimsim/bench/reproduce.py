@@ -305,10 +305,7 @@ def command(args: argparse.Namespace) -> int:
     protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else PROTOCOLS)
     print(reproduce(args.out, wanted, rounds, protocols, repeats=args.repeats, jobs=args.jobs,
                     overrides=overrides))
-    from flaimsim.bench.report import write_report
-
-    print(f"wrote {args.out}/reproduce.md, {args.out}/reproduce.csv, "
-          f"{write_report(args.out)} and per data set "
+    print(f"wrote {args.out}/reproduce.md, {args.out}/reproduce.csv and per data set "
           f"{args.out}/<dataset>/ (table.md, error-vs-T.png, traffic-vs-T.png)")
     return 0
 

@@ -18,10 +18,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from flaimsim.bench.explain import Story, TinyRuns
 from flaimsim.bench.network import PHASE_ORDER
 from flaimsim.bench.report import write_text_atomic
 from flaimsim.bench.runs import human_bytes
+from flaimsim.bench.tiny import Story, TinyRuns
 from flaimsim.parties.ledger import LedgerRow, party_kind
 
 LANE_GAP = 92
