@@ -119,6 +119,7 @@ def test_report_shows_recorded_knowledge_and_rebuilds(run_dir: Path, tmp_path: P
         "aggregator": ["the exact sum of the sampled clients' marginals"],
         "client": ["its neighbours' public keys"]}
     result["results"][1]["comm_rounds"] = 17
+    result["results"][1]["comm_rounds_by_phase"] = {"secagg-keys": 8, "secagg-unmask": 9}
     (folder / "result.json").write_text(json.dumps(result))
     (folder / "report.html").unlink()
     assert main(["report", str(folder)]) == 0
@@ -126,6 +127,7 @@ def test_report_shows_recorded_knowledge_and_rebuilds(run_dir: Path, tmp_path: P
     assert "the exact sum of the sampled clients&#x27; marginals" in page
     assert page.index(">client<") < page.index(">aggregator<")  # roles in a fixed order
     assert "communication rounds (counted)</td><td>17" in page
+    assert "secagg-keys 8, secagg-unmask 9" in page
     assert page.count("not recorded in this result") == 1  # central still has none
 
 

@@ -181,6 +181,9 @@ def timing_html(record: dict[str, Any], ledger: Ledger) -> str:
     rows = []
     if record.get("comm_rounds") is not None:
         rows.append(("communication rounds (counted)", str(record["comm_rounds"])))
+    by_phase = record.get("comm_rounds_by_phase")
+    if isinstance(by_phase, dict) and by_phase:
+        rows.append(("  of them, by phase", ", ".join(f"{k} {v}" for k, v in by_phase.items())))
     estimate = record.get("network_estimate_s")
     if isinstance(estimate, dict):
         rows += [(f"network estimate, {k} (recorded)", f"{v:.3g} s")
