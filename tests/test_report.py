@@ -120,6 +120,8 @@ def test_report_shows_recorded_knowledge_and_rebuilds(run_dir: Path, tmp_path: P
         "client": ["its neighbours' public keys"]}
     result["results"][1]["comm_rounds"] = 17
     result["results"][1]["comm_rounds_by_phase"] = {"secagg-keys": 8, "secagg-unmask": 9}
+    result["results"][1].update(network="WAN: 50 ms, 100 Mbit/s per link", compute_seconds=0.5,
+                                network_estimate_s=3.25, network_estimate_error=-0.05)
     (folder / "result.json").write_text(json.dumps(result))
     (folder / "report.html").unlink()
     assert main(["report", str(folder)]) == 0
@@ -128,6 +130,8 @@ def test_report_shows_recorded_knowledge_and_rebuilds(run_dir: Path, tmp_path: P
     assert page.index(">client<") < page.index(">aggregator<")  # roles in a fixed order
     assert "communication rounds (counted)</td><td>17" in page
     assert "secagg-keys 8, secagg-unmask 9" in page
+    assert "measured wall time of the run on that network" in page
+    assert "3.2 s (-5% against measured)" in page
     assert page.count("not recorded in this result") == 1  # central still has none
 
 

@@ -184,14 +184,21 @@ def timing_html(record: dict[str, Any], ledger: Ledger) -> str:
     by_phase = record.get("comm_rounds_by_phase")
     if isinstance(by_phase, dict) and by_phase:
         rows.append(("  of them, by phase", ", ".join(f"{k} {v}" for k, v in by_phase.items())))
-    estimate = record.get("network_estimate_s")
-    if isinstance(estimate, dict):
-        rows += [(f"network estimate, {k} (recorded)", f"{v:.3g} s")
-                 for k, v in estimate.items() if isinstance(v, (int, float))]
-    elif isinstance(estimate, (int, float)):
-        rows.append(("network estimate (recorded)", f"{estimate:.3g} s"))
+    network = record.get("network")  # runs over emulated links (run --network)
+    if network:
+        rows.append(("emulated network (measured on it)", str(network)))
     if record.get("wall_seconds") is not None:
-        rows.append(("measured wall time of the run", f"{record['wall_seconds']:.1f} s"))
+        rows.append(("measured wall time of the run" + (" on that network" if network else ""),
+                     f"{record['wall_seconds']:.1f} s"))
+    if record.get("compute_seconds") is not None:
+        rows.append(("compute time (the same run without emulation)",
+                     f"{record['compute_seconds']:.1f} s"))
+    estimate = record.get("network_estimate_s")
+    if isinstance(estimate, (int, float)):
+        error = record.get("network_estimate_error")
+        rows.append(("estimate: compute + the model's communication time",
+                     f"{estimate:.1f} s" + (f" ({error:+.0%} against measured)"
+                                            if isinstance(error, (int, float)) else "")))
     if ledger.rows:
         for net in PRESETS.values():
             latency, transfer = wall_time_split(ledger.rows, net)
