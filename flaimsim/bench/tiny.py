@@ -86,11 +86,13 @@ class TinyRuns:
         c = self.config
         return [Story("distaim", f"DistAIM ({c.mpc} MPC, {c.servers} compute servers)",
                       self.distaim.ledger, _texts("distaim", self.distaim.ledger, c),
-                      _distaim_opened(self.distaim)),
+                      _distaim_opened(self.distaim),
+                      tuple(self.distaim.record.get("profile") or ())),
                 Story("aug-flaim-private", "AugFLAIM (Private) (secure aggregation, one "
                       "aggregator)", self.flaim.ledger,
                       _texts("aug-flaim-private", self.flaim.ledger, c),
-                      _flaim_opened(self.flaim, self.backend))]
+                      _flaim_opened(self.flaim, self.backend),
+                      tuple(self.flaim.record.get("profile") or ()))]
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Story:
     ledger: Ledger
     texts: dict[str, str]  # phase -> narration
     opened: dict[int, list[str]]  # round -> what is opened, and to whom
+    operations: tuple[dict[str, Any], ...] = ()  # the run's profile (secure operations)
 
 
 def _texts(protocol: str, ledger: Ledger, config: RunConfig) -> dict[str, str]:
