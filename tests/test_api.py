@@ -12,6 +12,7 @@ import pytest
 import flaimsim
 from flaimsim.bench import api
 from flaimsim.bench.cli import main
+from flaimsim.parties.ledger import LedgerRow
 from flaimsim.protocols.config import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "api.md"
@@ -20,9 +21,10 @@ FAST = dict(clients=8, iters_round=30, iters_final=60)
 
 def test_acceptance_one_liner():
     r = flaimsim.run(dataset="synthfs", protocols=["central"], rounds=2)
-    assert r.ledger.shape == (0, 9)  # central AIM sends nothing; the columns are the ledger's
-    assert list(r.ledger.columns) == ["run", "protocol", "round", "phase", "sender", "receiver",
-                                      "bytes", "messages", "source"]
+    columns = list(LedgerRow.__dataclass_fields__)
+    assert r.ledger.shape == (0, len(columns))  # central AIM sends nothing
+    assert list(r.ledger.columns) == columns and columns[:9] == [
+        "run", "protocol", "round", "phase", "sender", "receiver", "bytes", "messages", "source"]
     text = r.table()
     assert text.splitlines()[2].startswith("central") and "L1 W+" in text
     assert r.records.loc[0, "rounds"] == 2 and r.config.rounds == 2

@@ -184,8 +184,11 @@ def test_explain_html_has_lanes_blocks_and_the_ledger_bytes(tiny):
             expected[(r.round, r.phase)][(r.sender, r.receiver)][0] += r.bytes
             expected[(r.round, r.phase)][(r.sender, r.receiver)][1] += r.messages
         assert set(blocks) == set(expected)
+        depth = story.ledger.rounds_by_step()
         for key, block in blocks.items():
             assert {(s, t): [b, m] for s, t, b, m in arrows(block)} == expected[key], key
+            shown = int(re.search(r'<span class="depth">(\d+)</span>', block).group(1))
+            assert shown == depth[key] > 0, key
     # Compact shares (the default): a packed vector to server 0 and a 16-byte seed (plus one
     # frame header) to each other server; the narration says so.
     ups = {t: b for s, t, b, _ in arrows(distaim[(0, "share-inputs")]) if s == "client:0"}

@@ -4,8 +4,8 @@ DistAIM and AugFLAIM (Private) side by side. Each protocol has one lane per part
 clients, its compute servers or its aggregator) and one block per (round, phase), in the
 order they happen (:data:`~flaimsim.bench.network.PHASE_ORDER`), from the setup handshake to
 the last opening. A block holds the phase's narration (:mod:`narration`, from the options
-that ran) and one arrow per sender → receiver flow, labelled with its bytes and messages
-from the ledger; after each round, what was opened and to whom. A step control (inline
+that ran), its communication rounds, and one arrow per sender → receiver flow, labelled with
+its bytes and messages from the ledger; after each round, what was opened and to whom. A step control (inline
 plain JavaScript; arrow keys) shows the story step by step in both columns at once; without
 JavaScript (or with ``#all-steps`` in the address) every block shows, and the contents list
 links to each block's anchor.
@@ -133,6 +133,7 @@ def story_html(story: Story) -> tuple[str, list[tuple[str, str]]]:
     for r in story.ledger.rows:
         by_step[(r.round, r.phase)].append(r)
     rounds = sorted({t for t, _ in by_step} | set(story.opened))
+    depth = story.ledger.rounds_by_step()  # communication rounds per (round, phase)
     parts = [f'<div class="col" data-protocol="{e(story.protocol)}">'
              f'<h2>{e(story.title)}</h2>']
     contents = []
@@ -149,7 +150,8 @@ def story_html(story: Story) -> tuple[str, list[tuple[str, str]]]:
                 f'<section class="step block" id="{e(anchor)}" data-key="{_key(t, phase)}" '
                 f'data-round="{t}" data-phase="{e(phase)}"><h3><a href="#{e(anchor)}">'
                 f'{e(name)}</a> <small>{e(human_bytes(total))} in '
-                f'{sum(r.messages for r in rows)} messages</small></h3>'
+                f'{sum(r.messages for r in rows)} messages, <span class="depth">'
+                f'{depth.get((t, phase), 0)}</span> communication rounds</small></h3>'
                 f'<p class="say">{e(story.texts.get(phase, ""))}</p>'
                 f'{block_svg(parties, flows(rows))}</section>')
         if story.opened.get(t):
