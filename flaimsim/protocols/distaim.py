@@ -46,7 +46,8 @@ from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import Score, score_sensitivity
 from flaimsim.mechanisms.workload import Workload
 from flaimsim.parties.distaim.cost_model import load_or_calibrate
-from flaimsim.parties.distaim.engines import IdealEngine, MpcEngine, SecureEngine, replay
+from flaimsim.parties.distaim.engines import (DISTAIM_RULES, IdealEngine, MpcEngine,
+                                             SecureEngine, replay)
 from flaimsim.parties.distaim.options import DistAimOptions, MpcMode, Participation, Selection
 from flaimsim.parties.distaim.plan import (GEOMETRIC_BITS, STATED_ETA, STATED_TAU, added_variance,
                                           kept_cells)
@@ -54,7 +55,7 @@ from flaimsim.parties.distaim.plan import score_bound as public_score_bound
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import fixed_schedule, run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
-from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
+from flaimsim.parties.mpc.openings import verify_servers
 from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record

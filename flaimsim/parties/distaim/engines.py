@@ -51,6 +51,7 @@ from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCell
 from flaimsim.parties.ledger import Ledger, client, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
 from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
+from flaimsim.parties.mpc.openings import Rule
 from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.transport import ClientTransport
@@ -137,6 +138,15 @@ def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_cou
     dots = int(np.unique(segment_of[plan.inside]).size)
     return Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths), mults=plan.mults,
                 steps=plan.steps, dots=dots)
+
+
+# What DistAIM's server commands (``server_commands``) may open, checked from outside after a
+# real run (``openings.verify_servers``): the secure exponential mechanism one index per call,
+# the noisy measurement one noisy marginal per call; ``open`` is the built-in explicit
+# opening. Nothing else may open.
+DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
+                 "distaim_measure": Rule(count=1),
+                 "open": Rule(count=1)}
 
 
 def launcher_options(command_timeout: float) -> dict[str, Any]:
