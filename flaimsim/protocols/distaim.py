@@ -355,10 +355,10 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
 
 
 def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[Any],
-                        measured: Ledger) -> dict[str, Any]:
+                        measured: Ledger, setting: CostSetting | None = None) -> dict[str, Any]:
     """Bytes per phase of a real run beside the cost table's price for the same steps
     (``replay``); the one-off connection handshakes (phase setup) are not in the table."""
-    table, fresh = cost_table(config, cost_setting(config, data))
+    table, fresh = cost_table(config, setting or cost_setting(config, data))
     modelled = replay(steps, table, config.sharing).by_phase()
     wire = {p: b for p, b in measured.by_phase().items() if p != "setup"}
     phases = sorted(set(modelled) | set(wire))
@@ -433,7 +433,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                                           if decomposed else None)
     record["wall_seconds"] = time.perf_counter() - start
     if config.check_model:
-        record["model_check"] = check_against_model(config, data, engine.steps, ledger)
+        record["model_check"] = check_against_model(config, data, engine.steps, ledger, setting)
         notes.extend(model_check_notes(record["model_check"]))
     return RunResult(record, synth, ledger, loop, notes,
                      {"reveals": reveals, "steps": list(engine.steps)})
