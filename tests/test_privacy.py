@@ -164,8 +164,10 @@ def test_a_run_that_charges_after_release_fails():
 def _check_block(record):
     block = record["privacy"]
     assert block["neighbouring"] == "add/remove one record"
+    # the schedule reserves KLS21's worst-case slack, so a run may spend a little less
     assert math.fsum(block["rho_by_mechanism"].values()) == pytest.approx(
-        block["rho_budget"], rel=1e-9)
+        block["rho_spent"], rel=1e-12)
+    assert block["rho_spent"] <= block["rho_budget"] * (1 + 1e-9)
     assert block["delta"] == pytest.approx(math.fsum(block["delta_terms"].values()), rel=1e-12)
     assert block["delta_terms"]["zcdp_conversion"] <= block["delta_target"] * (1 + 1e-6)
     assert block["order"]["releases"] > 0 and block["order"]["charges"] > 0

@@ -105,8 +105,10 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
     """Fixed-T AIM (the paper's experiments)."""
     rho = cdp_rho(config.epsilon, config.delta)
     d1 = len(workload.one_ways)
-    schedule = AimSchedule.fixed(rho, config.rounds, backend.n_measurements(config.rounds, d1),
-                                 config.alpha)
+    # A backend whose noise is a sum of shares reserves KLS21's slack up front.
+    schedule = AimSchedule.reserving(rho, config.rounds,
+                                     backend.n_measurements(config.rounds, d1), config.alpha,
+                                     getattr(backend, "slack_reserve", None))
     privacy = PrivacyLedger(rho)
     times = LoopTimes()
     measurements = backend.measure_initial(workload.one_ways, schedule.sigma, privacy)

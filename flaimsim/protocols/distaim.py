@@ -153,10 +153,14 @@ class ContributorCount:
         self.history: list[dict] = []
 
     def release(self, engine: SecureEngine, round: int, sigma: float, changed: bool,
-                privacy: PrivacyLedger) -> float:
+                privacy: PrivacyLedger, honest: int) -> float:
+        """Charge (with KLS21's slack for the ``honest`` servers' shares), open, log the
+        release; returns the new scale."""
         sigma_c = sigma * math.sqrt(self.releases)
+        charge = privacy.spend_gaussian(round, sigma_c, "contributor count",
+                                        honest_shares=honest, cells=self.length)
         values, cell_variance = engine.measure(round, self.offset, self.length, sigma_c)
-        privacy.spend_gaussian(round, sigma_c, "contributor count")
+        privacy.release(charge, "noisy contributor count")
         total, variance = float(values.sum()), self.length * cell_variance
         if changed or self.estimate is None:
             self.estimate, self.variance = total, variance
@@ -181,6 +185,26 @@ def scale_to_contributors(public_c: np.ndarray, model_total: float, count: float
     return public_c * (count / model_total) if model_total > 0 else public_c
 
 
+def slack_reserve(config: RunConfig, workload: Workload) -> Callable[[float], float]:
+    """σ ↦ the most KLS21 slack a run can charge at σ: the d1 one-way measurements, T
+    measurements of the largest candidate, and in ``poisson`` mode T + 1 contributor counts
+    at σ·sqrt(T + 1) (:class:`ContributorCount`). The schedule reserves it up front."""
+    from flaimsim.mechanisms.accounting import worst_slack
+
+    honest, T = config.servers - config.threshold, config.rounds
+    one_ways = [workload.n_cells(c) for c in workload.one_ways]
+    biggest = max(workload.n_cells(c) for c in workload.candidates)
+    count = min(one_ways) if config.distaim_participation == "poisson" else None
+
+    def reserve(sigma: float) -> float:
+        total = math.fsum(worst_slack(sigma, honest, n) for n in one_ways)
+        total += T * worst_slack(sigma, honest, biggest)
+        if count is not None:
+            total += (T + 1) * worst_slack(sigma * math.sqrt(T + 1), honest, count)
+        return total
+    return reserve
+
+
 class DistAimBackend:
     """Select and measure through a :class:`SecureEngine` (real MPC or its ideal model)."""
 
@@ -191,6 +215,7 @@ class DistAimBackend:
         self.offsets, self.lengths = candidate_layout(data.workload)
         self.index = {c: i for i, c in enumerate(data.workload.answered)}
         self.max_count = max_count
+        self.honest = config.servers - config.threshold   # servers whose noise shares count
         self.shared: set[int] = set()
         self.sampling = stream(config.seed, "sampling")
         self.effective_epsilons: list[float] = []
@@ -199,6 +224,7 @@ class DistAimBackend:
         self.count = (ContributorCount(data.workload, self.offsets, self.lengths,
                                        config.rounds, max_count)
                       if config.distaim_participation == "poisson" else None)
+        self._reserve = slack_reserve(config, data.workload)
         # poisson: each measurement with the contributor count in force when it was taken
         self._measured: list[tuple[Measurement, float]] = []
 
@@ -224,10 +250,13 @@ class DistAimBackend:
         # poisson: T + 1 contributor-count releases, together one measurement's cost.
         return rounds + d1 + (self.count is not None)
 
+    def slack_reserve(self, sigma: float) -> float:
+        return self._reserve(sigma)
+
     def _measure(self, round: int, cliques: Sequence[Clique], sigma: float,
                  privacy: PrivacyLedger) -> list[Measurement]:
         out = []
-        honest = self.config.servers - self.config.threshold
+        honest = self.honest
         if cliques:   # their bits in one call, not one per marginal
             idx = [self.index[c] for c in cliques]
             self.engine.prepare_measure(round, kept_cells(self.offsets[idx], self.lengths[idx]))
@@ -267,7 +296,7 @@ class DistAimBackend:
         while not self.shared:  # poisson: nobody sampled yet; the sample is redrawn
             self._join(0)
         if self.count is not None:
-            self.count.release(self.engine, 0, sigma, True, privacy)
+            self.count.release(self.engine, 0, sigma, True, privacy, self.honest)
         return self._measure(0, one_ways, sigma, privacy)
 
     def select(self, round, candidates, model, sigma, epsilon, privacy):
@@ -276,7 +305,7 @@ class DistAimBackend:
             changed = self._join(round)
             public_c = scale_to_contributors(
                 public_c, model.total, self.count.release(self.engine, round, sigma, changed,
-                                                          privacy))
+                                                          privacy, self.honest))
         idx = [self.index[c] for c in candidates]
         self.scored_cells += int(public_c.size)
         std = offset_std(sigma, self.config.servers)
@@ -317,9 +346,10 @@ class CostSetting:
 def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
     from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
     max_count = wire_record_bound(data)
-    schedule = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
-                                 config.rounds + len(data.workload.one_ways)
-                                 + (config.distaim_participation == "poisson"), config.alpha)
+    schedule = AimSchedule.reserving(cdp_rho(config.epsilon, config.delta), config.rounds,
+                                     config.rounds + len(data.workload.one_ways)
+                                     + (config.distaim_participation == "poisson"),
+                                     config.alpha, slack_reserve(config, data.workload))
     eps_run = secure_em_epsilon(selection_epsilon(schedule.epsilon_select, config.em)[0],
                                 config.em, config.score)
     bound = score_bound(data.workload, max_count, offset_std(schedule.sigma, config.servers))
