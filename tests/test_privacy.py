@@ -237,6 +237,8 @@ def test_real_distaim_privacy_block_and_server_openings():
     block = _check_block(res.record)
     assert block["noise"]["randomness"].startswith("OS CSPRNG")
     assert block["threshold"] == 1 and block["delta_terms"]["gumbel-truncation"] > 0
+    masked = res.record["masked_openings"]     # counted at the servers, not just claimed
+    assert masked["calls"] > 0 and masked["elements"] >= masked["calls"]
     releases = [e for e in res.loop.privacy.events if e.kind == "release"]
     reveals = res.artifacts["reveals"]
     assert len(releases) == len(reveals)

@@ -82,3 +82,63 @@ def test_reserved_schedule_leaves_room_for_the_worst_case_slack():
     assert plain.total_cost + reserve(plain.sigma) > rho        # the old schedule overdraws
     assert reserved.total_cost + reserve(reserved.sigma) <= rho * (1 + 1e-12)
     assert reserved.total_cost > 0.3 * rho   # KLS21's τ²d/2 term is most of the rest here
+
+
+def test_no_opening_path_takes_a_wrapped_array():
+    """open, open_to, and distaim_measure outside the decomposition refuse s = x + w·2^b;
+    distaim_prepare keeps the mark (its array still holds s). Fails before issue 24: open_to
+    never checked, and distaim_prepare dropped the mark."""
+    from mpyc.runtime import mpc
+
+    from flaimsim.parties.mpc import distaim_server  # noqa: F401  (registers its commands)
+    from flaimsim.parties.mpc.secure_scoring import count_secint
+    from flaimsim.parties.mpc.server import COMMANDS, CommandError, ServerState
+
+    b = 6
+    x = np.array([3, 0, 63, 17, 5])
+    w = np.array([1, 2, 0, 1, 2])                 # wrap counts: they depend on the shares
+    stype = count_secint((1 << b) - 1)
+    state = ServerState(runtime=mpc, secint=stype)
+    state.arrays["s"] = stype.array(x + w * (1 << b))
+    state.extras["wrapped"] = {"s": b}
+
+    def run(cmd, **kw):
+        return mpc.run(COMMANDS[cmd](state, **kw))
+
+    with pytest.raises(CommandError, match="wrapped"):
+        run("open", name="s")
+    with pytest.raises(CommandError, match="wrapped"):
+        run("open_to", name="s", host="127.0.0.1", port=9, receiver=0)
+    run("distaim_prepare", name="s", max_count=(1 << b) - 1, anchor=[0, 5])
+    assert state.extras["wrapped"] == {"s": b}
+    with pytest.raises(CommandError, match="wrapped"):
+        run("open", name="s")
+    with pytest.raises(CommandError, match="wrapped"):
+        run("open_to", name="s", host="127.0.0.1", port=9, receiver=0)
+    state.arrays["t"] = state.arrays["s"]          # another name, no decomposition: refused
+    state.extras["wrapped"]["t"] = b
+    with pytest.raises(CommandError, match="wrapped"):
+        run("distaim_measure", name="t", offset=0, length=5, sigma=2.0)
+    # the decomposition's x is what a measurement opens, not s
+    out = run("distaim_measure", name="s", offset=0, length=5, sigma=0.5)
+    assert np.all(np.abs(np.asarray(out["values"]) - x) < 32)
+
+
+def test_synthetic_table_has_the_models_noisy_total_not_n():
+    from flaimsim.protocols.central import run_central
+
+    res = run_central(RunConfig(protocol="central", **TINY))
+    n = res.loop.model.total
+    assert res.synthetic.n == max(1, round(n)) == res.record["synthetic_rows"]
+    from flaimsim.protocols.prepare import prepare
+
+    assert res.synthetic.n != prepare(RunConfig(protocol="central", **TINY)).train.n
+
+
+def test_record_bound_error_does_not_print_n():
+    from flaimsim.protocols.config import ConfigError
+    from flaimsim.protocols.prepare import RecordBound, check_record_bound
+
+    with pytest.raises(ConfigError) as err:
+        check_record_bound(RecordBound(100, True, "--max-records"), 4321)
+    assert "4321" not in str(err.value) and "record bound 100" in str(err.value)

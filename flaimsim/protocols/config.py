@@ -38,7 +38,7 @@ class RunConfig:
     iters_round: int = 200
     iters_final: int = 1000
     fit_tol: float | None = None  # mirror-descent stopping rule; the iteration counts cap it
-    synthetic_rows: int | None = None  # default: the training set's size
+    synthetic_rows: int | None = None  # default: the model's noisy total (never N itself)
     test_fraction: float = 0.1
     max_bins: int | None = None
     workload_marginals: int = 64

@@ -49,7 +49,8 @@ from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEn
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
-from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
+from flaimsim.parties.mpc.openings import (DISTAIM_RULES, MASKED_OPENINGS_NOTE,
+                                           masked_openings, verify_servers)
 from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
@@ -434,6 +435,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
         reveals = engine.reveal_log()
         # real MPC: check openings from outside
         opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
+        masked = masked_openings(launcher.call) if launcher else None
     finally:
         engine.close()
     extra = {"mpc": config.mpc, "servers": config.servers,
@@ -454,7 +456,9 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "openings": len(reveals),
              "server_openings_checked": None if opened is None else len(opened),
              "server_opened_elements": None if opened is None
-             else sum(o.elements for o in opened)}
+             else sum(o.elements for o in opened),
+             # counted at server 0 with --mpc real; the modelled run executes none
+             "masked_openings": masked, "masked_openings_note": MASKED_OPENINGS_NOTE}
     record, synth = build_record(config, data, loop, ledger, config.servers,
                                  time.perf_counter() - start, extra)
     # Bytes sent per server per scored cell and round; the bit decompositions (each cell at

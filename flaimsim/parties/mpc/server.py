@@ -391,6 +391,7 @@ async def open_to(state: ServerState, name: str, host: str, port: int, round: in
     """Open secure array ``name`` to server ``receiver`` only (``mpc.output(x, receivers=)``);
     that server writes it to ``host:port`` as one OPENED_SUM frame of fixed-width elements
     (values mod p). Returns the bytes written (0 at the other servers)."""
+    _refuse_wrapped(state, [name], "opened")
     x = state.array(name)
     values = await state.runtime.output(x, receivers=[int(receiver)])
     state.reveal_log.append({"seq": len(state.reveal_log), "name": name, "label": label,
