@@ -142,3 +142,41 @@ def test_record_bound_error_does_not_print_n():
     with pytest.raises(ConfigError) as err:
         check_record_bound(RecordBound(100, True, "--max-records"), 4321)
     assert "4321" not in str(err.value) and "record bound 100" in str(err.value)
+
+
+def _flaim_audit(**kw):
+    from flaimsim.parties.ledger import Ledger
+    from flaimsim.protocols.aim import run_fixed
+    from flaimsim.mechanisms.model import GraphicalModel
+    from flaimsim.protocols.flaim import FlaimBackend
+    from flaimsim.protocols.prepare import prepare
+
+    base = dict(protocol="naive-flaim", dataset="synthfs", clients=10, synthfs_features=5,
+                synthfs_records=40, max_bins=4, workload_marginals=6, rounds=4,
+                participation=0.4, iters_round=30, iters_final=30, seed=2)
+    config = RunConfig(**{**base, **kw})
+    data = prepare(config)
+    backend = FlaimBackend(config, data, "naive", Ledger("t", config.protocol), audit=True)
+    model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
+    loop = run_fixed(config, data.workload, model, backend)
+    return backend, loop
+
+
+@pytest.mark.parametrize("noise", ["central", "distributed"])
+def test_the_aggregators_view_is_never_one_clients_exact_vector(noise):
+    """Issue 24's lone chooser: before, a cover joined with zeros and the unmasked sum was
+    the chooser's exact marginal. Now every sum the aggregator unmasks is over >= 2 real
+    vectors, or carries the group's noise shares."""
+    backend, loop = _flaim_audit(flaim_noise=noise)
+    lone = [r for r in backend.records if r.phase == "choice" and len(r.contributors) == 1]
+    assert lone, "the setting must produce lone choosers to test anything"
+    for rec in backend.records:
+        own = [backend.clients[k].marginal(rec.clique) if rec.phase == "choice"
+               else backend.clients[k].one_way(rec.clique[0]) for k in rec.contributors]
+        for k, vec in zip(rec.contributors, own):
+            assert not np.array_equal(rec.exact_sum, vec), (rec.round, rec.clique, k)
+        if noise == "distributed" or len(rec.contributors) < 2:
+            assert rec.noise_shares == len(rec.contributors) + len(rec.covers)
+    kinds = loop.privacy.rho_by_mechanism()
+    assert loop.privacy.rho_spent <= loop.privacy.rho_budget * (1 + 1e-9)
+    assert "dgauss-sum-slack" in kinds

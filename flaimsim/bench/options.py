@@ -159,6 +159,10 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
     opt(flaim, "--dropout", "share of sampled clients that drop out of a round", type=float)
     opt(flaim, "--aggregation", "secagg: SecAgg+ at an aggregator; servers: the MPC servers",
         choices=("secagg", "servers"))
+    opt(flaim, "--flaim-noise", "central: the aggregator noises exact sums of >= 2 choosers "
+        "(a lone chooser's group adds noise shares); distributed: every client adds a noise "
+        "share (KLS21), the aggregator sees noisy sums only", dest="flaim_noise",
+        choices=("central", "distributed"))
 
     out = p.add_argument_group("output")
     out.add_argument("--out", default=None,

@@ -77,6 +77,9 @@ class RunConfig:
     # FLAIM
     dropout: float = 0.0
     aggregation: str = "secagg"  # secagg | servers
+    # central: the aggregator noises exact sums of >= 2 choosers (a lone chooser's group adds
+    # noise shares); distributed: every session's clients add shares (KLS21)
+    flaim_noise: str = "central"
     # A public upper bound on the number of training records. Under add/remove DP the true N
     # is private, so field bit lengths and SecAgg word widths that show on the wire come from
     # this bound; default: the data set's documented size (see public_record_bound).
@@ -123,6 +126,9 @@ class RunConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.aggregation not in ("secagg", "servers"):
             raise ConfigError("aggregation must be 'secagg' or 'servers'")
+        if self.flaim_noise not in ("central", "distributed"):
+            raise ConfigError(f"flaim_noise must be 'central' or 'distributed', got "
+                              f"{self.flaim_noise!r}")
         if self.cluster_embedding not in ("umap", "pca"):
             raise ConfigError("cluster_embedding must be 'umap' or 'pca'")
         if self.clients < 1:
