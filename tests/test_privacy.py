@@ -194,7 +194,9 @@ def test_distaim_model_privacy_block():
     assert set(block["rho_by_mechanism"]) == {"gaussian", "exponential", "dgauss-sum-slack"}
     assert block["delta_terms"]["gumbel-truncation"] > 0
     assert block["threshold"] == 1 and block["servers"] == 3
-    assert block["security_terms"]["mpyc_sec_param"] == 30
+    # the default κ keeps the masked openings' δ term within δ/10 (protocols/mpc_security)
+    assert block["security_terms"]["mpyc_sec_param"] >= 30
+    assert 0 < block["delta_terms"]["mpc-statistical"] <= block["delta_target"] / 10
     kinds = [e.kind for e in res.loop.privacy.events]
     # Per selection: charge, deviation, release; per measurement: two charges, release.
     assert kinds.count("release") == kinds.count("charge") - 6

@@ -180,3 +180,61 @@ def test_the_aggregators_view_is_never_one_clients_exact_vector(noise):
     kinds = loop.privacy.rho_by_mechanism()
     assert loop.privacy.rho_spent <= loop.privacy.rho_budget * (1 + 1e-9)
     assert "dgauss-sum-slack" in kinds
+
+
+@pytest.mark.parametrize("options,role,present,absent", [
+    (dict(protocol="naive-flaim"), "aggregator", "exact sum of each chosen marginal over its "
+     ">= 2 choosers", "noisy sums only"),
+    (dict(protocol="naive-flaim", flaim_noise="distributed"), "aggregator", "noisy sums only",
+     "exact sum"),
+    (dict(protocol="aug-flaim-oracle"), "aggregator", "NOT private", "noisy sums only"),
+    (dict(protocol="distaim"), "compute_server", "selected index", "EVERY client"),
+    (dict(protocol="distaim", servers=2), "compute_server", "EVERY client", "any 1 server"),
+    (dict(protocol="distaim", distaim_participation="poisson"), "compute_server",
+     "noisy count", "EVERY client"),
+    (dict(protocol="naive-flaim", aggregation="servers"), "compute_server", "Shamir shares",
+     "no compute servers"),
+    (dict(protocol="central"), "aggregator", "every record", "noisy"),
+])
+def test_knowledge_follows_the_options(options, role, present, absent):
+    from flaimsim.protocols.knowledge import ROLES, knowledge
+
+    k = knowledge(RunConfig(**options))
+    assert tuple(k) == ROLES and all(isinstance(v, list) and v for v in k.values())
+    text = " | ".join(k[role])
+    assert present in text and absent not in text
+    assert any("noisy total" in s for s in k["downstream"])   # never the exact N
+
+
+def test_result_json_lists_knowledge_and_the_mpc_delta_term():
+    import json
+
+    from flaimsim.protocols.distaim import run_distaim
+
+    res = run_distaim(RunConfig(protocol="distaim", mpc="model", **TINY))
+    block = json.loads(json.dumps(res.record["privacy"]))
+    assert set(block["knowledge"]) == {"client", "compute_server", "aggregator", "downstream"}
+    kappa = block["security_terms"]["mpyc_sec_param"]
+    u = block["security_terms"]["masked_openings_bound"]
+    assert block["delta_terms"]["mpc-statistical"] == pytest.approx(
+        (1 + math.exp(block["epsilon"])) * u * 2.0 ** -kappa)
+    assert block["delta_terms"]["mpc-statistical"] <= block["delta_target"] / 10
+    # κ one lower would not meet δ/10: the default is the smallest that does
+    assert (1 + math.exp(block["epsilon"])) * u * 2.0 ** -(kappa - 1) > block["delta_target"] / 10
+
+
+@pytest.mark.parametrize("participation", ["all", "poisson"])
+def test_masked_openings_bound_covers_what_the_servers_count(participation):
+    """The plan's bound U must not be below the masked elements the real servers opened
+    (counted by the opening counter at server 0), or the δ term would understate."""
+    from flaimsim.protocols.distaim import run_distaim
+    from flaimsim.protocols.mpc_security import masked_openings_bound
+    from flaimsim.protocols.prepare import prepare
+
+    cfg = RunConfig(protocol="distaim", mpc="real", distaim_participation=participation,
+                    participation=0.5, mpc_security=30, **{**TINY, "rounds": 2})
+    res = run_distaim(cfg)
+    data = prepare(cfg)
+    counted = res.record["masked_openings"]["elements"]
+    bound = masked_openings_bound(cfg, data.workload, data.record_bound.value)
+    assert 0 < counted <= bound

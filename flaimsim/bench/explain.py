@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from flaimsim.parties.ledger import Ledger, LedgerRow, party_kind
 from flaimsim.protocols.config import RunConfig
+from flaimsim.protocols.knowledge import format_knowledge
 from flaimsim.bench.network import PHASE_ORDER, PRESETS, wall_time_split
 from flaimsim.bench.runs import human_bytes
 
@@ -181,6 +182,7 @@ def explain(config: RunConfig | None = None, bill: bool = True) -> str:
     distaim = runner("distaim")(config.replace(protocol="distaim"), data=data)
     parts.append(narrate(f"DistAIM ({config.mpc} MPC, {config.servers} compute servers)",
                          distaim.ledger, WHAT["distaim"], _distaim_opened(distaim), K))
+    parts.append(format_knowledge(distaim.record["privacy"]["knowledge"]))
     flaim_config = config.replace(protocol="aug-flaim-private")
     try:
         from flaimsim.protocols.flaim import simulate_flaim
@@ -191,6 +193,7 @@ def explain(config: RunConfig | None = None, bill: bool = True) -> str:
     parts.append("")
     parts.append(narrate("AugFLAIM (Private) (secure aggregation, one aggregator)",
                          flaim.ledger, WHAT["flaim"], _flaim_opened(flaim, backend), K))
+    parts.append(format_knowledge(flaim.record["privacy"]["knowledge"]))
     dt, ft = distaim.ledger.totals(), flaim.ledger.totals()
     mpc = sum(v["sent"] for p, v in dt.items() if party_kind(p) == "server")
     client_d = sum(v["sent"] + v["received"] for p, v in dt.items()

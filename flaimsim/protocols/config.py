@@ -67,6 +67,9 @@ class RunConfig:
     # round (bench scoring: 1.84 vs 1.59 B) and the same field width (notes/distaim.md).
     score_frac_bits: int = 2
     distaim_participation: str = "all"  # all (round 0) | poisson (first sample)
+    # MPyC's statistical security parameter κ (None: the smallest >= 30 that keeps the masked
+    # openings' δ term <= δ/10, protocols/mpc_security.py)
+    mpc_security: int | None = None
     party_timeout_s: float = 600.0  # per server command; a full-size decomposition needs more
     # --mpc real: replay the run's steps through the calibrated cost table afterwards and
     # record modelled against measured bytes per phase (calibrates once if not cached).

@@ -52,6 +52,7 @@ from flaimsim.protocols.config import ConfigError, RunConfig, stream
 from flaimsim.parties.mpc.openings import (DISTAIM_RULES, MASKED_OPENINGS_NOTE,
                                            masked_openings, verify_servers)
 from flaimsim.parties.mpc.wire import add_setup_rows
+from flaimsim.protocols.mpc_security import mpyc_option, resolve_kappa
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
 
@@ -342,6 +343,7 @@ class CostSetting:
     sigma: float
     score_bound: float
     select_epsilon: float       # ε_run/Δ: the calibration's ε at Δ = 1 (the same scale)
+    kappa: int = 30             # MPyC's statistical security parameter (mpc_security)
 
 
 def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
@@ -355,7 +357,8 @@ def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
                                 config.em, config.score)
     bound = score_bound(data.workload, max_count, offset_std(schedule.sigma, config.servers))
     return CostSetting(max_count, schedule.sigma, bound,
-                       eps_run / score_sensitivity(data.workload.weights))
+                       eps_run / score_sensitivity(data.workload.weights),
+                       resolve_kappa(config, data.workload, max_count))
 
 
 def cost_table(config: RunConfig, setting: CostSetting) -> tuple[Any, bool]:
@@ -365,7 +368,8 @@ def cost_table(config: RunConfig, setting: CostSetting) -> tuple[Any, bool]:
 
     return load_or_calibrate(config.servers, setting.max_count, setting.score_bound,
                              frac_bits=config.score_frac_bits, score=config.score,
-                             select_epsilon=setting.select_epsilon)
+                             select_epsilon=setting.select_epsilon,
+                             sec_param=mpyc_option(setting.kappa))
 
 
 def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
@@ -378,7 +382,8 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
                                          frac_bits=config.score_frac_bits, em=config.em,
                                          score=config.score,
                                          command_timeout=config.party_timeout_s,
-                                         servers_at=config.server_addresses)
+                                         servers_at=config.server_addresses,
+                                         sec_param=mpyc_option(setting.kappa))
     else:
         table, fresh = cost_table(config, setting)
         if fresh:

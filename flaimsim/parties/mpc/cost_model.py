@@ -77,6 +77,7 @@ class CostTable:
     frac_bits: int = 0
     score: str = "l1"
     select_bits: int = 0   # secure_em.comparison_bits of the select rows (the argmax's width)
+    sec_param: int | None = None   # MPyC's -K the servers ran with (None: its default)
 
     def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
                 dots: int = 0, chunks: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
@@ -117,7 +118,7 @@ class CostTable:
     @property
     def key(self) -> str:
         return cache_key(self.m, self.max_count, self.score_bound, self.frac_bits, self.score,
-                         self.select_bits)
+                         self.select_bits, self.sec_param)
 
 
 def select_bits_for(score_bound: float, select_epsilon: float) -> int:
@@ -148,13 +149,14 @@ def code_version() -> str:
 
 
 def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0,
-              score: str = "l1", select_bits: int = 0) -> str:
+              score: str = "l1", select_bits: int = 0, sec_param: int | None = None) -> str:
     from flaimsim.parties.mpc.distaim_engine import count_bits_for
 
     bits = count_bits_for(max_count, frac_bits, score)
     return (f"m{m}-b{int(max_count).bit_length()}-l{bits}-f{frac_bits}-{score}"
             f"-fxp{fxp_bits(score_bound)}"
             f"-cmp{select_bits}"
+            + (f"-k{sec_param}" if sec_param is not None else "") +
             f"-{code_version()}")
 
 
@@ -176,7 +178,8 @@ def _segments(cells: int, k: int) -> list[int]:
 def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
               cell_sizes: Sequence[int] = (48, 192, 768),
               select_ks: Sequence[int] = (4, 16, 64, 161, 256),
-              frac_bits: int = 0, score: str = "l1", select_epsilon: float = 1.0) -> CostTable:
+              frac_bits: int = 0, score: str = "l1", select_epsilon: float = 1.0,
+              sec_param: int | None = None) -> CostTable:
     """Measure every step with real server processes and fit the linear cost per pair.
 
     The score step is measured at several model scales (mostly-zero to large values), so
@@ -203,7 +206,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     for n_cal, cells in enumerate(cell_sizes):
         # Compact sharing (the default) so that the conversion to Shamir form is measured.
         engine = MpcEngine(Ledger(), m=m, max_count=max_count, sharing="compact",
-                           frac_bits=frac_bits, score=score)
+                           frac_bits=frac_bits, score=score, sec_param=sec_param)
         try:
             element_bytes = engine.element_bytes
             vectors = {k: rng.integers(0, max(1, max_count // (4 * cells)) + 1, cells)
@@ -280,7 +283,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     return CostTable(m, int(max_count), float(score_bound),
                      count_bits_for(max_count, frac_bits, score), element_bytes,
                      mpyc.__version__, code_version(), coefficients, worst, int(frac_bits),
-                     score, select_bits_for(score_bound, select_epsilon))
+                     score, select_bits_for(score_bound, select_epsilon), sec_param)
 
 
 def cache_dir() -> Path:
@@ -289,8 +292,8 @@ def cache_dir() -> Path:
 
 def load_or_calibrate(m: int, max_count: int, score_bound: float,
                       path: str | Path | None = None, frac_bits: int = 0,
-                      score: str = "l1", select_epsilon: float = 1.0
-                      ) -> tuple[CostTable, bool]:
+                      score: str = "l1", select_epsilon: float = 1.0,
+                      sec_param: int | None = None) -> tuple[CostTable, bool]:
     """The cached table for this setting, or a fresh calibration (then cached).
 
     Returns the table and whether it was calibrated now.
@@ -298,14 +301,14 @@ def load_or_calibrate(m: int, max_count: int, score_bound: float,
     import mpyc
 
     key = cache_key(m, max_count, score_bound, frac_bits, score,
-                    select_bits_for(score_bound, select_epsilon))
+                    select_bits_for(score_bound, select_epsilon), sec_param)
     target = Path(path) if path else cache_dir() / f"cost-{key}.json"
     if target.exists():
         table = CostTable.from_json(target.read_text())
         if table.mpyc_version == mpyc.__version__ and table.key == key:
             return table, False
     table = calibrate(m, max_count, score_bound, frac_bits=frac_bits, score=score,
-                      select_epsilon=select_epsilon)
+                      select_epsilon=select_epsilon, sec_param=sec_param)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(table.to_json())
     return table, True

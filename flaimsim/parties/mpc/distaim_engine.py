@@ -229,10 +229,14 @@ def l2_distances(x: np.ndarray, public_c: np.ndarray, lengths: Sequence[int],
     return np.sqrt(np.add.reduceat(d * d, ends - np.asarray(lengths))) / float(1 << frac_bits)
 
 
-def launcher_options(command_timeout: float) -> dict[str, Any]:
-    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match)."""
-    return {"command_timeout": float(command_timeout),
-            "load": ["flaimsim.parties.mpc.distaim_server"]}
+def launcher_options(command_timeout: float, sec_param: int | None = None) -> dict[str, Any]:
+    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
+    ``sec_param``: MPyC's statistical security parameter (None: MPyC's default)."""
+    opts: dict[str, Any] = {"command_timeout": float(command_timeout),
+                            "load": ["flaimsim.parties.mpc.distaim_server"]}
+    if sec_param is not None:
+        opts["sec_param"] = int(sec_param)
+    return opts
 
 
 class MpcEngine:
@@ -241,7 +245,8 @@ class MpcEngine:
     def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1,
                  sharing: str = "compact", frac_bits: int = 0, em: str = "gumbel",
                  score: str = "l1", command_timeout: float = 600.0,
-                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
+                 servers_at: Sequence[tuple[str, int]] | None = None,
+                 sec_param: int | None = None) -> None:
         from flaimsim.parties.mpc.launcher import connect_servers
         from flaimsim.parties.transport import ClientTransport
 
@@ -250,7 +255,8 @@ class MpcEngine:
         self.bits = count_bits_for(max_count, frac_bits, score)
         self.candidate_of: dict[int, int] = {}
         # servers_at: servers already running on their hosts (`flaimsim serve`)
-        self.launcher = connect_servers(m, servers_at, **launcher_options(command_timeout))
+        self.launcher = connect_servers(m, servers_at,
+                                        **launcher_options(command_timeout, sec_param))
         self.transport = ClientTransport(self.launcher.client_addresses)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0
