@@ -238,3 +238,18 @@ def test_masked_openings_bound_covers_what_the_servers_count(participation):
     counted = res.record["masked_openings"]["elements"]
     bound = masked_openings_bound(cfg, data.workload, data.record_bound.value)
     assert 0 < counted <= bound
+
+
+def test_flaim_bill_prices_each_noise_option_on_the_wire():
+    from flaimsim.bench.flaim_bill import flaim_bill, format_flaim_bill
+
+    cfg = RunConfig(protocol="naive-flaim", dataset="synthfs", clients=8, synthfs_features=4,
+                    synthfs_records=40, max_bins=4, workload_marginals=3, rounds=2,
+                    participation=0.5, iters_round=20, iters_final=20, seed=3)
+    rows = flaim_bill(cfg, alternatives=[({"flaim_noise": "distributed"}, "shares")])
+    base, dist = rows
+    assert base.source == dist.source == "wire"
+    assert dist.noise_share_sessions == dist.sessions > base.noise_share_sessions
+    # the same sessions and choices; distributed pays wider SecAgg+ words only
+    assert dist.secure_bytes > base.secure_bytes and dist.broadcast_bytes > 0
+    assert "distributed" in format_flaim_bill(rows)
