@@ -90,8 +90,8 @@ def test_no_opening_path_takes_a_wrapped_array():
     never checked, and distaim_prepare dropped the mark."""
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.mpc import distaim_server  # noqa: F401  (registers its commands)
-    from flaimsim.parties.mpc.secure_scoring import count_secint
+    from flaimsim.parties.distaim import server_commands  # noqa: F401  (registers them)
+    from flaimsim.parties.distaim.secure_scoring import count_secint
     from flaimsim.parties.mpc.server import COMMANDS, CommandError, ServerState
 
     b = 6

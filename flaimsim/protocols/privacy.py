@@ -26,7 +26,7 @@ DELTA_TERM_NOTES = {
     "zcdp_conversion": "rho-zCDP -> (epsilon, delta) conversion of rho_spent (CKS20 Prop. 12)",
     "gumbel-truncation": "secure EM: Gumbel noise's geometric parts capped at B bits; total "
                          "variation <= 2k 2^-B per selection over k candidates, times "
-                         "(1 + e^epsilon) (parties/mpc/secure_em.py)",
+                         "(1 + e^epsilon) (parties/distaim/secure_em.py)",
     "mpc-statistical": "MPC masked openings: U masked elements (a bound from the run's plan), "
                        "each within 2^-kappa of data-independent, so any t servers' view is "
                        "within U 2^-kappa of a simulation from the outputs; times "
