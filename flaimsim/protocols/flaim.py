@@ -9,9 +9,15 @@ SecAgg+ session); the aggregator adds N(0, σ²) to each one-way sum. Round t = 
 2. each sampled client scores its candidates on its own data and draws r_k with the local
    exponential mechanism (:mod:`flaimsim.parties.fl_clients`: scores, corrections c_k and the
    local sensitivities 2·max w / 4·max w), and sends r_k in the clear (phase ``select``);
-3. for each distinct chosen r, the choosing clients run SecAgg+ on M_r(D_k) (a one-client
-   group gets a cover client contributing zeros) and the aggregator adds N(0, σ² I) once to
-   each sum: one :class:`Measurement` per distinct marginal;
+3. for each distinct chosen r, the choosing clients run SecAgg+ on M_r(D_k) and the
+   aggregator adds N(0, σ² I) once to each sum: one :class:`Measurement` per distinct
+   marginal. A one-client group gets a cover client contributing zeros, and then every
+   client of the group adds an N_Z(0, σ²/n) share before masking (distributed noise,
+   :mod:`flaimsim.parties.fl.distributed_noise`), so the aggregator never unmasks one
+   client's exact vector. ``--flaim-noise distributed`` does that in every session (round 0
+   and proxy included): the aggregator sees noisy sums only. Each Gaussian with shares is
+   charged KLS21's slack (the round's worst group, by parallel composition), and the
+   schedule reserves the worst case (:meth:`FlaimBackend.slack_reserve`);
 4. AugFLAIM (Private), rounds 1..T−1: every sampled client also submits all its one-way
    marginals through SecAgg+ (ledger phase ``proxy``); the noisy sums refresh the running
    mean ỹ used by the next rounds' τ̃ and join the model's measurements.
@@ -29,8 +35,8 @@ their local EMs (their choices reach the aggregator in the clear), and the round
 before the secure aggregations start. If an aggregation fails (too many dropouts),
 :class:`FlaimRoundError` is raised and the Gaussians are refunded: no noisy sum was released
 (the aggregator only ever held exact sums, which it sees in any case). The EM stays charged:
-its choices were sent. The aggregator itself learns the exact sums before adding noise
-(central-noise FLAIM), so DP protects what it releases, not what it sees. The noise is the
+its choices were sent. With central noise the aggregator learns the exact sums of >= 2 choosers before adding
+noise, so DP protects what it releases, not what it sees (docs/privacy.md). The noise is the
 discrete Gaussian N_Z(0, σ²); the model is fitted with its exact variance.
 
 Dropouts: each round, round(dropout·|S|) sampled clients, drawn from the seeded ``dropout``
