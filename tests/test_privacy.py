@@ -235,7 +235,7 @@ def test_distaim_model_privacy_block():
 def test_record_bound_refuses_larger_data_and_sets_wire_widths():
     from flaimsim.protocols.prepare import prepare
 
-    with pytest.raises(ConfigError, match="more than the record bound 100"):
+    with pytest.raises(ConfigError, match="more records than the record bound 100"):
         prepare(RunConfig(max_records=100, **TINY))
     data = prepare(RunConfig(max_records=10_000, **TINY))
     assert data.record_bound.to_dict() == {"value": 10_000, "public": True,
