@@ -50,7 +50,9 @@ WHAT: dict[str, dict[str, str]] = {
         "secagg-masked-input": "each client sends its marginal vector under pairwise and "
                                "self masks (it looks random to the aggregator)",
         "secagg-unmask": "survivors send key shares so the aggregator can remove the masks: "
-                         "it learns only the sum, then adds Gaussian noise",
+                         "it learns only the sum (already noisy where the clients added "
+                         "noise shares: a lone chooser's group, or --flaim-noise "
+                         "distributed), and adds Gaussian noise to exact sums",
         "proxy": "AugFLAIM (Private): sampled clients also submit their one-way marginals "
                  "by secure aggregation, to estimate heterogeneity privately",
     },

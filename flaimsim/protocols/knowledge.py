@@ -44,7 +44,7 @@ def _distaim(config: RunConfig, kappa: int | None) -> dict[str, list[str]]:
     server.append("masked openings inside comparisons, truncations and bit decompositions: "
                   "each opened element is within statistical distance 2^-"
                   f"{kappa if kappa is not None else 'k'} of one independent of the data "
-                  "(counted in the mpc_statistical term)")
+                  "(the delta term mpc-statistical)")
     return {
         "client": ["nothing from the other parties: it only uploads its shares once",
                    "the public upload size (the W+ vector, fixed by the workload)"],
