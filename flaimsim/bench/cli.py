@@ -115,6 +115,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.publish:
         parse_address(args.publish)
         argv += ["--publish", args.publish]
+    if args.mpc_security is not None:   # MPyC's -K; a driver checks it against its run's κ
+        argv += ["-K", str(args.mpc_security)]
     print(f"flaimsim serve: party {args.party} of {len(peers)}, control {args.control}",
           file=sys.stderr, flush=True)
     os.environ["MPYC_MIX32_64BIT"] = "1"
@@ -144,6 +146,9 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit after this many seconds without a driver (0: never)")
     p.add_argument("--command-timeout", type=float, default=3600.0,
                    help="exit if one command runs longer than this (0: no limit)")
+    p.add_argument("--mpc-security", type=int, default=None, metavar="KAPPA",
+                   help="MPyC's statistical security parameter (default: MPyC's 30); a "
+                        "driver refuses servers whose kappa differs from its run's")
     p.set_defaults(func=cmd_serve)
 
 

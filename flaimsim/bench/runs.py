@@ -169,7 +169,12 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
         # DistAIM's servers import and connect while the data and earlier protocols run.
         from flaimsim.parties.distaim.engines import launcher_options
 
-        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
+        # Their κ must be the run's: known here only if given (the default needs the data).
+        from flaimsim.protocols.mpc_security import mpyc_option
+
+        kappa = None if base.mpc_security is None else mpyc_option(base.mpc_security)
+        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s,
+                                                                     kappa))
     try:
         data = prepare(base)
         reference = reference_record(base, data)

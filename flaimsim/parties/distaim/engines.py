@@ -247,7 +247,7 @@ class MpcEngine:
                  score: str = "l1", command_timeout: float = 600.0,
                  servers_at: Sequence[tuple[str, int]] | None = None,
                  sec_param: int | None = None) -> None:
-        from flaimsim.parties.mpc.launcher import connect_servers
+        from flaimsim.parties.mpc.launcher import LauncherConfigError, connect_servers
         from flaimsim.parties.transport import ClientTransport
 
         self.ledger, self.m, self.max_count = ledger, m, int(max_count)
@@ -257,6 +257,14 @@ class MpcEngine:
         # servers_at: servers already running on their hosts (`flaimsim serve`)
         self.launcher = connect_servers(m, servers_at,
                                         **launcher_options(command_timeout, sec_param))
+        want = 30 if sec_param is None else int(sec_param)   # MPyC's default is 30
+        ran = {int(i.get("sec_param", 30)) for i in self.launcher.info}
+        if ran != {want}:
+            self.launcher.close()
+            raise LauncherConfigError(f"the compute servers run with MPyC security parameter "
+                                      f"{sorted(ran)}, this run needs kappa = {want}: start "
+                                      f"them with `flaimsim serve --mpc-security {want}` or "
+                                      f"pass --mpc-security {sorted(ran)[0]}")
         self.transport = ClientTransport(self.launcher.client_addresses)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0

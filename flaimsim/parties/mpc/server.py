@@ -223,6 +223,7 @@ async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
     rt = state.runtime
     return {"pid": state.pid, "m": state.m, "threshold": state.threshold,
             **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit),
+            "sec_param": int(rt.options.sec_param),
             "commands": sorted(COMMANDS), "os_pid": os.getpid(),
             "client_address": list(state.publish) if state.publish else None}
 
