@@ -253,3 +253,27 @@ def test_flaim_bill_prices_each_noise_option_on_the_wire():
     # the same sessions and choices; distributed pays wider SecAgg+ words only
     assert dist.secure_bytes > base.secure_bytes and dist.broadcast_bytes > 0
     assert "distributed" in format_flaim_bill(rows)
+
+
+def test_servers_run_at_the_runs_kappa_or_are_refused(monkeypatch):
+    from flaimsim.parties.distaim import engines
+    from flaimsim.parties.ledger import Ledger
+    from flaimsim.parties.mpc import launcher
+
+    eng = engines.MpcEngine(Ledger(), m=3, max_count=100, sec_param=40)
+    try:
+        assert {i["sec_param"] for i in eng.launcher.info} == {40}
+        wide = eng.element_bytes
+    finally:
+        eng.close()
+    real = launcher.connect_servers
+    monkeypatch.setattr(launcher, "connect_servers", lambda m, at, **o: real(
+        m, at, **{k: v for k, v in o.items() if k != "sec_param"}))   # servers at MPyC's 30
+    with pytest.raises(launcher.LauncherConfigError, match="security parameter"):
+        engines.MpcEngine(Ledger(), m=3, max_count=100, sec_param=40)
+    monkeypatch.undo()
+    eng = engines.MpcEngine(Ledger(), m=3, max_count=100)
+    try:
+        assert eng.element_bytes < wide        # κ widens the field: that is its byte cost
+    finally:
+        eng.close()
