@@ -20,7 +20,8 @@ from flaimsim.protocols.config import RunConfig
 
 ALTERNATIVES: tuple[tuple[dict[str, Any], str], ...] = (
     ({"flaim_noise": "distributed"}, "every client adds an N_Z(0, sigma^2/n) share: the "
-     "aggregator sees noisy sums only (KLS21 slack charged; wider SecAgg+ words)"),
+     "aggregator sees noisy sums only (KLS21 slack charged; SecAgg+ words hold signed "
+     "sums mod 2^b)"),
     ({"aggregation": "servers"}, "clients Shamir-share to 3 MPC servers; server 0 opens each "
      "sum to the aggregator (no key agreement)"),
 )
