@@ -153,8 +153,8 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
         "cost table and report modelled against measured bytes per phase",
         action="store_const", const=True)
     opt(mpc, "--mpc-security", "MPyC's statistical security parameter kappa: each masked "
-        "opening leaks at most 2^-kappa (default: the smallest >= 30 keeping the run's bound "
-        "<= delta/10)", dest="mpc_security", type=int, metavar="KAPPA")
+        "opening leaks at most 2^-kappa; none: the smallest kappa >= 30 that keeps the run's "
+        "bound within delta/10", dest="mpc_security", type=int, metavar="KAPPA")
     opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
         "0) or poisson (each client's, once it is first sampled)", choices=("all", "poisson"))
 
