@@ -260,19 +260,21 @@ def test_servers_run_at_the_runs_kappa_or_are_refused(monkeypatch):
     from flaimsim.parties.ledger import Ledger
     from flaimsim.parties.mpc import launcher
 
-    eng = engines.MpcEngine(Ledger(), m=3, max_count=100, sec_param=40)
+    from flaimsim.parties.distaim.options import DistAimOptions
+
+    eng = engines.MpcEngine(Ledger(), DistAimOptions(3, 100, sec_param=40))
     try:
         assert {i["sec_param"] for i in eng.launcher.info} == {40}
         wide = eng.element_bytes
     finally:
         eng.close()
-    real = launcher.connect_servers
-    monkeypatch.setattr(launcher, "connect_servers", lambda m, at, **o: real(
+    real = engines.connect_servers
+    monkeypatch.setattr(engines, "connect_servers", lambda m, at, **o: real(
         m, at, **{k: v for k, v in o.items() if k != "sec_param"}))   # servers at MPyC's 30
     with pytest.raises(launcher.LauncherConfigError, match="security parameter"):
-        engines.MpcEngine(Ledger(), m=3, max_count=100, sec_param=40)
+        engines.MpcEngine(Ledger(), DistAimOptions(3, 100, sec_param=40))
     monkeypatch.undo()
-    eng = engines.MpcEngine(Ledger(), m=3, max_count=100)
+    eng = engines.MpcEngine(Ledger(), DistAimOptions(3, 100))
     try:
         assert eng.element_bytes < wide        # κ widens the field: that is its byte cost
     finally:

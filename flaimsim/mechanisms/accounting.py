@@ -29,6 +29,7 @@ of its ideal law (e.g. the secure EM's Gumbel noise capped at B bits) records τ
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -142,7 +143,8 @@ class AimSchedule:
 
     With ``n_measurements`` Gaussian measurements and T selections under budget ρ and
     measurement share α: σ = sqrt(n_measurements / (2αρ)), ε_t = sqrt(8(1−α)ρ / T), so that
-    n_measurements/(2σ²) + T·ε_t²/8 = ρ exactly.
+    n_measurements/(2σ²) + T·ε_t²/8 = ρ exactly; a reserving schedule uses ρ − ``reserved``
+    in those formulas and keeps ``rho`` as the budget.
     """
 
     rho: float
@@ -151,6 +153,7 @@ class AimSchedule:
     n_measurements: int
     sigma: float
     epsilon_select: float
+    reserved: float = 0.0     # ρ kept back for KLS21's slack (:meth:`reserving`)
 
     @staticmethod
     def fixed(rho: float, rounds: int, n_measurements: int, alpha: float = 0.9) -> "AimSchedule":
@@ -192,7 +195,9 @@ class AimSchedule:
         if not fits(lo):
             raise BudgetError(f"no schedule within rho = {rho:.6g} leaves room for the "
                               "distributed noise's slack; raise epsilon or lower the rounds")
-        return AimSchedule.fixed(lo, rounds, n_measurements, alpha)
+        # ρ stays the budget (the privacy ledger's); σ and ε_t spend ρ' = ρ − reserved
+        return dataclasses.replace(AimSchedule.fixed(lo, rounds, n_measurements, alpha),
+                                   rho=rho, reserved=rho - lo)
 
 
 class PrivacyOrderError(RuntimeError):
