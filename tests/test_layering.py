@@ -3,11 +3,14 @@ functions included), and no import cycle between modules.
 
 Layers, lowest first; a module imports only from its own layer or lower ones:
 
-    mechanisms  <  parties  <  protocols  <  bench
+    mechanisms, datasets  <  parties  <  protocols  <  bench
+
+(``datasets``, the shipped and fetched data, sits beside ``mechanisms``: its loaders ask it
+where data lives and its fetch codes data with ``mechanisms.raw_data``.)
 
 Inside ``parties`` (lowest first; rooms of the same rank do not import each other):
 
-    ledger  <  transport  <  mpc, secagg  <  distaim, fl
+    ledger, rounds  <  transport, profile  <  mpc, secagg  <  distaim, fl
 
 ``parties.mpc`` is the generic compute-server runtime (server program, loop, launcher, wire
 counters, input sharing, resharing, field): it never imports DistAIM's room
@@ -25,8 +28,9 @@ import pytest
 import flaimsim
 
 ROOT = Path(flaimsim.__file__).parent
-LAYERS = {"mechanisms": 0, "parties": 1, "protocols": 2, "bench": 3}
-PARTIES = {"ledger": 0, "transport": 1, "mpc": 2, "secagg": 2, "distaim": 3, "fl": 3}
+LAYERS = {"mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2, "bench": 3}
+PARTIES = {"ledger": 0, "rounds": 0, "transport": 1, "profile": 1, "mpc": 2, "secagg": 2,
+           "distaim": 3, "fl": 3}
 
 
 def module_name(path: Path) -> str:

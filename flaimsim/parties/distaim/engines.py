@@ -54,6 +54,7 @@ from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE, LauncherConfigError
 from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.transport import ClientTransport
+from flaimsim.parties import profile
 
 AGGREGATE = "x"
 COMPACT_PIECES = "x-pieces"   # each server's local sum of compact pieces mod 2^b
@@ -90,12 +91,25 @@ def decompose_step(round: int, cells: int, phase: str,
 
 
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: Sharing) -> None:
-    """Charge one step's traffic from the cost model (rows marked ``modelled``)."""
+    """Charge one step's traffic from the cost model (rows marked ``modelled``); the step is
+    one operation of the run's profile (no seconds: nothing ran)."""
+    start = len(ledger.rows)
+    _charge_rows(ledger, cost, step, sharing)
+    rows = ledger.rows[start:]
+    profile.record(step.round, step.phase or PHASE_OF_STEP[step.op], f"{step.op} (modelled)",
+                   sum(r.bytes for r in rows), sum(r.messages for r in rows),
+                   sum(r.comm_rounds for r in rows), None)
+
+
+def _charge_rows(ledger: Ledger, cost: Any, step: Step, sharing: Sharing) -> None:
     phase = step.phase or PHASE_OF_STEP[step.op]
-    if step.op == "share":
+    if step.op == "share":   # the uploads go at once: one round (on the first row)
+        rounds = 1
         for k in step.clients:
             for i, nbytes in enumerate(cost.upload_bytes_per_server(sharing, step.cells)):
-                ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled")
+                ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled",
+                           rounds)
+                rounds = 0
         if Sharing(sharing).converts_to_shamir:
             cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
         return
@@ -266,7 +280,7 @@ class MpcEngine(EngineBase):
             self.steps.append(decompose_step(round, new.size, "score", self.decompose_chunk))
             self.decomposed_cells += int(new.size)
         start = len(self.ledger.rows)
-        with self.launcher.measure(self.ledger, round, "score"):
+        with self.launcher.measure(self.ledger, round, "score", "bit decomposition"):
             out = self.launcher.call("distaim_prepare", name=AGGREGATE,
                                      max_count=self.options.max_count,
                                      frac_bits=self.options.frac_bits, chunk=self.decompose_chunk,
@@ -283,14 +297,15 @@ class MpcEngine(EngineBase):
 
     def _run_decompose(self, step: Step, new: np.ndarray) -> None:
         self.steps.append(step)
-        with self.launcher.measure(self.ledger, step.round, step.phase or "score"):
+        with self.launcher.measure(self.ledger, step.round, step.phase or "score",
+                                   "bit decomposition"):
             out = self.launcher.call("distaim_decompose", name=AGGREGATE, cells=new)
         self._check_decomposed(out, new)
 
     def unwrap(self, round: int) -> None:
         """L2 with compact shares: reduce the wrapped sum to x (phase score)."""
         self.steps.append(Step(round, "unwrap", cells=self.cells))
-        with self.launcher.measure(self.ledger, round, "score"):
+        with self.launcher.measure(self.ledger, round, "score", "unwrap"):
             self.launcher.call("distaim_unwrap", name=AGGREGATE, max_count=self.options.max_count)
 
     def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
@@ -298,7 +313,7 @@ class MpcEngine(EngineBase):
         offsets = np.r_[0, np.cumsum(lengths)[:-1]]
         self.candidate_of = {int(o): i for i, o in enumerate(offsets)}
         self.steps.append(Step(round, "sum-squares", k=len(lengths)))
-        with self.launcher.measure(self.ledger, round, "score"):
+        with self.launcher.measure(self.ledger, round, "score", "sum of squares"):
             self.launcher.call("distaim_sum_squares", name=AGGREGATE,
                                lengths=[int(n) for n in lengths])
 
@@ -307,7 +322,7 @@ class MpcEngine(EngineBase):
         o = self.options
         if o.score is Score.L2:
             self.steps.append(Step(round, "score-l2", cells=int(np.sum(lengths)), k=len(lengths)))
-            with self.launcher.measure(self.ledger, round, "score"):
+            with self.launcher.measure(self.ledger, round, "score", "L2 scores"):
                 self.launcher.call("distaim_score_l2", offsets=[int(o) for o in offsets],
                                    lengths=[int(n) for n in lengths],
                                    candidates=[self.candidate_of[int(o)] for o in offsets],
