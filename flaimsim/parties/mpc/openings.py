@@ -159,14 +159,6 @@ def fetch_openings(call: Callable[..., list[Any]]) -> list[list[Opening]]:
     return [[Opening.from_dict(d) for d in r["openings"]] for r in call("openings")]
 
 
-# DistAIM's server commands (flaimsim.parties.distaim.server_commands): the secure exponential
-# mechanism opens one index per call, the noisy measurement one noisy marginal per call;
-# ``open`` is the built-in explicit opening. Nothing else may open.
-DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
-                 "distaim_measure": Rule(count=1),
-                 "open": Rule(count=1)}
-
-
 MASKED_OPENINGS_NOTE = (
     "masked openings: MPyC's comparisons, truncations and random-bit generation and the "
     "project's fixed_point and bit_decomposition open only v + r, r uniform on a range 2^k "
@@ -194,5 +186,6 @@ def verify_servers(call: Callable[..., list[Any]], rules: Mapping[str, Rule]) ->
     return per_server[0]
 
 
-__all__ = ["DISTAIM_RULES", "MASKED_OPENINGS_NOTE", "masked_openings", "verify_servers", "Opening", "OpeningCounter", "OpeningViolation", "Rule", "check_openings",
+__all__ = ["MASKED_OPENINGS_NOTE", "masked_openings", "verify_servers", "Opening",
+           "OpeningCounter", "OpeningViolation", "Rule", "check_openings",
            "fetch_openings"]
