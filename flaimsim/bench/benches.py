@@ -64,6 +64,14 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
         if not getattr(args, "json", False):
             print(format_bill(rows))
         return bill_records(rows)
+    if what == "flaim-options":
+        # FLAIM's bill by option (bytes on the wire, L1), flaim_bill's docstring.
+        from flaimsim.bench.flaim_bill import flaim_bill, flaim_bill_records, format_flaim_bill
+
+        rows = flaim_bill(config_from_args(args, {"protocol": "aug-flaim-private"}))
+        if not getattr(args, "json", False):
+            print(format_flaim_bill(rows))
+        return flaim_bill_records(rows)
     if what == "secagg":
         from flaimsim.bench.secagg_bench import bench_secagg
         return bench_secagg()

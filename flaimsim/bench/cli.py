@@ -72,8 +72,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     config = config_from_args(args, {"protocol": "distaim"})
     setting = cost_setting(config, prepare(config))   # the run's widths, from public values
     if args.table:
-        table = calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
-                          setting.select_epsilon)
+        from flaimsim.protocols.mpc_security import mpyc_option
+
+        table = calibrate(DistAimOptions.of(config, setting.max_count,
+                                            mpyc_option(setting.kappa)),
+                          setting.score_bound, setting.select_epsilon)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
@@ -120,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.publish:
         parse_address(args.publish)
         argv += ["--publish", args.publish]
+    if args.mpc_security is not None:   # MPyC's -K; a driver checks it against its run's κ
+        argv += ["-K", str(args.mpc_security)]
     print(f"flaimsim serve: party {args.party} of {len(peers)}, control {args.control}",
           file=sys.stderr, flush=True)
     os.environ["MPYC_MIX32_64BIT"] = "1"
@@ -149,6 +154,9 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit after this many seconds without a driver (0: never)")
     p.add_argument("--command-timeout", type=float, default=3600.0,
                    help="exit if one command runs longer than this (0: no limit)")
+    p.add_argument("--mpc-security", type=int, default=None, metavar="KAPPA",
+                   help="MPyC's statistical security parameter (default: MPyC's 30); a "
+                        "driver refuses servers whose kappa differs from its run's")
     p.set_defaults(func=cmd_serve)
 
 
@@ -213,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
-                                                "noise", "options", "resharing"))
+                                                "noise", "options", "resharing",
+                                                "flaim-options"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
     p_bench.set_defaults(func=cmd_bench)

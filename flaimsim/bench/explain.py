@@ -18,6 +18,7 @@ from typing import Sequence
 
 from flaimsim.parties.ledger import Ledger, LedgerRow, party_kind
 from flaimsim.protocols.config import RunConfig
+from flaimsim.protocols.knowledge import format_knowledge
 from flaimsim.bench.tiny import TINY, TinyRuns, run_tiny
 from flaimsim.bench.network import PHASE_ORDER, PRESETS, wall_time_split
 from flaimsim.bench.runs import human_bytes
@@ -145,6 +146,8 @@ def explain(config: RunConfig | None = None, bill: bool = True,
     for i, story in enumerate(tiny.stories()):
         parts += [""] * (i > 0) + [narrate(story.title, story.ledger, story.texts,
                                           story.opened, K, story.operations)]
+        record = (tiny.distaim if story.protocol == "distaim" else tiny.flaim).record
+        parts.append(format_knowledge(record["privacy"]["knowledge"]))
     distaim, flaim = tiny.distaim, tiny.flaim
     dt, ft = distaim.ledger.totals(), flaim.ledger.totals()
     mpc = sum(v["sent"] for p, v in dt.items() if party_kind(p) == "server")

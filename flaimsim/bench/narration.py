@@ -107,7 +107,9 @@ def _flaim(c: RunConfig, phase: str) -> str:
         "secagg-unmask": f"SecAgg+ step 4, unmask: the surviving clients send the key shares "
                          f"that let the aggregator remove the masks{drop}. Opened to the "
                          f"aggregator: the sum over the session's clients (a lone chooser's "
-                         f"session is padded with cover clients), {unmask_noise}",
+                         f"session is joined by cover clients, and that session's clients "
+                         f"add noise shares, so no sum is one client's exact vector), "
+                         f"{unmask_noise}",
         "proxy": "AugFLAIM (Private): sampled clients also submit their one-way marginals by "
                  "secure aggregation, to estimate heterogeneity privately. Opened: the noisy "
                  "sum, to the aggregator",

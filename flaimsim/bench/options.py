@@ -153,6 +153,9 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
     opt(mpc, "--check-model", "with --mpc real: price the run's steps with the calibrated "
         "cost table and report modelled against measured bytes per phase",
         action="store_const", const=True)
+    opt(mpc, "--mpc-security", "MPyC's statistical security parameter kappa: each masked "
+        "opening leaks at most 2^-kappa; none: the smallest kappa >= 30 that keeps the run's "
+        "bound within delta/10", dest="mpc_security", type=int, metavar="KAPPA")
     opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
         "0) or poisson (each client's, once it is first sampled)", choices=("all", "poisson"))
 
@@ -160,6 +163,10 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
     opt(flaim, "--dropout", "share of sampled clients that drop out of a round", type=float)
     opt(flaim, "--aggregation", "secagg: SecAgg+ at an aggregator; servers: the MPC servers",
         choices=("secagg", "servers"))
+    opt(flaim, "--flaim-noise", "central: the aggregator noises exact sums of >= 2 choosers "
+        "(a lone chooser's group adds noise shares); distributed: every client adds a noise "
+        "share (KLS21), the aggregator sees noisy sums only", dest="flaim_noise",
+        choices=("central", "distributed"))
 
     out = p.add_argument_group("output")
     out.add_argument("--out", default=None,

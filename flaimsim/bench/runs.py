@@ -226,13 +226,18 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     from flaimsim.parties.mpc import warm_start
 
     protocols = list(protocols)
-    if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
-        # DistAIM's servers import and connect while the data and earlier protocols run.
-        from flaimsim.parties.distaim.engines import launcher_options
-
-        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
     try:
         data = prepare(base)
+        if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
+            # DistAIM's servers import and connect while earlier protocols run; at the run's
+            # κ, which the default derives from the prepared workload.
+            from flaimsim.parties.distaim.engines import launcher_options
+            from flaimsim.protocols.mpc_security import mpyc_option, resolve_kappa
+            from flaimsim.protocols.prepare import wire_record_bound
+
+            kappa = resolve_kappa(base, data.workload, wire_record_bound(data))
+            warm_start.prestart_servers(base.servers, **launcher_options(
+                base.party_timeout_s, mpyc_option(kappa)))
         reference = reference_record(base, data)
         results = []
         for name in protocols:

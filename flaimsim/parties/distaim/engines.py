@@ -50,7 +50,7 @@ from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCell
                                           scored_priced_cells, select_bits)
 from flaimsim.parties.ledger import Ledger, client, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
-from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
+from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE, LauncherConfigError
 from flaimsim.parties.mpc.openings import Rule
 from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.mpc.warm_start import connect_servers
@@ -163,10 +163,14 @@ DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
                  "open": Rule(count=1)}
 
 
-def launcher_options(command_timeout: float) -> dict[str, Any]:
-    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match)."""
-    return {"command_timeout": float(command_timeout),
-            "load": ["flaimsim.parties.distaim.server_commands"]}
+def launcher_options(command_timeout: float, sec_param: int | None = None) -> dict[str, Any]:
+    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
+    ``sec_param``: MPyC's statistical security parameter (None: MPyC's default)."""
+    opts: dict[str, Any] = {"command_timeout": float(command_timeout),
+                            "load": ["flaimsim.parties.distaim.server_commands"]}
+    if sec_param is not None:
+        opts["sec_param"] = int(sec_param)
+    return opts
 
 
 class EngineBase:
@@ -246,7 +250,15 @@ class MpcEngine(EngineBase):
         self.candidate_of: dict[int, int] = {}
         # servers_at: servers already running on their hosts (`flaimsim serve`)
         self.launcher = connect_servers(options.m, servers_at,
-                                        **launcher_options(command_timeout))
+                                        **launcher_options(command_timeout, options.sec_param))
+        want = 30 if options.sec_param is None else options.sec_param   # MPyC's default: 30
+        ran = {int(i.get("sec_param", 30)) for i in self.launcher.info}
+        if ran != {want}:
+            self.launcher.close()
+            raise LauncherConfigError(f"the compute servers run with MPyC security parameter "
+                                      f"{sorted(ran)}, this run needs kappa = {want}: start "
+                                      f"them with `flaimsim serve --mpc-security {want}` or "
+                                      f"pass --mpc-security {sorted(ran)[0]}")
         self.transport = ClientTransport(self.launcher.client_addresses)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0

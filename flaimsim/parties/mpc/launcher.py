@@ -122,7 +122,8 @@ class ServerLauncher:
                  host: str = "127.0.0.1", start_timeout: float = 60.0,
                  command_timeout: float = 120.0, load: Sequence[str] = (),
                  port_retries: int = 3, ports: tuple[Sequence[int], Sequence[int]] | None = None,
-                 python: str = sys.executable, server_timeout: float | None = None) -> None:
+                 python: str = sys.executable, server_timeout: float | None = None,
+                 sec_param: int | None = None) -> None:
         if m < 2:
             raise LauncherConfigError(f"need at least 2 servers, got m={m}")
         t = (m - 1) // 2 if threshold is None else threshold
@@ -135,6 +136,7 @@ class ServerLauncher:
         self.load, self.port_retries, self.fixed_ports, self.python = (
             list(load), port_retries, ports, python)
         self._server_timeout = server_timeout
+        self.sec_param = sec_param   # MPyC's -K (statistical security); None: its default
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
         self.control: list[socket.socket] = []
@@ -189,6 +191,8 @@ class ServerLauncher:
                    "--control-port", str(self.control_ports[i]),
                    "--connect-timeout", str(self.start_timeout),
                    "--command-timeout", str(self.server_command_timeout)]
+            if self.sec_param is not None:
+                cmd += ["-K", str(int(self.sec_param))]
             for mod in self.load:
                 cmd += ["--load", mod]
             logf = tempfile.TemporaryFile(prefix=f"flaimsim-server{i}-")
