@@ -3,6 +3,7 @@ for runs, sweeps and reproduce folders, and explain --html's sequence diagram.""
 
 import contextlib
 import io
+import html
 import json
 import re
 from pathlib import Path
@@ -104,7 +105,10 @@ def test_run_writes_table_files_and_a_self_contained_report(run_dir: Path, capsy
     assert shown["client_bytes_sent_mean"] == runs.human_bytes(flaim["client_bytes_sent_mean"])
     assert 'data-chart="aug-flaim-private"' in page and "<svg" in page
     assert "secagg-unmask" in page and "model-broadcast" in page  # the phases in the legend
-    assert "not recorded in this result" in page
+    # What each party learns: every recorded line is on the page (escaped as HTML).
+    knowledge = flaim["privacy"]["knowledge"]
+    assert knowledge and all(html.escape(line) in page
+                             for lines in knowledge.values() for line in lines)
     assert "network model, LAN" in page
     assert "No communication: one trusted curator" in page  # central
 
@@ -132,7 +136,8 @@ def test_report_shows_recorded_knowledge_and_rebuilds(run_dir: Path, tmp_path: P
     assert "secagg-keys 8, secagg-unmask 9" in page
     assert "measured wall time of the run on that network" in page
     assert "3.2 s (-5% against measured)" in page
-    assert page.count("not recorded in this result") == 1  # central still has none
+    lacking = sum("knowledge" not in r["privacy"] for r in result["results"])
+    assert page.count("not recorded in this result") == lacking
 
 
 def test_report_of_a_sweep_and_a_reproduce_folder(tmp_path: Path):
