@@ -31,65 +31,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable
 
 from flaimsim.parties.ledger import PHASES, LedgerRow
+# The presets and the --network syntax live with the link emulator (one source of truth).
+from flaimsim.parties.links import PRESETS, Network, NetworkError, parse_network
 
 # The order phases happen in within one round (protocol-independent: a protocol uses a subset).
 PHASE_ORDER: tuple[str, ...] = (
     "setup", "model-broadcast", "share-inputs", "score", "select", "secagg-keys",
     "secagg-masked-input", "secagg-unmask", "proxy", "measure", "reveal")
 assert set(PHASE_ORDER) == set(PHASES)
-
-
-class NetworkError(ValueError):
-    """A network specification that cannot be used."""
-
-
-@dataclass(frozen=True)
-class Network:
-    """Per-link one-way latency (seconds) and bandwidth (bits per second)."""
-
-    name: str
-    latency_s: float
-    bandwidth_bps: float
-    per: Literal["link", "party"] = "link"
-
-    def __post_init__(self) -> None:
-        if not self.latency_s >= 0:
-            raise NetworkError(f"latency must be >= 0 s, got {self.latency_s}")
-        if not self.bandwidth_bps > 0:
-            raise NetworkError(f"bandwidth must be > 0 bit/s, got {self.bandwidth_bps}")
-        if self.per not in ("link", "party"):
-            raise NetworkError(f"per must be 'link' or 'party', got {self.per!r}")
-
-    def describe(self) -> str:
-        return (f"{self.name}: {self.latency_s * 1e3:g} ms, "
-                f"{self.bandwidth_bps / 1e6:g} Mbit/s per {self.per}")
-
-
-PRESETS: dict[str, Network] = {
-    "lan": Network("LAN", 0.5e-3, 1e9),
-    "wan": Network("WAN", 50e-3, 100e6),
-}
-
-
-def parse_network(spec: str) -> Network:
-    """``lan``, ``wan`` or ``LATENCY_MS,BANDWIDTH_MBIT`` (optionally ``,party``)."""
-    key = spec.strip().lower()
-    if key in PRESETS:
-        return PRESETS[key]
-    parts = [p.strip() for p in key.split(",")]
-    if len(parts) not in (2, 3):
-        raise NetworkError(f"network {spec!r}: expected lan, wan or "
-                           "LATENCY_MS,BANDWIDTH_MBIT[,link|party]")
-    try:
-        latency_ms, mbit = float(parts[0]), float(parts[1])
-    except ValueError as exc:
-        raise NetworkError(f"network {spec!r}: latency and bandwidth must be numbers") from exc
-    per = parts[2] if len(parts) == 3 else "link"
-    return Network(f"{latency_ms:g}ms/{mbit:g}Mbit", latency_ms * 1e-3, mbit * 1e6,
-                   per)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
