@@ -130,7 +130,7 @@ def test_party_uplink_is_shared_by_its_links() -> None:
 def test_refused_target_resets_the_connector() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         dead = probe.getsockname()       # closed below: nothing listens there
-    with LinkEmulator(Network("t", 0.001, 1e8)) as em:
+    with LinkEmulator(Network("t", 0.001, 1e8), connect_wait_s=0.2) as em:
         s = em.connect("client:0", "server:0", dead, timeout=10)
         with pytest.raises((ConnectionError, OSError)) as info:
             s.sendall(b"x")

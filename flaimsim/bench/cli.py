@@ -37,6 +37,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in runs.results:
         for note in r.notes:
             print(f"note ({r.record['protocol']}): {note}")
+    if config.network is not None:
+        from flaimsim.bench.emulated import format_network_lines
+        print("\n".join(format_network_lines([r.record for r in runs.results])))
     from flaimsim.protocols.privacy import format_privacy
 
     for r in runs.results:

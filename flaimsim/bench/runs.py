@@ -169,7 +169,8 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
         # DistAIM's servers import and connect while the data and earlier protocols run.
         from flaimsim.parties.mpc.distaim_engine import launcher_options
 
-        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
+        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s,
+                                                                     base.network_spec))
     try:
         data = prepare(base)
         reference = reference_record(base, data)
@@ -178,7 +179,11 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
             config = base.replace(protocol=name)
             update, close = progress_callback(config.rounds, name)
             try:
-                results.append(runner(name)(config, data=data, progress=update))
+                if config.network is not None:   # twice: without and with the links
+                    from flaimsim.bench.emulated import run_on_network
+                    results.append(run_on_network(config, data, update))
+                else:
+                    results.append(runner(name)(config, data=data, progress=update))
             finally:
                 close()
             results[-1].record.update(reference)

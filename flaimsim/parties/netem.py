@@ -5,7 +5,10 @@ This kernel has no ``netem``, so the protocol's sockets are routed through relay
 A *route* is a listening port of the relay process that stands for one party's connections to
 one target address: ``route(src, dst, (host, port))`` returns an address; a socket that
 ``src`` opens to it is joined to a fresh connection to ``(host, port)``, and both directions
-are relayed, ``src → dst`` on link (src, dst) and the replies on link (dst, src).
+are relayed, ``src → dst`` on link (src, dst) and the replies on link (dst, src). The relay
+accepts at once and keeps trying the target for ``connect_wait_s`` (MPyC parties start in any
+order and retry their connects; through a relay the retrying is the relay's), then resets the
+connector.
 
 Timing of one chunk of n bytes read by the relay at time t (all times ``time.monotonic``)::
 
@@ -97,8 +100,9 @@ _EOF, _ABORT = object(), object()
 class RelayHub:
     """The relay process's routes and connections (asyncio; one event loop)."""
 
-    def __init__(self, clock: LinkClock, host: str = "127.0.0.1") -> None:
-        self.clock, self.host = clock, host
+    def __init__(self, clock: LinkClock, host: str = "127.0.0.1",
+                 connect_wait_s: float = 60.0) -> None:
+        self.clock, self.host, self.connect_wait_s = clock, host, connect_wait_s
         self.chunk = chunk_bytes(clock.bandwidth_bps)
         self.servers: list[asyncio.AbstractServer] = []
 
@@ -112,11 +116,17 @@ class RelayHub:
 
     async def _join(self, a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
                     src: str, dst: str, target: tuple[str, int]) -> None:
-        try:
-            b_reader, b_writer = await asyncio.open_connection(*target)
-        except OSError:
-            a_writer.transport.abort()   # the connector sees a reset, as if refused
-            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_wait_s
+        while True:   # the far end may not listen yet (MPyC parties start in any order)
+            try:
+                b_reader, b_writer = await asyncio.open_connection(*target)
+                break
+            except OSError:
+                if loop.time() >= deadline:
+                    a_writer.transport.abort()   # the connector sees a reset
+                    return
+                await asyncio.sleep(0.05)
         for w in (a_writer, b_writer):
             sock = w.get_extra_info("socket")
             if sock is not None:
@@ -193,11 +203,12 @@ def _raise_fd_limit() -> None:
             pass
 
 
-def serve(latency_s: float, bandwidth_bps: float, per: str, host: str = "127.0.0.1") -> None:
+def serve(latency_s: float, bandwidth_bps: float, per: str, host: str = "127.0.0.1",
+          connect_wait_s: float = 60.0) -> None:
     """The relay process: commands on stdin, answers on stdout, until stdin closes."""
     _raise_fd_limit()
     loop = asyncio.new_event_loop()
-    hub = RelayHub(LinkClock(latency_s, bandwidth_bps, per), host)
+    hub = RelayHub(LinkClock(latency_s, bandwidth_bps, per), host, connect_wait_s)
 
     def read_commands() -> None:
         for line in sys.stdin:
@@ -219,13 +230,13 @@ class LinkEmulator:
     """The driver's handle on one relay process for one network (see module docstring)."""
 
     def __init__(self, network: LinkSpec, host: str = "127.0.0.1",
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, connect_wait_s: float = 60.0) -> None:
         self.network, self.host = network, host
         self._lock = threading.Lock()
         self._routes: dict[tuple[str, str, tuple[str, int]], tuple[str, int]] = {}
         self.proc = subprocess.Popen(
             [python, "-m", "flaimsim.parties.netem", str(network.latency_s),
-             str(network.bandwidth_bps), str(network.per), host],
+             str(network.bandwidth_bps), str(network.per), host, str(connect_wait_s)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self._ask(None)   # the ready line
 
@@ -309,4 +320,5 @@ def close_emulators() -> None:
 
 if __name__ == "__main__":
     serve(float(sys.argv[1]), float(sys.argv[2]), sys.argv[3],
-          sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1")
+          sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1",
+          float(sys.argv[5]) if len(sys.argv) > 5 else 60.0)

@@ -347,7 +347,8 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
                                          frac_bits=config.score_frac_bits, em=config.em,
                                          score=config.score,
                                          command_timeout=config.party_timeout_s,
-                                         servers_at=config.server_addresses)
+                                         servers_at=config.server_addresses,
+                                         network=config.network_spec)
     else:
         table, fresh = cost_table(config, setting)
         if fresh:

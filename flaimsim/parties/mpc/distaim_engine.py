@@ -229,10 +229,12 @@ def l2_distances(x: np.ndarray, public_c: np.ndarray, lengths: Sequence[int],
     return np.sqrt(np.add.reduceat(d * d, ends - np.asarray(lengths))) / float(1 << frac_bits)
 
 
-def launcher_options(command_timeout: float) -> dict[str, Any]:
-    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match)."""
+def launcher_options(command_timeout: float, network: Any = None) -> dict[str, Any]:
+    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
+    ``network``: the emulated links (:mod:`flaimsim.parties.netem`), if any."""
     return {"command_timeout": float(command_timeout),
-            "load": ["flaimsim.parties.mpc.distaim_server"]}
+            "load": ["flaimsim.parties.mpc.distaim_server"],
+            **({"network": network} if network is not None else {})}
 
 
 class MpcEngine:
@@ -241,7 +243,8 @@ class MpcEngine:
     def __init__(self, ledger: Ledger, m: int = 3, max_count: int = 1,
                  sharing: str = "compact", frac_bits: int = 0, em: str = "gumbel",
                  score: str = "l1", command_timeout: float = 600.0,
-                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
+                 servers_at: Sequence[tuple[str, int]] | None = None,
+                 network: Any = None) -> None:
         from flaimsim.parties.mpc.launcher import connect_servers
         from flaimsim.parties.transport import ClientTransport
 
@@ -250,8 +253,9 @@ class MpcEngine:
         self.bits = count_bits_for(max_count, frac_bits, score)
         self.candidate_of: dict[int, int] = {}
         # servers_at: servers already running on their hosts (`flaimsim serve`)
-        self.launcher = connect_servers(m, servers_at, **launcher_options(command_timeout))
-        self.transport = ClientTransport(self.launcher.client_addresses)
+        self.launcher = connect_servers(m, servers_at,
+                                        **launcher_options(command_timeout, network))
+        self.transport = ClientTransport(self.launcher.client_addresses, network=network)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0
         self.steps: list[Step] = []
