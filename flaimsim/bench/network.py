@@ -5,24 +5,25 @@ The ledger is cut into *steps*, one per ``(round, phase)`` in the order they hap
 ascending; within a round, phases in :data:`PHASE_ORDER`). Steps run one after another;
 inside a step, everything that can overlap does:
 
-* **Sequential message rounds.** Within a step, the messages on one directed link
-  ``sender → receiver`` are taken to be sequential: each waits for the previous one (an MPyC
-  phase is mostly a chain of communication rounds — every multiplication or opening is a
-  round trip on every server pair — and a SecAgg+ phase sends one message per client per
-  session). Different links run in parallel (clients upload at the same time; the servers'
-  pairwise links are independent). So a step has
+* **Communication rounds.** A step pays one latency L per communication round on its
+  critical path: the ledger's ``comm_rounds`` of the step (its depth counted on the wire,
+  :mod:`flaimsim.parties.rounds`; MPyC overlaps independent operations, so a message is not a
+  round). A ledger without round counts (older runs) falls back to messages: the messages on
+  one directed link are taken to be sequential and different links parallel, so
 
-      R_step = max over links ℓ of messages(ℓ)
+      R_step = comm_rounds(step)                  (counted on the wire), else
+      R_step = max over links ℓ of messages(ℓ)    (an upper bound where messages pipeline).
 
-  sequential message rounds, each paying one latency L. This is an upper bound for links
-  that pipeline messages and a lower bound where a message waits for a reply on another
-  link; for MPyC's passive protocols (every round is all-to-all) it is close.
 * **Bandwidth.** ``per="link"`` (default): every directed link has its own bandwidth B, so
   the step's transfer time is max_ℓ bytes(ℓ) / B. ``per="party"``: every party has one
   full-duplex access link of bandwidth B, so the step's transfer time is
   max_p max(sent(p), received(p)) / B; this exposes the aggregator's ingress bottleneck.
 
     time(step) = L · R_step + transfer(step),   wall = Σ_steps time(step).
+
+Validated against links emulated in user space (:mod:`flaimsim.parties.netem`): ``flaimsim
+bench network`` prints, per run, the measured wall time over the emulated links beside
+compute time + this estimate (docs/network.md).
 
 Bandwidth is in bits per second (Gbit = 10^9 bit); bytes are multiplied by 8.
 """
@@ -46,7 +47,8 @@ assert set(PHASE_ORDER) == set(PHASES)
 
 @dataclass(frozen=True)
 class StepCost:
-    """One (round, phase) step: its sequential message rounds, bottleneck bytes and time."""
+    """One (round, phase) step: its sequential rounds, bottleneck bytes and time;
+    ``counted`` says whether the rounds are the wire's ``comm_rounds`` or messages."""
 
     round: int
     phase: str
@@ -54,6 +56,7 @@ class StepCost:
     bottleneck_bytes: int
     latency_s: float
     transfer_s: float
+    counted: str = "messages"
 
     @property
     def seconds(self) -> float:
@@ -66,13 +69,16 @@ def step_costs(rows: Iterable[LedgerRow], network: Network) -> list[StepCost]:
         lambda: defaultdict(int))
     link_bytes: dict[tuple[int, str], dict[tuple[str, str], int]] = defaultdict(
         lambda: defaultdict(int))
+    depth: dict[tuple[int, str], int] = defaultdict(int)
     for r in rows:
         step = (r.round, r.phase)
         link_msgs[step][(r.sender, r.receiver)] += r.messages
         link_bytes[step][(r.sender, r.receiver)] += r.bytes
+        depth[step] += int(getattr(r, "comm_rounds", 0) or 0)
     out = []
     for step in sorted(link_msgs, key=lambda s: (s[0], PHASE_ORDER.index(s[1]))):
-        seq = max(link_msgs[step].values())
+        counted = "rounds" if depth[step] > 0 else "messages"
+        seq = depth[step] if depth[step] > 0 else max(link_msgs[step].values())
         if network.per == "link":
             bottleneck = max(link_bytes[step].values())
         else:
@@ -83,7 +89,7 @@ def step_costs(rows: Iterable[LedgerRow], network: Network) -> list[StepCost]:
                 received[t] += b
             bottleneck = max(max(sent.values()), max(received.values()))
         out.append(StepCost(step[0], step[1], seq, bottleneck, seq * network.latency_s,
-                            8 * bottleneck / network.bandwidth_bps))
+                            network.transfer_s(bottleneck), counted))
     return out
 
 
