@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import os
 import resource
 import socket
 import subprocess
@@ -224,6 +225,8 @@ def serve(latency_s: float, bandwidth_bps: float, per: str, host: str = "127.0.0
     threading.Thread(target=read_commands, name="netem-commands", daemon=True).start()
     print(json.dumps({"ok": True, "ready": True}), flush=True)
     loop.run_forever()
+    sys.stdout.flush()
+    os._exit(0)   # the parent is gone: drop the open connections without ceremony
 
 
 class LinkEmulator:
