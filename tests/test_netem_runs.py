@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from flaimsim.bench.emulated import run_on_network
+from flaimsim.bench.emulated import runs_on_networks
 from flaimsim.parties import netem
 from flaimsim.parties.ledger import LedgerRow
 from flaimsim.protocols import RunConfig, runner
@@ -49,8 +49,8 @@ def test_flaim_bytes_unchanged_and_all_relayed(protocol: str, extra: dict) -> No
     config = RunConfig(protocol=protocol, network=NET, **SMALL, **extra)
     data = prepare(config)
     fresh_relay(config)
-    result = run_on_network(config, data)
-    plain = runner(protocol)(config.replace(network=None), data=data)
+    _, plain, emulated = runs_on_networks(config, data, [NET])
+    result = emulated[NET]
     # FLAIM's flows are all seeded (sampling, choices, SecAgg+ graph): equal row by row.
     assert flows(result.ledger.rows) == flows(plain.ledger.rows)
     assert result.record["bytes_unemulated"] == result.record["bytes_emulated"] > 0
@@ -93,3 +93,20 @@ def test_distaim_seeded_flows_unchanged_and_all_relayed() -> None:
 def test_network_option_refuses_what_it_cannot_emulate(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RunConfig(**changes)
+
+
+def test_run_with_network_records_wall_compute_and_estimate(tmp_path) -> None:
+    import json
+
+    from flaimsim.bench.runs import run_set
+
+    config = RunConfig(protocol="naive-flaim", network=NET, **SMALL)
+    run_set(config, ["naive-flaim"], tmp_path)
+    rec = json.loads((tmp_path / "result.json").read_text())["results"][0]
+    assert rec["network_spec"] == NET and rec["network"].startswith("0.2ms/2000Mbit")
+    assert rec["compute_seconds"] > 0 and rec["wall_seconds"] > 0
+    assert rec["network_estimate_s"] == pytest.approx(
+        rec["compute_seconds"] + rec["network_comm_estimate_s"])
+    assert rec["network_estimate_error"] == pytest.approx(
+        rec["network_estimate_s"] / rec["wall_seconds"] - 1)
+    assert rec["bytes_emulated"] == rec["bytes_unemulated"] > 0
