@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from flaimsim.parties.mpc.cost_model import CostTable, cache_key, select_bits_for
-from flaimsim.parties.mpc.distaim_engine import MpcEngine, replay
+from flaimsim.parties.distaim.cost_model import CostTable, cache_key, select_bits_for
+from flaimsim.parties.distaim.engines import MpcEngine, replay
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import ConfigError, RunConfig
 from flaimsim.protocols.distaim import cost_setting, offset_std, run_distaim, score_bound
@@ -173,8 +173,8 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
     the measured cells not yet decomposed (all that are left once at most ``eager`` are);
     the servers agree (each decompose call checks their count), and a measurement of cells
     never decomposed is refused by the servers."""
-    from flaimsim.parties.mpc import distaim_engine
-    from flaimsim.parties.mpc.distaim_engine import IdealEngine
+    from flaimsim.parties.distaim import engines as distaim_engine
+    from flaimsim.parties.distaim.engines import IdealEngine
 
     monkeypatch.setattr(distaim_engine, "EAGER_DECOMPOSE_CELLS", eager)
 

@@ -24,7 +24,7 @@ import pytest
 
 from flaimsim.parties.ledger import Ledger, LedgerRow
 from flaimsim.parties.mpc.addresses import format_addresses, parse_addresses
-from flaimsim.parties.mpc.distaim_engine import MpcEngine
+from flaimsim.parties.distaim.engines import MpcEngine
 from flaimsim.parties.mpc.launcher import (
     PartyFailure, RemoteServers, ServerLauncher, free_ports)
 from flaimsim.parties.transport import DRIVER, Frame, FrameKind, dumps
@@ -130,7 +130,7 @@ ENGINE_DRIVER_SCRIPT = """
 import sys
 sys.argv = sys.argv[:1]
 from flaimsim.parties.ledger import Ledger
-from flaimsim.parties.mpc.distaim_engine import MpcEngine
+from flaimsim.parties.distaim.engines import MpcEngine
 engine = MpcEngine(Ledger(), m=3, max_count=100)
 print("round 1", flush=True)
 while True:
@@ -143,8 +143,8 @@ servers_at, sys.argv = sys.argv[1:], sys.argv[:1]
 import numpy as np
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.mpc.addresses import parse_addresses
-from flaimsim.parties.mpc.distaim_engine import MpcEngine
-from flaimsim.parties.mpc.secure_scoring import score_bound
+from flaimsim.parties.distaim.engines import MpcEngine
+from flaimsim.parties.distaim.secure_scoring import score_bound
 at = parse_addresses(servers_at[0]) if servers_at else None
 ledger = Ledger()
 engine = MpcEngine(ledger, m=3, max_count=100, servers_at=at)

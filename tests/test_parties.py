@@ -349,7 +349,7 @@ def test_commands_can_be_added_by_loading_a_module(tmp_path, monkeypatch) -> Non
 
 def test_prestarted_servers_are_claimed_once_and_unclaimed_ones_closed() -> None:
     from flaimsim.parties.mpc import warm_start
-    from flaimsim.parties.mpc.distaim_engine import MpcEngine, launcher_options
+    from flaimsim.parties.distaim.engines import MpcEngine, launcher_options
 
     warm_start.prestart_servers(3, **launcher_options(60.0))
     engine = MpcEngine(Ledger(), m=3, max_count=100, command_timeout=60.0)

@@ -62,7 +62,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
-    from flaimsim.parties.mpc.cost_model import cache_dir, calibrate
+    from flaimsim.parties.distaim.cost_model import cache_dir, calibrate
     from flaimsim.protocols.distaim import cost_setting, cost_table
     from flaimsim.protocols.prepare import prepare
 
@@ -112,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "--connect-timeout", str(args.connect_timeout),
             "--idle-timeout", str(args.idle_timeout),
             "--command-timeout", str(args.command_timeout),
-            "--load", "flaimsim.parties.mpc.distaim_server"]
+            "--load", "flaimsim.parties.distaim.server_commands"]
     if args.threshold is not None:
         argv[argv.index("-I"):argv.index("-I")] = ["-T", str(args.threshold)]
     if args.publish:

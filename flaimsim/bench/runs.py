@@ -167,7 +167,7 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     protocols = list(protocols)
     if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
         # DistAIM's servers import and connect while the data and earlier protocols run.
-        from flaimsim.parties.mpc.distaim_engine import launcher_options
+        from flaimsim.parties.distaim.engines import launcher_options
 
         warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s,
                                                                      base.network_spec))

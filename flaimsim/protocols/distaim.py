@@ -45,7 +45,7 @@ from flaimsim.mechanisms.accounting import PrivacyLedger, gumbel_truncation_tv
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import score_sensitivity
 from flaimsim.mechanisms.workload import Workload
-from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEngine, kept_cells
+from flaimsim.parties.distaim.engines import IdealEngine, MpcEngine, SecureEngine, kept_cells
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
@@ -75,12 +75,12 @@ def secure_em_epsilon(epsilon: float, em: str = "gumbel", score: str = "l1") -> 
     ε_eff + 8η, report-noisy-max's pure-DP parameter ε_eff + 4η (secure_em's analysis; c = 8
     or 4 below). The L2 score's square root moves each scaled score by at most ε τ/2
     (``secure_l2.STATED_TAU``), which adds to η: run at (ε − cη)/(1 + cτ/2)."""
-    from flaimsim.parties.mpc.secure_em import STATED_ETA
+    from flaimsim.parties.distaim.secure_em import STATED_ETA
 
     c = 8 if em == "gumbel" else 4
     run = epsilon - c * STATED_ETA
     if score == "l2":
-        from flaimsim.parties.mpc.secure_l2 import STATED_TAU
+        from flaimsim.parties.distaim.secure_l2 import STATED_TAU
 
         run /= 1 + c * STATED_TAU / 2
     if run <= 0:
@@ -116,7 +116,7 @@ def selection_epsilon(epsilon_t: float, em: str) -> tuple[float, float, str]:
 def offset_std(sigma: float, m: int) -> float:
     """Std of the measurement noise actually added by the m servers (``added_variance``):
     the score offset's σ, as central AIM uses the std of its own noise."""
-    from flaimsim.parties.mpc.secure_noise import added_variance
+    from flaimsim.parties.distaim.secure_noise import added_variance
 
     return math.sqrt(added_variance(sigma, m, (m - 1) // 2))
 
@@ -124,7 +124,7 @@ def offset_std(sigma: float, m: int) -> float:
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
     """Public bound on |u_r|, which sizes the secure EM's fixed point: secure_scoring's rule
     with the model total bounded by the record count N (a larger total fails its check)."""
-    from flaimsim.parties.mpc.secure_scoring import score_bound as bound
+    from flaimsim.parties.distaim.secure_scoring import score_bound as bound
 
     biggest = max(workload.n_cells(c) for c in workload.answered)
     return bound(max(workload.weights), max_count, max_count, sigma, biggest)
@@ -283,7 +283,7 @@ class DistAimBackend:
         self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, std,
                           [self.workload.weights[i] for i in idx],
                           score_bound(self.workload, self.max_count, std))
-        from flaimsim.parties.mpc.secure_em import GEOMETRIC_BITS
+        from flaimsim.parties.distaim.secure_em import GEOMETRIC_BITS
 
         eps_run, rho, mechanism = selection_epsilon(epsilon, self.config.em)
         charge = privacy.spend(round, mechanism, rho, f"{len(candidates)} candidates (secure)")
@@ -330,7 +330,7 @@ def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
 def cost_table(config: RunConfig, setting: CostSetting) -> tuple[Any, bool]:
     """The calibrated MPC cost table for this run's setting (cached) and whether it was
     calibrated now."""
-    from flaimsim.parties.mpc.cost_model import load_or_calibrate
+    from flaimsim.parties.distaim.cost_model import load_or_calibrate
 
     return load_or_calibrate(config.servers, setting.max_count, setting.score_bound,
                              frac_bits=config.score_frac_bits, score=config.score,
@@ -365,7 +365,7 @@ def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[A
                         measured: Ledger) -> dict[str, Any]:
     """Bytes per phase of a real run beside the cost table's price for the same steps
     (``replay``); the one-off connection handshakes (phase setup) are not in the table."""
-    from flaimsim.parties.mpc.distaim_engine import replay
+    from flaimsim.parties.distaim.engines import replay
 
     table, fresh = cost_table(config, cost_setting(config, data))
     modelled = replay(steps, table, config.sharing).by_phase()

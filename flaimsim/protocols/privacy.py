@@ -23,7 +23,7 @@ DELTA_TERM_NOTES = {
     "zcdp_conversion": "rho-zCDP -> (epsilon, delta) conversion of rho_spent (CKS20 Prop. 12)",
     "gumbel-truncation": "secure EM: Gumbel noise's geometric parts capped at B bits; total "
                          "variation <= 2k 2^-B per selection over k candidates, times "
-                         "(1 + e^epsilon) (parties/mpc/secure_em.py)",
+                         "(1 + e^epsilon) (parties/distaim/secure_em.py)",
 }
 RHO_NOTES = {
     "gaussian": "discrete Gaussian N_Z(0, sigma^2) on a count vector: 1/(2 sigma^2) (CKS20)",

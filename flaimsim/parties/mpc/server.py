@@ -14,7 +14,7 @@ command), and client connections sending share frames into an inbox.
 Commands run strictly one after another in arrival order; the driver sends every server the
 same sequence, which keeps the MPyC program counters in step (MPyC requires it). A command is
 an ``async def f(state, **kwargs)`` registered with ``@command("name")`` in :data:`COMMANDS`;
-other modules (e.g. ``flaimsim.parties.secure_ops``) register more by being imported, which
+other modules (e.g. ``parties.distaim.server_commands``) register more by being imported, which
 ``--load MODULE`` does at start-up. Only ``open`` and ``open_to`` reveal a secret among the
 built-in commands, and every opening is written to the reveal log. Independently of that log,
 the program installs :class:`~flaimsim.parties.mpc.openings.OpeningCounter` on the runtime

@@ -60,7 +60,7 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
-from flaimsim.parties.mpc.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
+from flaimsim.parties.distaim.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
                                               fxp_scale, prss_trunc, reinterpret_as_secint)
 
 # η: the stated bound on |computed − ideal| of s_r + G_r at F = 20 (see the docstring), and its

@@ -122,13 +122,13 @@ class CostTable:
 
 def select_bits_for(score_bound: float, select_epsilon: float) -> int:
     """The secure argmax's integer width for these scores at ε = ``select_epsilon``, Δ = 1."""
-    from flaimsim.parties.mpc.secure_em import comparison_bits, em_fxp_type
+    from flaimsim.parties.distaim.secure_em import comparison_bits, em_fxp_type
 
     return comparison_bits(em_fxp_type(score_bound), select_epsilon, 1.0)
 
 
 def fxp_bits(score_bound: float) -> int:
-    from flaimsim.parties.mpc.secure_em import em_fxp_type
+    from flaimsim.parties.distaim.secure_em import em_fxp_type
 
     return int(em_fxp_type(score_bound).bit_length)
 
@@ -138,18 +138,20 @@ def code_version() -> str:
     import hashlib
 
     here = Path(__file__).parent
+    mpc = here.parent / "mpc"
     digest = hashlib.sha256()
-    for name in ("secure_scoring.py", "secure_em.py", "secure_noise.py", "distaim_server.py",
-                 "secure_l2.py", "bit_decomposition.py", "fixed_point.py",
-                 "server.py", "input_sharing.py", "wire.py", "cost_model.py",
-                 "distaim_engine.py"):
-        digest.update((here / name).read_bytes())
+    for path in (here / "secure_scoring.py", here / "secure_em.py", here / "secure_noise.py",
+                 here / "server_commands.py", here / "secure_l2.py",
+                 mpc / "bit_decomposition.py", here / "fixed_point.py",
+                 mpc / "server.py", mpc / "input_sharing.py", mpc / "wire.py",
+                 here / "cost_model.py", here / "engines.py"):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
 def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0,
               score: str = "l1", select_bits: int = 0) -> str:
-    from flaimsim.parties.mpc.distaim_engine import count_bits_for
+    from flaimsim.parties.distaim.engines import count_bits_for
 
     bits = count_bits_for(max_count, frac_bits, score)
     return (f"m{m}-b{int(max_count).bit_length()}-l{bits}-f{frac_bits}-{score}"
@@ -184,7 +186,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
     """
     import mpyc
 
-    from flaimsim.parties.mpc.distaim_engine import MpcEngine, chunk_count, count_bits_for
+    from flaimsim.parties.distaim.engines import MpcEngine, chunk_count, count_bits_for
 
     samples: dict[str, list[tuple[np.ndarray, dict[str, tuple[int, int]]]]] = {
         op: [] for op in FEATURES}

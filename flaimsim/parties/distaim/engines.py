@@ -135,7 +135,7 @@ def kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
 def scored_priced_cells(offsets: Sequence[int], lengths: Sequence[int], public_c: np.ndarray,
                         frac_bits: int) -> np.ndarray:
     """The aggregate's cells that a score step prices (round_f(c) > 0): those needing bits."""
-    from flaimsim.parties.mpc.secure_scoring import priced_cells, round_public_marginal
+    from flaimsim.parties.distaim.secure_scoring import priced_cells, round_public_marginal
 
     c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
     return kept_cells(offsets, lengths)[priced_cells(c_int)]
@@ -196,7 +196,7 @@ class SecureEngine(Protocol):
 def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_count: int,
                frac_bits: int) -> Step:
     """The score step's size, with the public plan of its comparisons (what it costs)."""
-    from flaimsim.parties.mpc.secure_scoring import comparison_plan, round_public_marginal
+    from flaimsim.parties.distaim.secure_scoring import comparison_plan, round_public_marginal
 
     plan = comparison_plan(round_public_marginal(np.asarray(public_c, dtype=float), frac_bits),
                            int(max_count).bit_length(), frac_bits)
@@ -210,10 +210,10 @@ def count_bits_for(max_count: int, frac_bits: int = 0, score: str = "l1") -> int
     """SecInt bit length holding counts up to N: ``secure_scoring.count_secint``'s rule (L1),
     ``secure_l2.l2_count_secint``'s (L2: squares must not wrap)."""
     if score == "l2":
-        from flaimsim.parties.mpc.secure_l2 import l2_square_bits
+        from flaimsim.parties.distaim.secure_l2 import l2_square_bits
 
         return l2_square_bits(max_count, frac_bits) + 2
-    from flaimsim.parties.mpc.secure_scoring import _SUM_HEADROOM_BITS
+    from flaimsim.parties.distaim.secure_scoring import _SUM_HEADROOM_BITS
 
     return int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS
 
@@ -221,7 +221,7 @@ def count_bits_for(max_count: int, frac_bits: int = 0, score: str = "l1") -> int
 def l2_distances(x: np.ndarray, public_c: np.ndarray, lengths: Sequence[int],
                  frac_bits: int) -> np.ndarray:
     """Plain ‖x_r·2^f − round(c_r·2^f)‖₂·2^−f per segment: what ``secure_l2`` computes."""
-    from flaimsim.parties.mpc.secure_scoring import round_public_marginal
+    from flaimsim.parties.distaim.secure_scoring import round_public_marginal
 
     d = (np.asarray(x, dtype=np.int64) * (1 << frac_bits)
          - round_public_marginal(public_c, frac_bits)).astype(float)
@@ -233,7 +233,7 @@ def launcher_options(command_timeout: float, network: Any = None) -> dict[str, A
     """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
     ``network``: the emulated links (:mod:`flaimsim.parties.netem`), if any."""
     return {"command_timeout": float(command_timeout),
-            "load": ["flaimsim.parties.mpc.distaim_server"],
+            "load": ["flaimsim.parties.distaim.server_commands"],
             **({"network": network} if network is not None else {})}
 
 
@@ -486,7 +486,7 @@ class IdealEngine:
             self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
-        from flaimsim.parties.mpc.secure_scoring import round_public_marginal
+        from flaimsim.parties.distaim.secure_scoring import round_public_marginal
 
         f = self.frac_bits
         c = round_public_marginal(np.asarray(public_c, dtype=float), f)
@@ -506,7 +506,7 @@ class IdealEngine:
         self._charge(score_step(round, lengths, public_c, self.max_count, f))
 
     def select(self, round: int, epsilon: float, sensitivity: float) -> tuple[int, float]:
-        from flaimsim.parties.mpc.secure_em import comparison_bits, em_fxp_type, em_scale
+        from flaimsim.parties.distaim.secure_em import comparison_bits, em_fxp_type, em_scale
 
         bits = comparison_bits(em_fxp_type(self.cost.score_bound), epsilon, sensitivity)
         if bits != self.cost.select_bits:
@@ -528,7 +528,7 @@ class IdealEngine:
 
     def measure(self, round: int, offset: int, length: int, sigma: float
                 ) -> tuple[np.ndarray, float]:
-        from flaimsim.parties.mpc.secure_noise import added_variance, noise_shares
+        from flaimsim.parties.distaim.secure_noise import added_variance, noise_shares
 
         if measures_need_bits(self.score_kind, self.sharing):
             self._decompose_cells(round, np.arange(offset, offset + length), "measure")

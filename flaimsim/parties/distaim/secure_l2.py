@@ -32,9 +32,9 @@ from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
 from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
-from flaimsim.parties.mpc.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
+from flaimsim.parties.distaim.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
                                               fxp_scale)
-from flaimsim.parties.mpc.secure_em import _one_hot_first_one
+from flaimsim.parties.distaim.secure_em import _one_hot_first_one
 
 SQRT_FRAC_BITS = 40
 NEWTON_STEPS = 4
@@ -102,7 +102,7 @@ def secure_l2_distances(counts: Any, squares: Any, public_c: np.ndarray,
                         segments: Sequence[int], max_count: int, frac_bits: int,
                         fxp: type) -> Any:
     """‖x_r − round_f(c_r)‖₂ per segment as an ``fxp`` array (k,); ``squares`` = Σ_r x²."""
-    from flaimsim.parties.mpc.secure_scoring import round_public_marginal, segment_sums
+    from flaimsim.parties.distaim.secure_scoring import round_public_marginal, segment_sums
 
     c_int = round_public_marginal(public_c, frac_bits)
     lengths = np.asarray(segments, dtype=np.int64)
