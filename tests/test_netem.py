@@ -153,7 +153,7 @@ def test_clock_orders_chunks_and_charges_serialisation() -> None:
 
 
 def test_chunks_stay_short_on_the_link() -> None:
-    assert chunk_bytes(1e9) == 31250 and chunk_bytes(1e6) == 4096 and chunk_bytes(1e12) == 65536
+    assert chunk_bytes(1e8) == 12500 and chunk_bytes(1e6) == 4096 and chunk_bytes(1e12) == 65536
 
 
 @pytest.mark.parametrize("spec,expected", [

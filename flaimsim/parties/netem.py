@@ -19,8 +19,8 @@ Timing of one chunk of n bytes read by the relay at time t (all times ``time.mon
 
 so a chunk arrives no sooner than the one-way latency L after it was sent and no sooner than
 the link (or the sender's uplink and the receiver's downlink) can carry it, behind everything
-sent on it before. Chunks are at most ``chunk_bytes(B)`` (≈ 0.25 ms of serialisation), so a
-message's last byte is not held back much by the next one's first. Within a direction, bytes
+sent on it before. Chunks are at most ``chunk_bytes(B)`` (≈ 1 ms of serialisation), so a
+message's last byte is held back at most that long by the next one's first. Within a direction, bytes
 keep their order; EOF (half-close) is delivered after the data, and a reset on one side
 aborts the other. The relay buffers without bound (no back-pressure window): a sender's
 writes complete at loopback speed, as on a link with a large socket buffer. Connection set-up
@@ -67,8 +67,9 @@ class EmulatorError(RuntimeError):
 
 
 def chunk_bytes(bandwidth_bps: float) -> int:
-    """Largest chunk relayed at once: about 0.25 ms on the link, within 4..64 KiB."""
-    return int(min(MAX_CHUNK, max(MIN_CHUNK, bandwidth_bps / 8 * 250e-6)))
+    """Largest chunk relayed at once: about 1 ms on the link, within 4..64 KiB (smaller
+    chunks cost the relay more time per byte than a WAN link's bandwidth allows)."""
+    return int(min(MAX_CHUNK, max(MIN_CHUNK, bandwidth_bps / 8 * 1e-3)))
 
 
 class LinkClock:
