@@ -44,6 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     for r in runs.results:
         print(format_privacy(r.record["protocol"], r.record["privacy"]))
+    if args.profile:
+        from flaimsim.parties.profile import format_profile
+
+        for r in (r for r in runs.results if r.record.get("profile")):
+            print(f"\nprofile ({r.record['protocol']}, {r.record.get('bytes_source')}; "
+                  f"{r.record.get('comm_rounds')} communication rounds):")
+            print(format_profile(r.record.get("profile") or []))
     if args.out:
         print(f"wrote {args.out}/config.json and {args.out}/result.json")
     return 0
@@ -196,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run protocols and print the comparison table")
     add_run_options(p_run, main_job=True)
+    p_run.add_argument("--profile", action="store_true",
+                       help="also print each phase's secure operations: bytes, messages, "
+                            "rounds, seconds (always in result.json as 'profile')")
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",

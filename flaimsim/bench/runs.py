@@ -28,6 +28,7 @@ TABLE_COLUMNS = (
     ("server_sent", "server sent", "bytes"),
     ("server_received", "server recv", "bytes"),
     ("bytes_source", "source", "{}"),
+    ("comm_rounds", "rounds", "{}"),
     ("wall_seconds", "wall s", "{:.1f}"),
     ("evaluate_s", "of it eval s", "{:.1f}"),
 )
@@ -55,6 +56,7 @@ def _server_view(r: dict[str, Any]) -> dict[str, Any]:
 TABLE_LEGEND = ("client /K: mean over all K clients (never-sampled ones count as 0); "
                 "/part.: mean over the clients that took part at least once; "
                 "source: wire = counted on a socket, modelled = from the MPC cost table; "
+                "rounds: communication rounds on the critical path (docs/rounds.md); "
                 "wall s: the protocol's run; of it eval s: the utility metrics (L1, NLL, AUC), "
                 "the harness's work, not the protocol's")
 

@@ -46,6 +46,7 @@ from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import score_sensitivity
 from flaimsim.mechanisms.workload import Workload
 from flaimsim.parties.distaim.engines import IdealEngine, MpcEngine, SecureEngine, kept_cells
+from flaimsim.parties import profile
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
@@ -368,20 +369,27 @@ def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[A
     from flaimsim.parties.distaim.engines import replay
 
     table, fresh = cost_table(config, cost_setting(config, data))
-    modelled = replay(steps, table, config.sharing).by_phase()
+    priced = replay(steps, table, config.sharing)
+    modelled = priced.by_phase()
     wire = {p: b for p, b in measured.by_phase().items() if p != "setup"}
     phases = sorted(set(modelled) | set(wire))
     rel = {p: (modelled.get(p, 0) - wire.get(p, 0)) / max(wire.get(p, 0), 1) for p in phases}
+    rounds_wire, rounds_model = measured.rounds_by_phase(), priced.rounds_by_phase()
     return {"table": table.key, "calibrated_now": fresh,
             "measured_bytes": {p: int(wire.get(p, 0)) for p in phases},
             "modelled_bytes": {p: int(round(modelled.get(p, 0))) for p in phases},
-            "relative_error": rel, "max_abs_relative_error": max(abs(v) for v in rel.values())}
+            "relative_error": rel, "max_abs_relative_error": max(abs(v) for v in rel.values()),
+            "measured_rounds": {p: int(rounds_wire.get(p, 0)) for p in phases},
+            "modelled_rounds": {p: int(rounds_model.get(p, 0)) for p in phases}}
 
 
 def model_check_notes(check: dict[str, Any]) -> list[str]:
     rows = [f"{p} wire {check['measured_bytes'][p]:,} B, modelled {check['modelled_bytes'][p]:,} B "
             f"({100 * check['relative_error'][p]:+.2f}%)" for p in check["measured_bytes"]]
-    return ["model check (bytes sent by all servers and clients per phase): " + "; ".join(rows)]
+    rounds = [f"{p} wire {check['measured_rounds'][p]}, modelled {check['modelled_rounds'][p]}"
+              for p in check.get("measured_rounds", {})]
+    return ["model check (bytes sent by all servers and clients per phase): " + "; ".join(rows),
+            "model check (communication rounds per phase): " + "; ".join(rounds)]
 
 
 def run_distaim(config: RunConfig, data: PreparedData | None = None,
@@ -401,7 +409,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
             add_setup_rows(ledger, engine.launcher.call("setup_counters"))
         backend = DistAimBackend(config, data, engine, max_count)
         model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
-        loop = run_fixed(config, data.workload, model, backend, progress)
+        with profile.collecting() as prof:
+            loop = run_fixed(config, data.workload, model, backend, progress)
         reveals = engine.reveal_log()
         # real MPC: check openings from outside
         opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
@@ -425,7 +434,9 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "openings": len(reveals),
              "server_openings_checked": None if opened is None else len(opened),
              "server_opened_elements": None if opened is None
-             else sum(o.elements for o in opened)}
+             else sum(o.elements for o in opened),
+             # per phase, its secure operations (wire: their own sections; modelled: none)
+             "profile": profile.profile_table(prof.ops, ledger)}
     record, synth = build_record(config, data, loop, ledger, config.servers,
                                  time.perf_counter() - start, extra)
     # Bytes sent per server per scored cell and round; the bit decompositions (each cell at

@@ -26,7 +26,8 @@ CLIENT_MEANS = {
     "client_bytes_received_mean_participating": "clients that took part at least once",
 }
 COMM_FIELDS = ("client_bytes_sent_mean", "client_bytes_received_mean",
-               "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source")
+               "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source",
+               "comm_rounds")
 
 
 @dataclass

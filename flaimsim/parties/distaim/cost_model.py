@@ -23,6 +23,12 @@ sum-squares 1, k                     L2: Σx² per candidate, once per contribut
 score-l2   1, k                      L2: a secure square root per candidate
 =========  ========================  ==========================================
 
+Rounds (the critical-path depth of a step, :mod:`flaimsim.parties.rounds`) are fitted the
+same way from the measured steps' ``comm_rounds``, on :data:`ROUND_FEATURES` (a
+multiplication layer is a round whatever its width, so depth follows the chains: chunks,
+comparison steps, log2 k tournament levels); :meth:`CostTable.charge` puts them on the
+step's first row.
+
 A table is measured by :func:`calibrate` (``flaimsim calibrate``) for one setting (servers m,
 count bit length, fixed-point type of the scores) and stored as JSON with the MPyC version;
 :func:`load_or_calibrate` caches tables under ``$FLAIMSIM_CACHE`` (default
@@ -48,17 +54,23 @@ FEATURES = {"decompose": ("1", "cells", "chunks"), "score": ("1", "k", "dots", "
             "select": ("1", "k", "log2k"), "select-rnm": ("1", "k", "log2k"),
             "measure": ("1", "cells"), "to_shamir": ("1", "cells"),
             "unwrap": ("1", "cells"), "sum-squares": ("1", "k"), "score-l2": ("1", "k")}
+# Rounds follow the chains, not the widths: the features a step's depth is fitted on.
+ROUND_FEATURES = {"decompose": ("1", "chunks"), "score": ("1", "steps"),
+                  "select": ("1", "log2k"), "select-rnm": ("1", "log2k"), "measure": ("1",),
+                  "to_shamir": ("1",), "unwrap": ("1",), "sum-squares": ("1",),
+                  "score-l2": ("1",)}
 FRAME_HEADER_BYTES = 14
 CALIBRATION_CHUNK = 100     # cells per decompose chunk while calibrating (see calibrate)
 SEED_BYTES = 16
 
 
 def _features(op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
-              dots: int = 0, chunks: int = 0) -> np.ndarray:
+              dots: int = 0, chunks: int = 0, names: Sequence[str] | None = None
+              ) -> np.ndarray:
     values = {"1": 1.0, "cells": float(cells), "k": float(k), "mults": float(mults),
               "steps": float(steps), "dots": float(dots), "chunks": float(chunks),
               "log2k": float(math.ceil(math.log2(k))) if k > 1 else 0.0}
-    return np.array([values[f] for f in FEATURES[op]])
+    return np.array([values[f] for f in (FEATURES[op] if names is None else names)])
 
 
 @dataclass(frozen=True)
@@ -90,12 +102,25 @@ class CostTable:
                            max(int(round(float(x @ np.array(msgs)))), 0))
         return out
 
+    def predict_rounds(self, op: str, cells: int = 0, k: int = 0, mults: int = 0,
+                       steps: int = 0, dots: int = 0, chunks: int = 0) -> int:
+        """Communication rounds (critical-path depth) of one step of the given size."""
+        coef = self.coefficients[op].get("rounds", {}).get("depth")
+        if coef is None:
+            return 0
+        x = _features(op, cells, k, mults, steps, dots, chunks, ROUND_FEATURES[op])
+        return max(int(round(float(x @ np.array(coef)))), 0)
+
     def charge(self, ledger: Ledger, round: int, phase: str, op: str, cells: int = 0,
                k: int = 0, mults: int = 0, steps: int = 0, dots: int = 0,
                chunks: int = 0) -> None:
-        for (i, j), (nbytes, msgs) in self.predict(op, cells, k, mults, steps, dots,
-                                                   chunks).items():
-            ledger.add(round, phase, server(i), server(j), nbytes, msgs, "modelled")
+        """The step's rows, ``modelled``; its rounds go on the first row with traffic."""
+        rounds = self.predict_rounds(op, cells, k, mults, steps, dots, chunks)
+        for (i, j), (nbytes, msgs) in sorted(self.predict(op, cells, k, mults, steps, dots,
+                                                          chunks).items()):
+            ledger.add(round, phase, server(i), server(j), nbytes, msgs, "modelled",
+                       rounds if nbytes or msgs else 0)
+            rounds = 0 if nbytes or msgs else rounds
 
     def upload_bytes_per_server(self, sharing: str, cells: int) -> list[int]:
         """A client's upload to each server: the transport's framing, exactly."""
@@ -190,6 +215,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
 
     samples: dict[str, list[tuple[np.ndarray, dict[str, tuple[int, int]]]]] = {
         op: [] for op in FEATURES}
+    depths: dict[str, list[int]] = {op: [] for op in FEATURES}   # comm_rounds per sample
     rng = np.random.default_rng(0)
     element_bytes = 0
 
@@ -197,6 +223,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
         engine.ledger = Ledger()
         fn()
         samples[op].append((x, _pair_totals(engine.ledger)))
+        depths[op].append(engine.ledger.comm_rounds)
 
     def score_features(engine: MpcEngine) -> np.ndarray:
         st = engine.steps[-1]
@@ -212,8 +239,11 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                        for k in range(2)}
             engine.ledger = Ledger()
             engine.share(0, sorted(vectors), vectors.__getitem__)
-            samples["to_shamir"].append((_features("to_shamir", cells), _pair_totals(Ledger(
-                rows=[r for r in engine.ledger.rows if r.sender.startswith("server")]))))
+            conversion = Ledger(rows=[r for r in engine.ledger.rows
+                                      if r.sender.startswith("server")])
+            samples["to_shamir"].append((_features("to_shamir", cells),
+                                         _pair_totals(conversion)))
+            depths["to_shamir"].append(conversion.comm_rounds)
             # A model marginal sums to about the record count: keep every segment's within N.
             top = max_count / cells
             ks = sorted({1, 4, 16} | ({64} if cells >= 512 else set()))
@@ -245,6 +275,7 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                     engine.score(0, offsets, segs, public_c, 1.0, [1.0] * k, score_bound)
                     samples["score"].append((score_features(engine),
                                              _pair_totals(engine.ledger)))
+                    depths["score"].append(engine.ledger.comm_rounds)
             run(engine, "measure", _features("measure", cells),
                 lambda: engine.measure(0, 0, cells, 5.0))
             public_c = rng.uniform(0, top, cells)
@@ -279,6 +310,9 @@ def calibrate(m: int = 3, max_count: int = 50_000, score_bound: float = 1e7,
                 if kind == "bytes":
                     fit = X @ coef
                     worst = max(worst, float(np.max(np.abs(fit - y) / np.maximum(y, 1))))
+        Xr = X[:, [FEATURES[op].index(f) for f in ROUND_FEATURES[op]]]
+        coef, *_ = np.linalg.lstsq(Xr, np.array(depths[op], dtype=float), rcond=None)
+        coefficients[op]["rounds"] = {"depth": [float(c) for c in coef]}
     return CostTable(m, int(max_count), float(score_bound),
                      count_bits_for(max_count, frac_bits, score), element_bytes,
                      mpyc.__version__, code_version(), coefficients, worst, int(frac_bits),

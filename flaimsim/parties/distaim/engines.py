@@ -43,6 +43,7 @@ import numpy as np
 from flaimsim.mechanisms.dp import exponential_mechanism, report_noisy_max
 from flaimsim.mechanisms.scores import aim_score_from_l1, score_from_distance
 from flaimsim.parties.ledger import Ledger, client, server
+from flaimsim.parties import profile
 
 AGGREGATE = "x"
 COMPACT_PIECES = "x-pieces"   # each server's local sum of compact pieces mod 2^b
@@ -155,12 +156,25 @@ def measures_need_bits(score_kind: str, sharing: str) -> bool:
 
 
 def charge_step(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
-    """Charge one step's traffic from the cost model (rows marked ``modelled``)."""
+    """Charge one step's traffic from the cost model (rows marked ``modelled``); the step is
+    one operation of the run's profile (no seconds: nothing ran)."""
+    start = len(ledger.rows)
+    _charge_rows(ledger, cost, step, sharing)
+    rows = ledger.rows[start:]
+    profile.record(step.round, step.phase or PHASE_OF_STEP[step.op], f"{step.op} (modelled)",
+                   sum(r.bytes for r in rows), sum(r.messages for r in rows),
+                   sum(r.comm_rounds for r in rows), None)
+
+
+def _charge_rows(ledger: Ledger, cost: Any, step: Step, sharing: str) -> None:
     phase = step.phase or PHASE_OF_STEP[step.op]
-    if step.op == "share":
+    if step.op == "share":   # the uploads go at once: one round (on the first row)
+        rounds = 1
         for k in step.clients:
             for i, nbytes in enumerate(cost.upload_bytes_per_server(sharing, step.cells)):
-                ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled")
+                ledger.add(step.round, phase, client(k), server(i), nbytes, 1, "modelled",
+                           rounds)
+                rounds = 0
         if sharing in ("additive", "compact"):
             cost.charge(ledger, step.round, phase, "to_shamir", cells=step.cells)
         return
@@ -310,7 +324,7 @@ class MpcEngine:
         new = self.decomposed.claim(anchor, EAGER_DECOMPOSE_CELLS)
         self._record_decompose(round, new, "score")
         start = len(self.ledger.rows)
-        with self.launcher.measure(self.ledger, round, "score"):
+        with self.launcher.measure(self.ledger, round, "score", "bit decomposition"):
             out = self.launcher.call("distaim_prepare", name=AGGREGATE, max_count=self.max_count,
                                      frac_bits=self.frac_bits, chunk=self.decompose_chunk,
                                      anchor=[int(anchor[0]), int(anchor[-1]) + 1]
@@ -336,7 +350,7 @@ class MpcEngine:
             return
         self._record_decompose(round, new, phase)
         start = len(self.ledger.rows)
-        with self.launcher.measure(self.ledger, round, phase):
+        with self.launcher.measure(self.ledger, round, phase, "bit decomposition"):
             out = self.launcher.call("distaim_decompose", name=AGGREGATE, cells=new)
         if phase == "score":
             self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
@@ -345,7 +359,7 @@ class MpcEngine:
     def unwrap(self, round: int) -> None:
         """L2 with compact shares: reduce the wrapped sum to x (phase score)."""
         self.steps.append(Step(round, "unwrap", cells=self.cells))
-        with self.launcher.measure(self.ledger, round, "score"):
+        with self.launcher.measure(self.ledger, round, "score", "unwrap"):
             self.launcher.call("distaim_unwrap", name=AGGREGATE, max_count=self.max_count)
 
     def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
@@ -353,7 +367,7 @@ class MpcEngine:
         offsets = np.r_[0, np.cumsum(lengths)[:-1]]
         self.candidate_of = {int(o): i for i, o in enumerate(offsets)}
         self.steps.append(Step(round, "sum-squares", k=len(lengths)))
-        with self.launcher.measure(self.ledger, round, "score"):
+        with self.launcher.measure(self.ledger, round, "score", "sum of squares"):
             self.launcher.call("distaim_sum_squares", name=AGGREGATE,
                                lengths=[int(n) for n in lengths])
 
@@ -361,7 +375,7 @@ class MpcEngine:
         self._k = len(lengths)
         if self.score_kind == "l2":
             self.steps.append(Step(round, "score-l2", cells=int(np.sum(lengths)), k=len(lengths)))
-            with self.launcher.measure(self.ledger, round, "score"):
+            with self.launcher.measure(self.ledger, round, "score", "L2 scores"):
                 self.launcher.call("distaim_score_l2", offsets=[int(o) for o in offsets],
                                    lengths=[int(n) for n in lengths],
                                    candidates=[self.candidate_of[int(o)] for o in offsets],

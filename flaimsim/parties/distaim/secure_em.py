@@ -62,6 +62,7 @@ from numpy.polynomial import chebyshev, polynomial
 
 from flaimsim.parties.distaim.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
                                               fxp_scale, prss_trunc, reinterpret_as_secint)
+from flaimsim.parties.profile import section
 
 # η: the stated bound on |computed − ideal| of s_r + G_r at F = 20 (see the docstring), and its
 # noise part, which the tests assert; the other two parts are the truncations' bounds.
@@ -276,15 +277,19 @@ def _noisy_argmax(scores: Any, epsilon: float, sensitivity: float, noise: Any,
     """argmax_r ε u_r/(2Δ) + Z_r with Z = ``noise(fxp, n)``, for ``draws`` independent draws."""
     fxp = _check_scores(scores)
     k = scores.shape[0]
-    s = _scaled_scores(scores, epsilon, sensitivity)
-    z = noise(fxp, draws * k)
-    noisy = s + z if draws == 1 else z.reshape(draws, k) + s
-    if not mpc.options.no_prss:
-        # Compare integers in units 2^−(F − c), c = COMPARISON_DROP_BITS, in a small field, not
-        # SecFxp values in the scores' field (the truncation adds ≤ 2·2^−(F−c) to η).
-        noisy = prss_trunc(noisy, COMPARISON_DROP_BITS)
-        noisy = reinterpret_as_secint(noisy, comparison_secint(fxp, epsilon, sensitivity))
-    return mpc.np_argmax(noisy) if draws == 1 else mpc.np_argmax(noisy, axis=1)
+    with section("scaled scores"):
+        s = _scaled_scores(scores, epsilon, sensitivity)
+    with section("Gumbel noise" if noise is secure_gumbel else "Exp noise"):
+        z = noise(fxp, draws * k)
+    with section("argmax"):
+        noisy = s + z if draws == 1 else z.reshape(draws, k) + s
+        if not mpc.options.no_prss:
+            # Compare integers in units 2^−(F − c), c = COMPARISON_DROP_BITS, in a small
+            # field, not SecFxp values in the scores' field (the truncation adds ≤ 2·2^−(F−c)
+            # to η).
+            noisy = prss_trunc(noisy, COMPARISON_DROP_BITS)
+            noisy = reinterpret_as_secint(noisy, comparison_secint(fxp, epsilon, sensitivity))
+        return mpc.np_argmax(noisy) if draws == 1 else mpc.np_argmax(noisy, axis=1)
 
 
 def comparison_bits(fxp: type, epsilon: float, sensitivity: float) -> int:
@@ -304,7 +309,9 @@ def comparison_secint(fxp: type, epsilon: float, sensitivity: float) -> type:
 
 async def secure_exponential_mechanism(scores: Any, epsilon: float, sensitivity: float) -> int:
     """Open only the index r ~ exp(ε_eff u_r/(2Δ)) (ε_eff = em_scale(ε, Δ)[2] ≤ ε). Async."""
-    index = await mpc.output(secure_em_index(scores, epsilon, sensitivity))
+    index = secure_em_index(scores, epsilon, sensitivity)
+    with section("opening"):
+        index = await mpc.output(index)
     return int(index)
 
 
@@ -354,7 +361,9 @@ async def secure_report_noisy_max(scores: Any, epsilon: float, sensitivity: floa
     """
     if draws is not None and draws < 1:
         raise SecureMechanismError(f"need draws >= 1, got {draws}")
-    index = await mpc.output(secure_rnm_index(scores, epsilon, sensitivity, draws or 1))
+    index = secure_rnm_index(scores, epsilon, sensitivity, draws or 1)
+    with section("opening"):
+        index = await mpc.output(index)
     if draws is None:
         return int(index)
     return np.rint(np.asarray(index, dtype=float)).astype(np.int64).reshape(draws)

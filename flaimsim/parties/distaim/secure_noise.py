@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from mpyc.runtime import mpc
 
+from flaimsim.parties.profile import section
+
 from flaimsim.mechanisms.discrete_gaussian import (SystemSource, UniformSource,
                                                    discrete_gaussian_variance,
                                                    sample_discrete_gaussian)
@@ -94,8 +96,10 @@ async def secure_gaussian_measure(counts: Any, sigma: float) -> NoisyMeasurement
     if stype is None or getattr(stype, "frac_length", 0) != 0 or counts.ndim != 1:
         raise SecureNoiseError("counts must be a 1-D secure integer array (SecInt.array)")
     m, t = len(mpc.parties), mpc.threshold
-    noise = secure_noise(stype, counts.shape[0], sigma)
-    opened = await mpc.output(counts + noise)
+    with section("noise shares"):
+        noise = secure_noise(stype, counts.shape[0], sigma)
+    with section("opening"):
+        opened = await mpc.output(counts + noise)
     values = np.asarray([int(v) for v in np.asarray(opened).ravel()], dtype=np.int64)
     return NoisyMeasurement(values=values, variance=added_variance(sigma, m, t),
                             share_std=share_std(sigma, m, t), parties=m, threshold=t)

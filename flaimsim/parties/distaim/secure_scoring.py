@@ -47,6 +47,7 @@ import numpy as np
 from mpyc.runtime import mpc
 
 from flaimsim.mechanisms.scores import aim_score_from_l1, score_offset
+from flaimsim.parties.profile import section
 from flaimsim.parties.mpc.bit_decomposition import PackedShares, secure_low_bits
 
 # Extra bits of the count type beyond bitlen(N) + f: segment sums of |x − c| reach
@@ -463,16 +464,19 @@ def secure_l1_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[in
     k = len(segments)
     seg_c = np.bincount(seg_of, weights=c_int, minlength=k).astype(np.int64)
     c_priced, seg_priced = c_int[priced], seg_of[priced]
-    lt = less_than_pieces(bits, c_priced)
-    diff = bits.counts * (1 << f) - c_priced
-    dots = _group_dots(diff[lt.cells], lt.values, seg_priced[lt.cells], k)
-    if lt.above.any():
-        above = np.flatnonzero(lt.above)
-        dots = dots + _group_sums(diff[above], seg_priced[above], k)
+    with section("priced comparisons"):
+        lt = less_than_pieces(bits, c_priced)
+    with section("dot products"):
+        diff = bits.counts * (1 << f) - c_priced
+        dots = _group_dots(diff[lt.cells], lt.values, seg_priced[lt.cells], k)
+        if lt.above.any():
+            above = np.flatnonzero(lt.above)
+            dots = dots + _group_sums(diff[above], seg_priced[above], k)
     if not hasattr(segment_counts, "shape") or segment_counts.shape == ():
         segment_counts = stype.array(np.zeros(k, dtype=np.int64)) + segment_counts
     l1_scaled = segment_counts * (1 << f) - seg_c - 2 * dots
-    return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, f, fxp)
+    with section("score to fixed point"):
+        return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, f, fxp)
 
 
 def secure_l1_bits_full(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],

@@ -125,8 +125,10 @@ class ServerAggregation:
                                      phase=reveal, label=f"round {round}", receiver=0)
         frame = self.receiver.take()
         written = int(out[0]["bytes"])
+        # Server 0 writes the sum once the opening's step is over: one round more (stamp 1 of
+        # its own step, flushed alone).
         self.sent.append(WireRecord(server(0), AGGREGATOR, round, reveal, frame.kind.name,
-                                    written))
+                                    written, 1))
         self.sent.flush_to_ledger(ledger)
         spec = self.launcher.field_spec_for(self.bits)
         p = spec.modulus

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mpyc import thresha
 
 from flaimsim.parties.ledger import Ledger
+from flaimsim.parties import profile
 from flaimsim.parties.mpc.wire import add_wire_rows
 from flaimsim.parties.mpc.field import FieldSpec, SharingError
 from flaimsim.parties.mpc.modp_vectors import ModpVector
@@ -57,6 +58,8 @@ class ServerControl(Protocol):
     def call(self, name: str, **kwargs: Any) -> Any: ...
 
     def counters(self) -> Any: ...
+
+    def step_events(self, before: Any, after: Any) -> Any: ...
 
 SEED_BYTES = 16
 SharingMode = Literal["compact", "shamir", "additive"]
@@ -321,8 +324,13 @@ def share_inputs(launcher: ServerControl, transport: ClientTransport,
         if bit_length is not None and bit_length < compact_bits + (spec.m - 1).bit_length():
             raise SharingError(f"SecInt({bit_length}) cannot hold the wrapped sum of {spec.m} "
                                f"pieces of {compact_bits} bits")
-    uploads = {k: Client(k).upload(x, transport, spec, round, mode, phase, compact_bits)
-               for k, x in vectors.items()}
+    sent_before = len(transport.log)
+    with profile.timed() as upload_s:
+        uploads = {k: Client(k).upload(x, transport, spec, round, mode, phase, compact_bits)
+                   for k, x in vectors.items()}
+    frames = transport.log[sent_before:]
+    profile.record(round, phase, "input sharing", sum(f.nbytes for f in frames), len(frames),
+                   1 if frames else 0, upload_s[0])
     launcher.call("receive_shares", name=name, round=round, phase=phase,
                   clients=sorted(vectors), mode=mode, length=d, bit_length=bit_length,
                   compact_bits=compact_bits, timeout=timeout)
@@ -339,7 +347,11 @@ def share_inputs(launcher: ServerControl, transport: ClientTransport,
         diffs = [a - b for a, b in zip(after, before)]
         conv = tuple(dd.total_sent for dd in diffs)
         if ledger is not None:
-            add_wire_rows(ledger, before, after, round, phase)
+            events = launcher.step_events(before, after)
+            add_wire_rows(ledger, before, after, round, phase, events)
+            for o in profile.mpc_step_ops(events, round, phase, "to Shamir"):
+                profile.record(o.round, o.phase, o.op, o.bytes, o.messages, o.rounds,
+                               o.seconds)
     if ledger is not None:
         transport.flush_to_ledger(ledger)
     return ShareResult(name, mode, d, uploads, conv, launcher.privacy_note)

@@ -437,9 +437,11 @@ async def drop(state: ServerState, names: list[str]) -> list[str]:
 
 @command("counters")
 async def counters(state: ServerState) -> dict[str, Any]:
-    """Cumulative MPyC wire counters and bytes received from each client."""
+    """Cumulative MPyC wire counters, bytes received from each client, and the round log
+    since the last call (:func:`wire.drain_events`)."""
     return {"wire": wire.snapshot(state.runtime).to_dict(),
-            "client_bytes": {str(k): v for k, v in state.inbox.bytes_from.items()}}
+            "client_bytes": {str(k): v for k, v in state.inbox.bytes_from.items()},
+            "events": wire.drain_events(state.runtime)}
 
 
 @command("setup_counters")
