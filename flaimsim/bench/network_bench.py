@@ -16,6 +16,7 @@ instead (no separate mid-size case).
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from flaimsim.bench.emulated import NETWORK_FIELDS, runs_on_networks
@@ -63,6 +64,7 @@ def bench_network(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "bytes": rec["bytes_emulated"],
                         "bytes_unemulated": rec["bytes_unemulated"],
                         "within_target": abs(rec["network_estimate_error"]) <= TARGET})
+            print(format_network_bench(out[-1:]).splitlines()[2], file=sys.stderr, flush=True)
     return out
 
 
