@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "noise", "options", "resharing", "network"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p_bench.add_argument("--repeats", type=int, default=1,
+                         help="network: runs per measured time, medians taken (default: 1)")
     p_bench.set_defaults(func=cmd_bench)
     p_cal = sub.add_parser("calibrate", help="measure the MPC cost model for --mpc model")
     add_run_options(p_cal)

@@ -5,7 +5,8 @@ Per case (a protocol on a data set), the runs without emulation give the compute
 emulated links (:mod:`flaimsim.bench.emulated`) gives the measured wall time. The model's
 estimate is compute + communication from that run's ledger (:func:`flaimsim.bench.network.
 wall_time`: the wire's communication rounds × latency + the busiest link's bytes / bandwidth).
-The target is |estimate / measured − 1| ≤ 10 %.
+The target is |estimate / measured − 1| ≤ 10 %. ``--repeats R`` measures every time R times
+and takes medians (a shared machine's wall times vary by tens of percent between runs).
 
 Cases: the main job's (SynthFS, T = 4: DistAIM under ``--mpc real`` and the three FLAIM
 variants) and a mid-size DistAIM (Adult coarsened to 4 values per attribute, T = 2, iid split).
@@ -54,11 +55,13 @@ def bench_network(args: argparse.Namespace) -> list[dict[str, Any]]:
         config = config_from_args(args, defaults).replace(protocol=defaults["protocol"],
                                                          network=None)
         data = prepare(config)
-        _, _, emulated = runs_on_networks(config, data, networks)
+        _, _, emulated = runs_on_networks(config, data, networks,
+                                          repeats=getattr(args, "repeats", 1) or 1)
         for net, result in emulated.items():
             rec = result.record
             out.append({"case": label, **{k: rec[k] for k in NETWORK_FIELDS},
-                        "wall_seconds": rec["wall_seconds"],
+                        "wall_seconds": rec["wall_seconds"], "wall_runs_s": rec["wall_runs_s"],
+                        "compute_runs_s": rec["compute_runs_s"],
                         "comm_rounds": sum(getattr(r, "comm_rounds", 0) or 0
                                            for r in result.ledger.rows),
                         "bytes": rec["bytes_emulated"],
