@@ -169,3 +169,22 @@ def test_parse_network(spec: str, expected: Network) -> None:
 def test_parse_network_refuses(spec: str) -> None:
     with pytest.raises(NetworkError):
         parse_network(spec)
+
+
+def test_a_session_started_by_the_driver_adds_a_round() -> None:
+    """Emulated links showed one latency per SecAgg+ session that the stamps missed: clients
+    start a session when the in-process driver moves on, after everything before it."""
+    from flaimsim.parties.rounds import LamportClocks
+
+    clocks = LamportClocks()
+    first = clocks.send("client:1")                  # a client's key, stamp 1
+    clocks.take("aggregator", first)
+    echo = clocks.send("aggregator")                 # the aggregator's reply, stamp 2
+    clocks.take("client:1", echo)
+    assert clocks.charge([(1, "secagg-keys", "client:1", "aggregator", first),
+                          (1, "secagg-keys", "aggregator", "client:1", echo)])
+    clocks.barrier()                                  # the next session
+    fresh = clocks.send("client:7")                   # a client that never took anything
+    assert fresh == echo + 1
+    assert clocks.charge([(1, "secagg-keys", "client:7", "aggregator", fresh)]) == {
+        (1, "secagg-keys", "client:7", "aggregator"): 1}
