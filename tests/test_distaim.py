@@ -10,6 +10,7 @@ import pytest
 
 from flaimsim.parties.distaim.cost_model import CostTable, cache_key, select_bits_for
 from flaimsim.parties.distaim.engines import MpcEngine, replay
+from flaimsim.parties.distaim.options import DistAimOptions
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import ConfigError, RunConfig
 from flaimsim.protocols.distaim import cost_setting, offset_std, run_distaim, score_bound
@@ -133,7 +134,7 @@ def test_modelled_run_is_reproducible(modelled_run):
 
 
 def test_secure_em_with_huge_epsilon_returns_argmax_three_parties():
-    engine = MpcEngine(Ledger(), m=3, max_count=1000)
+    engine = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=1000))
     engine.decompose_chunk = 5      # 12 cells in 3 chunks: the chunked path, packed bits
     try:
         x = np.array([5, 5, 5, 5, 900, 0, 5, 5, 5, 5, 5, 5], dtype=np.int64)
@@ -183,8 +184,9 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
     vectors = {0: x, 1: np.zeros_like(x)}
     c1 = np.r_[3.0, 1.0, 2.0, 0.0, 0.0, 2.0, np.zeros(12)]      # prices cells 0, 1, 2, 5
     c2 = np.r_[3.0, 1.0, 2.0, 1.0, 0.0, 0.0, 4.0, np.zeros(11)]  # newly prices 3, 6
-    real = MpcEngine(Ledger(), m=3, max_count=40)
-    ideal = IdealEngine(Ledger(), _FreeCost(), np.random.default_rng(0), max_count=40)
+    real = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=40))
+    ideal = IdealEngine(Ledger(), _FreeCost(), np.random.default_rng(0),
+                        DistAimOptions(max_count=40))
     try:
         for engine in (real, ideal):
             engine.share(0, [0, 1], vectors.__getitem__, lambda ks: sum(vectors[k] for k in ks))

@@ -70,15 +70,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
     from flaimsim.parties.distaim.cost_model import cache_dir, calibrate
+    from flaimsim.parties.distaim.options import DistAimOptions
     from flaimsim.protocols.distaim import cost_setting, cost_table
     from flaimsim.protocols.prepare import prepare
 
     config = config_from_args(args, {"protocol": "distaim"})
     setting = cost_setting(config, prepare(config))   # the run's widths, from public values
     if args.table:
-        table = calibrate(config.servers, setting.max_count, setting.score_bound,
-                          frac_bits=config.score_frac_bits, score=config.score,
-                          select_epsilon=setting.select_epsilon)
+        table = calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
+                          setting.select_epsilon)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
@@ -112,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--party {args.party} is not in 0..{len(peers) - 1} "
                           f"(--peers lists {len(peers)})")
     host, port = parse_address(args.control)
-    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server",
+    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server_loop",
             *[a for h, p in peers for a in ("-P", f"{h}:{p}")], "-I", str(args.party),
             "--bit-length", str(args.bit_length), "--mix32-64bit",
             "--control-host", host, "--control-port", str(port),
@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_run, main_job=True)
     p_run.add_argument("--profile", action="store_true",
                        help="also print each phase's secure operations: bytes, messages, "
-                            "rounds, seconds (always in result.json as 'profile')")
+                            "rounds, seconds (default: off; always in result.json as "
+                            "'profile')")
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from flaimsim.parties.distaim.options import MpcMode
 from flaimsim.protocols import RunConfig, runner
+from flaimsim.protocols.central import reference_record
 from flaimsim.protocols.prepare import prepare
-from flaimsim.protocols.result import RunResult, reference_record
+from flaimsim.protocols.result import RunResult
 
 TABLE_COLUMNS = (
     ("protocol", "protocol", "{}"),
@@ -62,7 +64,7 @@ TABLE_LEGEND = ("client /K: mean over all K clients (never-sampled ones count as
 
 
 def reference_rows(reference: dict[str, Any]) -> list[dict[str, Any]]:
-    """The reference figures (:func:`~flaimsim.protocols.result.reference_record`) as rows
+    """The reference figures (:func:`~flaimsim.protocols.central.reference_record`) as rows
     of the comparison table."""
     return [{"protocol": "ref: real train data", "auc": reference.get("auc_real_data")},
             {"protocol": "ref: one-way only",
@@ -143,7 +145,7 @@ class RunSet:
     config: RunConfig
     preset: str | None
     data: dict[str, Any]  # PreparedData.describe()
-    reference: dict[str, Any]  # protocols.result.reference_record
+    reference: dict[str, Any]  # protocols.central.reference_record
     results: list[RunResult]
 
     def header(self) -> str:
@@ -167,7 +169,7 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     from flaimsim.parties.mpc import warm_start
 
     protocols = list(protocols)
-    if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
+    if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
         # DistAIM's servers import and connect while the data and earlier protocols run.
         from flaimsim.parties.distaim.engines import launcher_options
 

@@ -245,9 +245,10 @@ async def _worker_scoring(path: str) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.distaim.secure_scoring import (
-        count_secint, decompose_counts, less_than_pieces, round_public_marginal,
-        secure_l1_bits, secure_l1_bits_full, secure_l1_naive)
+    from flaimsim.parties.distaim.secure_scoring import (count_secint, decompose_counts,
+                                                         less_than_pieces, secure_l1_bits,
+                                                         secure_l1_bits_full, secure_l1_naive)
+    from flaimsim.parties.distaim.plan import round_public_marginal
     inputs = np.load(path)                       # the same public inputs at every party
     x, c, segments = inputs["x"], inputs["c"], [int(v) for v in inputs["segments"]]
     max_count, f = int(inputs["max_count"]), int(inputs["frac_bits"])
@@ -372,7 +373,7 @@ def known_gumbel_randomness(rng: Any, frac_bits: int, n: int = 120
 
     import numpy as np
 
-    from flaimsim.parties.distaim.secure_em import GEOMETRIC_BITS as b
+    from flaimsim.parties.distaim.plan import GEOMETRIC_BITS as b
     f = frac_bits
     k = np.r_[0, 0, 0, b, 1, 1, rng.integers(0, 6, n - 6)]
     j = np.r_[0, b, 30, 0, 0, 0, rng.integers(0, 12, n - 6)]
@@ -424,7 +425,7 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
     gum = await mpc.output(gumbel_from_randomness(secint.array(k_bits), secint.array(j_bits),
                                                   secint.array(mantissa), noise_fxp(f)))
     # L2 distances (their square root uses the same products), against the plain formula.
-    from flaimsim.parties.distaim.engines import l2_distances
+    from flaimsim.parties.distaim.plan import l2_distances
     from flaimsim.parties.distaim.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
     n_max, segments = 48842, [1, 1, 4, 60, 3, 300, 2]
     x = rng.integers(0, 40, sum(segments))

@@ -24,10 +24,6 @@ out of band, two ways (docs/rounds.md says why):
   the logs of all servers (driver side) and returns every message's stamp.
 - The FL star network lives in one process and keeps the clocks online
   (:class:`LamportClocks`).
-
-A step's depth goes to the ledger as the ``comm_rounds`` of one row: the row of the link that
-carried the step's deepest message (ties: the smallest (sender, receiver)); other rows carry 0.
-So ``comm_rounds`` adds up like bytes: per (round, phase), per phase, per run.
 """
 
 from __future__ import annotations
@@ -36,6 +32,7 @@ from collections import defaultdict
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 Event = tuple[int, int]     # (peer, pc): sent to peer; (-1 - peer, pc): taken from peer
+# (the servers' logs add section, bytes and time after these two: flaimsim.parties.profile)
 MessageKey = tuple[int, int, int]   # (sender, receiver, pc)
 
 

@@ -26,7 +26,7 @@ import selectors
 import socket
 import struct
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Iterable, Mapping, Sequence
@@ -396,7 +396,7 @@ class StarNetwork:
         self.clocks = LamportClocks()   # logical rounds, kept out of band (never on the wire)
         self.sent = WireLog(self.clocks)
         self.received = WireLog()
-        self._stamps: dict[tuple[str, str], list[int]] = defaultdict(list)   # in write order
+        self._stamps: dict[tuple[str, str], deque[int]] = defaultdict(deque)  # in write order
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(timeout)   # a connection that never comes is an error
         self._selector = selectors.DefaultSelector()
@@ -528,7 +528,7 @@ class StarNetwork:
                 raise TransportError(f"{end.owner}: a frame from {sender_name(sid)} arrived on "
                                      f"the connection to {end.peer}")
             with self._cond:
-                stamp = self._stamps[(end.peer, end.owner)].pop(0)
+                stamp = self._stamps[(end.peer, end.owner)].popleft()
             self.received.append(WireRecord(end.peer, end.owner, rnd, phase, kind.name,
                                             frame.nbytes, stamp))
             frames.append((frame, stamp))

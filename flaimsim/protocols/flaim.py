@@ -72,7 +72,7 @@ from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.secagg.protocol import SecAggError
 from flaimsim.parties.transport import StarNetwork
 from flaimsim.protocols.aim import run_fixed
-from flaimsim.protocols.config import ConfigError, RunConfig, stream
+from flaimsim.protocols.config import Aggregation, ConfigError, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
 
@@ -180,7 +180,7 @@ class FlaimBackend:
         # Every aggregator <-> client message crosses this loopback network (counted there).
         self.network = StarNetwork(timeout=config.party_timeout_s, network=config.network_spec)
         self.servers = None
-        if config.aggregation == "servers":
+        if config.aggregation is Aggregation.SERVERS:
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
 
             # Every sum is over disjoint clients' records: at most the record bound.

@@ -27,7 +27,7 @@ import numpy as np
 from flaimsim.parties.fl.aggregator import SecureSum
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
-from flaimsim.parties.mpc.launcher import connect_servers
+from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.mpc.openings import Rule, verify_servers
 from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.parties.transport import (ClientTransport, Frame, TransportError,

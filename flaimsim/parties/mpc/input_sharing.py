@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -42,6 +42,7 @@ from flaimsim.parties import profile
 from flaimsim.parties.mpc.wire import add_wire_rows
 from flaimsim.parties.mpc.field import FieldSpec, SharingError
 from flaimsim.parties.mpc.modp_vectors import ModpVector
+from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.transport import (
     FRAME_HEADER_BYTES, ClientTransport, FrameKind, element_bytes, encode_elements)
 
@@ -62,9 +63,9 @@ class ServerControl(Protocol):
     def step_events(self, before: Any, after: Any) -> Any: ...
 
 SEED_BYTES = 16
-SharingMode = Literal["compact", "shamir", "additive"]
-SHARING_MODES = ("compact", "shamir", "additive")
-DEFAULT_SHARING: SharingMode = "compact"
+SharingMode = Sharing
+SHARING_MODES = tuple(m.value for m in Sharing)
+DEFAULT_SHARING = Sharing.COMPACT
 
 
 def compact_width(bound: int) -> int:
@@ -151,6 +152,8 @@ def unwrap(runtime: Any, wrapped: Any, bits: int) -> tuple[Any, Any]:
     """(x, bits of x) from s = x + w·2^b: ``secure_low_bits(s, b)`` yields the b low bits of s
     (it works modulo 2^b), and x = Σ_i 2^i·bit_i is linear. Needs s < 2^(bit length) of the
     type, true for s < m·2^b when the type has b + 2 or more bits. One bit decomposition."""
+    # Here, not at the top: bit_decomposition loads mpyc.runtime, which the driver (a client
+    # of this module) must not start.
     from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
 
     low = secure_low_bits(wrapped, bits)

@@ -1,7 +1,7 @@
 """Start m compute-server processes on loopback, drive them in lockstep, and watch them.
 
 :class:`ServerLauncher` picks free ports (bind to port 0), starts
-``python -m flaimsim.parties.mpc.server`` once per party in its own process group, keeps the
+``python -m flaimsim.parties.mpc.server_loop`` once per party in its own process group, keeps the
 processes for every round of a run, and sends each command to all servers over their control
 connections (:meth:`ServerLauncher.call`). A watchdog runs while waiting for replies: if a
 party exits, a command fails at any party, or a reply takes longer than the timeout, every
@@ -186,7 +186,7 @@ class ServerLauncher:
         _LIVE.add(self)
         for i in range(self.m):
             peers = [a for h, p in peer_lists[i] for a in ("-P", f"{h}:{p}")]
-            cmd = [self.python, "-m", "flaimsim.parties.mpc.server", *peers, "-I", str(i),
+            cmd = [self.python, "-m", "flaimsim.parties.mpc.server_loop", *peers, "-I", str(i),
                    "-T", str(self.threshold), "--bit-length", str(self.bit_length),
                    "--mix32-64bit", "--control-host", self.host,
                    "--control-port", str(self.control_ports[i]),
@@ -536,19 +536,3 @@ class RemoteServers(ServerLauncher):
     def hosts(self) -> list[str]:
         return [f"{h}:{p}" for h, p in self.addresses]
 
-
-def connect_servers(m: int, servers_at: Sequence[tuple[str, int]] | None = None,
-                    **launcher_options: Any) -> ServerLauncher:
-    """Started servers: ``RemoteServers(servers_at)`` if addresses are given, else the ones
-    :mod:`warm_start` started ahead with the same options, else m spawned here with
-    ``launcher_options``."""
-    if servers_at:
-        if len(servers_at) != m:
-            raise LauncherConfigError(f"{len(servers_at)} server addresses for m={m} servers")
-        opts = {k: v for k, v in launcher_options.items()
-                if k in ("start_timeout", "command_timeout")}
-        return RemoteServers(servers_at, **opts).start()
-    from flaimsim.parties.mpc import warm_start
-
-    prestarted = warm_start.claim(m, launcher_options)
-    return prestarted or ServerLauncher(m=m, **launcher_options).start()

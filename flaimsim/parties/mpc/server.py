@@ -2,7 +2,7 @@
 
 Run one process per party, here or on separate hosts::
 
-    python -m flaimsim.parties.mpc.server -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
+    python -m flaimsim.parties.mpc.server_loop -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
         --control-port N [--control-host 127.0.0.1] [--bit-length 32] [--load MODULE ...]
 
 ``-P``/``-I``/``-T``/``--bit-length`` are MPyC's own options (peers, own index, threshold,
@@ -464,9 +464,3 @@ async def release(state: ServerState) -> str:
     state.releasing = True
     return "released"
 
-
-if __name__ == "__main__":
-    # Run the imported modules, not __main__, so that modules registering commands with
-    # ``from flaimsim.parties.mpc.server import command`` share one COMMANDS registry.
-    from flaimsim.parties.mpc.server_loop import main as _main
-    sys.exit(_main())
