@@ -111,5 +111,5 @@ def format_network_lines(records: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-__all__ = ["COMPUTE_SOURCE", "NETWORK_FIELDS", "format_network_lines", "network_fields", "run_on_network",
-           "runs_on_networks"]
+__all__ = ["COMPUTE_SOURCE", "NETWORK_FIELDS", "format_network_lines", "network_fields",
+           "run_on_network", "runs_on_networks"]
