@@ -3,7 +3,10 @@ functions included), and no import cycle between modules.
 
 Layers, lowest first; a module imports only from its own layer or lower ones:
 
-    mechanisms  <  parties  <  protocols  <  bench
+    mechanisms, datasets  <  parties  <  protocols  <  bench
+
+(``datasets``, the shipped and fetched data, sits beside ``mechanisms``: its loaders ask it
+where data lives and its fetch codes data with ``mechanisms.raw_data``.)
 
 Inside ``parties`` (lowest first; rooms of the same rank do not import each other):
 
@@ -25,7 +28,7 @@ import pytest
 import flaimsim
 
 ROOT = Path(flaimsim.__file__).parent
-LAYERS = {"mechanisms": 0, "parties": 1, "protocols": 2, "bench": 3}
+LAYERS = {"mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2, "bench": 3}
 PARTIES = {"ledger": 0, "rounds": 0, "links": 0, "netem": 0, "sampler": 0, "transport": 1,
            "profile": 1, "mpc": 2, "secagg": 2, "distaim": 3, "fl": 3}
 

@@ -161,11 +161,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     """``data prepare NAME RAW... --out DIR``: code raw files by the documented rule."""
     from pathlib import Path
 
-    from flaimsim.mechanisms.raw_data import RAW_SPECS, default_raw_dir, prepare_raw, \
+    from flaimsim.mechanisms.raw_data import RAW_SPECS, prepare_raw, raw_dir_for, \
         write_prepared
 
     spec = RAW_SPECS[args.name]
-    raw = [Path(p) for p in args.raw] or [default_raw_dir() / f for f in spec.files]
+    raw = [Path(p) for p in args.raw] or [raw_dir_for(args.name) / f for f in spec.files]
     fraction = spec.paper_subsample if args.paper_subsample else args.subsample
     prepared = prepare_raw(args.name, raw, fraction, args.seed, args.limit)
     out = write_prepared(prepared, args.out, raw)
@@ -176,16 +176,19 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    from flaimsim.datasets.fetch import add_fetch_parser
+    from flaimsim.datasets.status import add_list_parser
     from flaimsim.mechanisms.raw_data import RAW_SPECS
 
-    p_data = sub.add_parser("data", help="prepare the paper's raw data sets")
+    p_data = sub.add_parser("data", help="fetch and prepare the paper's raw data sets")
     data_sub = p_data.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser(
         "prepare", help="raw files -> NAME.csv + NAME-domain.json (continuous attributes in "
         "32 equal-width bins, categorical ones coded by sorted value)")
     p.add_argument("name", choices=sorted(RAW_SPECS))
     p.add_argument("raw", nargs="*", help="raw file(s), in order (default: the data set's "
-                   "files in $FLAIMSIM_RAW_DIR or ../shared/data/raw)")
+                   "files in $FLAIMSIM_RAW_DIR, the package, the data cache or "
+                   "../shared/data/raw)")
     p.add_argument("--out", required=True, help="output directory")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--subsample", type=float, default=None,
@@ -195,6 +198,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="subsampling seed")
     p.add_argument("--limit", type=int, default=None, help="read only N data lines per file")
     p.set_defaults(func=cmd_data)
+    add_fetch_parser(data_sub)
+    add_list_parser(data_sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
