@@ -46,7 +46,8 @@ from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import Score, score_sensitivity
 from flaimsim.mechanisms.workload import Workload
 from flaimsim.parties.distaim.cost_model import load_or_calibrate
-from flaimsim.parties.distaim.engines import IdealEngine, MpcEngine, SecureEngine, replay
+from flaimsim.parties.distaim.engines import (DISTAIM_RULES, IdealEngine, MpcEngine,
+                                             SecureEngine, replay)
 from flaimsim.parties.distaim.options import DistAimOptions, MpcMode, Participation, Selection
 from flaimsim.parties.distaim.plan import (GEOMETRIC_BITS, STATED_ETA, STATED_TAU, added_variance,
                                           kept_cells)
@@ -55,7 +56,7 @@ from flaimsim.parties import profile
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import fixed_schedule, run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
-from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
+from flaimsim.parties.mpc.openings import verify_servers
 from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
@@ -356,10 +357,10 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
 
 
 def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[Any],
-                        measured: Ledger) -> dict[str, Any]:
+                        measured: Ledger, setting: CostSetting | None = None) -> dict[str, Any]:
     """Bytes per phase of a real run beside the cost table's price for the same steps
     (``replay``); the one-off connection handshakes (phase setup) are not in the table."""
-    table, fresh = cost_table(config, cost_setting(config, data))
+    table, fresh = cost_table(config, setting or cost_setting(config, data))
     priced = replay(steps, table, config.sharing)
     modelled = priced.by_phase()
     wire = {p: b for p, b in measured.by_phase().items() if p != "setup"}
@@ -444,7 +445,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                                           if decomposed else None)
     record["wall_seconds"] = time.perf_counter() - start
     if config.check_model:
-        record["model_check"] = check_against_model(config, data, engine.steps, ledger)
+        record["model_check"] = check_against_model(config, data, engine.steps, ledger, setting)
         notes.extend(model_check_notes(record["model_check"]))
     return RunResult(record, synth, ledger, loop, notes,
                      {"reveals": reveals, "steps": list(engine.steps)})

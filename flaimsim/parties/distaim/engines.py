@@ -51,6 +51,7 @@ from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCell
 from flaimsim.parties.ledger import Ledger, client, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
 from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
+from flaimsim.parties.mpc.openings import Rule
 from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.transport import ClientTransport
@@ -153,6 +154,15 @@ def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_cou
                 steps=plan.steps, dots=dots)
 
 
+# What DistAIM's server commands (``server_commands``) may open, checked from outside after a
+# real run (``openings.verify_servers``): the secure exponential mechanism one index per call,
+# the noisy measurement one noisy marginal per call; ``open`` is the built-in explicit
+# opening. Nothing else may open.
+DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
+                 "distaim_measure": Rule(count=1),
+                 "open": Rule(count=1)}
+
+
 def launcher_options(command_timeout: float, network: Any = None) -> dict[str, Any]:
     """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
     ``network``: the emulated links (:mod:`flaimsim.parties.netem`), if any."""
@@ -174,6 +184,9 @@ class EngineBase:
         self.decomposed_cells = 0     # cells decomposed in the run, over all sets and phases
         self.decompose_bytes = 0      # bytes sent by the servers' decompositions (phase score)
 
+    def _bytes_since(self, start: int) -> int:
+        return sum(r.bytes for r in self.ledger.rows[start:])
+
     def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
         """Bits of those of ``cells`` not decomposed yet (a step of its own, so that its bytes
         stay apart)."""
@@ -184,9 +197,25 @@ class EngineBase:
         self._run_decompose(decompose_step(round, new.size, phase, self.decompose_chunk), new)
         self.decomposed_cells += int(new.size)
         if phase == "score":
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+            self.decompose_bytes += self._bytes_since(start)
+
+    def _decompose_l2(self, round: int, lengths: Sequence[int], cells: int) -> None:
+        """L2's once-per-set steps, reported as the decomposition's bytes: the unwrap of a
+        compact sum (its ``cells`` bits), then Σx² per candidate of ``lengths``."""
+        start = len(self.ledger.rows)
+        if self.options.sharing is Sharing.COMPACT:
+            self.unwrap(round)
+            self.decomposed_cells += cells
+        self.sum_squares(round, lengths)
+        self.decompose_bytes += self._bytes_since(start)
 
     def _run_decompose(self, step: Step, new: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def unwrap(self, round: int) -> None:
+        raise NotImplementedError
+
+    def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
         raise NotImplementedError
 
     def prepare_measure(self, round: int, cells: np.ndarray) -> None:
@@ -256,13 +285,8 @@ class MpcEngine(EngineBase):
         ``lengths``, every cell). L2: the unwrap (compact) and Σx² per candidate of ``lengths``
         (all answered candidates, in order)."""
         compact = self.options.sharing is Sharing.COMPACT
-        if self.options.score is Score.L2:   # once-per-set bytes, reported as the decomposition's
-            start = len(self.ledger.rows)
-            if compact:
-                self.unwrap(round)
-                self.decomposed_cells += self.cells
-            self.sum_squares(round, lengths)
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        if self.options.score is Score.L2:
+            self._decompose_l2(round, lengths, self.cells)
             return
         self.decomposed = DecomposedCells.of(self.cells)
         anchor = anchor_cells(lengths, self.cells) if compact else np.zeros(0, dtype=np.int64)
@@ -277,7 +301,7 @@ class MpcEngine(EngineBase):
                                      frac_bits=self.options.frac_bits, chunk=self.decompose_chunk,
                                      anchor=[int(anchor[0]), int(anchor[-1]) + 1]
                                      if anchor.size else None, cells=new)
-        self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        self.decompose_bytes += self._bytes_since(start)
         self._check_decomposed(out, new)
 
     def _check_decomposed(self, out: list[dict[str, Any]], new: np.ndarray) -> None:
@@ -396,18 +420,18 @@ class IdealEngine(EngineBase):
     def _run_decompose(self, step: Step, new: np.ndarray) -> None:
         self._charge(step)
 
+    def unwrap(self, round: int) -> None:
+        self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
+
+    def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
+        self._charge(Step(round, "sum-squares", k=len(lengths)))
+
     def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
-        compact = self.options.sharing is Sharing.COMPACT
-        if self.options.score is Score.L2:   # once-per-set bytes, reported as the decomposition's
-            start = len(self.ledger.rows)
-            if compact:
-                self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
-                self.decomposed_cells += len(self.aggregate)
-            self._charge(Step(round, "sum-squares", k=len(lengths)))
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        if self.options.score is Score.L2:
+            self._decompose_l2(round, lengths, len(self.aggregate))
             return
         self.decomposed = DecomposedCells.of(len(self.aggregate))
-        if compact:
+        if self.options.sharing is Sharing.COMPACT:
             self._decompose_cells(round, anchor_cells(lengths, len(self.aggregate)), "score")
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:

@@ -156,14 +156,6 @@ def fetch_openings(call: Callable[..., list[Any]]) -> list[list[Opening]]:
     return [[Opening.from_dict(d) for d in r["openings"]] for r in call("openings")]
 
 
-# DistAIM's server commands (flaimsim.parties.distaim.server_commands): the secure exponential
-# mechanism opens one index per call, the noisy measurement one noisy marginal per call;
-# ``open`` is the built-in explicit opening. Nothing else may open.
-DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
-                 "distaim_measure": Rule(count=1),
-                 "open": Rule(count=1)}
-
-
 def verify_servers(call: Callable[..., list[Any]], rules: Mapping[str, Rule]) -> list[Opening]:
     """Fetch every server's openings, check each against ``rules`` and that all servers
     opened the same things; returns server 0's list."""
@@ -176,5 +168,5 @@ def verify_servers(call: Callable[..., list[Any]], rules: Mapping[str, Rule]) ->
     return per_server[0]
 
 
-__all__ = ["DISTAIM_RULES", "verify_servers", "Opening", "OpeningCounter", "OpeningViolation", "Rule", "check_openings",
+__all__ = ["verify_servers", "Opening", "OpeningCounter", "OpeningViolation", "Rule", "check_openings",
            "fetch_openings"]
