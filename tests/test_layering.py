@@ -32,8 +32,8 @@ import flaimsim
 
 ROOT = Path(flaimsim.__file__).parent
 LAYERS = {"mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2, "bench": 3}
-PARTIES = {"ledger": 0, "rounds": 0, "transport": 1, "profile": 1, "mpc": 2, "secagg": 2,
-           "distaim": 3, "fl": 3}
+PARTIES = {"ledger": 0, "rounds": 0, "links": 0, "netem": 0, "sampler": 0, "transport": 1,
+           "profile": 1, "mpc": 2, "secagg": 2, "distaim": 3, "fl": 3}
 FACADE = {("flaimsim", "flaimsim.bench.api")}  # the package's lazy re-export of the API
 
 

@@ -78,6 +78,13 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
     if what == "noise":
         from flaimsim.bench.noise_bench import bench_noise
         return bench_noise()
+    if what == "network":
+        from flaimsim.bench.network_bench import bench_network, format_network_bench
+
+        rows = bench_network(args)
+        if not getattr(args, "json", False):
+            print(format_network_bench(rows))
+        return rows
     if what == "resharing":
         from flaimsim.bench.resharing_bench import bench_resharing
         return bench_resharing()

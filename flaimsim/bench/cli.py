@@ -36,6 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in result.results:
         for note in r.notes:
             print(fit(f"note ({r.record['protocol']}): {note}"))
+    from flaimsim.bench.emulated import format_network_lines
+
+    for line in format_network_lines([r.record for r in result.results]):
+        print(fit(line))
     for r in result.results:
         print(fit(format_privacy(r.record["protocol"], r.record["privacy"])))
     if args.profile:
@@ -221,10 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
-                                                "noise", "options", "resharing",
-                                                "flaim-options"))
+                                               "noise", "options", "resharing",
+                                               "flaim-options", "network"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p_bench.add_argument("--repeats", type=int, default=1,
+                         help="network: runs per measured time, medians taken (default: 1)")
     p_bench.set_defaults(func=cmd_bench)
     p_cal = sub.add_parser("calibrate", help="measure the MPC cost model for --mpc model")
     add_run_options(p_cal)

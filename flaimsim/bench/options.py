@@ -14,6 +14,7 @@ import difflib
 from dataclasses import asdict
 from typing import Any
 
+from ..parties.links import PRESETS as LINK_PRESETS
 from ..protocols.config import (DATASETS, PRESETS, PROTOCOLS, ConfigError, RunConfig,
                                 check_preset, default_preset)
 
@@ -158,6 +159,16 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
         "bound within delta/10", dest="mpc_security", type=int, metavar="KAPPA")
     opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
         "0) or poisson (each client's, once it is first sampled)", choices=("all", "poisson"))
+
+    net = p.add_argument_group("network")
+    presets = ", ".join(f"{k} ({n.latency_s * 1e3:g} ms, {n.bandwidth_bps / 1e6:g} Mbit/s)"
+                        for k, n in LINK_PRESETS.items())
+    opt(net, "--network", "emulate links in user space for every protocol socket (MPyC "
+        "peers, client<->server, FLAIM's star; not the driver's control channel): "
+        f"{presets} or LATENCY_MS,BANDWIDTH_MBIT; ',party' shares one access link per party "
+        "(--mpc real for DistAIM); the record gets the measured wall time, the compute time "
+        "of the same run without emulation and the model's estimate",
+        metavar="lan|wan|MS,MBIT[,link|party]")
 
     flaim = p.add_argument_group("FLAIM")
     opt(flaim, "--dropout", "share of sampled clients that drop out of a round", type=float)

@@ -237,14 +237,18 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
 
             kappa = resolve_kappa(base, data.workload, wire_record_bound(data))
             warm_start.prestart_servers(base.servers, **launcher_options(
-                base.party_timeout_s, mpyc_option(kappa)))
+                base.party_timeout_s, mpyc_option(kappa), base.network_spec))
         reference = reference_record(base, data)
         results = []
         for name in protocols:
             config = base.replace(protocol=name)
             update, close = progress_callback(config.rounds, name)
             try:
-                results.append(runner(name)(config, data=data, progress=update))
+                if config.network is not None:   # twice: without and with the links
+                    from flaimsim.bench.emulated import run_on_network
+                    results.append(run_on_network(config, data, update))
+                else:
+                    results.append(runner(name)(config, data=data, progress=update))
             finally:
                 close()
             results[-1].record.update(reference)

@@ -127,6 +127,9 @@ class RunConfig:
     # is private, so field bit lengths and SecAgg word widths that show on the wire come from
     # this bound; default: the data set's documented size (see public_record_bound).
     max_records: int | None = None
+    # Emulated links (flaimsim.parties.netem) for every protocol socket: lan, wan or
+    # LATENCY_MS,BANDWIDTH_MBIT[,link|party]; None runs on plain loopback.
+    network: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,6 +179,26 @@ class RunConfig:
         if self.servers_at is not None and len(self.server_addresses or ()) != self.servers:
             raise ConfigError(f"--servers-at lists {len(self.server_addresses or ())} "
                               f"addresses for --servers {self.servers}")
+        if self.network is not None:
+            self.network_spec  # a clear error for a bad spec
+            if self.protocol == "distaim" and self.mpc != "real":
+                raise ConfigError("--network emulates the links of real sockets: DistAIM "
+                                  "needs --mpc real")
+            if self.servers_at is not None:
+                raise ConfigError("--network emulates links on this machine; it cannot "
+                                  "reach servers at --servers-at")
+
+    @property
+    def network_spec(self) -> Any:
+        """The parsed ``network`` (:class:`flaimsim.parties.links.Network`), or None."""
+        from flaimsim.parties.links import NetworkError, parse_network
+
+        if self.network is None:
+            return None
+        try:
+            return parse_network(self.network)
+        except NetworkError as exc:
+            raise ConfigError(f"--network: {exc}") from None
 
     @property
     def server_addresses(self) -> list[tuple[str, int]] | None:

@@ -378,7 +378,8 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
     options = DistAimOptions.of(config, setting.max_count, mpyc_option(setting.kappa))
     if config.mpc == MpcMode.REAL:
         engine: SecureEngine = MpcEngine(ledger, options, command_timeout=config.party_timeout_s,
-                                         servers_at=config.server_addresses)
+                                         servers_at=config.server_addresses,
+                                         network=config.network_spec)
     else:
         table, fresh = cost_table(config, setting)
         if fresh:

@@ -192,7 +192,7 @@ class FlaimBackend:
         self._reference: dict[Clique, np.ndarray] = {}
         self.sessions = 0
         # Every aggregator <-> client message crosses this loopback network (counted there).
-        self.network = StarNetwork(timeout=config.party_timeout_s)
+        self.network = StarNetwork(timeout=config.party_timeout_s, network=config.network_spec)
         self.servers = None
         if config.aggregation is Aggregation.SERVERS:
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
@@ -200,7 +200,8 @@ class FlaimBackend:
             # Every sum is over disjoint clients' records: at most the record bound.
             self.servers = ServerAggregation(config.servers, self.max_value,
                                              config.party_timeout_s,
-                                             servers_at=config.server_addresses)
+                                             servers_at=config.server_addresses,
+                                             network=config.network_spec)
             self.servers.charge_setup(ledger)
 
     # ---- schedule -------------------------------------------------------------------------

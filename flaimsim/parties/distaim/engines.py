@@ -163,13 +163,17 @@ DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
                  "open": Rule(count=1)}
 
 
-def launcher_options(command_timeout: float, sec_param: int | None = None) -> dict[str, Any]:
+def launcher_options(command_timeout: float, sec_param: int | None = None,
+                     network: Any = None) -> dict[str, Any]:
     """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
-    ``sec_param``: MPyC's statistical security parameter (None: MPyC's default)."""
+    ``sec_param``: MPyC's statistical security parameter (None: MPyC's default);
+    ``network``: the emulated links (:mod:`flaimsim.parties.netem`), if any."""
     opts: dict[str, Any] = {"command_timeout": float(command_timeout),
                             "load": ["flaimsim.parties.distaim.server_commands"]}
     if sec_param is not None:
         opts["sec_param"] = int(sec_param)
+    if network is not None:
+        opts["network"] = network
     return opts
 
 
@@ -244,13 +248,15 @@ class MpcEngine(EngineBase):
 
     def __init__(self, ledger: Ledger, options: DistAimOptions = DistAimOptions(),
                  command_timeout: float = 600.0,
-                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
+                 servers_at: Sequence[tuple[str, int]] | None = None,
+                 network: Any = None) -> None:
         super().__init__(ledger, options)
         self.bits = options.count_bits
         self.candidate_of: dict[int, int] = {}
         # servers_at: servers already running on their hosts (`flaimsim serve`)
         self.launcher = connect_servers(options.m, servers_at,
-                                        **launcher_options(command_timeout, options.sec_param))
+                                        **launcher_options(command_timeout, options.sec_param,
+                                                          network))
         want = 30 if options.sec_param is None else options.sec_param   # MPyC's default: 30
         ran = {int(i.get("sec_param", 30)) for i in self.launcher.info}
         if ran != {want}:
@@ -259,7 +265,7 @@ class MpcEngine(EngineBase):
                                       f"{sorted(ran)}, this run needs kappa = {want}: start "
                                       f"them with `flaimsim serve --mpc-security {want}` or "
                                       f"pass --mpc-security {sorted(ran)[0]}")
-        self.transport = ClientTransport(self.launcher.client_addresses)
+        self.transport = ClientTransport(self.launcher.client_addresses, network=network)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0
         self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes

@@ -427,6 +427,7 @@ def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: 
     own_network = network is None
     network = network or StarNetwork()
     net = sw.Transport(network, s.round, keep_payloads, phase)
+    network.clocks.barrier()   # the session starts when the driver moves on (docs/network.md)
     try:
         clients = {u: SecAggClient(u, xs[u], graph[u]) for u in ids}
         agg = SecAggAggregator()
