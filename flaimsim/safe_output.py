@@ -48,7 +48,7 @@ from typing import IO, Any, Iterator
 LOCK_NAME = ".flaimsim.lock"
 # The files one run writes into --out (globs): what --force removes before a new run.
 RUN_FILES = ("result.json", "config.json", "ledger-*.csv", "privacy-*.json",
-             "privacy-events-*.json", "report.html")
+             "privacy-events-*.json", "table.csv", "table.md", "report.html")
 
 
 class OutputError(OSError):

@@ -322,7 +322,9 @@ NOTE = ("Client throughput is a client's bytes sent + received averaged over all
         "least once (/part.). Source: wire = counted on a socket, modelled = from the MPC cost "
         "table. MB = 10^6 bytes. Best T = lowest mean "
         "L1 workload error over repeats. Comm. wall time is the network model's estimate "
-        "(sequential message rounds x latency + bottleneck bytes / bandwidth), no compute. "
+        "(communication rounds counted on the wire x latency + the busiest link's bytes / "
+        "bandwidth; messages where a ledger has no round counts), no compute; `flaimsim "
+        "bench network` validates it against links emulated in user space. "
         "'~' marks an extrapolated crossover round.")
 
 
