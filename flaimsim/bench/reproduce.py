@@ -1,7 +1,8 @@
 """``flaimsim reproduce``: the poster's communication trade-off, in the paper's setting, for
 every data set available here, with the poster's row beside ours.
 
-Per data set it runs a sweep (``bench.sweep``: parallel, resumable, progress bar) of central
+Per data set it runs a sweep (``bench.sweep``: parallel or on Dask with ``--scheduler``,
+resumable, progress bar) of central
 AIM, DistAIM, NaiveFLAIM and AugFLAIM (Private) in modelled mode (``--mpc model``) over the
 paper's T grid, in ``PRESETS["paper"]``. Then it writes into ``OUT``:
 
@@ -9,8 +10,11 @@ paper's T grid, in ``PRESETS["paper"]``. Then it writes into ``OUT``:
     OUT/<dataset>/error-vs-T.png       workload error against T per protocol (Fig. 3b)
     OUT/<dataset>/traffic-vs-T.png     client and server-side traffic against T
     OUT/reproduce.md, reproduce.csv    poster row beside ours, per data set, with timings
+    OUT/reproduce.json                 the same rows, the poster's and the timings
 
-Our row: T ratio = T*_FLAIM / T*_DistAIM (best T by mean workload error); throughput ratio
+Our row: T ratio = T*_DistAIM / T*_FLAIM (the poster's direction; best T by mean workload
+error over the repeats), with its range over the T whose mean lies within one standard
+error of each protocol's best (``bench.table.near_best_t``); throughput ratio
 = DistAIM / AugFLAIM (Private) client bytes (mean over all K clients), also for bytes sent
 and bytes received separately; error difference (err_F − err_D)/err_D in %; NLL difference
 in % of DistAIM's NLL and in nats. The poster's DistAIM figure is a formula (8 B per W+ cell,
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 import time
@@ -40,6 +45,7 @@ QUICK_ROUNDS = (2, 4, 8)
 QUICK_PROTOCOLS = ("distaim", "aug-flaim-private")
 DATASET_ORDER = ("adult", "magic", "census", "marketing", "covtype")
 BYTES_PER_CELL = 8  # the authors' formula: one 8-byte value per W+ cell
+DEFAULT_REPEATS = 5  # the authors ran 10 (--repeats 10)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,11 @@ def our_row(sweep_dir: Path) -> dict[str, Any]:
     d_nll, f_nll = t.distaim.nll, t.flaim.nll
     return {
         "distaim_T": t.distaim.rounds, "flaim_T": t.flaim.rounds, "t_ratio": t.t_ratio,
+        "t_ratio_min": t.t_ratio_range[0], "t_ratio_max": t.t_ratio_range[1],
+        "distaim_T_within_se": ";".join(map(str, t.distaim_near)),
+        "flaim_T_within_se": ";".join(map(str, t.flaim_near)),
+        "repeats": min(t.distaim.repeats, t.flaim.repeats),
+        "distaim_error_se": t.distaim.error_se, "flaim_error_se": t.flaim.error_se,
         "throughput_ratio": t.client_ratio,
         "distaim_client_mb": (t.distaim.client_bytes or 0) / 1e6,
         "flaim_client_mb": (t.flaim.client_bytes or 0) / 1e6,
@@ -170,7 +181,8 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
                   header: str) -> str:
     """The markdown report: poster row beside ours per data set."""
     lines = ["# FLAIM poster's communication trade-off, reproduced", "", header, "",
-             "| data set | source | T ratio | throughput ratio (DistAIM / FLAIM MB per "
+             "| data set | source | T ratio (DistAIM T* / FLAIM T*; range within 1 SE) | "
+             "throughput ratio (DistAIM / FLAIM MB per "
              "client) | sent ratio | received ratio | Err | NLL | server side (DistAIM "
              "per server / aggregator MB) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, ours in rows.items():
@@ -181,7 +193,8 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
                          f"{p.nll_pct:g}% | not reported |")
         lines.append(
             f"| {name} | ours (T* {ours['distaim_T']} / {ours['flaim_T']}) | "
-            f"{_f(ours['t_ratio'], '.2g')}x | {_f(ours['throughput_ratio'], '.0f')}x "
+            f"{_f(ours['t_ratio'], '.2g')}x ({_f(ours['t_ratio_min'], '.2g')}–"
+            f"{_f(ours['t_ratio_max'], '.2g')}x) | {_f(ours['throughput_ratio'], '.0f')}x "
             f"({ours['distaim_client_mb']:.3g} / {ours['flaim_client_mb']:.3g}) | "
             f"{_f(ours['sent_ratio'], '.0f')}x ({ours['distaim_sent_mb']:.3g} / "
             f"{ours['flaim_sent_mb']:.3g}) | {_f(ours['received_ratio'], '.3g')}x "
@@ -189,19 +202,34 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
             f"{_f(ours['error_pct'], '+.0f')}% | {_f(ours['nll_pct'], '+.0f')}% "
             f"({_f(ours['nll_nats'], '+.3f')} nats) | {ours['distaim_server_mb']:.4g} / "
             f"{ours['flaim_aggregator_mb']:.4g} ({_f(ours['server_ratio'], '.0f')}x) |")
-    lines += ["", "Throughput = a client's bytes sent + received, mean over all K clients "
+    for name in (n for n in POSTER if n not in DATASET_ORDER):
+        p = POSTER[name]
+        lines += [f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
+                  f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
+                  f"{p.nll_pct:g}% | not reported |",
+                  f"| {name} | ours | data not available offline | - | - | - | - | - | - |"]
+    near = "; ".join(f"{n}: DistAIM {{{r['distaim_T_within_se']}}}, FLAIM "
+                     f"{{{r['flaim_T_within_se']}}}" for n, r in rows.items())
+    lines += ["", "T ratio = DistAIM's best T / AugFLAIM (Private)'s best T, as the poster "
+              "reads it (>= 1 when DistAIM's best T is the larger); best T = lowest mean L1 "
+              "workload error over the repeats; the range runs over the T whose mean lies "
+              f"within one standard error (sd / sqrt(repeats)) of each one's best ({near}).",
+              "", "Throughput = a client's bytes sent + received, mean over all K clients "
               "(MB = 10^6 B); ours are modelled from the calibrated MPC cost table (DistAIM) "
               "and counted SecAgg+ messages (FLAIM). Err and NLL: FLAIM's difference from "
               "DistAIM at each one's best T.", "",
               "| data set | authors' DistAIM formula (8 B x W+ cells) | our DistAIM sent "
-              "per contributing client | contributing clients (mean) | cells | wall time "
-              "| load average at end |", "|---|---|---|---|---|---|---|"]
+              "per contributing client | contributing clients (mean) | cells run (sittings) "
+              "| wall time, all sittings | where | load average at end |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, tm in timings.items():
         ours = rows.get(name, {})
         lines.append(f"| {name} | {tm['formula_mb']:.4g} MB | "
                      f"{ours.get('distaim_sent_mb_participating', 0):.4g} MB | "
-                     f"{_f(ours.get('contributing_clients'), '.1f')} | {tm['cells']} | "
-                     f"{tm['seconds'] / 60:.1f} min | {tm['load']} |")
+                     f"{_f(ours.get('contributing_clients'), '.1f')} | "
+                     f"{tm.get('cells_total', tm['cells'])} ({tm.get('sittings', 1)}) | "
+                     f"{tm.get('seconds_total', tm['seconds']) / 60:.1f} min | "
+                     f"{tm.get('where', '-')} | {tm['load']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,10 +242,29 @@ def warm_caches(spec: SweepSpec) -> None:
         prepare(spec.base.replace(seed=seed))
 
 
+SITTINGS = "sittings.json"
+
+
+def record_sitting(sweep_dir: Path, timing: dict[str, Any]) -> dict[str, Any]:
+    """Append this invocation to ``sweep_dir/sittings.json`` (a resumed sweep runs in
+    several sittings); return the totals over all sittings: wall seconds, cells run."""
+    path = sweep_dir / SITTINGS
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    if timing["cells"] or timing["failed"] or not sittings:
+        sittings.append({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                         "host": os.uname().nodename, **{k: timing[k] for k in (
+                             "seconds", "cells", "failed", "load", "where")}})
+        path.write_text(json.dumps(sittings, indent=1))
+    return {"sittings": len(sittings), "seconds_total": sum(s["seconds"] for s in sittings),
+            "cells_total": sum(s["cells"] for s in sittings)}
+
+
 def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
-              protocols: Sequence[str] = PROTOCOLS, repeats: int = 1, jobs: int = 2,
-              overrides: dict[str, Any] | None = None) -> str:
-    """Run (or resume) every data set's sweep, then write the report; returns its text."""
+              protocols: Sequence[str] = PROTOCOLS, repeats: int = DEFAULT_REPEATS,
+              jobs: int = 2, overrides: dict[str, Any] | None = None,
+              scheduler: str | None = None) -> str:
+    """Run (or resume) every data set's sweep (on the Dask cluster at ``scheduler`` if
+    given, as ``sweep --scheduler``), then write the report; returns its text."""
     from flaimsim.bench.table import cell_configs, setting_header, write_table
 
     out = Path(out)
@@ -234,12 +281,14 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
               file=sys.stderr, flush=True)
         start = time.perf_counter()
         warm_caches(spec)
-        report = run_sweep(spec, sweep_dir, jobs=jobs)
+        report = run_sweep(spec, sweep_dir, jobs=jobs, scheduler=scheduler)
         seconds = time.perf_counter() - start
         load = "/".join(f"{x:.1f}" for x in os.getloadavg())
         timings[name] = {"seconds": seconds, "cells": len(report.done),
                          "skipped": len(report.skipped), "failed": len(report.failed),
-                         "load": load, "formula_mb": formula_bytes(base) / 1e6}
+                         "load": load, "formula_mb": formula_bytes(base) / 1e6,
+                         "where": f"Dask {scheduler}" if scheduler else f"{jobs} local jobs"}
+        timings[name].update(record_sitting(sweep_dir, timings[name]))
         for f in report.failed:
             print(f"reproduce: FAILED {f.key}: {(f.error or '').splitlines()[0]}",
                   file=sys.stderr)
@@ -254,16 +303,21 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).")
     text = format_report(rows, timings, header)
     (out / "reproduce.md").write_text(text)
+    (out / "reproduce.json").write_text(json.dumps(
+        {"header": header, "t_ratio": "DistAIM's T* / AugFLAIM (Private)'s T*",
+         "rows": rows, "timings": timings,
+         "poster": {k: asdict(v) for k, v in POSTER.items()}}, indent=1, default=str))
     with open(out / "reproduce.csv", "w", newline="") as fh:
         fields = ["dataset", *(f"poster_{k}" for k in asdict(next(iter(POSTER.values())))),
                   *dict.fromkeys(k for r in rows.values() for k in r),
-                  "seconds", "load"]
+                  "seconds", "seconds_total", "sittings", "where", "load"]
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for name, r in rows.items():
             p = asdict(POSTER[name]) if name in POSTER else {}
             w.writerow({"dataset": name, **{f"poster_{k}": v for k, v in p.items()}, **r,
-                        "seconds": timings[name]["seconds"], "load": timings[name]["load"]})
+                        **{k: timings[name].get(k) for k in ("seconds", "seconds_total",
+                                                             "sittings", "where", "load")}})
     return text
 
 
@@ -284,8 +338,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma list (default: every available one)")
     p.add_argument("--rounds", type=_list(int), default=None,
                    help="comma list of T (default: the paper's grid)")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                   help=f"seeds per cell (default {DEFAULT_REPEATS}; the authors ran 10)")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                   help="run the cells on this Dask distributed scheduler (`local`: a "
+                        "LocalCluster of --jobs workers); default: a local process pool")
     p.add_argument("--embedding", choices=("umap", "pca"), default="umap",
                    help="cluster split's embedding (default: the paper's UMAP)")
     p.add_argument("--distaim-participation", choices=("poisson", "all"), default="poisson",
@@ -303,8 +361,10 @@ def command(args: argparse.Namespace) -> int:
     overrides = {"cluster_embedding": args.embedding,
                  "distaim_participation": args.distaim_participation}
     protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else PROTOCOLS)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     print(reproduce(args.out, wanted, rounds, protocols, repeats=args.repeats, jobs=args.jobs,
-                    overrides=overrides))
+                    overrides=overrides, scheduler=args.scheduler))
     print(f"wrote {args.out}/reproduce.md, {args.out}/reproduce.csv and per data set "
           f"{args.out}/<dataset>/ (table.md, error-vs-T.png, traffic-vs-T.png)")
     return 0
