@@ -13,6 +13,7 @@ a call is its ~10 numpy calls per message, with no JIT to compile when the cliqu
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import opt_einsum
 
+from flaimsim.mechanisms import memo
 from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
@@ -102,9 +104,22 @@ class JunctionTree:
                                          embed_shape(domain, sep, b), embed_shape(domain, sep, a)))
 
         self.edges = sorted({tuple(sorted((m.source, m.target))) for m in self.messages})
+        # axes of each clique's home node summed out to reach it (clique_marginals)
+        self.clique_axes = [summed_axes(c, self.nodes[h]) for c, h in zip(self.cliques,
+                                                                          self.home)]
+        self._node_of: dict[Clique, int | None] = {}   # memo: pure functions of the tree
+        self._steiner: dict[Clique, tuple[list[int], list[tuple[int, int]]]] = {}
 
     def node_of(self, clique: Sequence[str]) -> int | None:
         """The smallest node containing ``clique``, or None."""
+        if memo.enabled():
+            key = tuple(clique)
+            if key not in self._node_of:
+                self._node_of[key] = self._find_node(key)
+            return self._node_of[key]
+        return self._find_node(clique)
+
+    def _find_node(self, clique: Sequence[str]) -> int | None:
         scope = set(clique)
         fits = [i for i, n in enumerate(self.nodes) if scope <= set(n)]
         return min(fits, key=lambda i: np.prod(self.node_shapes[i])) if fits else None
@@ -140,9 +155,8 @@ class JunctionTree:
 
     def clique_marginals(self, nodes: Sequence[np.ndarray]) -> list[np.ndarray]:
         """μ_c for each clique, summed from its home node's marginal."""
-        return [nodes[h] if nodes[h].ndim == len(c) else
-                nodes[h].sum(axis=summed_axes(c, self.nodes[h]))
-                for c, h in zip(self.cliques, self.home)]
+        return [nodes[h] if nodes[h].ndim == len(c) else nodes[h].sum(axis=axes)
+                for c, h, axes in zip(self.cliques, self.home, self.clique_axes)]
 
     def project(self, nodes: Sequence[np.ndarray], clique: Sequence[str]) -> np.ndarray | None:
         """Domain-ordered marginal on ``clique`` if one node holds it, else None."""
@@ -155,6 +169,14 @@ class JunctionTree:
     def steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         """The smallest subforest whose nodes cover ``clique``: leaves that are not needed
         are pruned until every leaf holds an attribute of ``clique`` no other node gives."""
+        if memo.enabled():
+            key = tuple(clique)
+            if key not in self._steiner:
+                self._steiner[key] = self._find_steiner(key)
+            return self._steiner[key]
+        return self._find_steiner(clique)
+
+    def _find_steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         wanted = set(clique)
         terminals = {self.node_of((a,)) for a in wanted}
         keep = set(range(len(self.nodes)))
@@ -239,6 +261,14 @@ def model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]]) -> float:
     return cells * 8 / 2**20
 
 
+@functools.lru_cache(maxsize=4096)
+def _greedy_path(equation: str, shapes: tuple[tuple[int, ...], ...]
+                 ) -> tuple[tuple[int, ...], ...]:
+    """opt_einsum's greedy contraction path: a function of the equation and shapes only."""
+    path, _ = opt_einsum.contract_path(equation, *shapes, optimize="greedy", shapes=True)
+    return tuple(tuple(step) for step in path)
+
+
 def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]],
              target: Sequence[str]) -> tuple[np.ndarray, float]:
     """(v, s) with Σ_{x∖target} Π_k F_k = v·exp(s), over ``target`` (in its order).
@@ -257,8 +287,9 @@ def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]
     sym = opt_einsum.get_symbol
     equation = ",".join("".join(sym(i) for i in idx) for _, idx in ops) + "->" + "".join(
         sym(i) for i in wanted)
-    path, _ = opt_einsum.contract_path(equation, *[arr.shape for arr, _ in ops],
-                                       optimize="greedy", shapes=True)
+    shapes = tuple(arr.shape for arr, _ in ops)
+    path = (_greedy_path(equation, shapes) if memo.enabled()
+            else _greedy_path.__wrapped__(equation, shapes))
     log_scale = 0.0
     for step in path:
         picked = [ops[i] for i in step]

@@ -40,6 +40,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
+from flaimsim.mechanisms import memo
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.dp import exponential_mechanism
 from flaimsim.mechanisms.scores import aim_score_from_l1
@@ -91,6 +92,10 @@ class FLClient:
     cid: int
     data: Table
     _one_way: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # memo (:mod:`~flaimsim.mechanisms.memo`): sparse local counts per candidate, int32
+    # (cell indices < 2^31, counts ≤ n_k); the client's data do not change
+    _sparse: dict[Clique, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict,
+                                                                repr=False)
 
     @property
     def n(self) -> int:
@@ -108,6 +113,15 @@ class FLClient:
     def one_ways_vector(self, one_ways: Sequence[Clique]) -> np.ndarray:
         """The concatenation of M_a(D_k) over ``one_ways`` (AugFLAIM's proxy submission)."""
         return np.concatenate([self.one_way(c[0]) for c in one_ways])
+
+    def sparse(self, clique: Clique) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`sparse_marginal` of the local data, computed once per clique."""
+        if not memo.enabled():
+            return sparse_marginal(self.data, clique)
+        if clique not in self._sparse:
+            cells, counts = sparse_marginal(self.data, clique)
+            self._sparse[clique] = (cells.astype(np.int32), counts.astype(np.int32))
+        return self._sparse[clique]
 
     # ---- local scores ------------------------------------------------------------------
     def private_tau(self, clique: Clique, proxy: Mapping[str, np.ndarray]) -> float:
@@ -129,7 +143,7 @@ class FLClient:
         n = float(self.n)
         l1 = np.empty(len(candidates))
         for i, r in enumerate(candidates):
-            cells, counts = sparse_marginal(self.data, r)
+            cells, counts = self.sparse(r)
             l1[i] = l1_to_scaled(cells, counts, n, model_dists[r])
             if variant == "oracle":
                 if reference is None:
