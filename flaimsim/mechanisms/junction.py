@@ -131,8 +131,9 @@ class JunctionTree:
         distribute passes, b_n(x_n) = log Σ_{x ∖ x_n} exp(Σ_c θ_c) + const for each node.
         """
         beliefs = [np.zeros(s) for s in self.node_shapes]
-        for k, theta in enumerate(potentials):
-            beliefs[self.home[k]] = beliefs[self.home[k]] + theta.reshape(self.embed[k])
+        for k, theta in enumerate(potentials):  # in place: the same sums, no copies
+            np.add(beliefs[self.home[k]], theta.reshape(self.embed[k]),
+                   out=beliefs[self.home[k]])
         sent: dict[tuple[int, int], np.ndarray] = {}
         for m in self.messages:
             back = sent.get((m.target, m.source))

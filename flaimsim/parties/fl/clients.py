@@ -124,10 +124,17 @@ class FLClient:
         return self._sparse[clique]
 
     # ---- local scores ------------------------------------------------------------------
-    def private_tau(self, clique: Clique, proxy: Mapping[str, np.ndarray]) -> float:
-        """τ̃_k(r) = mean_{a∈r} ‖ŷ_a − M_a(D_k)/n_k‖₁ (ŷ_a already on the simplex)."""
-        return float(np.mean([np.abs(proxy[a] - self.one_way(a) / self.n).sum()
-                              for a in clique]))
+    def attribute_tau(self, attribute: str, proxy: Mapping[str, np.ndarray]) -> float:
+        """‖ŷ_a − M_a(D_k)/n_k‖₁ for one attribute a."""
+        return np.abs(proxy[attribute] - self.one_way(attribute) / self.n).sum()
+
+    def private_tau(self, clique: Clique, proxy: Mapping[str, np.ndarray],
+                    per_attribute: Mapping[str, float] | None = None) -> float:
+        """τ̃_k(r) = mean_{a∈r} ‖ŷ_a − M_a(D_k)/n_k‖₁ (ŷ_a already on the simplex);
+        ``per_attribute``: those norms, computed once for all candidates."""
+        if per_attribute is None:
+            return float(np.mean([self.attribute_tau(a, proxy) for a in clique]))
+        return float(np.mean([per_attribute[a] for a in clique]))
 
     def scores(self, candidates: Sequence[Clique], model_dists: Mapping[Clique, np.ndarray],
                sigma: float, weights: Sequence[float], sizes: Sequence[int], variant: str,
@@ -142,6 +149,9 @@ class FLClient:
             raise LocalSelectionError(f"unknown FLAIM variant {variant!r}")
         n = float(self.n)
         l1 = np.empty(len(candidates))
+        per_attribute = None
+        if variant == "private" and proxy is not None and memo.enabled():
+            per_attribute = {a: self.attribute_tau(a, proxy) for a in proxy}
         for i, r in enumerate(candidates):
             cells, counts = self.sparse(r)
             l1[i] = l1_to_scaled(cells, counts, n, model_dists[r])
@@ -153,7 +163,7 @@ class FLClient:
             elif variant == "private":
                 if proxy is None:
                     raise LocalSelectionError("the private variant needs the one-way proxy")
-                l1[i] -= n * self.private_tau(r, proxy)
+                l1[i] -= n * self.private_tau(r, proxy, per_attribute)
         return np.asarray(aim_score_from_l1(l1, sigma, np.asarray(sizes, dtype=float),
                                             np.asarray(weights, dtype=float)), dtype=float)
 
