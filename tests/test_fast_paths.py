@@ -69,3 +69,26 @@ def _ledger():
     from flaimsim.mechanisms.accounting import PrivacyLedger
 
     return PrivacyLedger(1.0)
+
+
+def test_model_size_depends_on_the_interaction_graph_only() -> None:
+    """The size memo's key is the cliques' graph: clique lists with the same edges and
+    attributes have the same size on the plain path (trees: mbi's branch; others: greedy)."""
+    import itertools
+    import random
+
+    from flaimsim.mechanisms.junction import model_size_mb
+    from flaimsim.mechanisms.mbi_setup import Domain
+
+    domain = Domain(tuple("abcdefg"), (3, 5, 2, 7, 4, 6, 3))
+    rng = random.Random(0)
+    for _ in range(60):
+        cliques = [tuple(rng.sample("abcdefg", rng.choice((1, 2, 3)))) for _ in range(
+            rng.randint(1, 7))]
+        # the same graph spelled as its edges and single attributes, shuffled
+        edges = {tuple(sorted(e)) for c in cliques for e in itertools.combinations(c, 2)}
+        spelled = list(edges) + [(a,) for c in cliques for a in c]
+        rng.shuffle(spelled)
+        with memo.disabled():
+            assert model_size_mb(domain, cliques) == model_size_mb(domain, spelled), cliques
+        assert model_size_mb(domain, spelled) == model_size_mb(domain, cliques)

@@ -250,9 +250,29 @@ def model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]]) -> float:
     """``mbi.junction_tree.hypothetical_model_size``: 8-byte cells over the junction tree's
     nodes, in MB. The nodes are the maximal elimination cliques (the maximal cliques of the
     triangulated graph). A tree-shaped graph is eliminated leaf-first by ``mbi``, so that case
-    is handed to ``mbi`` itself."""
+    is handed to ``mbi`` itself.
+
+    The size depends on the cliques only through their interaction graph (edges and
+    covered attributes): memoised on those (:mod:`~flaimsim.mechanisms.memo`), so the many
+    candidates of a round that add no edge to the model's graph cost one computation."""
+    edges = frozenset(frozenset(e) for c in cliques for e in itertools.combinations(c, 2))
+    if not memo.enabled():
+        return _model_size_mb(domain, cliques, edges)
+    key = (tuple(domain.attributes), tuple(domain.shape), edges,
+           frozenset(a for c in cliques for a in c))
+    if key not in _SIZES:
+        if len(_SIZES) >= 200_000:
+            _SIZES.clear()
+        _SIZES[key] = _model_size_mb(domain, cliques, edges)
+    return _SIZES[key]
+
+
+_SIZES: dict[tuple, float] = {}
+
+
+def _model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]],
+                   edges: frozenset[frozenset[str]]) -> float:
     attrs = list(domain.attributes)
-    edges = {frozenset(e) for c in cliques for e in itertools.combinations(c, 2)}
     if edges and len(edges) == len(attrs) - 1:  # possibly a tree: mbi's other branch
         return float(junction_tree.hypothetical_model_size(domain, [tuple(c) for c in cliques]))
     elim = greedy_elimination_cliques(domain, cliques)
