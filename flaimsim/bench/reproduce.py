@@ -300,7 +300,9 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
             print(f"reproduce: {name}: no trade-off row ({exc})", file=sys.stderr)
         configs += list(cell_configs(sweep_dir, load_cells(sweep_dir)).values())
     header = setting_header(configs) + (
-        f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).")
+        f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).") + (
+        f" Approximate fits: stopped once they move < {overrides['fit_tol']:g} noise sd "
+        "(--fit-tol)." if (overrides or {}).get("fit_tol") is not None else "")
     text = format_report(rows, timings, header)
     (out / "reproduce.md").write_text(text)
     (out / "reproduce.json").write_text(json.dumps(
@@ -346,6 +348,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "LocalCluster of --jobs workers); default: a local process pool")
     p.add_argument("--embedding", choices=("umap", "pca"), default="umap",
                    help="cluster split's embedding (default: the paper's UMAP)")
+    p.add_argument("--fit-tol", type=float, default=None, metavar="TOL",
+                   help="faster, approximate: stop each model fit once it moves less than "
+                        "TOL noise standard deviations (default: none, every iteration runs; "
+                        "changes the results, and the cells' keys)")
     p.add_argument("--distaim-participation", choices=("poisson", "all"), default="poisson",
                    help="poisson (the authors' code) or all clients in round 0")
     p.set_defaults(func=command)
@@ -359,7 +365,8 @@ def command(args: argparse.Namespace) -> int:
         raise ValueError(f"data set(s) {missing} are not available here (have {available})")
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else PAPER_ROUNDS)
     overrides = {"cluster_embedding": args.embedding,
-                 "distaim_participation": args.distaim_participation}
+                 "distaim_participation": args.distaim_participation,
+                 **({"fit_tol": args.fit_tol} if args.fit_tol is not None else {})}
     protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else PROTOCOLS)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
