@@ -64,7 +64,9 @@ def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
         return x
     peak = x.max(axis=axes, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0.0)
-    return np.log(np.exp(x - peak).sum(axis=axes)) + peak.reshape(
+    shifted = x - peak
+    np.exp(shifted, out=shifted)  # in place: the same values, one array fewer
+    return np.log(shifted.sum(axis=axes)) + peak.reshape(
         [s for i, s in enumerate(x.shape) if i not in axes])
 
 
@@ -150,8 +152,10 @@ class JunctionTree:
         out = []
         for b in self.beliefs(potentials):
             peak = b.max()
-            p = np.exp(b - peak)
-            out.append(p * (total / p.sum()))
+            p = b - peak
+            np.exp(p, out=p)
+            p *= total / p.sum()
+            out.append(p)
         return out
 
     def clique_marginals(self, nodes: Sequence[np.ndarray]) -> list[np.ndarray]:
