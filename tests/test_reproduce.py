@@ -157,3 +157,10 @@ def test_reproduce_runs_its_cells_on_a_local_dask_cluster(
     assert len(list((tmp_path / "synthfs" / "cells").glob("*.json"))) == 4
     (sitting,) = json.loads((tmp_path / "synthfs" / "sittings.json").read_text())
     assert sitting["cells"] == 4 and sitting["where"] == "Dask local"
+    # every output names the commit, the date and the machine
+    from PIL import Image
+
+    assert row["commit"] and row["date"].endswith("UTC") and "cores" in row["machine"]
+    assert f"commit {row['commit']}" in (tmp_path / "reproduce.md").read_text()
+    with Image.open(tmp_path / "synthfs" / "error-vs-T.png") as img:
+        assert img.info["Comment"].startswith(f"flaimsim {row['commit']}, ")

@@ -159,6 +159,42 @@ def our_row(sweep_dir: Path) -> dict[str, Any]:
     }
 
 
+def provenance() -> dict[str, str]:
+    """Which code made the figures, when and where: the flaimsim commit (``git`` in the
+    package's checkout, with ``+dirty`` for uncommitted changes), UTC date, host and cores."""
+    import subprocess
+
+    import flaimsim
+
+    here = Path(flaimsim.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = (commit + ("+dirty" if dirty else "")) if commit else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"commit": commit or f"flaimsim {flaimsim.__version__} (no git)",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{os.uname().nodename}, {os.cpu_count()} cores, "
+                       f"{os.uname().sysname} {os.uname().machine}"}
+
+
+def stamp_png(path: Path, text: str) -> None:
+    """Write ``text`` under the plot and into its PNG metadata (``Comment``)."""
+    from PIL import Image, ImageDraw, PngImagePlugin
+
+    with Image.open(path) as img:
+        img.load()
+        out = Image.new("RGB", (img.width, img.height + 22), "white")
+        out.paste(img.convert("RGB"), (0, 0))
+    ImageDraw.Draw(out).text((6, img.height + 5), text, fill=(90, 90, 90))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", text)
+    out.save(path, pnginfo=info)
+
+
 def plot_dataset(sweep_dir: Path) -> list[Path]:
     from flaimsim.bench.plots import plot_error, plot_traffic
     from flaimsim.bench.table import summarise
@@ -170,6 +206,9 @@ def plot_dataset(sweep_dir: Path) -> list[Path]:
         mine = [s for s in summaries if (s.dataset, s.epsilon, s.partition) == g]
         out.append(plot_error(mine, g, sweep_dir / "error-vs-T.png"))
         out.append(plot_traffic(mine, g, sweep_dir / "traffic-vs-T.png"))
+    p = provenance()
+    for path in out:
+        stamp_png(path, f"flaimsim {p['commit']}, {p['date']}, {p['machine']}")
     return out
 
 
@@ -303,23 +342,28 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).") + (
         f" Approximate fits: stopped once they move < {overrides['fit_tol']:g} noise sd "
         "(--fit-tol)." if (overrides or {}).get("fit_tol") is not None else "")
+    prov = provenance()
+    header += (f"\n\nMade by flaimsim commit {prov['commit']} on {prov['date']}, machine: "
+               f"{prov['machine']}.")
     text = format_report(rows, timings, header)
     (out / "reproduce.md").write_text(text)
     (out / "reproduce.json").write_text(json.dumps(
-        {"header": header, "t_ratio": "DistAIM's T* / AugFLAIM (Private)'s T*",
+        {"header": header, **prov, "t_ratio": "DistAIM's T* / AugFLAIM (Private)'s T*",
          "rows": rows, "timings": timings,
          "poster": {k: asdict(v) for k, v in POSTER.items()}}, indent=1, default=str))
     with open(out / "reproduce.csv", "w", newline="") as fh:
         fields = ["dataset", *(f"poster_{k}" for k in asdict(next(iter(POSTER.values())))),
                   *dict.fromkeys(k for r in rows.values() for k in r),
-                  "seconds", "seconds_total", "sittings", "where", "load"]
+                  "seconds", "seconds_total", "sittings", "where", "load", "commit", "date",
+                  "machine"]
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for name, r in rows.items():
             p = asdict(POSTER[name]) if name in POSTER else {}
             w.writerow({"dataset": name, **{f"poster_{k}": v for k, v in p.items()}, **r,
                         **{k: timings[name].get(k) for k in ("seconds", "seconds_total",
-                                                             "sittings", "where", "load")}})
+                                                             "sittings", "where", "load")},
+                        **prov})
     return text
 
 
