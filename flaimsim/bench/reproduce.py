@@ -291,8 +291,8 @@ def record_sitting(sweep_dir: Path, timing: dict[str, Any]) -> dict[str, Any]:
     sittings = json.loads(path.read_text()) if path.is_file() else []
     if timing["cells"] or timing["failed"] or not sittings:
         sittings.append({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                         "host": os.uname().nodename, **{k: timing[k] for k in (
-                             "seconds", "cells", "failed", "load", "where")}})
+                         "host": os.uname().nodename, **{k: timing.get(k) for k in (
+                             "seconds", "cells", "failed", "load", "where", "commit")}})
         path.write_text(json.dumps(sittings, indent=1))
     return {"sittings": len(sittings), "seconds_total": sum(s["seconds"] for s in sittings),
             "cells_total": sum(s["cells"] for s in sittings)}
@@ -308,6 +308,7 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    prov = provenance()  # the code as it starts (cells from earlier sittings: sittings.json)
     rows: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, Any]] = {}
     configs: list[dict[str, Any]] = []
@@ -327,7 +328,7 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
                          "skipped": len(report.skipped), "failed": len(report.failed),
                          "load": load, "formula_mb": formula_bytes(base) / 1e6,
                          "where": f"Dask {scheduler}" if scheduler else f"{jobs} local jobs"}
-        timings[name].update(record_sitting(sweep_dir, timings[name]))
+        timings[name].update(record_sitting(sweep_dir, {**timings[name], **prov}))
         for f in report.failed:
             print(f"reproduce: FAILED {f.key}: {(f.error or '').splitlines()[0]}",
                   file=sys.stderr)
@@ -342,7 +343,6 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).") + (
         f" Approximate fits: stopped once they move < {overrides['fit_tol']:g} noise sd "
         "(--fit-tol)." if (overrides or {}).get("fit_tol") is not None else "")
-    prov = provenance()
     header += (f"\n\nMade by flaimsim commit {prov['commit']} on {prov['date']}, machine: "
                f"{prov['machine']}.")
     text = format_report(rows, timings, header)
