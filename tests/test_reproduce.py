@@ -164,3 +164,48 @@ def test_reproduce_runs_its_cells_on_a_local_dask_cluster(
     assert f"commit {row['commit']}" in (tmp_path / "reproduce.md").read_text()
     with Image.open(tmp_path / "synthfs" / "error-vs-T.png") as img:
         assert img.info["Comment"].startswith(f"flaimsim {row['commit']}, ")
+
+
+def test_sittings_add_up_and_an_interrupted_one_counts_to_its_last_cell(
+        repeated_dir: Path) -> None:
+    import os
+
+    from flaimsim.bench.reproduce import close_sitting, open_sitting
+
+    prov = {"date": "d", "commit": "c"}
+    first = open_sitting(repeated_dir, prov, "2 local jobs")   # killed: never closed
+    doc = json.loads((repeated_dir / "sittings.json").read_text())
+    start = doc[first]["started"]
+    cells = sorted((repeated_dir / "cells").glob("*.json"))
+    for k, p in enumerate(cells[:3]):      # finished 10, 20 and 30 s into the first sitting
+        os.utime(p, (start + 10 * (k + 1), start + 10 * (k + 1)))
+    for p in cells[3:]:                    # the rest long before it: not counted
+        os.utime(p, (start - 1000, start - 1000))
+    second = open_sitting(repeated_dir, prov, "2 local jobs")
+    doc = json.loads((repeated_dir / "sittings.json").read_text())
+    doc[second]["started"] = start + 60    # the resume, a minute later
+    (repeated_dir / "sittings.json").write_text(json.dumps(doc))
+    totals = close_sitting(repeated_dir, second, {"seconds": 100.0, "cells": 5, "failed": 0,
+                                                  "load": "1/1/1"})
+    assert totals == {"sittings": 2, "interrupted": 1, "seconds_total": pytest.approx(130.0),
+                      "cells_total": 8}
+
+
+def test_report_only_runs_nothing(repeated_dir: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from flaimsim.bench import reproduce as mod
+
+    out = tmp_path / "out"
+    shutil.copytree(repeated_dir / "cells", out / "adult" / "cells")
+    for name in ("run_sweep", "warm_caches"):
+        monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("ran something"))
+    monkeypatch.setattr(mod, "formula_bytes", lambda config: 22_960_000)
+    monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir: [])
+    text = mod.reproduce(out, ["adult", "magic"], (2, 4, 8, 16), repeats=3, report_only=True)
+    assert "| ours (T* 16 / 4) | 4x (2–8x)" in text
+    # planned: 4 protocols x 4 T x 3 seeds; finished counts real cell keys only, and the
+    # hand-made cells are named otherwise
+    assert "| 0 / 48 |" in text
+    assert not (out / "adult" / "sittings.json").exists()

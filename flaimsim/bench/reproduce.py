@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from flaimsim.bench.sweep import SweepSpec, load_cells, run_sweep
+from flaimsim.bench.sweep import SweepReport, SweepSpec, cell_key, load_cells, run_sweep
 from flaimsim.protocols.config import PRESETS, RunConfig
 
 # The paper's T grid (sweep_configs/paper/communication_tracking.json: global_rounds).
@@ -258,15 +258,18 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
               "and counted SecAgg+ messages (FLAIM). Err and NLL: FLAIM's difference from "
               "DistAIM at each one's best T.", "",
               "| data set | authors' DistAIM formula (8 B x W+ cells) | our DistAIM sent "
-              "per contributing client | contributing clients (mean) | cells run (sittings) "
-              "| wall time, all sittings | where | load average at end |",
-              "|---|---|---|---|---|---|---|---|"]
+              "per contributing client | contributing clients (mean) | cells finished / "
+              "planned | cells run (sittings) | wall time, all sittings | where | load "
+              "average at end |", "|---|---|---|---|---|---|---|---|---|"]
     for name, tm in timings.items():
         ours = rows.get(name, {})
         lines.append(f"| {name} | {tm['formula_mb']:.4g} MB | "
                      f"{ours.get('distaim_sent_mb_participating', 0):.4g} MB | "
                      f"{_f(ours.get('contributing_clients'), '.1f')} | "
-                     f"{tm.get('cells_total', tm['cells'])} ({tm.get('sittings', 1)}) | "
+                     f"{tm.get('finished', '-')} / {tm.get('planned', '-')} | "
+                     f"{tm.get('cells_total', tm['cells'])} ({tm.get('sittings', 1)}"
+                     f"{', %d interrupted' % tm['interrupted'] if tm.get('interrupted') else ''}"
+                     f") | "
                      f"{tm.get('seconds_total', tm['seconds']) / 60:.1f} min | "
                      f"{tm.get('where', '-')} | {tm['load']} |")
     return "\n".join(lines) + "\n"
@@ -284,26 +287,51 @@ def warm_caches(spec: SweepSpec) -> None:
 SITTINGS = "sittings.json"
 
 
-def record_sitting(sweep_dir: Path, timing: dict[str, Any]) -> dict[str, Any]:
-    """Append this invocation to ``sweep_dir/sittings.json`` (a resumed sweep runs in
-    several sittings); return the totals over all sittings: wall seconds, cells run."""
+def open_sitting(sweep_dir: Path, prov: dict[str, str], where: str) -> int:
+    """Append this invocation to ``sweep_dir/sittings.json`` as it starts (a resumed sweep
+    runs in several sittings, and one may be interrupted); returns its index."""
     path = sweep_dir / SITTINGS
     sittings = json.loads(path.read_text()) if path.is_file() else []
-    if timing["cells"] or timing["failed"] or not sittings:
-        sittings.append({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                         "host": os.uname().nodename, **{k: timing.get(k) for k in (
-                             "seconds", "cells", "failed", "load", "where", "commit")}})
+    sittings.append({"date": prov["date"], "started": time.time(),
+                     "host": os.uname().nodename, "commit": prov["commit"], "where": where,
+                     "seconds": None, "cells": None, "failed": None, "load": None})
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sittings, indent=1))
+    return len(sittings) - 1
+
+
+def close_sitting(sweep_dir: Path, index: int | None, timing: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """Record a finished sitting's wall time and cells; return the totals over all sittings.
+    An interrupted sitting (no wall time) counts until its last finished cell."""
+    path = sweep_dir / SITTINGS
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    if index is not None and index < len(sittings):
+        sittings[index].update({k: timing[k] for k in ("seconds", "cells", "failed", "load")})
         path.write_text(json.dumps(sittings, indent=1))
-    return {"sittings": len(sittings), "seconds_total": sum(s["seconds"] for s in sittings),
-            "cells_total": sum(s["cells"] for s in sittings)}
+    cells = sorted((p.stat().st_mtime for p in (sweep_dir / "cells").glob("*.json")),
+                   reverse=True) if (sweep_dir / "cells").is_dir() else []
+    seconds, interrupted, run = 0.0, 0, 0
+    for k, s in enumerate(sittings):
+        if s.get("seconds") is not None:
+            seconds, run = seconds + s["seconds"], run + (s.get("cells") or 0)
+            continue
+        interrupted += 1
+        end = sittings[k + 1]["started"] if k + 1 < len(sittings) else float("inf")
+        mine = [m for m in cells if s["started"] <= m < end]
+        seconds += (mine[0] - s["started"]) if mine else 0.0
+        run += len(mine)
+    return {"sittings": len(sittings), "interrupted": interrupted, "seconds_total": seconds,
+            "cells_total": run}
 
 
 def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
               protocols: Sequence[str] = PROTOCOLS, repeats: int = DEFAULT_REPEATS,
               jobs: int = 2, overrides: dict[str, Any] | None = None,
-              scheduler: str | None = None) -> str:
+              scheduler: str | None = None, report_only: bool = False) -> str:
     """Run (or resume) every data set's sweep (on the Dask cluster at ``scheduler`` if
-    given, as ``sweep --scheduler``), then write the report; returns its text."""
+    given, as ``sweep --scheduler``), then write the report; returns its text.
+    ``report_only``: run nothing, report the cells finished so far (a partial table)."""
     from flaimsim.bench.table import cell_configs, setting_header, write_table
 
     out = Path(out)
@@ -320,15 +348,26 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         print(f"reproduce: {name}: {len(spec.configs())} cells into {sweep_dir}",
               file=sys.stderr, flush=True)
         start = time.perf_counter()
-        warm_caches(spec)
-        report = run_sweep(spec, sweep_dir, jobs=jobs, scheduler=scheduler)
+        where = f"Dask {scheduler}" if scheduler else f"{jobs} local jobs"
+        sitting = None if report_only else open_sitting(sweep_dir, prov, where)
+        if report_only:
+            if not (sweep_dir / "cells").is_dir():
+                print(f"reproduce: {name}: no cells yet in {sweep_dir}", file=sys.stderr)
+                continue
+            report = SweepReport(total=len(spec.configs()))
+        else:
+            warm_caches(spec)
+            report = run_sweep(spec, sweep_dir, jobs=jobs, scheduler=scheduler)
         seconds = time.perf_counter() - start
         load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        planned = {cell_key(c) for c in spec.configs()}
+        finished = sum((sweep_dir / "cells" / f"{k}.json").is_file() for k in planned)
         timings[name] = {"seconds": seconds, "cells": len(report.done),
+                         "finished": finished, "planned": len(planned),
                          "skipped": len(report.skipped), "failed": len(report.failed),
                          "load": load, "formula_mb": formula_bytes(base) / 1e6,
-                         "where": f"Dask {scheduler}" if scheduler else f"{jobs} local jobs"}
-        timings[name].update(record_sitting(sweep_dir, {**timings[name], **prov}))
+                         "where": where}
+        timings[name].update(close_sitting(sweep_dir, sitting, timings[name]))
         for f in report.failed:
             print(f"reproduce: FAILED {f.key}: {(f.error or '').splitlines()[0]}",
                   file=sys.stderr)
@@ -392,6 +431,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "LocalCluster of --jobs workers); default: a local process pool")
     p.add_argument("--embedding", choices=("umap", "pca"), default="umap",
                    help="cluster split's embedding (default: the paper's UMAP)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: write the report from the cells finished so far")
     p.add_argument("--fit-tol", type=float, default=None, metavar="TOL",
                    help="faster, approximate: stop each model fit once it moves less than "
                         "TOL noise standard deviations (default: none, every iteration runs; "
@@ -415,7 +456,8 @@ def command(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     print(reproduce(args.out, wanted, rounds, protocols, repeats=args.repeats, jobs=args.jobs,
-                    overrides=overrides, scheduler=args.scheduler))
+                    overrides=overrides, scheduler=args.scheduler,
+                    report_only=args.report_only))
     print(f"wrote {args.out}/reproduce.md, {args.out}/reproduce.csv and per data set "
           f"{args.out}/<dataset>/ (table.md, error-vs-T.png, traffic-vs-T.png)")
     return 0
