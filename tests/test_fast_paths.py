@@ -92,3 +92,23 @@ def test_model_size_depends_on_the_interaction_graph_only() -> None:
         with memo.disabled():
             assert model_size_mb(domain, cliques) == model_size_mb(domain, spelled), cliques
         assert model_size_mb(domain, spelled) == model_size_mb(domain, cliques)
+
+
+def test_sweep_worker_keeps_a_few_prepared_data_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cells of one T alternate seeds: each seed's data is prepared once per worker, not
+    once per cell; past PREPARED_KEPT the oldest goes."""
+    from flaimsim.bench import sweep
+    from flaimsim.protocols import prepare as prepare_mod
+
+    calls = []
+    monkeypatch.setattr(prepare_mod, "prepare", lambda c: calls.append(c.seed) or c.seed)
+    monkeypatch.setattr(sweep, "_PREPARED", {})
+    base = RunConfig(**{**SMALL, "protocol": "central"})
+    for _ in range(3):
+        for seed in range(sweep.PREPARED_KEPT):
+            assert sweep._prepared(base.replace(seed=seed)) == seed
+    assert calls == list(range(sweep.PREPARED_KEPT))
+    sweep._prepared(base.replace(seed=99))
+    assert len(sweep._PREPARED) == sweep.PREPARED_KEPT
+    sweep._prepared(base.replace(seed=0))  # the oldest was dropped
+    assert calls[-2:] == [99, 0]
