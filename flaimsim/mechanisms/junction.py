@@ -114,12 +114,7 @@ class JunctionTree:
 
     def node_of(self, clique: Sequence[str]) -> int | None:
         """The smallest node containing ``clique``, or None."""
-        if memo.enabled():
-            key = tuple(clique)
-            if key not in self._node_of:
-                self._node_of[key] = self._find_node(key)
-            return self._node_of[key]
-        return self._find_node(clique)
+        return memo.remember(self._node_of, tuple(clique), self._find_node)
 
     def _find_node(self, clique: Sequence[str]) -> int | None:
         scope = set(clique)
@@ -174,12 +169,7 @@ class JunctionTree:
     def steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         """The smallest subforest whose nodes cover ``clique``: leaves that are not needed
         are pruned until every leaf holds an attribute of ``clique`` no other node gives."""
-        if memo.enabled():
-            key = tuple(clique)
-            if key not in self._steiner:
-                self._steiner[key] = self._find_steiner(key)
-            return self._steiner[key]
-        return self._find_steiner(clique)
+        return memo.remember(self._steiner, tuple(clique), self._find_steiner)
 
     def _find_steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         wanted = set(clique)
@@ -260,15 +250,11 @@ def model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]]) -> float:
     covered attributes): memoised on those (:mod:`~flaimsim.mechanisms.memo`), so the many
     candidates of a round that add no edge to the model's graph cost one computation."""
     edges = frozenset(frozenset(e) for c in cliques for e in itertools.combinations(c, 2))
-    if not memo.enabled():
-        return _model_size_mb(domain, cliques, edges)
+    if len(_SIZES) >= 200_000:
+        _SIZES.clear()
     key = (tuple(domain.attributes), tuple(domain.shape), edges,
            frozenset(a for c in cliques for a in c))
-    if key not in _SIZES:
-        if len(_SIZES) >= 200_000:
-            _SIZES.clear()
-        _SIZES[key] = _model_size_mb(domain, cliques, edges)
-    return _SIZES[key]
+    return memo.remember(_SIZES, key, lambda _: _model_size_mb(domain, cliques, edges))
 
 
 _SIZES: dict[tuple, float] = {}

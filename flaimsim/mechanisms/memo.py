@@ -18,8 +18,10 @@ without (``tests/test_fast_paths.py`` checks the selections and the final error)
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Hashable, Iterator, MutableMapping, TypeVar
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 _enabled = True
 
 
@@ -39,4 +41,14 @@ def disabled() -> Iterator[None]:
         _enabled = before
 
 
-__all__ = ["enabled", "disabled"]
+def remember(cache: MutableMapping[K, V], key: K, compute: Callable[[K], V]) -> V:
+    """``cache[key]``, computed by ``compute(key)`` the first time; with the caches off,
+    ``compute(key)`` every time and ``cache`` untouched."""
+    if not _enabled:
+        return compute(key)
+    if key not in cache:
+        cache[key] = compute(key)
+    return cache[key]
+
+
+__all__ = ["enabled", "disabled", "remember"]

@@ -247,10 +247,7 @@ class GraphicalModel:
         key = tuple(self.cliques) if self.result is not None else ()
         if self._sizes[0] != key:
             self._sizes = (key, {})
-        sizes = self._sizes[1]
-        if candidate not in sizes:
-            sizes[candidate] = self.size_mb([candidate])
-        return sizes[candidate]
+        return memo.remember(self._sizes[1], candidate, lambda r: self.size_mb([r]))
 
     def in_model(self, clique: Sequence[str]) -> bool:
         return self.result is not None and any(set(clique) <= set(c) for c in self.cliques)

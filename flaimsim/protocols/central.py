@@ -49,11 +49,7 @@ class CuratorBackend:
 
     def counts(self, clique: Clique) -> np.ndarray:
         """M_r(D), computed once per clique (:mod:`~flaimsim.mechanisms.memo`)."""
-        if not memo.enabled():
-            return self.table.marginal(clique)
-        if clique not in self._counts:
-            self._counts[clique] = self.table.marginal(clique)
-        return self._counts[clique]
+        return memo.remember(self._counts, clique, self.table.marginal)
 
     def n_measurements(self, rounds: int, d1: int) -> int:
         return rounds + d1

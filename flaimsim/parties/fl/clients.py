@@ -118,10 +118,11 @@ class FLClient:
         """:func:`sparse_marginal` of the local data, computed once per clique."""
         if not memo.enabled():
             return sparse_marginal(self.data, clique)
-        if clique not in self._sparse:
-            cells, counts = sparse_marginal(self.data, clique)
-            self._sparse[clique] = (cells.astype(np.int32), counts.astype(np.int32))
-        return self._sparse[clique]
+        return memo.remember(self._sparse, clique, self._sparse_int32)
+
+    def _sparse_int32(self, clique: Clique) -> tuple[np.ndarray, np.ndarray]:
+        cells, counts = sparse_marginal(self.data, clique)
+        return cells.astype(np.int32), counts.astype(np.int32)
 
     # ---- local scores ------------------------------------------------------------------
     def attribute_tau(self, attribute: str, proxy: Mapping[str, np.ndarray]) -> float:
