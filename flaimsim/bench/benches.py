@@ -79,7 +79,8 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
         from flaimsim.bench.reproduce import base_config
 
         config = config_from_args(args, {"protocol": "central"})
-        return bench_fastpaths(base_config(config.dataset, protocol=config.protocol,
+        protocol = (getattr(args, "protocol", None) or ["central"])[0]
+        return bench_fastpaths(base_config(config.dataset, protocol=protocol,
                                            rounds=config.rounds, seed=config.seed),
                                pairs=getattr(args, "bench_pairs", 1))
     raise ValueError(f"unknown benchmark {what!r}")
