@@ -11,9 +11,10 @@ from flaimsim.mechanisms.dp import report_noisy_max, report_noisy_max_cost
 from flaimsim.parties.mpc.field import SharingError
 from flaimsim.parties.mpc.input_sharing import (
     compact_pieces, expand_seed_bits, pack_bits, sum_compact, unpack_bits, unwrap)
-from flaimsim.parties.mpc.secure_scoring import (
-    SecretBits, comparison_plan, count_secint, decompose_counts, less_than_pieces,
-    round_public_marginal, secure_abs_diff_bits, secure_l1_bits, secure_l1_bits_full)
+from flaimsim.parties.distaim.secure_scoring import (SecretBits, count_secint, decompose_counts,
+                                                     less_than_pieces, secure_abs_diff_bits,
+                                                     secure_l1_bits, secure_l1_bits_full)
+from flaimsim.parties.distaim.plan import comparison_plan, round_public_marginal
 from flaimsim.protocols.distaim import selection_epsilon
 
 
@@ -134,10 +135,10 @@ def test_report_noisy_max_reference_and_budget() -> None:
 
 @pytest.mark.parametrize("frac_bits", [0, 2, 5])
 def test_secure_l2_distance_is_within_stated_tau(frac_bits: int) -> None:
-    from flaimsim.parties.mpc.distaim_engine import l2_distances
-    from flaimsim.parties.mpc.secure_em import em_fxp_type
-    from flaimsim.parties.mpc.secure_l2 import (STATED_TAU, l2_count_secint,
-                                                secure_l2_distances, sum_squares)
+    from flaimsim.parties.distaim.plan import l2_distances
+    from flaimsim.parties.distaim.secure_em import em_fxp_type
+    from flaimsim.parties.distaim.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
+    from flaimsim.parties.distaim.plan import STATED_TAU
 
     n_max = 48842
     rng = np.random.default_rng(frac_bits)
@@ -163,7 +164,7 @@ def test_lazy_l1_from_priced_bits_and_segment_counts_is_exact(frac_bits: int) ->
     """Lazy decomposition: bits of the priced cells only (round_f(c) > 0) plus Σ_r x per
     segment, given apart or as the one record count N of consistent marginals, give the plain
     L1 exactly."""
-    from flaimsim.parties.mpc.secure_scoring import priced_cells
+    from flaimsim.parties.distaim.plan import priced_cells
     rng = np.random.default_rng(frac_bits)
     segments, n_records, max_count = [4, 9, 1, 30], 700, 1000
     # Consistent marginals: every segment sums to the same N; a third of the model zero.
@@ -189,8 +190,8 @@ def test_lazy_l1_from_priced_bits_and_segment_counts_is_exact(frac_bits: int) ->
 
 
 def test_decomposed_cells_claim_each_cell_once_and_anchor_on_the_smallest_candidate() -> None:
-    from flaimsim.parties.mpc.distaim_engine import (
-        DecomposedCells, anchor_cells, kept_cells, scored_priced_cells)
+    from flaimsim.parties.distaim.plan import (DecomposedCells, anchor_cells, kept_cells,
+                                               scored_priced_cells)
     done = DecomposedCells.of(10)
     np.testing.assert_array_equal(done.claim(np.array([7, 2, 2, 5])), [2, 5, 7])
     np.testing.assert_array_equal(done.claim(np.array([5, 6, 7])), [6])

@@ -38,13 +38,37 @@ def test_default_data_dir_uses_env_var_first(adult_dir: Path, monkeypatch, tmp_p
     assert load_dataset("adult").n == 48_842
 
 
-def test_default_data_dir_falls_back_to_repo_root(adult_dir: Path, monkeypatch, tmp_path) -> None:
+def test_without_env_the_shipped_copy_is_unpacked_and_checked(monkeypatch, tmp_path) -> None:
+    from flaimsim.datasets import store
+
     monkeypatch.delenv("FLAIMSIM_ADULT_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)  # cwd/../shared/data/adult does not exist here
-    repo_guess = Path(__file__).resolve().parents[2] / "shared" / "data" / "adult"
-    if not (repo_guess / "adult.csv").exists():
-        pytest.skip("repository is not next to shared/data")
-    assert default_data_dir("adult") == repo_guess.resolve()
+    monkeypatch.setenv("FLAIMSIM_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    found = default_data_dir("adult")
+    assert found.parent == (tmp_path / "data").resolve()
+    assert store.sha256_file(found / "adult.csv") == store.SHIPPED_PGM_SHA256["adult"]
+    assert load_dataset("adult").n == 48_842
+    # a damaged package is refused, not loaded (a fresh cache, a pin it cannot match)
+    monkeypatch.setenv("FLAIMSIM_DATA", str(tmp_path / "other"))
+    monkeypatch.setitem(store.SHIPPED_PGM_SHA256, "adult", "0" * 64)
+    with pytest.raises(DataError, match=r"shipped .*adult\.csv\.gz is damaged"):
+        load_dataset("adult")
+    assert not any((tmp_path / "other").rglob("adult.csv"))
+
+
+def test_shared_mirror_is_used_when_the_package_has_no_copy(monkeypatch, tmp_path) -> None:
+    from flaimsim.datasets import store
+
+    monkeypatch.delenv("FLAIMSIM_TOY_DIR", raising=False)
+    monkeypatch.setitem(store.SHIPPED_PGM_SHA256, "toy", "0" * 64)  # no files/toy.csv.gz
+    mirror = tmp_path / "shared" / "data" / "toy"
+    mirror.mkdir(parents=True)
+    (mirror / "toy.csv").write_text("a\n0\n1\n")
+    (mirror / "toy-domain.json").write_text('{"a": 2}')
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # <cwd>/../shared/data/toy is the mirror
+    assert default_data_dir("toy") == mirror.resolve()
+    assert load_dataset("toy").n == 2
 
 
 def test_unknown_data_set_lists_what_was_tried(monkeypatch, tmp_path) -> None:

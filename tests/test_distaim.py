@@ -8,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from flaimsim.parties.mpc.cost_model import CostTable, cache_key, select_bits_for
-from flaimsim.parties.mpc.distaim_engine import MpcEngine, replay
+from flaimsim.parties.distaim.cost_model import CostTable, cache_key, select_bits_for
+from flaimsim.parties.distaim.engines import MpcEngine, replay
+from flaimsim.parties.distaim.options import DistAimOptions
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import ConfigError, RunConfig
 from flaimsim.protocols.distaim import cost_setting, offset_std, run_distaim, score_bound
@@ -133,7 +134,7 @@ def test_modelled_run_is_reproducible(modelled_run):
 
 
 def test_secure_em_with_huge_epsilon_returns_argmax_three_parties():
-    engine = MpcEngine(Ledger(), m=3, max_count=1000)
+    engine = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=1000))
     engine.decompose_chunk = 5      # 12 cells in 3 chunks: the chunked path, packed bits
     try:
         x = np.array([5, 5, 5, 5, 900, 0, 5, 5, 5, 5, 5, 5], dtype=np.int64)
@@ -173,8 +174,8 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
     the measured cells not yet decomposed (all that are left once at most ``eager`` are);
     the servers agree (each decompose call checks their count), and a measurement of cells
     never decomposed is refused by the servers."""
-    from flaimsim.parties.mpc import distaim_engine
-    from flaimsim.parties.mpc.distaim_engine import IdealEngine
+    from flaimsim.parties.distaim import engines as distaim_engine
+    from flaimsim.parties.distaim.engines import IdealEngine
 
     monkeypatch.setattr(distaim_engine, "EAGER_DECOMPOSE_CELLS", eager)
 
@@ -183,8 +184,9 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
     vectors = {0: x, 1: np.zeros_like(x)}
     c1 = np.r_[3.0, 1.0, 2.0, 0.0, 0.0, 2.0, np.zeros(12)]      # prices cells 0, 1, 2, 5
     c2 = np.r_[3.0, 1.0, 2.0, 1.0, 0.0, 0.0, 4.0, np.zeros(11)]  # newly prices 3, 6
-    real = MpcEngine(Ledger(), m=3, max_count=40)
-    ideal = IdealEngine(Ledger(), _FreeCost(), np.random.default_rng(0), max_count=40)
+    real = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=40))
+    ideal = IdealEngine(Ledger(), _FreeCost(), np.random.default_rng(0),
+                        DistAimOptions(max_count=40))
     try:
         for engine in (real, ideal):
             engine.share(0, [0, 1], vectors.__getitem__, lambda ks: sum(vectors[k] for k in ks))
@@ -204,3 +206,66 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
             real.launcher.call("distaim_measure", name="x", offset=3, length=2, sigma=1.0)
     finally:
         real.close()
+
+
+def test_real_run_counts_rounds_in_every_phase(real_run):
+    """Rounds counted on the wire (out of band): every phase of a real run has a positive
+    critical-path depth, the record's comm_rounds is their sum, and the handshakes are one."""
+    _, res = real_run
+    by_phase = res.ledger.rounds_by_phase()
+    assert set(by_phase) == {"setup", "share-inputs", "score", "select", "measure"}
+    assert all(by_phase[p] > 0 for p in by_phase), by_phase
+    assert by_phase["setup"] == 1
+    assert res.record["comm_rounds"] == sum(by_phase.values()) == res.ledger.comm_rounds
+    assert res.record["comm_rounds_by_phase"] == by_phase
+    # fewer rounds than messages: independent messages share rounds
+    assert by_phase["score"] < sum(r.messages for r in res.ledger.rows if r.phase == "score")
+
+
+@pytest.mark.timeout(900)
+def test_model_rounds_match_the_wire_per_phase(real_run, modelled_run, monkeypatch):
+    """--mpc model charges rounds from the calibrated table: per phase, the real run's
+    steps priced by the table give the rounds counted on its wire, within the timing noise
+    of MPyC's overlapping coroutines (docs/rounds.md: a round or two per step)."""
+    from flaimsim.parties.distaim.engines import PHASE_OF_STEP
+    from flaimsim.protocols.distaim import check_against_model
+    cfg, res = real_run
+    cache, (modelled, _) = modelled_run
+    monkeypatch.setenv("FLAIMSIM_CACHE", str(cache))
+    check = check_against_model(cfg, prepare(cfg), res.artifacts["steps"], res.ledger)
+    wire, model = check["measured_rounds"], check["modelled_rounds"]
+    assert set(wire) == set(model) == {"share-inputs", "score", "select", "measure"}
+    steps = {p: sum(1 for s in res.artifacts["steps"] if (s.phase or PHASE_OF_STEP[s.op]) == p)
+             for p in wire}
+    for p in wire:
+        assert wire[p] > 0 and model[p] > 0, p
+        assert abs(model[p] - wire[p]) <= max(2 * steps[p], 0.1 * wire[p]), (p, wire, model)
+    assert modelled.record["comm_rounds"] == modelled.ledger.comm_rounds > 0
+    assert modelled.record["comm_rounds_by_phase"].keys() == model.keys()
+
+
+def test_profile_splits_every_phase_into_its_secure_operations(real_run):
+    """The per-operation profile of a real run: the named secure operations each carry
+    bytes, messages, rounds and seconds, and with the unclaimed rest they add up to the
+    ledger's bytes and messages per phase."""
+    _, res = real_run
+    table = res.record["profile"]
+    ops = {(r["phase"], r["op"]): r for r in table}
+    for key in [("share-inputs", "input sharing"), ("share-inputs", "to Shamir"),
+                ("score", "bit decomposition"), ("score", "priced comparisons"),
+                ("score", "dot products"), ("select", "Gumbel noise"), ("select", "argmax"),
+                ("select", "opening"), ("measure", "noise shares"), ("measure", "opening")]:
+        r = ops[key]
+        assert r["bytes"] > 0 and r["messages"] > 0 and r["rounds"] > 0, key
+        assert r["seconds"] is not None and r["seconds"] >= 0, key
+    for phase, nbytes in res.ledger.by_phase().items():
+        rows = [r for r in table if r["phase"] == phase]
+        assert sum(r["bytes"] for r in rows) == nbytes, phase
+        assert sum(r["messages"] for r in rows) == sum(
+            x.messages for x in res.ledger.rows if x.phase == phase), phase
+    # an operation's own chain is part of its step's: never deeper than its phase
+    depth = res.ledger.rounds_by_phase()
+    assert all(r["rounds"] <= depth[r["phase"]] for r in table if r["rounds"] is not None)
+    # the EM: the argmax's comparisons wait for the noise, so its rounds add to the noise's
+    assert (ops[("select", "Gumbel noise")]["rounds"] + ops[("select", "argmax")]["rounds"]
+            <= depth["select"] + 2 * 2)   # + a round or two per step: docs/rounds.md

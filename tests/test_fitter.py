@@ -222,3 +222,19 @@ print("ok")
                          timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_contract_handles_more_attributes_than_einsum_labels():
+    """np.einsum numbers labels 0..51; Covtype has 55 attributes (found by the fetch test)."""
+    from flaimsim.mechanisms.junction import contract
+    from flaimsim.mechanisms.mbi_setup import Domain
+
+    rng = np.random.default_rng(0)
+    names = [f"a{i}" for i in range(60)]
+    domain = Domain(names, [2] * 60)
+    factors = [(rng.uniform(0.5, 2.0, 2), [a]) for a in names]
+    factors.append((rng.uniform(0.5, 2.0, (2, 2)), ["a0", "a59"]))
+    value, log_scale = contract(domain, factors, ())
+    pair = factors[-1][0] * factors[0][0][:, None] * factors[59][0][None, :]
+    expected = np.log(pair.sum()) + sum(np.log(f.sum()) for f, _ in factors[1:59])
+    assert np.log(float(value)) + log_scale == pytest.approx(expected, rel=1e-12)

@@ -1,7 +1,7 @@
 """Beyond one machine: no orphan servers, no leaked descriptors, servers on their own hosts.
 
 Server processes are found by pid through /proc (children of the driver whose command line
-runs ``flaimsim.parties.mpc.server``); a port counts as free when it can be bound and listened
+runs ``flaimsim.parties.mpc.server_loop``); a port counts as free when it can be bound and listened
 on again. Traffic only ever goes to loopback-range addresses (127.0.0.0/8).
 """
 
@@ -24,13 +24,14 @@ import pytest
 
 from flaimsim.parties.ledger import Ledger, LedgerRow
 from flaimsim.parties.mpc.addresses import format_addresses, parse_addresses
-from flaimsim.parties.mpc.distaim_engine import MpcEngine
+from flaimsim.parties.distaim.engines import MpcEngine
+from flaimsim.parties.distaim.options import DistAimOptions
 from flaimsim.parties.mpc.launcher import (
     PartyFailure, RemoteServers, ServerLauncher, free_ports)
 from flaimsim.parties.transport import DRIVER, Frame, FrameKind, dumps
 from flaimsim.protocols.config import PRESETS, ConfigError, RunConfig
 
-SERVER_MODULE = "flaimsim.parties.mpc.server"
+SERVER_MODULE = "flaimsim.parties.mpc.server_loop"
 EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_COMMAND_TIMEOUT = 3, 5, 6
 # With fixed-width encoding MPyC's byte counts do not depend on secret values, only on sizes.
 # The MPC randomness (EM choice, noise) cannot be seeded, so a round >= 1 "measure" row depends
@@ -130,8 +131,9 @@ ENGINE_DRIVER_SCRIPT = """
 import sys
 sys.argv = sys.argv[:1]
 from flaimsim.parties.ledger import Ledger
-from flaimsim.parties.mpc.distaim_engine import MpcEngine
-engine = MpcEngine(Ledger(), m=3, max_count=100)
+from flaimsim.parties.distaim.engines import MpcEngine
+from flaimsim.parties.distaim.options import DistAimOptions
+engine = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=100))
 print("round 1", flush=True)
 while True:
     engine.launcher.call("ping", sleep=0.3)
@@ -143,11 +145,12 @@ servers_at, sys.argv = sys.argv[1:], sys.argv[:1]
 import numpy as np
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.mpc.addresses import parse_addresses
-from flaimsim.parties.mpc.distaim_engine import MpcEngine
-from flaimsim.parties.mpc.secure_scoring import score_bound
+from flaimsim.parties.distaim.engines import MpcEngine
+from flaimsim.parties.distaim.options import DistAimOptions
+from flaimsim.parties.distaim.plan import score_bound
 at = parse_addresses(servers_at[0]) if servers_at else None
 ledger = Ledger()
-engine = MpcEngine(ledger, m=3, max_count=100, servers_at=at)
+engine = MpcEngine(ledger, DistAimOptions(m=3, max_count=100), servers_at=at)
 try:
     engine.share(0, [0, 1, 2], lambda k: np.arange(12) % (k + 2))
     engine.decompose(0)
@@ -305,7 +308,7 @@ def test_fifty_engine_cycles_keep_descriptors_flat(serves) -> None:
     addresses = parse_addresses(servers_at)
     counts, kept = [], []
     for cycle in range(50):
-        engine = MpcEngine(Ledger(), m=3, max_count=100, servers_at=addresses)
+        engine = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=100), servers_at=addresses)
         kept.append(engine)
         engine.share(0, [0, 1], lambda k: np.arange(4) + k)
         engine.close()
@@ -317,7 +320,7 @@ def test_fifty_engine_cycles_keep_descriptors_flat(serves) -> None:
 def test_spawned_engine_cycles_keep_descriptors_flat() -> None:
     counts, kept = [], []
     for cycle in range(4):
-        engine = MpcEngine(Ledger(), m=3, max_count=100)
+        engine = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=100))
         kept.append(engine)
         engine.share(0, [0, 1], lambda k: np.arange(4) + k)
         pids = engine.launcher.pids

@@ -349,10 +349,11 @@ def test_commands_can_be_added_by_loading_a_module(tmp_path, monkeypatch) -> Non
 
 def test_prestarted_servers_are_claimed_once_and_unclaimed_ones_closed() -> None:
     from flaimsim.parties.mpc import warm_start
-    from flaimsim.parties.mpc.distaim_engine import MpcEngine, launcher_options
+    from flaimsim.parties.distaim.engines import MpcEngine, launcher_options
+    from flaimsim.parties.distaim.options import DistAimOptions
 
     warm_start.prestart_servers(3, **launcher_options(60.0))
-    engine = MpcEngine(Ledger(), m=3, max_count=100, command_timeout=60.0)
+    engine = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=100), command_timeout=60.0)
     try:
         assert engine.launcher.prestart_ready_s is not None     # the prestarted session
         vectors = {0: np.array([1, 2, 3]), 1: np.array([4, 5, 6])}
@@ -363,7 +364,7 @@ def test_prestarted_servers_are_claimed_once_and_unclaimed_ones_closed() -> None
     assert warm_start.release_prestarted() == 0                  # nothing left over
     # other options: not claimed, a fresh start; the prestarted one is closed on release
     warm_start.prestart_servers(3, **launcher_options(61.0))
-    fresh = MpcEngine(Ledger(), m=3, max_count=100, command_timeout=60.0)
+    fresh = MpcEngine(Ledger(), DistAimOptions(m=3, max_count=100), command_timeout=60.0)
     try:
         assert fresh.launcher.prestart_ready_s is None
     finally:

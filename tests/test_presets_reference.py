@@ -18,7 +18,7 @@ from flaimsim.mechanisms.evaluation import label_coverage
 from flaimsim.mechanisms.workload import make_workload
 from flaimsim.protocols.config import ConfigError, RunConfig, default_preset
 from flaimsim.protocols.prepare import prepare
-from flaimsim.protocols.result import reference_record
+from flaimsim.protocols.central import reference_record
 
 FEATURES, ROWS = 9, 1200
 FAST = ["--protocol", "central", "--rounds", "2", "--iters-round", "20", "--iters-final", "50"]

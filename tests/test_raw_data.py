@@ -16,26 +16,27 @@ import pytest
 
 from flaimsim.mechanisms.data import load_dataset
 from flaimsim.mechanisms.raw_data import (
-    CONTINUOUS_BINS, RAW_SPECS, RawDataError, default_raw_dir, prepare_raw, prepared_dir,
+    CONTINUOUS_BINS, RAW_SPECS, RawDataError, prepare_raw, prepared_dir, raw_dir_for,
     subsample_rows, write_prepared)
 
 
-@pytest.fixture(scope="module")
-def raw_dir() -> Path:
+def _raw_dir(name: str) -> Path:
+    """Magic and Marketing ship with the package; Census and Covtype are large: fetched into
+    the data cache, or found in $FLAIMSIM_RAW_DIR or the ../shared mirror, else skipped."""
     try:
-        return default_raw_dir()
+        return raw_dir_for(name)
     except RawDataError as exc:
-        pytest.skip(str(exc))
+        pytest.skip(f"large set {name!r} is not here: {exc}")
 
 
-def _paths(raw_dir: Path, name: str) -> list[Path]:
-    return [raw_dir / f for f in RAW_SPECS[name].files]
+def _paths(name: str) -> list[Path]:
+    return [_raw_dir(name) / f for f in RAW_SPECS[name].files]
 
 
 @pytest.mark.parametrize("name,n_columns", [("magic", 11), ("covtype", 55), ("census", 41),
                                             ("marketing", 17)])
-def test_first_lines_code_into_the_domain(raw_dir: Path, name: str, n_columns: int) -> None:
-    p = prepare_raw(name, _paths(raw_dir, name), limit=300)
+def test_first_lines_code_into_the_domain(name: str, n_columns: int) -> None:
+    p = prepare_raw(name, _paths(name), limit=300)
     assert p.codes.shape == (300 * len(RAW_SPECS[name].files), n_columns)
     assert np.all(p.codes >= 0) and np.all(p.codes < np.array(p.sizes))
     for column, size in zip(p.columns, p.sizes):
@@ -46,9 +47,9 @@ def test_first_lines_code_into_the_domain(raw_dir: Path, name: str, n_columns: i
             assert size == len(p.coding[column]["values"])
 
 
-def test_magic_continuous_bins_match_pandas_cut_and_label_sorted(raw_dir: Path) -> None:
-    p = prepare_raw("magic", _paths(raw_dir, "magic"), limit=500)
-    raw = pd.read_csv(raw_dir / "magic04.data.gz", header=None, nrows=500)
+def test_magic_continuous_bins_match_pandas_cut_and_label_sorted() -> None:
+    p = prepare_raw("magic", _paths("magic"), limit=500)
+    raw = pd.read_csv(_raw_dir("magic") / "magic04.data.gz", header=None, nrows=500)
     expected = pd.cut(raw[0], bins=32, labels=False).to_numpy()
     assert np.array_equal(p.codes[:, 0], expected)
     edges = np.asarray(p.coding["fLength"]["edges"])
@@ -58,9 +59,9 @@ def test_magic_continuous_bins_match_pandas_cut_and_label_sorted(raw_dir: Path) 
     assert np.array_equal(np.array(values)[p.codes[:, -1]], raw[10].to_numpy())
 
 
-def test_covtype_integer_and_numeric_categories(raw_dir: Path) -> None:
-    p = prepare_raw("covtype", _paths(raw_dir, "covtype"), limit=400)
-    raw = pd.read_csv(raw_dir / "covtype.csv.gz", nrows=400)
+def test_covtype_integer_and_numeric_categories() -> None:
+    p = prepare_raw("covtype", _paths("covtype"), limit=400)
+    raw = pd.read_csv(_raw_dir("covtype") / "covtype.csv.gz", nrows=400)
     j = p.columns.index("Hillshade_9am")
     assert p.sizes[j] == 256 and np.array_equal(p.codes[:, j], raw["Hillshade_9am"])
     label = p.coding["Cover_Type"]["values"]
@@ -68,26 +69,26 @@ def test_covtype_integer_and_numeric_categories(raw_dir: Path) -> None:
     assert np.array_equal(np.array(label, dtype=int)[p.codes[:, -1]], raw["Cover_Type"])
 
 
-def test_census_reads_train_then_test_and_codes_missing_as_category(raw_dir: Path) -> None:
-    p = prepare_raw("census", _paths(raw_dir, "census"), limit=200)
+def test_census_reads_train_then_test_and_codes_missing_as_category() -> None:
+    p = prepare_raw("census", _paths("census"), limit=200)
     assert p.codes.shape[0] == 400 and "instance_weight" not in p.columns
     values = p.coding["migration_code_change_in_msa"]["values"]
     assert "?" in values  # the raw files' missing marker, kept as a category
 
 
-def test_subsample_is_seeded_and_sized(raw_dir: Path) -> None:
-    a = prepare_raw("magic", _paths(raw_dir, "magic"), 0.3, seed=5, limit=1000)
-    b = prepare_raw("magic", _paths(raw_dir, "magic"), 0.3, seed=5, limit=1000)
-    c = prepare_raw("magic", _paths(raw_dir, "magic"), 0.3, seed=6, limit=1000)
+def test_subsample_is_seeded_and_sized() -> None:
+    a = prepare_raw("magic", _paths("magic"), 0.3, seed=5, limit=1000)
+    b = prepare_raw("magic", _paths("magic"), 0.3, seed=5, limit=1000)
+    c = prepare_raw("magic", _paths("magic"), 0.3, seed=6, limit=1000)
     assert a.codes.shape[0] == 300 and a.raw_records == 1000
     assert np.array_equal(a.codes, b.codes) and not np.array_equal(a.codes, c.codes)
     rows = subsample_rows(1000, 0.3, 5)
     assert len(np.unique(rows)) == 300
 
 
-def test_written_files_load_as_private_pgm(raw_dir: Path, tmp_path: Path) -> None:
-    p = prepare_raw("marketing", _paths(raw_dir, "marketing"), limit=250)
-    write_prepared(p, tmp_path, _paths(raw_dir, "marketing"))
+def test_written_files_load_as_private_pgm(tmp_path: Path) -> None:
+    p = prepare_raw("marketing", _paths("marketing"), limit=250)
+    write_prepared(p, tmp_path, _paths("marketing"))
     table = load_dataset("marketing", tmp_path)
     assert table.columns == p.columns and table.sizes == p.sizes
     assert np.array_equal(table.values, p.codes)
@@ -134,14 +135,15 @@ def test_bad_header_and_out_of_range_integer(tmp_path: Path) -> None:
         prepare_raw("covtype", [path])
 
 
-def test_dataset_name_prepares_into_the_cache(raw_dir: Path, tmp_path: Path,
+def test_dataset_name_prepares_into_the_cache(tmp_path: Path,
                                               monkeypatch) -> None:
     monkeypatch.setenv("FLAIMSIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FLAIMSIM_DATA", raising=False)
     monkeypatch.setenv("FLAIMSIM_MAGIC_DIR", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
     small = tmp_path / "raw"
     small.mkdir()
-    with gzip.open(raw_dir / "magic04.data.gz", "rt") as src, \
+    with gzip.open(_raw_dir("magic") / "magic04.data.gz", "rt") as src, \
             gzip.open(small / "magic04.data.gz", "wt") as dst:  # a 200-line slice, in tmp
         for _, line in zip(range(200), src):
             dst.write(line)

@@ -13,14 +13,15 @@ from mpyc.runtime import mpc
 from scipy import stats
 
 from flaimsim.mechanisms.scores import aim_score_from_l1
-from flaimsim.parties.mpc.secure_em import (SecureMechanismError, em_fxp_type, em_scale,
-                                        gumbel_from_randomness, noise_fxp, randomness_secint,
-                                        secure_exponential_mechanism,
-                                        secure_exponential_mechanism_batch)
-from flaimsim.parties.mpc.secure_noise import added_variance, secure_gaussian_measure
-from flaimsim.parties.mpc.secure_scoring import (SecureScoringError, count_secint, decompose_counts,
-                                             secure_abs_diff_bits, secure_l1_bits, secure_l1_naive,
-                                             secure_scores_bits)
+from flaimsim.parties.distaim.plan import (SecureMechanismError, SecureScoringError, added_variance,
+                                          em_scale)
+from flaimsim.parties.distaim.secure_em import (em_fxp_type, gumbel_from_randomness, noise_fxp,
+                                                randomness_secint, secure_exponential_mechanism,
+                                                secure_exponential_mechanism_batch)
+from flaimsim.parties.distaim.secure_noise import secure_gaussian_measure
+from flaimsim.parties.distaim.secure_scoring import (count_secint, decompose_counts,
+                                                     secure_abs_diff_bits, secure_l1_bits,
+                                                     secure_l1_naive, secure_scores_bits)
 
 MAX_COUNT = 1000
 SEGMENTS = [1, 60, 139]
@@ -112,7 +113,7 @@ def test_gumbel_fixed_point_error_is_small() -> None:
     secint = randomness_secint()
     got = np.asarray(mpc.run(mpc.output(gumbel_from_randomness(
         secint.array(k_bits), secint.array(j_bits), secint.array(mantissa), fxp))), float)
-    from flaimsim.parties.mpc.secure_em import NOISE_ETA
+    from flaimsim.parties.distaim.plan import NOISE_ETA
     assert np.max(np.abs(got - want)) < NOISE_ETA
 
 
@@ -169,8 +170,7 @@ def test_three_parties_on_loopback() -> None:
     assert measured["threshold"] == 1
     # Each of the 3 servers adds N_Z(0, 25/2); at this scale a discrete Gaussian's variance
     # equals its parameter to ~1e-50, so the sum's is 3·12.5.
-    from flaimsim.parties.mpc.secure_noise import added_variance
-
+    
     assert measured["reported_variance"] == pytest.approx(added_variance(5.0, 3, 1))
     assert measured["reported_variance"] == pytest.approx(3 * 25.0 / 2, rel=1e-9)
     stat = 3999 * measured["empirical_variance"] / measured["reported_variance"]
@@ -193,7 +193,7 @@ def _rnm_exp_probabilities(s: np.ndarray) -> np.ndarray:
 
 
 def test_report_noisy_max_matches_permute_and_flip_law() -> None:
-    from flaimsim.parties.mpc.secure_em import secure_report_noisy_max
+    from flaimsim.parties.distaim.secure_em import secure_report_noisy_max
     fxp = em_fxp_type(1e4)
     u = np.array([0.0, 1.5, 3.0, -2.0])
     epsilon, sensitivity, draws = 1.0, 0.5, 400
@@ -207,14 +207,14 @@ def test_prss_truncation_and_mechanisms_under_three_parties() -> None:
     """The PRSS truncation (3 real parties): error within its stated bound and unbiased; the
     Gumbel noise built on it within η; EM and report-noisy-max draws follow their laws."""
     from flaimsim.bench.secure_bench import check_fixed_point
-    from flaimsim.parties.mpc.secure_em import NOISE_ETA
+    from flaimsim.parties.distaim.plan import NOISE_ETA
     out = check_fixed_point(parties=3, values=2000, draws=400, timeout=240)
     assert out["truncation_bound_units"] == 2.0           # (C(3, 1) + 1) / 2
     assert 0.5 < out["truncation_max_abs_units"] < out["truncation_bound_units"]
     # mean of 2000 errors of spread ~0.7 units: |mean| < 0.1 is > 6 standard errors
     assert abs(out["truncation_mean_units"]) < 0.1
     assert out["gumbel_max_abs_error"] < NOISE_ETA
-    from flaimsim.parties.mpc.secure_l2 import STATED_TAU
+    from flaimsim.parties.distaim.plan import STATED_TAU
     assert out["l2_max_abs_error"] < STATED_TAU
     dec = out["bit_decomposition"]
     assert dec["ripple"]["exact"] and dec["mpyc"]["exact"]

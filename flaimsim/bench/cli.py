@@ -41,6 +41,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     for r in runs.results:
         print(format_privacy(r.record["protocol"], r.record["privacy"]))
+    if args.profile:
+        from flaimsim.parties.profile import format_profile
+
+        for r in (r for r in runs.results if r.record.get("profile")):
+            print(f"\nprofile ({r.record['protocol']}, {r.record.get('bytes_source')}; "
+                  f"{r.record.get('comm_rounds')} communication rounds):")
+            print(format_profile(r.record.get("profile") or []))
     if args.out:
         print(f"wrote {args.out}/config.json and {args.out}/result.json")
     return 0
@@ -59,16 +66,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the MPC cost table for a data set's setting and cache it (``--mpc model``)."""
-    from flaimsim.parties.mpc.cost_model import cache_dir, calibrate
+    from flaimsim.parties.distaim.cost_model import cache_dir, calibrate
+    from flaimsim.parties.distaim.options import DistAimOptions
     from flaimsim.protocols.distaim import cost_setting, cost_table
     from flaimsim.protocols.prepare import prepare
 
     config = config_from_args(args, {"protocol": "distaim"})
     setting = cost_setting(config, prepare(config))   # the run's widths, from public values
     if args.table:
-        table = calibrate(config.servers, setting.max_count, setting.score_bound,
-                          frac_bits=config.score_frac_bits, score=config.score,
-                          select_epsilon=setting.select_epsilon)
+        table = calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
+                          setting.select_epsilon)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
@@ -102,14 +109,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--party {args.party} is not in 0..{len(peers) - 1} "
                           f"(--peers lists {len(peers)})")
     host, port = parse_address(args.control)
-    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server",
+    argv = [sys.executable, "-m", "flaimsim.parties.mpc.server_loop",
             *[a for h, p in peers for a in ("-P", f"{h}:{p}")], "-I", str(args.party),
             "--bit-length", str(args.bit_length), "--mix32-64bit",
             "--control-host", host, "--control-port", str(port),
             "--connect-timeout", str(args.connect_timeout),
             "--idle-timeout", str(args.idle_timeout),
             "--command-timeout", str(args.command_timeout),
-            "--load", "flaimsim.parties.mpc.distaim_server"]
+            "--load", "flaimsim.parties.distaim.server_commands"]
     if args.threshold is not None:
         argv[argv.index("-I"):argv.index("-I")] = ["-T", str(args.threshold)]
     if args.publish:
@@ -151,11 +158,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     """``data prepare NAME RAW... --out DIR``: code raw files by the documented rule."""
     from pathlib import Path
 
-    from flaimsim.mechanisms.raw_data import RAW_SPECS, default_raw_dir, prepare_raw, \
+    from flaimsim.mechanisms.raw_data import RAW_SPECS, prepare_raw, raw_dir_for, \
         write_prepared
 
     spec = RAW_SPECS[args.name]
-    raw = [Path(p) for p in args.raw] or [default_raw_dir() / f for f in spec.files]
+    raw = [Path(p) for p in args.raw] or [raw_dir_for(args.name) / f for f in spec.files]
     fraction = spec.paper_subsample if args.paper_subsample else args.subsample
     prepared = prepare_raw(args.name, raw, fraction, args.seed, args.limit)
     out = write_prepared(prepared, args.out, raw)
@@ -166,16 +173,19 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    from flaimsim.datasets.fetch import add_fetch_parser
+    from flaimsim.datasets.status import add_list_parser
     from flaimsim.mechanisms.raw_data import RAW_SPECS
 
-    p_data = sub.add_parser("data", help="prepare the paper's raw data sets")
+    p_data = sub.add_parser("data", help="fetch and prepare the paper's raw data sets")
     data_sub = p_data.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser(
         "prepare", help="raw files -> NAME.csv + NAME-domain.json (continuous attributes in "
         "32 equal-width bins, categorical ones coded by sorted value)")
     p.add_argument("name", choices=sorted(RAW_SPECS))
     p.add_argument("raw", nargs="*", help="raw file(s), in order (default: the data set's "
-                   "files in $FLAIMSIM_RAW_DIR or ../shared/data/raw)")
+                   "files in $FLAIMSIM_RAW_DIR, the package, the data cache or "
+                   "../shared/data/raw)")
     p.add_argument("--out", required=True, help="output directory")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--subsample", type=float, default=None,
@@ -185,6 +195,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="subsampling seed")
     p.add_argument("--limit", type=int, default=None, help="read only N data lines per file")
     p.set_defaults(func=cmd_data)
+    add_fetch_parser(data_sub)
+    add_list_parser(data_sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run protocols and print the comparison table")
     add_run_options(p_run, main_job=True)
+    p_run.add_argument("--profile", action="store_true",
+                       help="also print each phase's secure operations: bytes, messages, "
+                            "rounds, seconds (default: off; always in result.json as "
+                            "'profile')")
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",

@@ -1,7 +1,7 @@
 """Sweep cells on a Dask distributed cluster (``flaimsim sweep --scheduler ...``).
 
-Workers run :func:`flaimsim.bench.sweep.dask_cell` and send the cell's files back; the caller
-writes them (one writer, atomic files), so a worker that dies mid-cell leaves nothing behind.
+Workers run the cell function the sweep hands over (:func:`flaimsim.bench.sweep.dask_cell`) and
+send the cell's files back; the caller writes them (one writer, atomic files), so a worker that dies mid-cell leaves nothing behind.
 Dask reschedules a dead worker's cells on the others (up to its ``allowed-failures``); a cell
 that still fails is reported failed and runs again on the next invocation (resume). Each cell
 is submitted under a fresh key (``pure=False``): results of an earlier driver are not reused
@@ -11,7 +11,7 @@ from the scheduler's memory, only from the sweep directory.
 from __future__ import annotations
 
 import traceback
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from flaimsim.protocols.config import ConfigError, RunConfig
 
@@ -38,22 +38,21 @@ def open_client(scheduler: str, jobs: int):
 
 
 def run_on_dask(configs: Sequence[RunConfig], scheduler: str, jobs: int,
+                cell: Callable[[RunConfig], Any], failed: Callable[[RunConfig, str], Any],
                 finished: Callable[..., None]) -> None:
-    """Run ``configs`` on the cluster; call ``finished(outcome)`` as each completes."""
+    """Run ``cell(config)`` for each of ``configs`` on the cluster; call ``finished(outcome)``
+    as each completes, with ``failed(config, why)`` as the outcome of a cell that raised."""
     from distributed import as_completed
-
-    from flaimsim.bench.sweep import CellOutcome, cell_key, dask_cell
 
     client = open_client(scheduler, jobs)
     try:
-        futures = {client.submit(dask_cell, c, pure=False): c for c in configs}
+        futures = {client.submit(cell, c, pure=False): c for c in configs}
         for fut in as_completed(list(futures)):
             try:
                 outcome = fut.result()
             except Exception as exc:  # e.g. KilledWorker: the cell is retried on resume
-                outcome = CellOutcome(cell_key(futures[fut]), False, 0.0,
-                                      f"{type(exc).__name__}: {exc}\n"
-                                      f"{traceback.format_exc(limit=3)}")
+                outcome = failed(futures[fut], f"{type(exc).__name__}: {exc}\n"
+                                               f"{traceback.format_exc(limit=3)}")
             finished(outcome)
             fut.release()
     finally:

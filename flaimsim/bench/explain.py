@@ -56,6 +56,37 @@ WHAT: dict[str, dict[str, str]] = {
 }
 
 
+# Why a phase takes the communication rounds it does (ledger comm_rounds, docs/rounds.md).
+WHY_ROUNDS: dict[str, str] = {
+    "setup": "all connections open at once: one round",
+    "share-inputs": "clients upload at once (1 round); with additive or compact pieces the "
+                    "servers then reshare them to Shamir form (a round per reshare)",
+    "score": "bit decomposition and each priced comparison are chains of multiplications, "
+             "one round each; independent cells go in the same messages, so the depth is "
+             "the longest chain, not the number of cells",
+    "select": "Gumbel noise per candidate, then an argmax tournament of ceil(log2 k) levels, "
+              "each level a secure comparison (its bit-wise rounds) and a selection",
+    "measure": "per measured marginal, noise shares input (1 round) and the noisy marginal "
+               "opened (1); a server that takes a peer's noise shares before sending its "
+               "own adds one (docs/rounds.md); plus any bit decomposition of cells measured "
+               "before they were scored",
+    "model-broadcast": "one message down to each client, all at once: one round",
+    "select#flaim": "each client answers the model it received: one round up",
+    "secagg-keys": "keys up, neighbours' keys down, encrypted shares up, forwarded down: "
+                   "4 rounds for a session's first step pair (3 more per later session: the "
+                   "clients' keys go up while the aggregator is still busy)",
+    "secagg-masked-input": "masked vectors up: 1 round per session",
+    "secagg-unmask": "requests down, shares up: 2 rounds per session",
+    "proxy": "one more SecAgg+ session per round of one-way marginals (its 4 steps)",
+}
+
+
+def rounds_line(phase: str, rounds: int, flaim: bool) -> str:
+    """``rounds: N (why)`` for one (round, phase) of a narration."""
+    why = WHY_ROUNDS.get(f"{phase}#flaim" if flaim else phase) or WHY_ROUNDS.get(phase, "")
+    return f"communication rounds: {rounds}" + (f" ({why})" if why else "")
+
+
 def _group(party: str) -> str:
     return party_kind(party)
 
@@ -96,18 +127,22 @@ def describe_step(rows: Sequence[LedgerRow], max_flows: int = 6) -> list[str]:
 
 
 def narrate(title: str, ledger: Ledger, what: dict[str, str],
-            opened: dict[int, list[str]], n_clients: int) -> str:
+            opened: dict[int, list[str]], n_clients: int,
+            operations: Sequence[dict[str, Any]] = ()) -> str:
     """The step-by-step story of one run's ledger."""
     steps: dict[tuple[int, str], list[LedgerRow]] = defaultdict(list)
     for r in ledger.rows:
         steps[(r.round, r.phase)].append(r)
     out = [f"=== {title} ===  (bytes: {ledger.bytes_source()})"]
     rounds = sorted({r for r, _ in steps} | set(opened))
+    depth = ledger.rounds_by_step()
+    flaim = "secagg-keys" in what
     for t in rounds:
         out.append(f"-- round {t}{' (initial one-way measurements)' if t == 0 else ''}")
         for phase in sorted({p for r, p in steps if r == t}, key=PHASE_ORDER.index):
             out.append(f"  [{phase}] {what.get(phase, '')}")
             out += ["    " + line for line in describe_step(steps[(t, phase)])]
+            out.append("    " + rounds_line(phase, depth.get((t, phase), 0), flaim))
         for item in opened.get(t, []):
             out.append(f"  opened: {item}")
     tot = ledger.totals()
@@ -119,6 +154,13 @@ def narrate(title: str, ledger: Ledger, what: dict[str, str],
                        if party_kind(p) == "client")
     out.append(f"    per client (sent + received, mean over {n_clients}): "
                f"{human_bytes(client_total / n_clients)}")
+    out.append(f"    communication rounds on the critical path: {ledger.comm_rounds} "
+               "(phases run one after another; docs/rounds.md)")
+    if operations:
+        from flaimsim.parties.profile import format_profile
+
+        out.append("-- where the rounds and bytes go, per secure operation (the run's profile)")
+        out += ["    " + line for line in format_profile(operations).splitlines()]
     for net in PRESETS.values():
         lat, xfer = wall_time_split(ledger.rows, net)
         out.append(f"    network model, {net.describe()}: {lat + xfer:.3f} s "
@@ -180,7 +222,8 @@ def explain(config: RunConfig | None = None, bill: bool = True) -> str:
     parts = [head]
     distaim = runner("distaim")(config.replace(protocol="distaim"), data=data)
     parts.append(narrate(f"DistAIM ({config.mpc} MPC, {config.servers} compute servers)",
-                         distaim.ledger, WHAT["distaim"], _distaim_opened(distaim), K))
+                         distaim.ledger, WHAT["distaim"], _distaim_opened(distaim), K,
+                         distaim.record.get("profile") or ()))
     flaim_config = config.replace(protocol="aug-flaim-private")
     try:
         from flaimsim.protocols.flaim import simulate_flaim
@@ -190,7 +233,8 @@ def explain(config: RunConfig | None = None, bill: bool = True) -> str:
         flaim, backend = runner("aug-flaim-private")(flaim_config, data=data), None
     parts.append("")
     parts.append(narrate("AugFLAIM (Private) (secure aggregation, one aggregator)",
-                         flaim.ledger, WHAT["flaim"], _flaim_opened(flaim, backend), K))
+                         flaim.ledger, WHAT["flaim"], _flaim_opened(flaim, backend), K,
+                         flaim.record.get("profile") or ()))
     dt, ft = distaim.ledger.totals(), flaim.ledger.totals()
     mpc = sum(v["sent"] for p, v in dt.items() if party_kind(p) == "server")
     client_d = sum(v["sent"] + v["received"] for p, v in dt.items()

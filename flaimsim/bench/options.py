@@ -86,7 +86,7 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
                            "(default: none)")
     data.add_argument("--data-dir", default=None,
                       help="folder with <name>.csv and <name>-domain.json (default for adult: "
-                           "$FLAIMSIM_ADULT_DIR, else ../shared/data/adult)")
+                           "$FLAIMSIM_ADULT_DIR, else the copy shipped in the package)")
     data.add_argument("--label", default=None,
                       help="target column of the downstream classifier (default: the last)")
     opt(data, "--max-bins", "coarsen attributes to at most B values (public, data-independent)",

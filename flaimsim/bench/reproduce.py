@@ -75,21 +75,29 @@ POSTER: dict[str, PosterRow] = {
 def available_datasets() -> list[str]:
     """The poster's data sets that can be loaded here (Adult prepared, others from raw)."""
     from flaimsim.mechanisms.data import DataError, default_data_dir
-    from flaimsim.mechanisms.raw_data import RAW_SPECS, RawDataError, default_raw_dir
+    from flaimsim.mechanisms.raw_data import RAW_SPECS, RawDataError, raw_dir_for
 
     out = []
     for name in DATASET_ORDER:
         try:
-            if name in RAW_SPECS:
-                raw = default_raw_dir()
-                if all((raw / f).is_file() for f in RAW_SPECS[name].files):
-                    out.append(name)
-            else:
-                default_data_dir(name)
-                out.append(name)
+            raw_dir_for(name) if name in RAW_SPECS else default_data_dir(name)
+            out.append(name)
         except (DataError, RawDataError):
             continue
     return out
+
+
+def how_to_get(missing: Sequence[str]) -> str:
+    """What to run for each missing data set (the fetch command, or why there is none)."""
+    from flaimsim.datasets.catalog import REMOTE
+
+    fetchable = [d for d in missing if d in REMOTE]
+    other = [d for d in missing if d not in REMOTE]
+    parts = [f"`flaimsim data fetch {d}`" for d in fetchable]
+    if other:
+        parts.append(f"{other}: no public copy is fetched by flaimsim (docs/data.md); pass "
+                     f"--datasets without them")
+    return "; ".join(parts)
 
 
 def base_config(dataset: str, **overrides: Any) -> RunConfig:
@@ -447,7 +455,8 @@ def command(args: argparse.Namespace) -> int:
     wanted = args.datasets or (QUICK_DATASETS if args.quick else tuple(available))
     missing = [d for d in wanted if d not in available]
     if missing:
-        raise ValueError(f"data set(s) {missing} are not available here (have {available})")
+        raise ValueError(f"data set(s) {missing} are not here yet (here: "
+                         f"{', '.join(available) or 'none'}); get them with {how_to_get(missing)}")
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else PAPER_ROUNDS)
     overrides = {"cluster_embedding": args.embedding,
                  "distaim_participation": args.distaim_participation,

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from flaimsim.parties.distaim.options import MpcMode
 from flaimsim.protocols import RunConfig, runner
+from flaimsim.protocols.central import reference_record
 from flaimsim.protocols.prepare import prepare
-from flaimsim.protocols.result import RunResult, reference_record
+from flaimsim.protocols.result import RunResult
 
 TABLE_COLUMNS = (
     ("protocol", "protocol", "{}"),
@@ -28,6 +30,7 @@ TABLE_COLUMNS = (
     ("server_sent", "server sent", "bytes"),
     ("server_received", "server recv", "bytes"),
     ("bytes_source", "source", "{}"),
+    ("comm_rounds", "rounds", "{}"),
     ("wall_seconds", "wall s", "{:.1f}"),
     ("evaluate_s", "of it eval s", "{:.1f}"),
 )
@@ -55,12 +58,13 @@ def _server_view(r: dict[str, Any]) -> dict[str, Any]:
 TABLE_LEGEND = ("client /K: mean over all K clients (never-sampled ones count as 0); "
                 "/part.: mean over the clients that took part at least once; "
                 "source: wire = counted on a socket, modelled = from the MPC cost table; "
+                "rounds: communication rounds on the critical path (docs/rounds.md); "
                 "wall s: the protocol's run; of it eval s: the utility metrics (L1, NLL, AUC), "
                 "the harness's work, not the protocol's")
 
 
 def reference_rows(reference: dict[str, Any]) -> list[dict[str, Any]]:
-    """The reference figures (:func:`~flaimsim.protocols.result.reference_record`) as rows
+    """The reference figures (:func:`~flaimsim.protocols.central.reference_record`) as rows
     of the comparison table."""
     return [{"protocol": "ref: real train data", "auc": reference.get("auc_real_data")},
             {"protocol": "ref: one-way only",
@@ -141,7 +145,7 @@ class RunSet:
     config: RunConfig
     preset: str | None
     data: dict[str, Any]  # PreparedData.describe()
-    reference: dict[str, Any]  # protocols.result.reference_record
+    reference: dict[str, Any]  # protocols.central.reference_record
     results: list[RunResult]
 
     def header(self) -> str:
@@ -165,9 +169,9 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     from flaimsim.parties.mpc import warm_start
 
     protocols = list(protocols)
-    if "distaim" in protocols and base.mpc == "real" and not base.server_addresses:
+    if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
         # DistAIM's servers import and connect while the data and earlier protocols run.
-        from flaimsim.parties.mpc.distaim_engine import launcher_options
+        from flaimsim.parties.distaim.engines import launcher_options
 
         warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
     try:

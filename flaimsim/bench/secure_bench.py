@@ -245,9 +245,10 @@ async def _worker_scoring(path: str) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.mpc.secure_scoring import (
-        count_secint, decompose_counts, less_than_pieces, round_public_marginal,
-        secure_l1_bits, secure_l1_bits_full, secure_l1_naive)
+    from flaimsim.parties.distaim.secure_scoring import (count_secint, decompose_counts,
+                                                         less_than_pieces, secure_l1_bits,
+                                                         secure_l1_bits_full, secure_l1_naive)
+    from flaimsim.parties.distaim.plan import round_public_marginal
     inputs = np.load(path)                       # the same public inputs at every party
     x, c, segments = inputs["x"], inputs["c"], [int(v) for v in inputs["segments"]]
     max_count, f = int(inputs["max_count"]), int(inputs["frac_bits"])
@@ -282,8 +283,8 @@ async def _worker_scoring(path: str) -> dict[str, Any]:
         got = np.asarray(await mpc.output(results[name]), dtype=np.int64)
         correct = correct and np.array_equal(got, want)
     # L2 (--score l2): counts in the L2 type; Σx² once, a square root per candidate per round
-    from flaimsim.parties.mpc.secure_em import em_fxp_type
-    from flaimsim.parties.mpc.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
+    from flaimsim.parties.distaim.secure_em import em_fxp_type
+    from flaimsim.parties.distaim.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
     l2type = l2_count_secint(max_count, f)
     x_l2 = mpc.input(l2type.array(x if mpc.pid == 0 else np.zeros(cells, np.int64)), senders=0)
     await mpc.gather(x_l2)
@@ -315,9 +316,9 @@ async def _worker_em(ks: list[int], score_bound: float, epsilon: float,
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.mpc.secure_em import (em_fxp_type, secure_exponential_mechanism, secure_gumbel,
+    from flaimsim.parties.distaim.secure_em import (em_fxp_type, secure_exponential_mechanism, secure_gumbel,
                                             secure_report_noisy_max)
-    from flaimsim.parties.mpc.secure_em import comparison_bits
+    from flaimsim.parties.distaim.secure_em import comparison_bits
     fxp = em_fxp_type(score_bound)
     phases = _Phases()
     await mpc.start()
@@ -346,8 +347,8 @@ async def _worker_measure(cells: int, sigma: float) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
-    from flaimsim.parties.mpc.secure_scoring import count_secint
+    from flaimsim.parties.distaim.secure_noise import secure_gaussian_measure
+    from flaimsim.parties.distaim.secure_scoring import count_secint
     x = np.random.default_rng(0).integers(0, 500, cells)
     secint = count_secint(BENCH_MAX_COUNT)
     phases = _Phases()
@@ -372,7 +373,7 @@ def known_gumbel_randomness(rng: Any, frac_bits: int, n: int = 120
 
     import numpy as np
 
-    from flaimsim.parties.mpc.secure_em import GEOMETRIC_BITS as b
+    from flaimsim.parties.distaim.plan import GEOMETRIC_BITS as b
     f = frac_bits
     k = np.r_[0, 0, 0, b, 1, 1, rng.integers(0, 6, n - 6)]
     j = np.r_[0, b, 30, 0, 0, 0, rng.integers(0, 12, n - 6)]
@@ -397,8 +398,8 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
     import numpy as np
     from mpyc.runtime import mpc
 
-    from flaimsim.parties.mpc.fixed_point import prss_trunc, truncation_error_units
-    from flaimsim.parties.mpc.secure_em import (em_fxp_type, gumbel_from_randomness,
+    from flaimsim.parties.distaim.fixed_point import prss_trunc, truncation_error_units
+    from flaimsim.parties.distaim.secure_em import (em_fxp_type, gumbel_from_randomness,
                                                 noise_fxp, randomness_secint,
                                                 secure_exponential_mechanism_batch,
                                                 secure_report_noisy_max)
@@ -424,8 +425,8 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
     gum = await mpc.output(gumbel_from_randomness(secint.array(k_bits), secint.array(j_bits),
                                                   secint.array(mantissa), noise_fxp(f)))
     # L2 distances (their square root uses the same products), against the plain formula.
-    from flaimsim.parties.mpc.distaim_engine import l2_distances
-    from flaimsim.parties.mpc.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
+    from flaimsim.parties.distaim.plan import l2_distances
+    from flaimsim.parties.distaim.secure_l2 import l2_count_secint, secure_l2_distances, sum_squares
     n_max, segments = 48842, [1, 1, 4, 60, 3, 300, 2]
     x = rng.integers(0, 40, sum(segments))
     c = rng.uniform(0, 40, x.size) * (rng.random(x.size) < 0.5)

@@ -40,6 +40,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from flaimsim.bench.dask_sweep import run_on_dask
 from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
 
 DEFAULT_ROUNDS = (2, 4, 8, 10, 16, 32)
@@ -234,9 +235,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, jobs: int = 2,
 
     try:
         if scheduler and todo:
-            from flaimsim.bench.dask_sweep import run_on_dask
-
-            run_on_dask(todo, scheduler, jobs, lambda o: finished(write_cell(o, cells_dir)))
+            run_on_dask(todo, scheduler, jobs, dask_cell,
+                        lambda c, why: CellOutcome(cell_key(c), False, 0.0, why),
+                        lambda o: finished(write_cell(o, cells_dir)))
         elif jobs == 1 or len(todo) <= 1:
             for c in todo:
                 finished(execute(c, str(cells_dir)))

@@ -106,6 +106,7 @@ class Summary:
     wall_seconds: float | None
     network_seconds: dict[str, float] = field(default_factory=dict)
     cells: tuple[str, ...] = ()
+    comm_rounds: float | None = None   # mean over seeds of the records' comm_rounds
 
     @property
     def error_se(self) -> float:
@@ -142,7 +143,7 @@ def summarise(cells: Sequence[Cell], networks: Sequence[Network] = tuple(PRESETS
             _mean([server_throughput(r) for r in recs]),
             "+".join(sources) if sources else "-",
             _mean([r.get("wall_seconds") for r in recs]), net,
-            tuple(c.key for c in cs)))
+            tuple(c.key for c in cs), _mean([r.get("comm_rounds") for r in recs])))
     return out
 
 
@@ -443,7 +444,7 @@ def format_summary(summaries: Sequence[Summary], markdown: bool = False) -> str:
     """Per (group, protocol, T): error, per-client and server bytes, network times."""
     names = sorted({k for s in summaries for k in s.network_seconds})
     head = ["dataset", "ε", "partition", "protocol", "T", "n", "L1 W+", "SE", "NLL",
-            "client MB /K", "client MB /part.", "server MB", "source",
+            "client MB /K", "client MB /part.", "server MB", "source", "rounds",
             *[f"{n} s" for n in names]]
     rows = [[s.dataset, f"{s.epsilon:g}", s.partition, s.protocol, str(s.rounds),
              str(s.repeats), _f(s.error, ".4f"), f"{s.error_se:.4f}", _f(s.nll, ".3f"),
@@ -451,7 +452,8 @@ def format_summary(summaries: Sequence[Summary], markdown: bool = False) -> str:
              _f(None if s.client_bytes_participating is None
                 else s.client_bytes_participating / 1e6, ".4g"),
              _f(None if s.server_bytes is None else s.server_bytes / 1e6, ".4g"),
-             s.bytes_source, *[_f(s.network_seconds.get(n), ".2f") for n in names]]
+             s.bytes_source, _f(s.comm_rounds, ".0f"),
+             *[_f(s.network_seconds.get(n), ".2f") for n in names]]
             for s in summaries]
     if markdown:
         return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -232,22 +232,27 @@ def _env_var_for(name: str) -> str:
 
 def _data_dir_candidates(name: str) -> list[Path]:
     """Where ``name``'s files are looked for, in order (see :func:`default_data_dir`)."""
+    from flaimsim.datasets.store import ShippedDataError, mirror_dirs, shipped_pgm_dir
+
     candidates = []
     env = os.environ.get(_env_var_for(name))
     if env:
         candidates.append(Path(env))
-    candidates.append(Path.cwd() / ".." / "shared" / "data" / name)
-    repo_root = Path(__file__).resolve().parents[2]
-    candidates.append(repo_root / ".." / "shared" / "data" / name)
-    candidates.append(repo_root / ".." / ".." / "shared" / "data" / name)  # git worktrees
-    return candidates
+    try:
+        shipped = shipped_pgm_dir(name)
+    except ShippedDataError as exc:
+        raise DataError(str(exc)) from exc
+    if shipped is not None:
+        candidates.append(shipped)
+    return candidates + mirror_dirs(name)
 
 
 def default_data_dir(name: str) -> Path:
     """The directory holding ``<name>.csv``: the env var ``FLAIMSIM_<NAME>_DIR`` (e.g.
-    ``FLAIMSIM_ADULT_DIR``), then ``<cwd>/../shared/data/<name>``, then
-    ``<repo root>/../shared/data/<name>`` (or two levels up, for git worktrees). Raises
-    :class:`DataError` listing what was tried."""
+    ``FLAIMSIM_ADULT_DIR``), then the copy shipped in the package (Adult, unpacked into the
+    data cache), then the optional mirror ``shared/data/<name>`` beside the working
+    directory's parent or the checkout (:func:`flaimsim.datasets.store.mirror_dirs`).
+    Raises :class:`DataError` listing what was tried."""
     candidates = _data_dir_candidates(name)
     for directory in candidates:
         if (directory / f"{name}.csv").is_file():

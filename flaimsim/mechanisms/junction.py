@@ -308,10 +308,13 @@ def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]
             ops.pop(i)
         keep = set(wanted).union(*[set(idx) for _, idx in ops])
         out_idx = [i for i in sorted({i for _, idx in picked for i in idx}) if i in keep]
+        # np.einsum takes labels 0..51 only: number this step's attributes locally (Covtype
+        # has 55 attributes)
+        local = {i: n for n, i in enumerate(sorted({i for _, idx in picked for i in idx}))}
         args: list = []
         for arr, idx in picked:
-            args += [arr, idx]
-        out = np.einsum(*args, out_idx)
+            args += [arr, [local[i] for i in idx]]
+        out = np.einsum(*args, [local[i] for i in out_idx])
         peak = float(out.max())
         if peak > 0:
             out, log_scale = out / peak, log_scale + math.log(peak)

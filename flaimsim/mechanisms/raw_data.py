@@ -335,23 +335,40 @@ def write_prepared(prepared: Prepared, out_dir: str | Path,
 
 # ---- where raw files and prepared copies live ----------------------------------------------
 
-def default_raw_dir() -> Path:
-    """``$FLAIMSIM_RAW_DIR``, then ``<cwd>/../shared/data/raw``, then ``shared/data/raw``
-    beside the repository root or its parent (git worktrees)."""
-    repo_root = Path(__file__).resolve().parents[2]
-    candidates = [Path(p) for p in [os.environ.get("FLAIMSIM_RAW_DIR")] if p]
-    candidates += [Path.cwd() / ".." / "shared" / "data" / "raw",
-                   repo_root / ".." / "shared" / "data" / "raw",
-                   repo_root / ".." / ".." / "shared" / "data" / "raw"]
-    for d in candidates:
-        if d.is_dir():
-            return d.resolve()
-    raise RawDataError("raw data directory not found; tried "
-                       + ", ".join(str(d) for d in candidates) + ". Set FLAIMSIM_RAW_DIR")
+def raw_dir_candidates() -> list[Path]:
+    """Folders searched for raw files, in order: ``$FLAIMSIM_RAW_DIR``, the copies shipped in
+    the package (Magic, Marketing), the data cache that ``flaimsim data fetch`` fills
+    (Census, Covtype), then the optional ``shared/data/raw`` mirror beside the checkout."""
+    from flaimsim.datasets.store import SHIPPED_DIR, fetched_raw_dir, mirror_dirs
+
+    env = os.environ.get("FLAIMSIM_RAW_DIR")
+    explicit = [Path(env)] if env else []
+    return explicit + [SHIPPED_DIR, fetched_raw_dir()] + mirror_dirs("raw")
+
+
+def raw_dir_for(name: str) -> Path:
+    """The first folder of :func:`raw_dir_candidates` holding every raw file of ``name``;
+    the error says which command fetches what is missing."""
+    from flaimsim.datasets.catalog import REMOTE
+
+    files = RAW_SPECS[name].files
+    candidates = raw_dir_candidates()
+    for directory in candidates:
+        if all((directory / f).is_file() for f in files):
+            return directory.resolve()
+    how = (f"fetch {'it' if len(files) == 1 else 'them'} once with `flaimsim data fetch "
+           f"{name}`, or set" if name in REMOTE else "set")
+    raise RawDataError(f"data set {name!r} needs {', '.join(files)}, not found in "
+                       f"{', '.join(str(d) for d in candidates)}; {how} FLAIMSIM_RAW_DIR to "
+                       f"a folder holding {'it' if len(files) == 1 else 'them'}")
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim")) / "data"
+    """Where prepared copies are cached: the data cache (:func:`flaimsim.datasets.store.
+    data_cache`)."""
+    from flaimsim.datasets.store import data_cache
+
+    return data_cache()
 
 
 def prepared_dir(name: str, subsample: float | None | str = "paper", seed: int = 0,
@@ -362,7 +379,7 @@ def prepared_dir(name: str, subsample: float | None | str = "paper", seed: int =
     the raw files' sizes and modification times."""
     spec = RAW_SPECS[name]
     fraction = spec.paper_subsample if subsample == "paper" else subsample
-    raw = Path(raw_dir) if raw_dir is not None else default_raw_dir()
+    raw = Path(raw_dir) if raw_dir is not None else raw_dir_for(name)
     paths = [raw / f for f in spec.files]
     stamp = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) if p.is_file() else (p.name,)
              for p in paths]
@@ -376,5 +393,6 @@ def prepared_dir(name: str, subsample: float | None | str = "paper", seed: int =
 
 
 __all__ = ["RAW_SPECS", "RawSpec", "RawDataError", "Prepared", "prepare_raw",
-           "write_prepared", "prepared_dir", "default_raw_dir", "equal_width_codes",
+           "write_prepared", "prepared_dir", "raw_dir_for", "raw_dir_candidates",
+           "equal_width_codes",
            "subsample_rows", "CONTINUOUS_BINS"]

@@ -1,7 +1,5 @@
 """AIM's quality score: one definition shared by the plain and the secure implementations.
 
-Two scores (``--score``): ``l1`` (AIM's) and ``l2`` (below).
-
 Two scores (``--score``): ``l1`` (AIM's) and ``l2``, both below.
 
 For a candidate marginal r with weight w_r, data counts x_r = M_r(D) and model estimate
@@ -21,6 +19,7 @@ and finish with this same function.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Any, Sequence, TypeVar
 
 import numpy as np
@@ -67,7 +66,18 @@ def score_sensitivity(weights: Sequence[float]) -> float:
 # Its secure form needs no per-cell comparison: ‖x − c‖₂² = Σx² − 2Σxc + Σc², with Σx² once
 # per contributor set and Σxc local (c public).
 
-SCORES = ("l1", "l2")
+class Score(StrEnum):
+    """``--score``: the norm of x_r − M̂_r that the quality score takes (its p)."""
+
+    L1 = "l1"
+    L2 = "l2"
+
+    @property
+    def order(self) -> int:
+        return {Score.L1: 1, Score.L2: 2}[self]
+
+
+SCORES = tuple(s.value for s in Score)
 
 
 def score_offset_l2(sigma: float, n_cells: Any) -> Any:
@@ -85,9 +95,9 @@ def aim_score_from_l2(l2: T, sigma: float, n_cells: Any, weight: Any) -> T:
 
 def score_from_distance(kind: str, distance: T, sigma: float, n_cells: Any, weight: Any) -> T:
     """The ``kind`` score (``l1`` or ``l2``) from the matching distance ‖x_r − M̂_r‖."""
-    if kind == "l1":
+    if kind == Score.L1:
         return aim_score_from_l1(distance, sigma, n_cells, weight)
-    if kind == "l2":
+    if kind == Score.L2:
         return aim_score_from_l2(distance, sigma, n_cells, weight)
     raise ValueError(f"unknown score {kind!r}; choose one of {SCORES}")
 
@@ -95,9 +105,9 @@ def score_from_distance(kind: str, distance: T, sigma: float, n_cells: Any, weig
 def distances(kind: str, xs: Sequence[np.ndarray], model_marginals: Sequence[np.ndarray]
               ) -> np.ndarray:
     """‖x_r − M̂_r‖₁ or ‖x_r − M̂_r‖₂ per candidate (plain)."""
-    order = {"l1": 1, "l2": 2}.get(kind)
-    if order is None:
+    if kind not in SCORES:
         raise ValueError(f"unknown score {kind!r}; choose one of {SCORES}")
+    order = Score(kind).order
     return np.array([float(np.linalg.norm(np.asarray(x, float).ravel()
                                           - np.asarray(m, float).ravel(), ord=order))
                      for x, m in zip(xs, model_marginals)], dtype=float)

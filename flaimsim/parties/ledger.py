@@ -1,8 +1,10 @@
 """The communication ledger: one row per (aggregated) flow of bytes between two parties.
 
 Every protocol reports its traffic here (DESIGN.md, "the ledger"). Rows are
-``run, protocol, round, phase, sender, receiver, bytes, messages, source``; tables and plots
-are views of ledgers. ``source`` says how a figure was obtained and has no default: ``wire``
+``run, protocol, round, phase, sender, receiver, bytes, messages, source, comm_rounds``;
+tables and plots are views of ledgers. ``comm_rounds`` is the critical-path depth in
+communication rounds that the row adds to its (round, phase) (:mod:`flaimsim.parties.rounds`:
+one row per measured step carries the step's depth, the others 0), so it sums like bytes. ``source`` says how a figure was obtained and has no default: ``wire``
 (counted where the bytes were written to a socket) or ``modelled`` (charged from the
 calibrated cost table); summaries refuse to mix them silently.
 """
@@ -53,14 +55,15 @@ class LedgerRow:
     bytes: int
     messages: int
     source: Source
+    comm_rounds: int = 0
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise ValueError(f"unknown phase {self.phase!r}; expected one of {PHASES}")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
-        if self.bytes < 0 or self.messages < 0:
-            raise ValueError("bytes and messages must be non-negative")
+        if self.bytes < 0 or self.messages < 0 or self.comm_rounds < 0:
+            raise ValueError("bytes, messages and comm_rounds must be non-negative")
         party_kind(self.sender), party_kind(self.receiver)
 
 
@@ -73,12 +76,13 @@ class Ledger:
     rows: list[LedgerRow] = field(default_factory=list)
 
     def add(self, round: int, phase: str, sender: str, receiver: str, nbytes: int,
-            messages: int, source: Source) -> None:
+            messages: int, source: Source, comm_rounds: int = 0) -> None:
         """One row; ``source`` is required (``wire`` or ``modelled``, never guessed)."""
         if nbytes == 0 and messages == 0:
             return
         self.rows.append(LedgerRow(self.run, self.protocol, int(round), phase, sender,
-                                   receiver, int(nbytes), int(messages), source))
+                                   receiver, int(nbytes), int(messages), source,
+                                   int(comm_rounds)))
 
     def extend(self, rows: Iterable[LedgerRow]) -> None:
         self.rows.extend(rows)
@@ -109,7 +113,8 @@ class Ledger:
             for d in csv.DictReader(fh):
                 rows.append(LedgerRow(d["run"], d["protocol"], int(d["round"]), d["phase"],
                                       d["sender"], d["receiver"], int(d["bytes"]),
-                                      int(d["messages"]), d["source"]))  # type: ignore[arg-type]
+                                      int(d["messages"]), d["source"],  # type: ignore[arg-type]
+                                      int(d.get("comm_rounds") or 0)))
         run = rows[0].run if rows else "run"
         proto = rows[0].protocol if rows else ""
         return Ledger(run, proto, rows)
@@ -131,6 +136,25 @@ class Ledger:
         for r in self.rows:
             out[r.phase] += r.bytes
         return dict(out)
+
+    def rounds_by_step(self) -> dict[tuple[int, str], int]:
+        """Communication rounds (critical-path depth) per (round, phase)."""
+        out: dict[tuple[int, str], int] = defaultdict(int)
+        for r in self.rows:
+            out[(r.round, r.phase)] += r.comm_rounds
+        return dict(out)
+
+    def rounds_by_phase(self) -> dict[str, int]:
+        """Communication rounds per phase, summed over the rounds."""
+        out: dict[str, int] = defaultdict(int)
+        for r in self.rows:
+            out[r.phase] += r.comm_rounds
+        return dict(out)
+
+    @property
+    def comm_rounds(self) -> int:
+        """The run's communication rounds: its steps' depths added up (steps run in turn)."""
+        return sum(r.comm_rounds for r in self.rows)
 
     def summary(self, n_clients: int, n_servers: int) -> dict[str, float | int | str | None]:
         """Means per client (over all K clients and over participating ones) and per server.
@@ -159,4 +183,6 @@ class Ledger:
             "aggregator_bytes_sent": agg["sent"] if agg else None,
             "aggregator_bytes_received": agg["received"] if agg else None,
             "bytes_source": self.bytes_source(),
+            "comm_rounds": self.comm_rounds,
+            "comm_rounds_by_phase": self.rounds_by_phase(),
         }

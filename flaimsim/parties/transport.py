@@ -26,14 +26,15 @@ import selectors
 import socket
 import struct
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from flaimsim.parties.ledger import AGGREGATOR, PHASES, Ledger, client, party_kind, server
+from flaimsim.parties.rounds import LamportClocks, block_charge
 
 FRAME_HEADER = struct.Struct("<IBiIB")
 FRAME_HEADER_BYTES = FRAME_HEADER.size  # 14
@@ -182,16 +183,18 @@ def loads(buf: bytes) -> Any:
 
 # ---- the client side ----------------------------------------------------------------------------
 
-def add_wire_flows(ledger: Ledger, frames: Iterable[tuple[int, str, str, str, int]]) -> None:
+def add_wire_flows(ledger: Ledger, frames: Iterable[tuple[int, str, str, str, int]],
+                   rounds: Mapping[tuple[int, str, str, str], int] | None = None) -> None:
     """One ``wire`` row per (round, phase, sender, receiver) of the frames
-    ``(round, phase, sender, receiver, nbytes)``: their bytes and their count."""
+    ``(round, phase, sender, receiver, nbytes)``: their bytes and their count; ``rounds``
+    gives a row's ``comm_rounds`` (:mod:`flaimsim.parties.rounds`)."""
     agg: dict[tuple[int, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for rnd, phase, snd, rcv, nbytes in frames:
         a = agg[(rnd, phase, snd, rcv)]
         a[0] += nbytes
         a[1] += 1
-    for (rnd, phase, snd, rcv), (nbytes, count) in sorted(agg.items()):
-        ledger.add(rnd, phase, snd, rcv, nbytes, count, "wire")
+    for key, (nbytes, count) in sorted(agg.items()):
+        ledger.add(*key, nbytes, count, "wire", (rounds or {}).get(key, 0))
 
 
 @dataclass(frozen=True)
@@ -252,11 +255,14 @@ class ClientTransport:
         """Add the frames sent since the last flush, one row per (client, server, round, phase).
 
         Rows carry bytes and frame counts with source ``wire``; each frame is written once.
+        Clients send without having received anything (stamp 1), and a flush covers one
+        upload step: one communication round per (round, phase) flushed.
         """
         with self._log_lock:
             frames, self._flushed = self.log[self._flushed:], len(self.log)
-        add_wire_flows(ledger, ((f.round, f.phase, client(f.sender), server(f.receiver),
-                                 f.nbytes) for f in frames))
+        rows = [(f.round, f.phase, client(f.sender), server(f.receiver), f.nbytes)
+                for f in frames]
+        add_wire_flows(ledger, rows, block_charge((*r[:4], 1) for r in rows))
 
     def close(self) -> None:
         for s in self._socks.values():
@@ -306,19 +312,23 @@ class WireRecord:
     phase: str
     kind: str
     nbytes: int
+    stamp: int = 0   # logical round (flaimsim.parties.rounds)
 
 
 class WireLog:
     """A thread-safe list of :class:`WireRecord`; flushes to a ledger as ``wire`` rows."""
 
-    def __init__(self) -> None:
+    def __init__(self, clocks: LamportClocks | None = None) -> None:
         self._lock = threading.Lock()
         self.records: list[WireRecord] = []
         self._flushed = 0
+        self.clocks = clocks   # None: every flush is a step of its own
+        self.deepest = 0       # the highest stamp appended so far
 
     def append(self, rec: WireRecord) -> None:
         with self._lock:
             self.records.append(rec)
+            self.deepest = max(self.deepest, rec.stamp)
 
     def totals(self) -> dict[tuple[str, str, str], tuple[int, int]]:
         """(phase, sender, receiver) -> (bytes, frames) over every record."""
@@ -328,11 +338,15 @@ class WireLog:
 
     def flush_to_ledger(self, ledger: Ledger) -> None:
         """Add the records since the last flush, one ``wire`` row per
-        (round, phase, sender, receiver); each frame is written to a ledger once."""
+        (round, phase, sender, receiver); each frame is written to a ledger once. The
+        records' stamps give ``comm_rounds``: with ``clocks``, what each message deepened the
+        run by; without, each flush is one step (its whole depth)."""
         with self._lock:
             recs, self._flushed = self.records[self._flushed:], len(self.records)
+        stamped = [(r.round, r.phase, r.sender, r.receiver, r.stamp) for r in recs]
+        rounds = self.clocks.charge(stamped) if self.clocks else block_charge(stamped)
         add_wire_flows(ledger, ((r.round, r.phase, r.sender, r.receiver, r.nbytes)
-                                for r in recs))
+                                for r in recs), rounds)
 
 
 def _totals(recs: Iterable[WireRecord]) -> dict[tuple[str, str, str], tuple[int, int]]:
@@ -368,8 +382,10 @@ class StarNetwork:
 
     def __init__(self, timeout: float = 120.0) -> None:
         self.timeout = timeout
-        self.sent = WireLog()
+        self.clocks = LamportClocks()   # logical rounds, kept out of band (never on the wire)
+        self.sent = WireLog(self.clocks)
         self.received = WireLog()
+        self._stamps: dict[tuple[str, str], deque[int]] = defaultdict(deque)  # in write order
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -378,7 +394,7 @@ class StarNetwork:
         self._send_locks: dict[tuple[str, str], threading.Lock] = {}
         self._connect_lock = threading.Lock()
         self._cond = threading.Condition()
-        self._inbox: dict[str, list[Frame]] = defaultdict(list)
+        self._inbox: dict[str, list[tuple[Frame, int]]] = defaultdict(list)  # with stamps
         self._frames_to: dict[str, int] = defaultdict(int)     # written, per receiver
         self._frames_read: dict[str, int] = defaultdict(int)   # read, per receiver
         self._error: BaseException | None = None
@@ -425,11 +441,14 @@ class StarNetwork:
         self._raise_if_failed()
         end = self._end(sender, receiver)
         data = Frame(kind, sender_id(sender), round, phase, payload).encode()
+        stamp = self.clocks.send(sender)
         with self._cond:
             self._frames_to[receiver] += 1
         with self._send_locks[(sender, receiver)]:
+            with self._cond:   # the k-th frame written on a link is the k-th read from it
+                self._stamps[(sender, receiver)].append(stamp)
             end.sock.sendall(data)  # a timeout socket: the OS end is non-blocking
-        self.sent.append(WireRecord(sender, receiver, round, phase, kind.name, len(data)))
+        self.sent.append(WireRecord(sender, receiver, round, phase, kind.name, len(data), stamp))
         return len(data)
 
     def receive(self, party: str, kind: FrameKind | None = None) -> list[Frame]:
@@ -444,9 +463,12 @@ class StarNetwork:
                 raise TransportError(f"{party}: {self._frames_to[party]} frame(s) sent, only "
                                      f"{self._frames_read[party]} arrived in {self.timeout} s")
             box = self._inbox[party]
-            out = [f for f in box if kind is None or f.kind == kind]
-            self._inbox[party] = [f for f in box if not (kind is None or f.kind == kind)]
-        return out
+            out = [(f, st) for f, st in box if kind is None or f.kind == kind]
+            self._inbox[party] = [(f, st) for f, st in box
+                                  if not (kind is None or f.kind == kind)]
+        for f, st in out:   # the party has now received them: its clock moves
+            self.clocks.take(party, st)
+        return [f for f, _ in out]
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -488,9 +510,11 @@ class StarNetwork:
             if sender_name(sid) != end.peer:
                 raise TransportError(f"{end.owner}: a frame from {sender_name(sid)} arrived on "
                                      f"the connection to {end.peer}")
+            with self._cond:
+                stamp = self._stamps[(end.peer, end.owner)].popleft()
             self.received.append(WireRecord(end.peer, end.owner, rnd, phase, kind.name,
-                                            frame.nbytes))
-            frames.append(frame)
+                                            frame.nbytes, stamp))
+            frames.append((frame, stamp))
         if frames:
             with self._cond:
                 self._inbox[end.owner].extend(frames)

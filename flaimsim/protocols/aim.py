@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -71,18 +71,43 @@ class LoopResult:
     rounds_run: int
 
 
+@dataclass
+class LoopState:
+    """What the loop carries from round to round (mutable: rounds update it in place):
+    the model being fitted, the privacy ledger, the measurements so far, the time spent, the
+    current σ and ε_t (the fixed schedule's, or the adaptive schedule's of this round) and
+    the marginals chosen per round."""
+
+    model: GraphicalModel
+    privacy: PrivacyLedger
+    measurements: list[Measurement]
+    times: LoopTimes
+    sigma: float
+    epsilon: float
+    selected: list[list[Clique]] = field(default_factory=list)
+
+
+def fixed_schedule(config: RunConfig, n_measurements: int) -> AimSchedule:
+    """The fixed-T schedule of a run whose backend pays for ``n_measurements`` Gaussian
+    measurements (``SelectMeasure.n_measurements``): σ and ε_t from the budget ρ(ε, δ)."""
+    return AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
+                             n_measurements, config.alpha)
+
+
 def round_spend(sigma: float, epsilon: float) -> float:
     """Cost of one round: one exponential mechanism and one Gaussian measurement."""
     return epsilon ** 2 / 8 + 1 / (2 * sigma ** 2)
 
 
-def one_round(t: int, config: RunConfig, workload: Workload, model: GraphicalModel,
-              backend: SelectMeasure, privacy: PrivacyLedger, measurements: list[Measurement],
-              sigma: float, epsilon: float, times: LoopTimes, keep_before: bool = False
+def one_round(t: int, state: LoopState, config: RunConfig, workload: Workload,
+              backend: SelectMeasure, keep_before: bool = False
               ) -> tuple[list[Clique], dict[Clique, np.ndarray]]:
-    """Size filter, select, measure, re-fit (warm start). Appends to ``measurements``;
-    returns the chosen marginals and, if ``keep_before`` (the adaptive schedule's test),
-    the model's estimates of them before the re-fit (else an empty dict)."""
+    """Size filter, select, measure, re-fit (warm start) at the state's σ and ε_t. Appends
+    to the state's measurements and selections; returns the chosen marginals and, if
+    ``keep_before`` (the adaptive schedule's test), the model's estimates of them before the
+    re-fit (else an empty dict)."""
+    model, privacy, times = state.model, state.privacy, state.times
+    sigma, epsilon = state.sigma, state.epsilon
     planned = privacy.rho_spent + round_spend(sigma, epsilon)
     t0 = time.perf_counter()
     kept = filter_by_size(model, workload.candidates, config.max_model_size_mb,
@@ -90,41 +115,60 @@ def one_round(t: int, config: RunConfig, workload: Workload, model: GraphicalMod
     chosen = list(backend.select(t, kept, model, sigma, epsilon, privacy))
     times.select_s += time.perf_counter() - t0
     before = {c: model.marginal(c) for c in chosen} if keep_before else {}
-    measurements += backend.measure(t, chosen, sigma, privacy, model)
+    state.measurements += backend.measure(t, chosen, sigma, privacy, model)
     harmonise = getattr(backend, "harmonise", None)  # optional: a growing population
     if harmonise is not None:
-        measurements[:] = harmonise(measurements)
+        state.measurements[:] = harmonise(state.measurements)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_round, tol=config.fit_tol)
+    model.fit(state.measurements, iters=config.iters_round, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
+    state.selected.append(chosen)
     return chosen, before
 
 
-def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
-              backend: SelectMeasure, progress: Callable[[int], None] | None = None) -> LoopResult:
-    """Fixed-T AIM (the paper's experiments)."""
-    rho = cdp_rho(config.epsilon, config.delta)
-    d1 = len(workload.one_ways)
-    schedule = AimSchedule.fixed(rho, config.rounds, backend.n_measurements(config.rounds, d1),
-                                 config.alpha)
-    privacy = PrivacyLedger(rho)
-    times = LoopTimes()
-    measurements = backend.measure_initial(workload.one_ways, schedule.sigma, privacy)
+def _start(config: RunConfig, workload: Workload, model: GraphicalModel,
+           backend: SelectMeasure, rho: float, sigma: float, epsilon: float) -> LoopState:
+    """Round 0: the one-way marginals at σ, and a first fit."""
+    state = LoopState(model, PrivacyLedger(rho), [], LoopTimes(), sigma, epsilon)
+    state.measurements = backend.measure_initial(workload.one_ways, sigma, state.privacy)
     t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_round * 2, tol=config.fit_tol)
-    times.estimate_s += time.perf_counter() - t0
-    selected: list[list[Clique]] = []
+    model.fit(state.measurements, iters=config.iters_round * 2, tol=config.fit_tol)
+    state.times.estimate_s += time.perf_counter() - t0
+    return state
+
+
+def _finish(config: RunConfig, state: LoopState, schedule: AimSchedule | None,
+            rounds_run: int) -> LoopResult:
+    """The final fit; the privacy ledger's order re-checked."""
+    t0 = time.perf_counter()
+    state.model.fit(state.measurements, iters=config.iters_final, tol=config.fit_tol)
+    state.times.estimate_s += time.perf_counter() - t0
+    state.privacy.check_order()
+    return LoopResult(state.model, state.measurements, state.privacy, state.selected,
+                      schedule, state.times, rounds_run)
+
+
+def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
+              backend: SelectMeasure, progress: Callable[[int], None] | None = None,
+              schedule: AimSchedule | None = None) -> LoopResult:
+    """Fixed-T AIM (the paper's experiments). ``schedule``: the run's schedule if the caller
+    has computed it already (:func:`fixed_schedule`; DistAIM sizes its wire widths from it),
+    else computed here; either way it must pay for the backend's measurements."""
+    d1 = len(workload.one_ways)
+    n_measurements = backend.n_measurements(config.rounds, d1)
+    if schedule is None:
+        schedule = fixed_schedule(config, n_measurements)
+    elif (schedule.n_measurements, schedule.rounds) != (n_measurements, config.rounds):
+        raise ValueError(f"the schedule pays for {schedule.n_measurements} measurements in "
+                         f"{schedule.rounds} rounds; the backend takes {n_measurements} in "
+                         f"{config.rounds}")
+    state = _start(config, workload, model, backend, schedule.rho, schedule.sigma,
+                   schedule.epsilon_select)
     for t in range(1, config.rounds + 1):
-        chosen, _ = one_round(t, config, workload, model, backend, privacy, measurements,
-                              schedule.sigma, schedule.epsilon_select, times)
-        selected.append(chosen)
+        one_round(t, state, config, workload, backend)
         if progress:
             progress(t)
-    t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_final, tol=config.fit_tol)
-    times.estimate_s += time.perf_counter() - t0
-    privacy.check_order()
-    return LoopResult(model, measurements, privacy, selected, schedule, times, config.rounds)
+    return _finish(config, state, schedule, config.rounds)
 
 
 def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
@@ -133,33 +177,22 @@ def run_adaptive(config: RunConfig, workload: Workload, model: GraphicalModel,
     """Upstream AIM's adaptive schedule: start from 16·d rounds' worth of noise; halve σ and
     double ε_t when the selected marginal barely changed; spend what is left in a last round."""
     rho = cdp_rho(config.epsilon, config.delta)
-    d = len(workload.sizes)
-    planned_rounds = 16 * d
-    sigma = math.sqrt(planned_rounds / (2 * config.alpha * rho))
-    epsilon = math.sqrt(8 * (1 - config.alpha) * rho / planned_rounds)
-    privacy = PrivacyLedger(rho)
-    times = LoopTimes()
-    measurements = backend.measure_initial(workload.one_ways, sigma, privacy)
-    model.fit(measurements, iters=config.iters_round * 2, tol=config.fit_tol)
-    selected: list[list[Clique]] = []
+    planned_rounds = 16 * len(workload.sizes)
+    state = _start(config, workload, model, backend, rho,
+                   math.sqrt(planned_rounds / (2 * config.alpha * rho)),
+                   math.sqrt(8 * (1 - config.alpha) * rho / planned_rounds))
     t, terminate = 0, False
     while not terminate:
         t += 1
-        remaining = privacy.rho_remaining
-        if remaining < 2 * round_spend(sigma, epsilon):
-            sigma = math.sqrt(1 / (2 * config.alpha * remaining))
-            epsilon = math.sqrt(8 * (1 - config.alpha) * remaining)
+        remaining = state.privacy.rho_remaining
+        if remaining < 2 * round_spend(state.sigma, state.epsilon):
+            state.sigma = math.sqrt(1 / (2 * config.alpha * remaining))
+            state.epsilon = math.sqrt(8 * (1 - config.alpha) * remaining)
             terminate = True
-        chosen, before = one_round(t, config, workload, model, backend, privacy, measurements,
-                                   sigma, epsilon, times, keep_before=True)
-        selected.append(chosen)
+        chosen, before = one_round(t, state, config, workload, backend, keep_before=True)
         if progress:
             progress(t)
-        changed = sum(np.abs(model.marginal(c) - before[c]).sum() for c in chosen)
-        if changed <= sum(score_offset(sigma, len(before[c])) for c in chosen):
-            sigma, epsilon = sigma / 2, epsilon * 2
-    t0 = time.perf_counter()
-    model.fit(measurements, iters=config.iters_final, tol=config.fit_tol)
-    times.estimate_s += time.perf_counter() - t0
-    privacy.check_order()
-    return LoopResult(model, measurements, privacy, selected, None, times, t)
+        changed = sum(np.abs(state.model.marginal(c) - before[c]).sum() for c in chosen)
+        if changed <= sum(score_offset(state.sigma, len(before[c])) for c in chosen):
+            state.sigma, state.epsilon = state.sigma / 2, state.epsilon * 2
+    return _finish(config, state, None, t)

@@ -7,28 +7,32 @@ discrete Gaussian mechanism N_Z(0, σ²) (L2 sensitivity 1 per marginal; exact s
 the seeded ``mechanisms`` stream, so a run is reproducible from its seed). The model is fitted
 with the variance of the law actually sampled (≤ σ²). Each mechanism charges the privacy
 ledger before its output is released.
+
+Also the reference figures on the real data (:func:`reference_record`): the one-way-only
+baseline at the same (ε, δ) and the classifier trained on the real training split.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from flaimsim.mechanisms import memo
-from flaimsim.mechanisms.accounting import PrivacyLedger
+from flaimsim.mechanisms.accounting import PrivacyLedger, cdp_rho
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.dp import (exponential_mechanism, gaussian_mechanism,
                                     gaussian_noise_variance)
+from flaimsim.mechanisms.evaluation import downstream_auc, label_coverage, workload_error
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import aim_score_from_l1, score_sensitivity
 from flaimsim.mechanisms.workload import Workload
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import run_adaptive, run_fixed
-from flaimsim.protocols.config import RunConfig, stream
+from flaimsim.protocols.config import LoopMode, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, prepare
-from flaimsim.protocols.result import RunResult, build_record
+from flaimsim.protocols.result import RunResult, build_record, finite_record
 
 Clique = tuple[str, ...]
 
@@ -91,7 +95,7 @@ def run_central(config: RunConfig, data: PreparedData | None = None,
     data = data or prepare(config)
     model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
     backend = CuratorBackend(data.train, data.workload, stream(config.seed, "mechanisms"))
-    loop_fn = run_adaptive if config.mode == "adaptive" else run_fixed
+    loop_fn = run_adaptive if config.mode is LoopMode.ADAPTIVE else run_fixed
     loop = loop_fn(config, data.workload, model, backend, progress)
     ledger = Ledger(run=f"central-s{config.seed}", protocol="central")
     record, synth = build_record(config, data, loop, ledger, 0, 0.0)
@@ -105,9 +109,6 @@ def run_oneway_baseline(config: RunConfig, data: PreparedData | None = None
     """Reference point: a model fitted to the noisy one-way marginals alone, spending the
     whole budget on them (σ = sqrt(d1 / (2ρ))). Returns its workload errors, test NLL and
     downstream AUC (attributes independent under it: AUC near 0.5)."""
-    from flaimsim.mechanisms.accounting import cdp_rho
-    from flaimsim.mechanisms.evaluation import downstream_auc, workload_error
-
     data = data or prepare(config)
     rho = cdp_rho(config.epsilon, config.delta)
     privacy = PrivacyLedger(rho)
@@ -123,3 +124,22 @@ def run_oneway_baseline(config: RunConfig, data: PreparedData | None = None
             "oneway_nll": model.nll(data.test),
             "oneway_auc": downstream_auc(synth, data.test, data.label, seed=config.seed),
             "oneway_rho_spent": privacy.rho_spent}
+
+
+def reference_record(config: RunConfig, data: PreparedData) -> dict[str, Any]:
+    """Figures on the real training data that let a reader judge the protocols' metrics,
+    computed once per prepared data set:
+
+    - ``auc_real_data``: the downstream classifier trained on the real training split;
+    - ``label_in_workload``: how many of the ``workload_marginals`` contain the label;
+    - ``oneway_*``: the one-way-only baseline at the same (ε, δ)
+      (:func:`run_oneway_baseline`).
+
+    Not differentially private: they read the real data, for the data holder's eyes.
+    """
+    return finite_record({
+        "label": data.label,
+        "label_in_workload": label_coverage(data.workload.marginals, data.label),
+        "workload_marginals": len(data.workload.marginals),
+        "auc_real_data": downstream_auc(data.train, data.test, data.label, seed=config.seed),
+        **run_oneway_baseline(config, data)})

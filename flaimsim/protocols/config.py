@@ -11,9 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
+
+from flaimsim.mechanisms.scores import Score
+from flaimsim.parties.distaim.options import MpcMode, Participation, Selection
+from flaimsim.parties.mpc.sharing_modes import Sharing
 
 PROTOCOLS = ("central", "distaim", "naive-flaim", "aug-flaim-oracle", "aug-flaim-private")
 DATASETS = ("synthfs", "adult", "magic", "covtype", "census", "marketing")
@@ -21,6 +26,33 @@ DATASETS = ("synthfs", "adult", "magic", "covtype", "census", "marketing")
 
 class ConfigError(ValueError):
     """A configuration that cannot run, with the offending option named."""
+
+
+class LoopMode(StrEnum):
+    """``--mode``: AIM's budget schedule (``protocols.aim``)."""
+
+    FIXED = "fixed"         # the paper's fixed T rounds
+    ADAPTIVE = "adaptive"   # upstream AIM's (central only)
+
+
+class Aggregation(StrEnum):
+    """``--aggregation``: how FLAIM's server learns the sum of the clients' vectors."""
+
+    SECAGG = "secagg"     # SecAgg+ among the clients (``parties.secagg``)
+    SERVERS = "servers"   # shares to the compute servers, which open the sum only
+
+
+# The modes of a run: each field's type, and the error that names a value it does not have.
+# RunConfig turns the strings it is given into these (the one place they are checked).
+MODES: dict[str, tuple[type[StrEnum], str]] = {
+    "mode": (LoopMode, "mode must be 'fixed' or 'adaptive', got {!r}"),
+    "mpc": (MpcMode, "mpc must be 'real' or 'model', got {!r}"),
+    "sharing": (Sharing, "sharing must be 'compact', 'shamir' or 'additive', got {!r}"),
+    "score": (Score, "score must be 'l1' or 'l2', got {!r}"),
+    "em": (Selection, "em must be 'gumbel' or 'rnm', got {!r}"),
+    "distaim_participation": (Participation, "distaim_participation must be 'all' or 'poisson'"),
+    "aggregation": (Aggregation, "aggregation must be 'secagg' or 'servers'"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +65,7 @@ class RunConfig:
     rounds: int = 10
     seed: int = 0
     alpha: float = 0.9
-    mode: str = "fixed"  # fixed | adaptive (central only)
+    mode: LoopMode = LoopMode.FIXED  # fixed | adaptive (central only)
     max_model_size_mb: float = 80.0
     iters_round: int = 200
     iters_final: int = 1000
@@ -57,16 +89,17 @@ class RunConfig:
     synthfs_alpha: float = 1.0
     synthfs_bins: int = 40
     # MPC / DistAIM
-    mpc: str = "model"  # real | model
+    mpc: MpcMode = MpcMode.MODEL  # real | model
     servers: int = 3
-    sharing: str = "compact"  # compact (additive mod 2^b) | shamir | additive (mod p)
-    score: str = "l1"  # DistAIM's quality score: l1 (AIM's) | l2
-    em: str = "gumbel"  # DistAIM's selection: gumbel (exponential mechanism) | rnm
+    sharing: Sharing = Sharing.COMPACT  # compact (additive mod 2^b) | shamir | additive (mod p)
+    score: Score = Score.L1  # DistAIM's quality score: l1 (AIM's) | l2
+    em: Selection = Selection.GUMBEL  # DistAIM's selection: gumbel (exponential mechanism) | rnm
     # Fractional bits of the public model marginal in secure scoring. 2 by measurement: on
     # Adult (T = 10, seed 0, modelled) L1 0.1341 vs 0.1345 at 0 bits, for +0.25 B per cell and
     # round (bench scoring: 1.84 vs 1.59 B) and the same field width (notes/distaim.md).
     score_frac_bits: int = 2
-    distaim_participation: str = "all"  # all (round 0) | poisson (first sample)
+    # all (every client shares in round 0) | poisson (when first sampled)
+    distaim_participation: Participation = Participation.ALL
     party_timeout_s: float = 600.0  # per server command; a full-size decomposition needs more
     # --mpc real: replay the run's steps through the calibrated cost table afterwards and
     # record modelled against measured bytes per phase (calibrates once if not cached).
@@ -76,7 +109,7 @@ class RunConfig:
     servers_at: str | None = None
     # FLAIM
     dropout: float = 0.0
-    aggregation: str = "secagg"  # secagg | servers
+    aggregation: Aggregation = Aggregation.SECAGG  # secagg | servers
     # A public upper bound on the number of training records. Under add/remove DP the true N
     # is private, so field bit lengths and SecAgg word widths that show on the wire come from
     # this bound; default: the data set's documented size (see public_record_bound).
@@ -84,6 +117,11 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, (kind, error) in MODES.items():
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                raise ConfigError(error.format(getattr(self, name))) from None
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {PROTOCOLS}")
         if not self.epsilon > 0:
@@ -94,35 +132,20 @@ class RunConfig:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
         if not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be in (0, 1), got {self.alpha}")
-        if self.mode not in ("fixed", "adaptive"):
-            raise ConfigError(f"mode must be 'fixed' or 'adaptive', got {self.mode!r}")
-        if self.mode == "adaptive" and self.protocol != "central":
+        if self.mode is LoopMode.ADAPTIVE and self.protocol != "central":
             raise ConfigError("adaptive mode is only defined for the central protocol")
         if not 0 < self.participation <= 1:
             raise ConfigError(f"participation rate must be in (0, 1], got {self.participation}")
         if self.party_timeout_s <= 0:
             raise ConfigError(f"party_timeout_s must be positive, got {self.party_timeout_s}")
-        if self.check_model and self.mpc != "real":
+        if self.check_model and self.mpc is not MpcMode.REAL:
             raise ConfigError("--check-model compares a real MPC run with the model: use --mpc real")
-        if self.mpc not in ("real", "model"):
-            raise ConfigError(f"mpc must be 'real' or 'model', got {self.mpc!r}")
         if self.servers not in (2, 3):
             raise ConfigError(f"servers must be 2 or 3, got {self.servers}")
-        if self.sharing not in ("compact", "shamir", "additive"):
-            raise ConfigError("sharing must be 'compact', 'shamir' or 'additive', got "
-                              f"{self.sharing!r}")
-        if self.score not in ("l1", "l2"):
-            raise ConfigError(f"score must be 'l1' or 'l2', got {self.score!r}")
-        if self.em not in ("gumbel", "rnm"):
-            raise ConfigError(f"em must be 'gumbel' or 'rnm', got {self.em!r}")
         if not 0 <= self.score_frac_bits <= 8:
             raise ConfigError(f"score_frac_bits must be in 0..8, got {self.score_frac_bits}")
-        if self.distaim_participation not in ("all", "poisson"):
-            raise ConfigError("distaim_participation must be 'all' or 'poisson'")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.aggregation not in ("secagg", "servers"):
-            raise ConfigError("aggregation must be 'secagg' or 'servers'")
         if self.cluster_embedding not in ("umap", "pca"):
             raise ConfigError("cluster_embedding must be 'umap' or 'pca'")
         if self.clients < 1:
@@ -133,7 +156,8 @@ class RunConfig:
             raise ConfigError(f"fit_tol must be >= 0, got {self.fit_tol}")
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"max_records must be >= 1, got {self.max_records}")
-        if self.servers_at is not None and self.mpc == "model" and self.aggregation == "secagg":
+        if (self.servers_at is not None and self.mpc is MpcMode.MODEL
+                and self.aggregation is Aggregation.SECAGG):
             raise ConfigError("--servers-at needs --mpc real (DistAIM) or --aggregation "
                               "servers (FLAIM): nothing else uses compute servers")
         if self.servers_at is not None and len(self.server_addresses or ()) != self.servers:

@@ -41,13 +41,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flaimsim.mechanisms.accounting import PrivacyLedger, gumbel_truncation_tv
+from flaimsim.mechanisms.accounting import AimSchedule, PrivacyLedger, gumbel_truncation_tv
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
-from flaimsim.mechanisms.scores import score_sensitivity
+from flaimsim.mechanisms.scores import Score, score_sensitivity
 from flaimsim.mechanisms.workload import Workload
-from flaimsim.parties.mpc.distaim_engine import IdealEngine, MpcEngine, SecureEngine, kept_cells
+from flaimsim.parties.distaim.cost_model import load_or_calibrate
+from flaimsim.parties.distaim.engines import IdealEngine, MpcEngine, SecureEngine, replay
+from flaimsim.parties.distaim.options import DistAimOptions, MpcMode, Participation, Selection
+from flaimsim.parties.distaim.plan import (GEOMETRIC_BITS, STATED_ETA, STATED_TAU, added_variance,
+                                          kept_cells)
+from flaimsim.parties.distaim.plan import score_bound as public_score_bound
+from flaimsim.parties import profile
 from flaimsim.parties.ledger import Ledger
-from flaimsim.protocols.aim import run_fixed
+from flaimsim.protocols.aim import fixed_schedule, run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
 from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
 from flaimsim.parties.mpc.wire import add_setup_rows
@@ -69,19 +75,16 @@ def client_answers(data: PreparedData, k: int) -> np.ndarray:
     return np.concatenate([local.marginal(c) for c in data.workload.answered])
 
 
-def secure_em_epsilon(epsilon: float, em: str = "gumbel", score: str = "l1") -> float:
+def secure_em_epsilon(epsilon: float, em: Selection = Selection.GUMBEL,
+                      score: Score = Score.L1) -> float:
     """The ε to run the fixed-point secure mechanism with, so that its privacy parameter stays
     within the ε that the accountant charges: the EM's bounded-range parameter is
     ε_eff + 8η, report-noisy-max's pure-DP parameter ε_eff + 4η (secure_em's analysis; c = 8
     or 4 below). The L2 score's square root moves each scaled score by at most ε τ/2
     (``secure_l2.STATED_TAU``), which adds to η: run at (ε − cη)/(1 + cτ/2)."""
-    from flaimsim.parties.mpc.secure_em import STATED_ETA
-
-    c = 8 if em == "gumbel" else 4
+    c = Selection(em).fixed_point_factor
     run = epsilon - c * STATED_ETA
-    if score == "l2":
-        from flaimsim.parties.mpc.secure_l2 import STATED_TAU
-
+    if Score(score) is Score.L2:
         run /= 1 + c * STATED_TAU / 2
     if run <= 0:
         raise ConfigError(f"ε = {epsilon:.3g} per selection is below the secure mechanism's "
@@ -97,37 +100,28 @@ def union_answers(data: PreparedData, clients: Sequence[int]) -> np.ndarray:
     return np.concatenate([union.marginal(c) for c in data.workload.answered])
 
 
-def selection_epsilon(epsilon_t: float, em: str) -> tuple[float, float, str]:
+def selection_epsilon(epsilon_t: float, em: Selection) -> tuple[float, float, str]:
     """(ε to run, zCDP ρ charged, mechanism name) for one selection of the round budget ε_t.
 
     ``gumbel``: the exponential mechanism at ε_t, ρ = ε_t²/8. ``rnm``: report-noisy-max costs
     ε²/2, so it runs at ε_t/2 for the same ρ = ε_t²/8 (the schedule is unchanged).
     """
-    from flaimsim.mechanisms.accounting import exponential_cost
-    from flaimsim.mechanisms.dp import report_noisy_max_cost
-
-    if em == "gumbel":
-        return epsilon_t, exponential_cost(epsilon_t), "exponential"
-    if em == "rnm":
-        return epsilon_t / 2, report_noisy_max_cost(epsilon_t / 2), "report-noisy-max"
-    raise ConfigError(f"unknown selection mechanism {em!r}")
+    em = Selection(em)
+    run = em.run_epsilon(epsilon_t)
+    return run, em.rho(run), em.mechanism
 
 
 def offset_std(sigma: float, m: int) -> float:
     """Std of the measurement noise actually added by the m servers (``added_variance``):
     the score offset's σ, as central AIM uses the std of its own noise."""
-    from flaimsim.parties.mpc.secure_noise import added_variance
-
     return math.sqrt(added_variance(sigma, m, (m - 1) // 2))
 
 
 def score_bound(workload: Workload, max_count: int, sigma: float) -> float:
     """Public bound on |u_r|, which sizes the secure EM's fixed point: secure_scoring's rule
     with the model total bounded by the record count N (a larger total fails its check)."""
-    from flaimsim.parties.mpc.secure_scoring import score_bound as bound
-
     biggest = max(workload.n_cells(c) for c in workload.answered)
-    return bound(max(workload.weights), max_count, max_count, sigma, biggest)
+    return public_score_bound(max(workload.weights), max_count, max_count, sigma, biggest)
 
 
 class ContributorCount:
@@ -198,7 +192,7 @@ class DistAimBackend:
         self.contributor_sets = 0
         self.count = (ContributorCount(data.workload, self.offsets, self.lengths,
                                        config.rounds, max_count)
-                      if config.distaim_participation == "poisson" else None)
+                      if config.distaim_participation.counted else None)
         # poisson: each measurement with the contributor count in force when it was taken
         self._measured: list[tuple[Measurement, float]] = []
 
@@ -206,7 +200,7 @@ class DistAimBackend:
     def _join(self, round: int) -> bool:
         """Share the newly sampled clients' answers; whether the contributor set grew."""
         K = self.data.federation.n_clients
-        if self.config.distaim_participation == "all":
+        if self.config.distaim_participation is Participation.ALL:
             new = set(range(K)) - self.shared
         else:
             sampled = np.flatnonzero(self.sampling.random(K) < self.config.participation)
@@ -221,8 +215,7 @@ class DistAimBackend:
         return True
 
     def n_measurements(self, rounds: int, d1: int) -> int:
-        # poisson: T + 1 contributor-count releases, together one measurement's cost.
-        return rounds + d1 + (self.count is not None)
+        return measurements_paid(rounds, d1, self.count is not None)
 
     def _measure(self, round: int, cliques: Sequence[Clique], sigma: float,
                  privacy: PrivacyLedger) -> list[Measurement]:
@@ -283,8 +276,6 @@ class DistAimBackend:
         self.engine.score(round, self.offsets[idx], self.lengths[idx], public_c, std,
                           [self.workload.weights[i] for i in idx],
                           score_bound(self.workload, self.max_count, std))
-        from flaimsim.parties.mpc.secure_em import GEOMETRIC_BITS
-
         eps_run, rho, mechanism = selection_epsilon(epsilon, self.config.em)
         charge = privacy.spend(round, mechanism, rho, f"{len(candidates)} candidates (secure)")
         privacy.add_deviation(round, "gumbel-truncation",
@@ -314,12 +305,24 @@ class CostSetting:
     select_epsilon: float       # ε_run/Δ: the calibration's ε at Δ = 1 (the same scale)
 
 
-def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
-    from flaimsim.mechanisms.accounting import AimSchedule, cdp_rho
+def measurements_paid(rounds: int, d1: int, counted: bool) -> int:
+    """Gaussian measurements DistAIM's schedule pays for: T + d1, and one more when the
+    contributors are counted (``poisson``: T + 1 count releases, together one measurement's
+    cost)."""
+    return rounds + d1 + counted
+
+
+def distaim_schedule(config: RunConfig, data: PreparedData) -> AimSchedule:
+    """The run's fixed schedule, computed once: it sizes the wire widths (:func:`cost_setting`)
+    and drives the loop (``run_fixed`` checks that it pays for the backend's measurements)."""
+    return fixed_schedule(config, measurements_paid(config.rounds, len(data.workload.one_ways),
+                                                    config.distaim_participation.counted))
+
+
+def cost_setting(config: RunConfig, data: PreparedData,
+                 schedule: AimSchedule | None = None) -> CostSetting:
     max_count = wire_record_bound(data)
-    schedule = AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
-                                 config.rounds + len(data.workload.one_ways)
-                                 + (config.distaim_participation == "poisson"), config.alpha)
+    schedule = schedule or distaim_schedule(config, data)
     eps_run = secure_em_epsilon(selection_epsilon(schedule.epsilon_select, config.em)[0],
                                 config.em, config.score)
     bound = score_bound(data.workload, max_count, offset_std(schedule.sigma, config.servers))
@@ -330,31 +333,22 @@ def cost_setting(config: RunConfig, data: PreparedData) -> CostSetting:
 def cost_table(config: RunConfig, setting: CostSetting) -> tuple[Any, bool]:
     """The calibrated MPC cost table for this run's setting (cached) and whether it was
     calibrated now."""
-    from flaimsim.parties.mpc.cost_model import load_or_calibrate
-
-    return load_or_calibrate(config.servers, setting.max_count, setting.score_bound,
-                             frac_bits=config.score_frac_bits, score=config.score,
-                             select_epsilon=setting.select_epsilon)
+    return load_or_calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
+                             setting.select_epsilon)
 
 
 def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
                 ) -> tuple[SecureEngine, list[str]]:
     notes: list[str] = []
-    max_count = setting.max_count
-    if config.mpc == "real":
-        engine: SecureEngine = MpcEngine(ledger, m=config.servers, max_count=max_count,
-                                         sharing=config.sharing,
-                                         frac_bits=config.score_frac_bits, em=config.em,
-                                         score=config.score,
-                                         command_timeout=config.party_timeout_s,
+    options = DistAimOptions.of(config, setting.max_count)
+    if config.mpc == MpcMode.REAL:
+        engine: SecureEngine = MpcEngine(ledger, options, command_timeout=config.party_timeout_s,
                                          servers_at=config.server_addresses)
     else:
         table, fresh = cost_table(config, setting)
         if fresh:
             notes.append("calibrated the MPC cost model for this setting (cached)")
-        engine = IdealEngine(ledger, table, stream(config.seed, "mechanisms"), config.servers,
-                             config.sharing, max_count, config.score_frac_bits, config.em,
-                             config.score)
+        engine = IdealEngine(ledger, table, stream(config.seed, "mechanisms"), options)
     if engine.privacy_note:
         notes.append(engine.privacy_note)
     return engine, notes
@@ -364,23 +358,28 @@ def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[A
                         measured: Ledger) -> dict[str, Any]:
     """Bytes per phase of a real run beside the cost table's price for the same steps
     (``replay``); the one-off connection handshakes (phase setup) are not in the table."""
-    from flaimsim.parties.mpc.distaim_engine import replay
-
     table, fresh = cost_table(config, cost_setting(config, data))
-    modelled = replay(steps, table, config.sharing).by_phase()
+    priced = replay(steps, table, config.sharing)
+    modelled = priced.by_phase()
     wire = {p: b for p, b in measured.by_phase().items() if p != "setup"}
     phases = sorted(set(modelled) | set(wire))
     rel = {p: (modelled.get(p, 0) - wire.get(p, 0)) / max(wire.get(p, 0), 1) for p in phases}
+    rounds_wire, rounds_model = measured.rounds_by_phase(), priced.rounds_by_phase()
     return {"table": table.key, "calibrated_now": fresh,
             "measured_bytes": {p: int(wire.get(p, 0)) for p in phases},
             "modelled_bytes": {p: int(round(modelled.get(p, 0))) for p in phases},
-            "relative_error": rel, "max_abs_relative_error": max(abs(v) for v in rel.values())}
+            "relative_error": rel, "max_abs_relative_error": max(abs(v) for v in rel.values()),
+            "measured_rounds": {p: int(rounds_wire.get(p, 0)) for p in phases},
+            "modelled_rounds": {p: int(rounds_model.get(p, 0)) for p in phases}}
 
 
 def model_check_notes(check: dict[str, Any]) -> list[str]:
     rows = [f"{p} wire {check['measured_bytes'][p]:,} B, modelled {check['modelled_bytes'][p]:,} B "
             f"({100 * check['relative_error'][p]:+.2f}%)" for p in check["measured_bytes"]]
-    return ["model check (bytes sent by all servers and clients per phase): " + "; ".join(rows)]
+    rounds = [f"{p} wire {check['measured_rounds'][p]}, modelled {check['modelled_rounds'][p]}"
+              for p in check.get("measured_rounds", {})]
+    return ["model check (bytes sent by all servers and clients per phase): " + "; ".join(rows),
+            "model check (communication rounds per phase): " + "; ".join(rounds)]
 
 
 def run_distaim(config: RunConfig, data: PreparedData | None = None,
@@ -388,8 +387,9 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
     """DistAIM with ``config.servers`` compute servers (``--mpc real`` or ``model``)."""
     start = time.perf_counter()
     data = data or prepare(config)
-    # The public bound on every aggregate count sets the wire-visible bit lengths.
-    setting = cost_setting(config, data)
+    # The public bound on every aggregate count and the schedule set the wire-visible widths.
+    schedule = distaim_schedule(config, data)
+    setting = cost_setting(config, data, schedule)
     max_count = setting.max_count
     ledger = Ledger(run=f"distaim-{config.mpc}-T{config.rounds}-s{config.seed}",
                     protocol="distaim")
@@ -400,7 +400,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
             add_setup_rows(ledger, engine.launcher.call("setup_counters"))
         backend = DistAimBackend(config, data, engine, max_count)
         model = GraphicalModel.for_table(data.train, config.iters_round, config.iters_final)
-        loop = run_fixed(config, data.workload, model, backend, progress)
+        with profile.collecting() as prof:
+            loop = run_fixed(config, data.workload, model, backend, progress, schedule)
         reveals = engine.reveal_log()
         # real MPC: check openings from outside
         opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
@@ -408,7 +409,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
         engine.close()
     extra = {"mpc": config.mpc, "servers": config.servers,
              # where server:i of the ledger ran (its counters are that host's own)
-             "servers_at": config.servers_at if config.mpc == "real" else None,
+             "servers_at": config.servers_at if config.mpc == MpcMode.REAL else None,
              "private": config.threshold >= 1,
              # seconds the servers took to start ahead of DistAIM (warm_start), if they did
              "servers_prestarted_s": getattr(launcher, "prestart_ready_s", None),
@@ -424,7 +425,9 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "openings": len(reveals),
              "server_openings_checked": None if opened is None else len(opened),
              "server_opened_elements": None if opened is None
-             else sum(o.elements for o in opened)}
+             else sum(o.elements for o in opened),
+             # per phase, its secure operations (wire: their own sections; modelled: none)
+             "profile": profile.profile_table(prof.ops, ledger)}
     record, synth = build_record(config, data, loop, ledger, config.servers,
                                  time.perf_counter() - start, extra)
     # Bytes sent per server per scored cell and round; the bit decompositions (each cell at

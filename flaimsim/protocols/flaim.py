@@ -67,11 +67,12 @@ from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_nois
                                             poisson_sample, secure_sum, send_choice)
 from flaimsim.parties.fl.clients import FLClient, LocalSelectionError, local_sensitivity, \
     simplex_projection
+from flaimsim.parties import profile
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.secagg.protocol import SecAggError
 from flaimsim.parties.transport import StarNetwork
 from flaimsim.protocols.aim import run_fixed
-from flaimsim.protocols.config import ConfigError, RunConfig, stream
+from flaimsim.protocols.config import Aggregation, ConfigError, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
 
@@ -179,7 +180,7 @@ class FlaimBackend:
         # Every aggregator <-> client message crosses this loopback network (counted there).
         self.network = StarNetwork(timeout=config.party_timeout_s)
         self.servers = None
-        if config.aggregation == "servers":
+        if config.aggregation is Aggregation.SERVERS:
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
 
             # Every sum is over disjoint clients' records: at most the record bound.
@@ -303,12 +304,13 @@ class FlaimBackend:
         proxy = self.proxy_estimates() if self.variant == "private" else None
         weights = [self.weights[c] for c in cands]
         sizes = [self.workload.n_cells(c) for c in cands]
-        for k in sampled:
-            cl = self.clients[k]
-            scores = cl.scores(cands, dists, sigma, weights, sizes, self.variant, reference,
-                               proxy)
-            idx = cl.choose(cands, scores, epsilon, self.delta_local, self.rng_select)
-            send_choice(int(k), self.index[cands[idx]], self.network, round)
+        with profile.star_step(self.network.sent, round, "select", "local EM and choice"):
+            for k in sampled:
+                cl = self.clients[k]
+                scores = cl.scores(cands, dists, sigma, weights, sizes, self.variant,
+                                   reference, proxy)
+                idx = cl.choose(cands, scores, epsilon, self.delta_local, self.rng_select)
+                send_choice(int(k), self.index[cands[idx]], self.network, round)
         arrived = collect_choices(self.network, round)
         self.network.flush_to_ledger(self.ledger)
         for k in sampled:  # what the aggregator read off its sockets
@@ -391,7 +393,8 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
     backend = FlaimBackend(config, data, variant, ledger, audit)
     openings_checked = None
     try:
-        loop = run_fixed(config, data.workload, model, backend, progress)
+        with profile.collecting() as prof:
+            loop = run_fixed(config, data.workload, model, backend, progress)
         if backend.servers is not None:  # what the servers' runtimes opened, from outside
             openings_checked = backend.servers.check_openings()
     finally:
@@ -421,6 +424,7 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         **{f"bytes_phase_{p}": b for p, b in sorted(ledger.by_phase().items())},
     }
     n_servers = config.servers if backend.servers is not None else 0
+    extra["profile"] = profile.profile_table(prof.ops, ledger)
     record, synth = build_record(config, data, loop, ledger, n_servers, 0.0, extra)
     loop.times.generate_s = record["generate_s"]
     record["wall_seconds"] = time.perf_counter() - start

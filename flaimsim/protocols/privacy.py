@@ -16,14 +16,15 @@ from typing import Any
 
 from flaimsim.mechanisms.accounting import NEIGHBOURING, PrivacyLedger
 from flaimsim.mechanisms.discrete_gaussian import NOISE_LAW
-from flaimsim.protocols.config import RunConfig
+from flaimsim.parties.distaim.options import MpcMode
+from flaimsim.protocols.config import Aggregation, RunConfig
 from flaimsim.protocols.prepare import NOT_PUBLIC_BOUND_NOTE, PreparedData
 
 DELTA_TERM_NOTES = {
     "zcdp_conversion": "rho-zCDP -> (epsilon, delta) conversion of rho_spent (CKS20 Prop. 12)",
     "gumbel-truncation": "secure EM: Gumbel noise's geometric parts capped at B bits; total "
                          "variation <= 2k 2^-B per selection over k candidates, times "
-                         "(1 + e^epsilon) (parties/mpc/secure_em.py)",
+                         "(1 + e^epsilon) (parties/distaim/secure_em.py)",
 }
 RHO_NOTES = {
     "gaussian": "discrete Gaussian N_Z(0, sigma^2) on a count vector: 1/(2 sigma^2) (CKS20)",
@@ -49,7 +50,7 @@ def _noise(config: RunConfig) -> dict[str, Any]:
                 "added": f"sum of m = {m} server shares, each N_Z(0, sigma^2/{m - t}) "
                          f"(m - t = {m - t})",
                 "randomness": "OS CSPRNG in each server (cannot be seeded)"
-                if config.mpc == "real" else "seeded 'mechanisms' stream (ideal functionality)",
+                if config.mpc is MpcMode.REAL else "seeded 'mechanisms' stream (ideal functionality)",
                 "fit_variance": f"exact variance of the sum: {m} Var N_Z(0, sigma^2/{m - t})"}
     stream_name = "mechanisms" if config.protocol == "central" else "noise"
     return {"law": NOISE_LAW, "added": "N_Z(0, sigma^2) once per measured marginal",
@@ -58,7 +59,7 @@ def _noise(config: RunConfig) -> dict[str, Any]:
 
 
 def _mpc(config: RunConfig) -> bool:
-    return config.protocol == "distaim" or (config.aggregation == "servers"
+    return config.protocol == "distaim" or (config.aggregation is Aggregation.SERVERS
                                             and config.protocol != "central")
 
 

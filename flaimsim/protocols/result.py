@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flaimsim.mechanisms.data import Table
-from flaimsim.mechanisms.evaluation import downstream_auc, label_coverage, workload_error
+from flaimsim.mechanisms.evaluation import downstream_auc, workload_error
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import LoopResult
 from flaimsim.protocols.config import RunConfig, stream
@@ -26,7 +26,8 @@ CLIENT_MEANS = {
     "client_bytes_received_mean_participating": "clients that took part at least once",
 }
 COMM_FIELDS = ("client_bytes_sent_mean", "client_bytes_received_mean",
-               "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source")
+               "server_bytes_sent_mean", "server_bytes_received_mean", "bytes_source",
+               "comm_rounds")
 
 
 @dataclass
@@ -51,31 +52,10 @@ class RunResult:
             self.loop.privacy.event_records(), indent=1))
 
 
-def _finite(record: dict[str, Any]) -> dict[str, Any]:
+def finite_record(record: dict[str, Any]) -> dict[str, Any]:
     """NaN and ±inf become None (JSON null)."""
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v
             for k, v in record.items()}
-
-
-def reference_record(config: RunConfig, data: PreparedData) -> dict[str, Any]:
-    """Figures on the real training data that let a reader judge the protocols' metrics,
-    computed once per prepared data set:
-
-    - ``auc_real_data``: the downstream classifier trained on the real training split;
-    - ``label_in_workload``: how many of the ``workload_marginals`` contain the label;
-    - ``oneway_*``: the one-way-only baseline at the same (ε, δ)
-      (:func:`flaimsim.protocols.central.run_oneway_baseline`).
-
-    Not differentially private: they read the real data, for the data holder's eyes.
-    """
-    from flaimsim.protocols.central import run_oneway_baseline  # central imports this module
-
-    return _finite({
-        "label": data.label,
-        "label_in_workload": label_coverage(data.workload.marginals, data.label),
-        "workload_marginals": len(data.workload.marginals),
-        "auc_real_data": downstream_auc(data.train, data.test, data.label, seed=config.seed),
-        **run_oneway_baseline(config, data)})
 
 
 def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger: Ledger,
@@ -119,4 +99,4 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
     record.update(extra or {})
     note = (extra or {}).get("privacy_note")
     record["privacy"] = privacy_block(config, data, loop.privacy, [note] if note else [])
-    return _finite(record), synth
+    return finite_record(record), synth

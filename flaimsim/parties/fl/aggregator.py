@@ -36,6 +36,7 @@ import numpy as np
 
 from flaimsim.mechanisms.dp import gaussian_mechanism
 from flaimsim.mechanisms.model import GraphicalModel
+from flaimsim.parties import profile
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
 from flaimsim.parties.secagg.protocol import SecAggError, SecAggResult, secure_aggregate
 from flaimsim.parties.transport import FrameKind, StarNetwork, TransportError, sender_name
@@ -108,8 +109,9 @@ def broadcast_model(model: GraphicalModel, clients: Sequence[int], network: Star
     """Send the serialised model to each client (phase model-broadcast); each client parses
     the frame it read. Returns the bytes one client's frame took on the wire."""
     blob = serialise_model(model)
-    sizes = {network.send(AGGREGATOR, client(int(k)), FrameKind.MODEL, round,
-                          "model-broadcast", blob) for k in clients}
+    with profile.star_step(network.sent, round, "model-broadcast", "model broadcast"):
+        sizes = {network.send(AGGREGATOR, client(int(k)), FrameKind.MODEL, round,
+                              "model-broadcast", blob) for k in clients}
     for k in clients:
         frames = network.receive(client(int(k)), FrameKind.MODEL)
         if len(frames) != 1 or frames[0].round != round:

@@ -27,7 +27,7 @@ import numpy as np
 from flaimsim.parties.fl.aggregator import SecureSum
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
-from flaimsim.parties.mpc.launcher import connect_servers
+from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.mpc.openings import Rule, verify_servers
 from flaimsim.parties.mpc.wire import add_setup_rows
 from flaimsim.parties.transport import (ClientTransport, Frame, TransportError,
@@ -118,8 +118,10 @@ class ServerAggregation:
                                      phase=reveal, label=f"round {round}", receiver=0)
         frame = self.receiver.take()
         written = int(out[0]["bytes"])
+        # Server 0 writes the sum once the opening's step is over: one round more (stamp 1 of
+        # its own step, flushed alone).
         self.sent.append(WireRecord(server(0), AGGREGATOR, round, reveal, frame.kind.name,
-                                    written))
+                                    written, 1))
         self.sent.flush_to_ledger(ledger)
         spec = self.launcher.field_spec_for(self.bits)
         p = spec.modulus

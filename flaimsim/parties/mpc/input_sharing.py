@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from mpyc import thresha
 
 from flaimsim.parties.ledger import Ledger
+from flaimsim.parties import profile
 from flaimsim.parties.mpc.wire import add_wire_rows
 from flaimsim.parties.mpc.field import FieldSpec, SharingError
 from flaimsim.parties.mpc.modp_vectors import ModpVector
+from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.transport import (
     FRAME_HEADER_BYTES, ClientTransport, FrameKind, element_bytes, encode_elements)
 
@@ -58,10 +60,12 @@ class ServerControl(Protocol):
 
     def counters(self) -> Any: ...
 
+    def step_events(self, before: Any, after: Any) -> Any: ...
+
 SEED_BYTES = 16
-SharingMode = Literal["compact", "shamir", "additive"]
-SHARING_MODES = ("compact", "shamir", "additive")
-DEFAULT_SHARING: SharingMode = "compact"
+SharingMode = Sharing
+SHARING_MODES = tuple(m.value for m in Sharing)
+DEFAULT_SHARING = Sharing.COMPACT
 
 
 def compact_width(bound: int) -> int:
@@ -148,6 +152,8 @@ def unwrap(runtime: Any, wrapped: Any, bits: int) -> tuple[Any, Any]:
     """(x, bits of x) from s = x + w·2^b: ``secure_low_bits(s, b)`` yields the b low bits of s
     (it works modulo 2^b), and x = Σ_i 2^i·bit_i is linear. Needs s < 2^(bit length) of the
     type, true for s < m·2^b when the type has b + 2 or more bits. One bit decomposition."""
+    # Here, not at the top: bit_decomposition loads mpyc.runtime, which the driver (a client
+    # of this module) must not start.
     from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
 
     low = secure_low_bits(wrapped, bits)
@@ -321,8 +327,13 @@ def share_inputs(launcher: ServerControl, transport: ClientTransport,
         if bit_length is not None and bit_length < compact_bits + (spec.m - 1).bit_length():
             raise SharingError(f"SecInt({bit_length}) cannot hold the wrapped sum of {spec.m} "
                                f"pieces of {compact_bits} bits")
-    uploads = {k: Client(k).upload(x, transport, spec, round, mode, phase, compact_bits)
-               for k, x in vectors.items()}
+    sent_before = len(transport.log)
+    with profile.timed() as upload_s:
+        uploads = {k: Client(k).upload(x, transport, spec, round, mode, phase, compact_bits)
+                   for k, x in vectors.items()}
+    frames = transport.log[sent_before:]
+    profile.record(round, phase, "input sharing", sum(f.nbytes for f in frames), len(frames),
+                   1 if frames else 0, upload_s[0])
     launcher.call("receive_shares", name=name, round=round, phase=phase,
                   clients=sorted(vectors), mode=mode, length=d, bit_length=bit_length,
                   compact_bits=compact_bits, timeout=timeout)
@@ -339,7 +350,11 @@ def share_inputs(launcher: ServerControl, transport: ClientTransport,
         diffs = [a - b for a, b in zip(after, before)]
         conv = tuple(dd.total_sent for dd in diffs)
         if ledger is not None:
-            add_wire_rows(ledger, before, after, round, phase)
+            events = launcher.step_events(before, after)
+            add_wire_rows(ledger, before, after, round, phase, events)
+            for o in profile.mpc_step_ops(events, round, phase, "to Shamir"):
+                profile.record(o.round, o.phase, o.op, o.bytes, o.messages, o.rounds,
+                               o.seconds)
     if ledger is not None:
         transport.flush_to_ledger(ledger)
     return ShareResult(name, mode, d, uploads, conv, launcher.privacy_note)

@@ -1,7 +1,7 @@
 """Start m compute-server processes on loopback, drive them in lockstep, and watch them.
 
 :class:`ServerLauncher` picks free ports (bind to port 0), starts
-``python -m flaimsim.parties.mpc.server`` once per party in its own process group, keeps the
+``python -m flaimsim.parties.mpc.server_loop`` once per party in its own process group, keeps the
 processes for every round of a run, and sends each command to all servers over their control
 connections (:meth:`ServerLauncher.call`). A watchdog runs while waiting for replies: if a
 party exits, a command fails at any party, or a reply takes longer than the timeout, every
@@ -40,7 +40,8 @@ from flaimsim.parties.mpc.field import FieldSpec
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import (
     DRIVER, Frame, FrameKind, dumps, loads, read_frame_sync)
-from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows
+from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows, step_events
+from flaimsim.parties import profile
 
 EXIT_PORT_IN_USE = 98  # mirrors mpc_server.EXIT_PORT_IN_USE (not imported: it imports mpyc.runtime)
 NOT_PRIVATE_NOTE = ("not private (t=0): with m=2 MPyC shares equal the secrets; "
@@ -142,6 +143,7 @@ class ServerLauncher:
         self.info: list[dict[str, Any]] = []
         self._seq = 0
         self._fields: dict[int, FieldSpec] = {}
+        self.last_events: list[dict[str, Any]] = []
         self._closed = False
         self.prestart_ready_s: float | None = None   # set by warm_start when prestarted
 
@@ -181,7 +183,7 @@ class ServerLauncher:
         self.procs, self.logs = [], []
         _LIVE.add(self)
         for i in range(self.m):
-            cmd = [self.python, "-m", "flaimsim.parties.mpc.server", *peers, "-I", str(i),
+            cmd = [self.python, "-m", "flaimsim.parties.mpc.server_loop", *peers, "-I", str(i),
                    "-T", str(self.threshold), "--bit-length", str(self.bit_length),
                    "--mix32-64bit", "--control-host", self.host,
                    "--control-port", str(self.control_ports[i]),
@@ -412,18 +414,34 @@ class ServerLauncher:
                 for i, a in zip(self.info, self.control_addresses)]
 
     def counters(self, timeout: float | None = None) -> list[WireSnapshot]:
-        return [WireSnapshot.from_dict(r["wire"]) for r in self.call("counters", timeout)]
+        """Every server's wire counters; keeps the round logs they drained (``last_events``)."""
+        replies = self.call("counters", timeout)
+        self.last_events = [r.get("events", {"start": 0, "events": []}) for r in replies]
+        return [WireSnapshot.from_dict(r["wire"]) for r in replies]
+
+    def step_events(self, before: Sequence[WireSnapshot], after: Sequence[WireSnapshot]
+                    ) -> list[list[tuple[Any, ...]]]:
+        """The servers' round logs between ``before`` and ``after``, the last two calls of
+        :meth:`counters`."""
+        return step_events(before, after, self.last_events)
 
     @contextmanager
-    def measure(self, ledger: Ledger, round: int, phase: str) -> Iterator[list[WireSnapshot]]:
+    def measure(self, ledger: Ledger, round: int, phase: str, op: str | None = None
+                ) -> Iterator[list[WireSnapshot]]:
         """Charge the MPyC traffic of the block to ``ledger`` as ``server:i -> server:j`` rows.
 
-        Yields a list that holds the per-server differences once the block is done.
+        Yields a list that holds the per-server differences once the block is done. The
+        block's operations (sections; untagged work: ``op``, default the phase) go to the
+        run's profile (:mod:`flaimsim.parties.profile`).
         """
         diffs: list[WireSnapshot] = []
         before = self.counters()
         yield diffs
-        diffs.extend(add_wire_rows(ledger, before, self.counters(), round, phase))
+        after = self.counters()
+        events = self.step_events(before, after)
+        diffs.extend(add_wire_rows(ledger, before, after, round, phase, events))
+        for o in profile.mpc_step_ops(events, round, phase, op or phase):
+            profile.record(o.round, o.phase, o.op, o.bytes, o.messages, o.rounds, o.seconds)
 
     def open(self, name: str, label: str = "", timeout: float | None = None) -> Any:
         """Open secure array ``name`` (recorded in every server's reveal log)."""
@@ -502,19 +520,3 @@ class RemoteServers(ServerLauncher):
     def hosts(self) -> list[str]:
         return [f"{h}:{p}" for h, p in self.addresses]
 
-
-def connect_servers(m: int, servers_at: Sequence[tuple[str, int]] | None = None,
-                    **launcher_options: Any) -> ServerLauncher:
-    """Started servers: ``RemoteServers(servers_at)`` if addresses are given, else the ones
-    :mod:`warm_start` started ahead with the same options, else m spawned here with
-    ``launcher_options``."""
-    if servers_at:
-        if len(servers_at) != m:
-            raise LauncherConfigError(f"{len(servers_at)} server addresses for m={m} servers")
-        opts = {k: v for k, v in launcher_options.items()
-                if k in ("start_timeout", "command_timeout")}
-        return RemoteServers(servers_at, **opts).start()
-    from flaimsim.parties.mpc import warm_start
-
-    prestarted = warm_start.claim(m, launcher_options)
-    return prestarted or ServerLauncher(m=m, **launcher_options).start()

@@ -9,7 +9,7 @@ commands' own reveal log is not consulted; a command that opens more than it log
 MPyC opens masked values inside its own protocols (comparisons, truncation, random bits:
 ``a + r`` with r uniform, which reveals nothing); calls made from inside the ``mpyc`` package
 are counted apart as ``internal`` and not listed. So are the openings of
-:mod:`flaimsim.parties.mpc.fixed_point` and :mod:`flaimsim.parties.mpc.bit_decomposition`
+:mod:`flaimsim.parties.distaim.fixed_point` and :mod:`flaimsim.parties.mpc.bit_decomposition`
 (``MASKED_OPENING_MODULES``), the project's own truncation, field change and bit
 decomposition, which open only v + r with r from PRSS and secure random bits, statistically
 hiding v (the argument is in each module's docstring). Everything else called from project
@@ -66,7 +66,7 @@ def _receivers(r: Any) -> tuple[int, ...] | None:
 
 
 # Project modules whose every output is a masked value v + r (r uniform, hiding v); reviewed.
-MASKED_OPENING_MODULES = ("flaimsim.parties.mpc.fixed_point",
+MASKED_OPENING_MODULES = ("flaimsim.parties.distaim.fixed_point",
                           "flaimsim.parties.mpc.bit_decomposition")
 
 
@@ -156,7 +156,7 @@ def fetch_openings(call: Callable[..., list[Any]]) -> list[list[Opening]]:
     return [[Opening.from_dict(d) for d in r["openings"]] for r in call("openings")]
 
 
-# DistAIM's server commands (flaimsim.parties.mpc.distaim_server): the secure exponential
+# DistAIM's server commands (flaimsim.parties.distaim.server_commands): the secure exponential
 # mechanism opens one index per call, the noisy measurement one noisy marginal per call;
 # ``open`` is the built-in explicit opening. Nothing else may open.
 DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),

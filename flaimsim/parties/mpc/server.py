@@ -2,7 +2,7 @@
 
 Run one process per party, here or on separate hosts::
 
-    python -m flaimsim.parties.mpc.server -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
+    python -m flaimsim.parties.mpc.server_loop -P h0:p0 -P h1:p1 -P h2:p2 -I i \\
         --control-port N [--control-host 127.0.0.1] [--bit-length 32] [--load MODULE ...]
 
 ``-P``/``-I``/``-T``/``--bit-length`` are MPyC's own options (peers, own index, threshold,
@@ -14,7 +14,7 @@ command), and client connections sending share frames into an inbox.
 Commands run strictly one after another in arrival order; the driver sends every server the
 same sequence, which keeps the MPyC program counters in step (MPyC requires it). A command is
 an ``async def f(state, **kwargs)`` registered with ``@command("name")`` in :data:`COMMANDS`;
-other modules (e.g. ``flaimsim.parties.secure_ops``) register more by being imported, which
+other modules (e.g. ``parties.distaim.server_commands``) register more by being imported, which
 ``--load MODULE`` does at start-up. Only ``open`` and ``open_to`` reveal a secret among the
 built-in commands, and every opening is written to the reveal log. Independently of that log,
 the program installs :class:`~flaimsim.parties.mpc.openings.OpeningCounter` on the runtime
@@ -437,9 +437,11 @@ async def drop(state: ServerState, names: list[str]) -> list[str]:
 
 @command("counters")
 async def counters(state: ServerState) -> dict[str, Any]:
-    """Cumulative MPyC wire counters and bytes received from each client."""
+    """Cumulative MPyC wire counters, bytes received from each client, and the round log
+    since the last call (:func:`wire.drain_events`)."""
     return {"wire": wire.snapshot(state.runtime).to_dict(),
-            "client_bytes": {str(k): v for k, v in state.inbox.bytes_from.items()}}
+            "client_bytes": {str(k): v for k, v in state.inbox.bytes_from.items()},
+            "events": wire.drain_events(state.runtime)}
 
 
 @command("setup_counters")
@@ -462,9 +464,3 @@ async def release(state: ServerState) -> str:
     state.releasing = True
     return "released"
 
-
-if __name__ == "__main__":
-    # Run the imported modules, not __main__, so that modules registering commands with
-    # ``from flaimsim.parties.mpc.server import command`` share one COMMANDS registry.
-    from flaimsim.parties.mpc.server_loop import main as _main
-    sys.exit(_main())

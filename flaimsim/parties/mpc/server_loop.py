@@ -2,7 +2,8 @@
 
 :mod:`flaimsim.parties.mpc.server` owns the commands and the server's state; this module runs
 them one after another for one driver session after another (see that module's docstring for
-the command line, the exit codes and sessions). The watchdogs make a server leave by itself
+the command line, the exit codes and sessions); it is the program that runs
+(``python -m flaimsim.parties.mpc.server_loop``). The watchdogs make a server leave by itself
 (``os._exit``, without waiting for MPyC's pending work) when its driver or an MPyC peer
 disconnects mid-session, or when one command overruns ``--command-timeout``.
 """
@@ -33,7 +34,7 @@ def _hop(a: Any) -> int:
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="flaimsim.parties.mpc.server", add_help=False)
+    ap = argparse.ArgumentParser(prog="flaimsim.parties.mpc.server_loop", add_help=False)
     ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--control-host", default="127.0.0.1")
     ap.add_argument("--publish", default=None, metavar="HOST:PORT",
@@ -233,3 +234,9 @@ def main() -> int:
     if code:  # a watchdog fired: leave now, without waiting for MPyC's pending tasks or peers
         os._exit(code)
     return code
+
+
+if __name__ == "__main__":
+    # This module runs as __main__; the command modules (--load) register with the one
+    # imported flaimsim.parties.mpc.server, whose COMMANDS the loop reads.
+    sys.exit(main())

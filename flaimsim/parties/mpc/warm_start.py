@@ -3,8 +3,8 @@
 Three MPyC server processes take about a second and a half to import and connect on two
 cores. A run of several protocols (the main job) knows from the start that DistAIM will need
 them, so :func:`prestart_servers` starts a :class:`ServerLauncher` in a background thread
-while the data set is prepared and the protocols before DistAIM run. ``connect_servers``
-(:mod:`flaimsim.parties.mpc.launcher`) then takes it instead of starting its own, when m and
+while the data set is prepared and the protocols before DistAIM run. :func:`connect_servers`
+then takes it instead of starting its own, when m and
 the launcher options are the same; the time spent waiting for it, if any, is DistAIM's.
 
 A prestarted launcher is one fresh session: it is handed out once, and one that nobody claims
@@ -18,9 +18,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
-from flaimsim.parties.mpc.launcher import ServerLauncher, install_signal_cleanup
+from flaimsim.parties.mpc.launcher import (LauncherConfigError, RemoteServers, ServerLauncher,
+                                           install_signal_cleanup)
 
 LAST_ERROR: list[BaseException] = []
 
@@ -89,4 +90,19 @@ def release_prestarted() -> int:
     return closed
 
 
-__all__ = ["prestart_servers", "claim", "release_prestarted", "LAST_ERROR"]
+def connect_servers(m: int, servers_at: Sequence[tuple[str, int]] | None = None,
+                    **launcher_options: Any) -> ServerLauncher:
+    """Started servers: ``RemoteServers(servers_at)`` if addresses are given, else the ones
+    this module started ahead with the same options, else m spawned here with
+    ``launcher_options``."""
+    if servers_at:
+        if len(servers_at) != m:
+            raise LauncherConfigError(f"{len(servers_at)} server addresses for m={m} servers")
+        opts = {k: v for k, v in launcher_options.items()
+                if k in ("start_timeout", "command_timeout")}
+        return RemoteServers(servers_at, **opts).start()
+    prestarted = claim(m, launcher_options)
+    return prestarted or ServerLauncher(m=m, **launcher_options).start()
+
+
+__all__ = ["prestart_servers", "claim", "release_prestarted", "connect_servers", "LAST_ERROR"]

@@ -12,10 +12,18 @@ the runtime looks the attribute up when it connects, so this must run before ``m
 Snapshots (:class:`WireSnapshot`) are plain values; the driver takes one per server before and
 after a phase and :func:`add_wire_rows` turns the differences into ledger rows
 ``server:i -> server:j`` with source ``wire``.
+
+Rounds (:mod:`flaimsim.parties.rounds`): each party also logs, in program order, the messages
+it sends ``(peer, pc, ...)`` and takes ``(-1 - peer, pc, ...)`` (nothing is added to the
+wire), each with the profile section it belongs to, its bytes and the time
+(:mod:`flaimsim.parties.profile`);
+:func:`drain_events` hands the log since the last call to the driver with each snapshot, and
+:func:`add_wire_rows` replays the servers' logs of a step into its ``comm_rounds``.
 """
 
 from __future__ import annotations
 
+import time
 from asyncio import Future
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
@@ -23,6 +31,8 @@ from typing import Any, Mapping, Sequence
 from mpyc import asyncoro
 
 from flaimsim.parties.ledger import Ledger, server
+from flaimsim.parties.profile import SECTION
+from flaimsim.parties.rounds import message_stamps, step_rounds
 
 MPYC_HEADER_BYTES = 12  # <qI: program counter (8) + payload size (4)
 
@@ -31,10 +41,11 @@ class CountingMessageExchanger(asyncoro.MessageExchanger):
     """MPyC peer connection that also counts messages and received bytes."""
 
     __slots__ = ("nmsgs_sent", "nbytes_received", "nmsgs_received", "nbytes_raw_received",
-                 "nbytes_setup_sent")
+                 "nbytes_setup_sent", "_events")
 
     def __init__(self, rt: Any, peer_pid: int | None = None) -> None:
         super().__init__(rt, peer_pid)
+        self._events = round_log(rt)
         self.nmsgs_sent = 0
         self.nbytes_received = 0
         self.nmsgs_received = 0
@@ -50,6 +61,8 @@ class CountingMessageExchanger(asyncoro.MessageExchanger):
     def send(self, pc: int, payload: bytes) -> None:
         super().send(pc, payload)
         self.nmsgs_sent += 1
+        self._events.append((self.peer_pid, pc, SECTION.get(), MPYC_HEADER_BYTES + len(payload),
+                             time.perf_counter()))
 
     def data_received(self, data: bytes) -> None:
         self.nbytes_raw_received += len(data)
@@ -58,20 +71,47 @@ class CountingMessageExchanger(asyncoro.MessageExchanger):
     def receive(self, pc: int) -> Any:
         # Each MPyC message is taken exactly once through receive(): count it there, either at
         # once (it already arrived) or when its future resolves.
+        # Its round is taken when the runtime gets the payload: at once, or when the future
+        # resolves (this callback is added first, so it runs before any consumer's).
         payload = super().receive(pc)
         if isinstance(payload, Future):
-            payload.add_done_callback(self._count_future)
+            payload.add_done_callback(lambda fut: self._count_future(fut, pc))
         else:
-            self._count(payload)
+            self._count(payload, pc)
         return payload
 
-    def _count(self, payload: bytes) -> None:
+    def _count(self, payload: bytes, pc: int) -> None:
         self.nbytes_received += MPYC_HEADER_BYTES + len(payload)
         self.nmsgs_received += 1
+        self._events.append((-1 - self.peer_pid, pc, SECTION.get(), 0, time.perf_counter()))
 
-    def _count_future(self, fut: Future) -> None:
+    def _count_future(self, fut: Future, pc: int) -> None:
         if not fut.cancelled() and fut.exception() is None:
-            self._count(fut.result())
+            self._count(fut.result(), pc)
+
+
+class _RoundLog(list):
+    """A party's send/take events in program order; ``start``: events drained before."""
+
+    start = 0
+
+
+_ROUND_LOGS: dict[int, _RoundLog] = {}
+
+
+def round_log(runtime: Any) -> _RoundLog:
+    """The event log shared by all of ``runtime``'s peer connections."""
+    return _ROUND_LOGS.setdefault(id(runtime), _RoundLog())
+
+
+def drain_events(runtime: Any) -> dict[str, Any]:
+    """The events logged since the last drain: ``{"start": index, "events": [[a, pc], ...]}``
+    (``start`` counts every event drained before, so steps can be checked to be contiguous)."""
+    log = round_log(runtime)
+    out = {"start": log.start, "events": [list(e) for e in log]}
+    log.start += len(log)
+    log.clear()
+    return out
 
 
 class _SetupCounting:
@@ -109,8 +149,9 @@ def setup_counts(runtime: Any) -> dict[str, list[int]]:
 def add_setup_rows(ledger: Ledger, counts: Sequence[Mapping[str, Sequence[int]]]) -> int:
     """Ledger rows ``server:i -> server:j`` (phase ``setup``, round 0) of MPyC's connection
     handshakes, from every server's :func:`setup_counts`; checks the receivers read exactly
-    what the senders wrote. Returns the total."""
-    total = 0
+    what the senders wrote. Returns the total. The handshakes go out at once, unprompted:
+    one communication round, on the first row."""
+    total, rounds = 0, 1
     for i, c in enumerate(counts):
         for j, nbytes in enumerate(c["sent"]):
             if j == i or not nbytes:
@@ -118,8 +159,8 @@ def add_setup_rows(ledger: Ledger, counts: Sequence[Mapping[str, Sequence[int]]]
             if counts[j]["received"][i] != nbytes:
                 raise ValueError(f"setup bytes {i}->{j}: {nbytes} written, "
                                  f"{counts[j]['received'][i]} read")
-            ledger.add(0, "setup", server(i), server(j), int(nbytes), 1, "wire")
-            total += int(nbytes)
+            ledger.add(0, "setup", server(i), server(j), int(nbytes), 1, "wire", rounds)
+            total, rounds = total + int(nbytes), 0
     return total
 
 
@@ -137,6 +178,7 @@ class WireSnapshot:
     messages_sent: tuple[int, ...]
     bytes_received: tuple[int, ...]
     messages_received: tuple[int, ...]
+    events: int = 0   # round-log events so far (cumulative; a difference: the step's)
 
     def __sub__(self, before: "WireSnapshot") -> "WireSnapshot":
         if before.pid != self.pid or len(before.bytes_sent) != len(self.bytes_sent):
@@ -147,7 +189,8 @@ class WireSnapshot:
         return WireSnapshot(self.pid, d(self.bytes_sent, before.bytes_sent),
                             d(self.messages_sent, before.messages_sent),
                             d(self.bytes_received, before.bytes_received),
-                            d(self.messages_received, before.messages_received))
+                            d(self.messages_received, before.messages_received),
+                            self.events - before.events)
 
     @property
     def total_sent(self) -> int:
@@ -163,7 +206,8 @@ class WireSnapshot:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "WireSnapshot":
         return WireSnapshot(int(d["pid"]), *(tuple(int(v) for v in d[k]) for k in (
-            "bytes_sent", "messages_sent", "bytes_received", "messages_received")))
+            "bytes_sent", "messages_sent", "bytes_received", "messages_received")),
+            int(d.get("events", 0)))
 
 
 def snapshot(runtime: Any) -> WireSnapshot:
@@ -176,8 +220,9 @@ def snapshot(runtime: Any) -> WireSnapshot:
         cols["ms"].append(proto.nmsgs_sent if ok else 0)
         cols["br"].append(proto.nbytes_received if ok else 0)
         cols["mr"].append(proto.nmsgs_received if ok else 0)
+    log = round_log(runtime)
     return WireSnapshot(runtime.pid, tuple(cols["bs"]), tuple(cols["ms"]),
-                        tuple(cols["br"]), tuple(cols["mr"]))
+                        tuple(cols["br"]), tuple(cols["mr"]), log.start + len(log))
 
 
 def phase_differences(before: Sequence[WireSnapshot],
@@ -198,16 +243,40 @@ def unmatched_pairs(diffs: Sequence[WireSnapshot]) -> list[tuple[int, int, int, 
     return out
 
 
+def step_events(before: Sequence[WireSnapshot], after: Sequence[WireSnapshot],
+                drained: Sequence[Mapping[str, Any]]) -> list[list[tuple[Any, ...]]]:
+    """Per server, the events ``(peer, pc, section, nbytes, t)`` between two consecutive
+    snapshots, from what the second one drained (:func:`drain_events`); raises if they do
+    not cover exactly that span."""
+    out = []
+    for b, a, d in zip(before, after, drained):
+        events = [tuple(e) for e in d["events"]]
+        end = int(d["start"]) + len(events)
+        if int(d["start"]) != b.events or end < a.events:
+            raise ValueError(f"server {b.pid}: round log covers events {d['start']}..{end}, "
+                             f"the step spans {b.events}..{a.events}")
+        out.append(events[:a.events - b.events])
+    return out
+
+
 def add_wire_rows(ledger: Ledger, before: Sequence[WireSnapshot], after: Sequence[WireSnapshot],
-                  round: int, phase: str) -> list[WireSnapshot]:
+                  round: int, phase: str,
+                  events: Sequence[Sequence[Sequence[Any]]] | None = None
+                  ) -> list[WireSnapshot]:
     """Add rows ``server:i -> server:j`` (bytes i sent to j during the phase); return the diffs.
 
     Only the sent side is written: received(j) = sum_i sent(i -> j) follows in
-    :meth:`Ledger.totals`.
+    :meth:`Ledger.totals`. With ``events`` (each server's round log of the step, indexed by
+    server), the step's depth goes to the ``comm_rounds`` of the row that carried its deepest
+    message.
     """
     diffs = phase_differences(before, after)
+    rounds: dict = {}
+    if events is not None:
+        _, rounds = step_rounds(message_stamps(events))
     for d in diffs:
         for j, (nbytes, nmsgs) in enumerate(zip(d.bytes_sent, d.messages_sent)):
             if j != d.pid:
-                ledger.add(round, phase, server(d.pid), server(j), nbytes, nmsgs, "wire")
+                ledger.add(round, phase, server(d.pid), server(j), nbytes, nmsgs, "wire",
+                           rounds.get((d.pid, j), 0))
     return diffs

@@ -48,6 +48,7 @@ from typing import Collection, Hashable, Mapping, Sequence
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from flaimsim.parties import profile
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
 from flaimsim.parties.secagg import crypto as sc
 from flaimsim.parties.secagg import wire as sw
@@ -285,6 +286,7 @@ def unmask(clients: Mapping[int, SecAggClient], responders: Collection[int],
 
 
 # ---- driver -------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class SecAggResult:
     """The sum over ``survivors`` (clients whose masked input arrived) and the traffic counted on the sockets.
@@ -362,11 +364,16 @@ def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: 
     try:
         clients = {u: SecAggClient(u, xs[u], graph[u]) for u in ids}
         agg = SecAggAggregator()
-        advertise_keys(clients, agg, net, s)
-        share_keys(clients, agg, net, s)
+        with profile.star_step(network.sent, s.round, phase or "secagg-keys", "SecAgg+ advertise keys"):
+            advertise_keys(clients, agg, net, s)
+        with profile.star_step(network.sent, s.round, phase or "secagg-keys", "SecAgg+ share keys"):
+            share_keys(clients, agg, net, s)
         senders = [u for u in ids if u not in drop]
-        collect_masked_inputs(clients, senders, agg, net, s)
-        total = unmask(clients, [u for u in senders if u not in late], agg, net, s)
+        with profile.star_step(network.sent, s.round, phase or "secagg-masked-input",
+                       "SecAgg+ masked input"):
+            collect_masked_inputs(clients, senders, agg, net, s)
+        with profile.star_step(network.sent, s.round, phase or "secagg-unmask", "SecAgg+ unmask"):
+            total = unmask(clients, [u for u in senders if u not in late], agg, net, s)
     finally:
         network.flush_to_ledger(ledger)
         if own_network:

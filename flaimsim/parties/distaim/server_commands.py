@@ -31,18 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from flaimsim.parties.mpc.bit_decomposition import PackedShares
-from flaimsim.parties.mpc.distaim_engine import (DECOMPOSE_CHUNK_CELLS, DecomposedCells,
-                                                 chunk_count, kept_cells, scored_priced_cells)
-from flaimsim.parties.mpc.server import CommandError, ServerState, command
-from flaimsim.parties.mpc.secure_em import (em_fxp_type, em_scale, secure_exponential_mechanism,
-                                            secure_report_noisy_max)
 from flaimsim.mechanisms.scores import score_from_distance
+from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCells, chunk_count,
+                                          em_scale, kept_cells, scored_priced_cells)
+from flaimsim.parties.distaim.secure_em import (em_fxp_type, secure_exponential_mechanism,
+                                               secure_report_noisy_max)
+from flaimsim.parties.distaim.secure_l2 import secure_l2_distances, sum_squares
+from flaimsim.parties.distaim.secure_noise import secure_gaussian_measure
+from flaimsim.parties.distaim.secure_scoring import (SecretBits, decompose_counts,
+                                                    secure_scores_bits, segment_sums)
+from flaimsim.parties.mpc.bit_decomposition import PackedShares
 from flaimsim.parties.mpc.input_sharing import unwrap
-from flaimsim.parties.mpc.secure_l2 import secure_l2_distances, sum_squares
-from flaimsim.parties.mpc.secure_noise import secure_gaussian_measure
-from flaimsim.parties.mpc.secure_scoring import (SecretBits, decompose_counts,
-                                                secure_scores_bits, segment_sums)
+from flaimsim.parties.mpc.server import CommandError, ServerState, command
 
 DEFAULT_FRAC_BITS = 0
 

@@ -32,22 +32,18 @@ from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
 from flaimsim.parties.mpc.bit_decomposition import secure_low_bits
-from flaimsim.parties.mpc.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
+from flaimsim.parties.distaim.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
                                               fxp_scale)
-from flaimsim.parties.mpc.secure_em import _one_hot_first_one
+from flaimsim.parties.distaim.plan import l2_square_bits, round_public_marginal
+from flaimsim.parties.distaim.secure_em import _one_hot_first_one
+from flaimsim.parties.distaim.secure_scoring import segment_sums
 
 SQRT_FRAC_BITS = 40
 NEWTON_STEPS = 4
-STATED_TAU = 1e-3   # |computed − exact| of ‖X_r − C_r‖₂·2^−f, asserted by the tests
 
 
 class SecureL2Error(ValueError):
     """Bad input to the secure L2 distances."""
-
-
-def l2_square_bits(max_count: int, frac_bits: int = 0) -> int:
-    """B: every Q_r < 2^B (Q_r ≤ (Σ X + Σ C)² ≤ (2^(l+f) + 2^(l+f+1))² < 2^(2(l+f)+4))."""
-    return 2 * (int(max_count).bit_length() + frac_bits) + 4
 
 
 def l2_count_secint(max_count: int, frac_bits: int = 0) -> type:
@@ -102,8 +98,6 @@ def secure_l2_distances(counts: Any, squares: Any, public_c: np.ndarray,
                         segments: Sequence[int], max_count: int, frac_bits: int,
                         fxp: type) -> Any:
     """‖x_r − round_f(c_r)‖₂ per segment as an ``fxp`` array (k,); ``squares`` = Σ_r x²."""
-    from flaimsim.parties.mpc.secure_scoring import round_public_marginal, segment_sums
-
     c_int = round_public_marginal(public_c, frac_bits)
     lengths = np.asarray(segments, dtype=np.int64)
     if int(lengths.sum()) != counts.shape[0] or squares.shape[0] != len(lengths):

@@ -60,24 +60,16 @@ import numpy as np
 from mpyc.runtime import mpc
 from numpy.polynomial import chebyshev, polynomial
 
-from flaimsim.parties.mpc.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
+from flaimsim.parties.distaim.fixed_point import (convert_array, exact_shift_down, fxp_multiply,
                                               fxp_scale, prss_trunc, reinterpret_as_secint)
+from flaimsim.parties.distaim.plan import (COMPARISON_DROP_BITS, EM_FRAC_BITS, GEOMETRIC_BITS,
+                                          SecureMechanismError, argmax_bits, em_scale,
+                                          em_score_bits)
+from flaimsim.parties.profile import section
 
-# η: the stated bound on |computed − ideal| of s_r + G_r at F = 20 (see the docstring), and its
-# noise part, which the tests assert; the other two parts are the truncations' bounds.
-NOISE_ETA = 6e-5
-STATED_ETA = 1e-4
-assert NOISE_ETA + 2 * 2.0 ** -20 + 2 * 2.0 ** -16 <= STATED_ETA
-GEOMETRIC_BITS = 40          # B: cap of the geometric parts K and J
 RANDOMNESS_INT_BITS = 24     # randomness_secint: every selected table value is below 2^22
 POLY_DEGREE = 6
-SCALE_MANTISSA_BITS = 16
-COMPARISON_DROP_BITS = 4     # the argmax compares s + Z on the grid 2^−(F−4)
 LN2 = math.log(2.0)
-
-
-class SecureMechanismError(ValueError):
-    """Bad input to the secure mechanisms (types, parameters)."""
 
 
 def _interpolant(fn: Any) -> np.ndarray:
@@ -96,30 +88,10 @@ TRUNC_EXP_COEF = _interpolant(lambda v: -np.log1p(-np.asarray(v) / 2))   # R(V)
 LN_H_COEF = _interpolant(_ln_h)                                           # q(V)
 
 
-def em_fxp_type(score_bound: float, frac_bits: int = 20) -> type:
-    """SecFxp type for scores with |u_r| ≤ score_bound (and L1 values), F = frac_bits.
-
-    L = max(bitlen(score_bound), 8) + 24: room for u·(16-bit scale mantissa), for L1 values
-    converted from the count type with up to 8 fractional bits, and for |G| < 32.
-    """
-    if not score_bound > 0 or frac_bits < 8:
-        raise SecureMechanismError(f"need score_bound > 0 and frac_bits >= 8, got {score_bound}, {frac_bits}")
-    int_bits = max(int(math.ceil(score_bound)).bit_length(), 8)
-    return mpc.SecFxp(int_bits + 24, frac_bits)
-
-
-def em_scale(epsilon: float, sensitivity: float) -> tuple[int, int, float]:
-    """(m, e, ε_eff): ε/(2Δ) rounded down to m·2^−e, 2^15 ≤ m < 2^16; ε_eff = 2Δ m 2^−e ≤ ε."""
-    if not (epsilon > 0 and sensitivity > 0 and math.isfinite(epsilon) and math.isfinite(sensitivity)):
-        raise SecureMechanismError(
-            f"need finite epsilon > 0 and sensitivity > 0, got {epsilon}, {sensitivity}")
-    scale = epsilon / (2.0 * sensitivity)
-    e = SCALE_MANTISSA_BITS - 1 - math.floor(math.log2(scale))
-    m = math.floor(scale * 2.0 ** e)
-    while m >= 1 << SCALE_MANTISSA_BITS:   # guard float edge cases of log2
-        e -= 1
-        m = math.floor(scale * 2.0 ** e)
-    return m, e, 2.0 * sensitivity * m * 2.0 ** -e
+def em_fxp_type(score_bound: float, frac_bits: int = EM_FRAC_BITS) -> type:
+    """SecFxp(L, F) for scores with |u_r| ≤ score_bound (and L1 values), F = frac_bits, L from
+    :func:`~flaimsim.parties.distaim.plan.em_score_bits`."""
+    return mpc.SecFxp(em_score_bits(score_bound, frac_bits), frac_bits)
 
 
 def _scaled_scores(scores: Any, epsilon: float, sensitivity: float) -> Any:
@@ -276,25 +248,25 @@ def _noisy_argmax(scores: Any, epsilon: float, sensitivity: float, noise: Any,
     """argmax_r ε u_r/(2Δ) + Z_r with Z = ``noise(fxp, n)``, for ``draws`` independent draws."""
     fxp = _check_scores(scores)
     k = scores.shape[0]
-    s = _scaled_scores(scores, epsilon, sensitivity)
-    z = noise(fxp, draws * k)
-    noisy = s + z if draws == 1 else z.reshape(draws, k) + s
-    if not mpc.options.no_prss:
-        # Compare integers in units 2^−(F − c), c = COMPARISON_DROP_BITS, in a small field, not
-        # SecFxp values in the scores' field (the truncation adds ≤ 2·2^−(F−c) to η).
-        noisy = prss_trunc(noisy, COMPARISON_DROP_BITS)
-        noisy = reinterpret_as_secint(noisy, comparison_secint(fxp, epsilon, sensitivity))
-    return mpc.np_argmax(noisy) if draws == 1 else mpc.np_argmax(noisy, axis=1)
+    with section("scaled scores"):
+        s = _scaled_scores(scores, epsilon, sensitivity)
+    with section("Gumbel noise" if noise is secure_gumbel else "Exp noise"):
+        z = noise(fxp, draws * k)
+    with section("argmax"):
+        noisy = s + z if draws == 1 else z.reshape(draws, k) + s
+        if not mpc.options.no_prss:
+            # Compare integers in units 2^−(F − c), c = COMPARISON_DROP_BITS, in a small
+            # field, not SecFxp values in the scores' field (the truncation adds ≤ 2·2^−(F−c)
+            # to η).
+            noisy = prss_trunc(noisy, COMPARISON_DROP_BITS)
+            noisy = reinterpret_as_secint(noisy, comparison_secint(fxp, epsilon, sensitivity))
+        return mpc.np_argmax(noisy) if draws == 1 else mpc.np_argmax(noisy, axis=1)
 
 
 def comparison_bits(fxp: type, epsilon: float, sensitivity: float) -> int:
-    """Width l of the argmax's integers s_r + Z_r in units 2^−(F−4): |s| < 2^(L−24)·ε_eff/(2Δ)
-    for scores of ``em_fxp_type`` (L bits), |Z| < 32 (G > −ln((B+1) ln2), G, E ≤ (B + 2) ln2 + 1);
-    one bit for the sign and one for differences of two values. A key of the cost table."""
-    scale = em_scale(epsilon, sensitivity)[2] / (2 * sensitivity)
-    bound = 2.0 ** (fxp.bit_length - 24) * scale
-    frac = fxp.frac_length - COMPARISON_DROP_BITS
-    return int(math.ceil(bound + 32)).bit_length() + frac + 2
+    """The argmax's integer width for scores of type ``fxp``
+    (:func:`~flaimsim.parties.distaim.plan.argmax_bits`)."""
+    return argmax_bits(fxp.bit_length, fxp.frac_length, epsilon, sensitivity)
 
 
 def comparison_secint(fxp: type, epsilon: float, sensitivity: float) -> type:
@@ -304,7 +276,9 @@ def comparison_secint(fxp: type, epsilon: float, sensitivity: float) -> type:
 
 async def secure_exponential_mechanism(scores: Any, epsilon: float, sensitivity: float) -> int:
     """Open only the index r ~ exp(ε_eff u_r/(2Δ)) (ε_eff = em_scale(ε, Δ)[2] ≤ ε). Async."""
-    index = await mpc.output(secure_em_index(scores, epsilon, sensitivity))
+    index = secure_em_index(scores, epsilon, sensitivity)
+    with section("opening"):
+        index = await mpc.output(index)
     return int(index)
 
 
@@ -354,7 +328,9 @@ async def secure_report_noisy_max(scores: Any, epsilon: float, sensitivity: floa
     """
     if draws is not None and draws < 1:
         raise SecureMechanismError(f"need draws >= 1, got {draws}")
-    index = await mpc.output(secure_rnm_index(scores, epsilon, sensitivity, draws or 1))
+    index = secure_rnm_index(scores, epsilon, sensitivity, draws or 1)
+    with section("opening"):
+        index = await mpc.output(index)
     if draws is None:
         return int(index)
     return np.rint(np.asarray(index, dtype=float)).astype(np.int64).reshape(draws)

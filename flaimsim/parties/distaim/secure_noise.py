@@ -20,19 +20,15 @@ Variance actually added (returned, for the model fit): m·Var N_Z(0, σ²/(m −
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from mpyc.runtime import mpc
 
-from flaimsim.mechanisms.discrete_gaussian import (SystemSource, UniformSource,
-                                                   discrete_gaussian_variance,
-                                                   sample_discrete_gaussian)
-
-
-class SecureNoiseError(ValueError):
-    """Bad input to the secure Gaussian measurement."""
+from flaimsim.mechanisms.discrete_gaussian import SystemSource, sample_discrete_gaussian
+from flaimsim.parties.distaim.plan import (SecureNoiseError, added_variance, share_scale2,
+                                          share_std)
+from flaimsim.parties.profile import section
 
 
 @dataclass(frozen=True)
@@ -44,34 +40,6 @@ class NoisyMeasurement:
     share_std: float          # σ/sqrt(m − t), each share's scale parameter s
     parties: int
     threshold: int
-
-
-def _check(sigma: float, parties: int, threshold: int) -> None:
-    if not sigma > 0 or parties < 1 or not 0 <= threshold < parties:
-        raise SecureNoiseError(
-            f"need sigma > 0 and 0 <= t < m, got sigma={sigma}, m={parties}, t={threshold}")
-
-
-def share_scale2(sigma: float, parties: int, threshold: int) -> Fraction:
-    """Each share's s² = σ²/(m − t), exactly (σ² as the float's rational value)."""
-    _check(sigma, parties, threshold)
-    return Fraction(sigma ** 2) / (parties - threshold)
-
-
-def share_std(sigma: float, parties: int, threshold: int) -> float:
-    """Per-server scale σ/sqrt(m − t): any m − t honest shares sum to parameter σ²."""
-    return float(np.sqrt(float(share_scale2(sigma, parties, threshold))))
-
-
-def added_variance(sigma: float, parties: int, threshold: int) -> float:
-    """m·Var N_Z(0, σ²/(m − t)): the variance of Σ_i Z_i over all m shares (≤ mσ²/(m − t))."""
-    return parties * discrete_gaussian_variance(share_scale2(sigma, parties, threshold))
-
-
-def noise_shares(sigma: float, parties: int, threshold: int, n: int,
-                 source: "np.random.Generator | UniformSource") -> np.ndarray:
-    """(parties, n) int64 shares N_Z(0, σ²/(m − t)) (the ideal engine draws all m at once)."""
-    return sample_discrete_gaussian(share_scale2(sigma, parties, threshold), (parties, n), source)
 
 
 def secure_noise(secint: type, n: int, sigma: float) -> Any:
@@ -94,8 +62,10 @@ async def secure_gaussian_measure(counts: Any, sigma: float) -> NoisyMeasurement
     if stype is None or getattr(stype, "frac_length", 0) != 0 or counts.ndim != 1:
         raise SecureNoiseError("counts must be a 1-D secure integer array (SecInt.array)")
     m, t = len(mpc.parties), mpc.threshold
-    noise = secure_noise(stype, counts.shape[0], sigma)
-    opened = await mpc.output(counts + noise)
+    with section("noise shares"):
+        noise = secure_noise(stype, counts.shape[0], sigma)
+    with section("opening"):
+        opened = await mpc.output(counts + noise)
     values = np.asarray([int(v) for v in np.asarray(opened).ravel()], dtype=np.int64)
     return NoisyMeasurement(values=values, variance=added_variance(sigma, m, t),
                             share_std=share_std(sigma, m, t), parties=m, threshold=t)

@@ -46,18 +46,11 @@ from typing import Any, Sequence
 import numpy as np
 from mpyc.runtime import mpc
 
-from flaimsim.mechanisms.scores import aim_score_from_l1, score_offset
+from flaimsim.mechanisms.scores import aim_score_from_l1
+from flaimsim.parties.distaim.plan import (SecureScoringError, comparison_plan, l1_count_bits,
+                                          priced_cells, round_public_marginal)
 from flaimsim.parties.mpc.bit_decomposition import PackedShares, secure_low_bits
-
-# Extra bits of the count type beyond bitlen(N) + f: segment sums of |x − c| reach
-# Σx + Σc ≈ 2N (more if the model total overshoots N); 4 bits allow Σ_r c up to ~7·2^l
-# (checked before the conversion to fixed point, the only step that needs it).
-_SUM_HEADROOM_BITS = 4
-
-
-class SecureScoringError(ValueError):
-    """Bad input to the secure scoring functions (shapes, ranges, types)."""
-
+from flaimsim.parties.profile import section
 
 @dataclass(frozen=True)
 class SecretBits:
@@ -94,12 +87,6 @@ class SecretBits:
                           below=None if self.below is None else pick(self.below, (slice(None), idx)))
 
 
-def score_bound(max_weight: float, max_count: int, model_total: float, sigma: float,
-                max_cells: int) -> float:
-    """Public bound on |u_r| = w_r |L1_r − sqrt(2/π) σ n_r| for ``em_fxp_type``."""
-    return float(max_weight * (max_count + model_total + score_offset(sigma, max_cells)))
-
-
 def count_secint(max_count: int, frac_bits: int = 0) -> type:
     """SecInt type for counts in 0..max_count compared on the grid 2^−frac_bits.
 
@@ -108,7 +95,7 @@ def count_secint(max_count: int, frac_bits: int = 0) -> type:
     """
     if max_count < 1 or frac_bits < 0:
         raise SecureScoringError(f"need max_count >= 1 and frac_bits >= 0, got {max_count}, {frac_bits}")
-    return mpc.SecInt(int(max_count).bit_length() + frac_bits + _SUM_HEADROOM_BITS)
+    return mpc.SecInt(l1_count_bits(max_count, frac_bits))
 
 
 def prefix_zero_products(bits: Any) -> Any:
@@ -154,14 +141,6 @@ def decompose_counts(counts: Any, max_count: int, frac_bits: int = 0,
                       below=below)
 
 
-def round_public_marginal(public_c: np.ndarray, frac_bits: int) -> np.ndarray:
-    """round(c·2^f) as int64; the value the secure L1 actually compares with (error ≤ 2^−(f+1))."""
-    c = np.asarray(public_c, dtype=float)
-    if c.ndim != 1 or not np.all(np.isfinite(c)) or np.any(c < 0):
-        raise SecureScoringError("public marginal must be a 1-D array of finite non-negative floats")
-    return np.rint(c * 2.0 ** frac_bits).astype(np.int64)
-
-
 def segment_sums(values: Any, segments: Sequence[int]) -> Any:
     """Per-segment sums of a secure 1-D array (local: cumulative sum, then differences)."""
     lengths = np.asarray(segments, dtype=np.int64)
@@ -200,50 +179,6 @@ def _secure_less_than_full(bits: SecretBits, c_int: np.ndarray) -> Any:
         lt = term if lt is None else lt + term
         prefix = p_next
     return lt * (1 - above) + above   # model above every possible count: x < c publicly
-
-
-@dataclass(frozen=True)
-class ComparisonPlan:
-    """Public shape of [X < c] for X = x·2^f with l secret bits: per cell, h = bitlen(c) − 1 and
-    t0 = the lowest set bit of c (cells with 0 < c < 2^(l+f) are ``inside``)."""
-
-    above: np.ndarray       # bool (n,)
-    inside: np.ndarray      # int64 cell indices
-    h: np.ndarray           # int64 (n,), valid on ``inside``
-    t0: np.ndarray          # int64 (n,), valid on ``inside``
-    frac_bits: int
-
-    @property
-    def mults(self) -> int:
-        """Secret multiplications per round: Σ_inside max(0, h − max(t0, f))."""
-        i = self.inside
-        return int(np.maximum(self.h[i] - np.maximum(self.t0[i], self.frac_bits), 0).sum())
-
-    @property
-    def steps(self) -> int:
-        """Bit positions j ≥ f at which some cell multiplies (one vectorised message each)."""
-        i = self.inside
-        lo, hi = np.maximum(self.t0[i], self.frac_bits), self.h[i]
-        used = np.zeros(int(hi.max()) + 1 if i.size else 1, dtype=bool)
-        for a, b in set(zip(lo.tolist(), hi.tolist())):
-            used[a:b] = True
-        return int(used.sum())
-
-
-def comparison_plan(c_int: np.ndarray, count_bits: int, frac_bits: int) -> ComparisonPlan:
-    """The public plan of :func:`less_than_pieces` (also what the cost model charges)."""
-    c_int = np.asarray(c_int, dtype=np.int64)
-    n = c_int.shape[0]
-    above = c_int >= (1 << (count_bits + frac_bits))
-    inside = np.flatnonzero((c_int > 0) & ~above)
-    c_in = c_int[inside]
-    h = np.zeros(n, dtype=np.int64)
-    t0 = np.zeros(n, dtype=np.int64)
-    h[inside] = np.floor(np.log2(c_in)).astype(np.int64)
-    h[inside] += (c_in >> (h[inside] + 1)) > 0          # guard float rounding of log2
-    h[inside] -= (c_in >> h[inside]) == 0
-    t0[inside] = np.log2(c_in & -c_in).round().astype(np.int64)
-    return ComparisonPlan(above, inside, h, t0, int(frac_bits))
 
 
 @dataclass(frozen=True)
@@ -417,12 +352,6 @@ def _segment_ids(segments: Sequence[int]) -> np.ndarray:
     return np.repeat(np.arange(len(lengths)), lengths)
 
 
-def priced_cells(c_int: np.ndarray) -> np.ndarray:
-    """Cells whose comparison [X < c] is not publicly false: round_f(c) > 0. Only these need
-    bits (lazy decomposition); which they are depends on the public model only."""
-    return np.flatnonzero(np.asarray(c_int) > 0)
-
-
 def secure_l1_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],
                    fxp: type | None = None, segment_counts: Any = None) -> Any:
     """Secret per-segment L1 ‖x_r − round_f(c_r)‖₁, comparisons priced by c (the default).
@@ -463,16 +392,19 @@ def secure_l1_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[in
     k = len(segments)
     seg_c = np.bincount(seg_of, weights=c_int, minlength=k).astype(np.int64)
     c_priced, seg_priced = c_int[priced], seg_of[priced]
-    lt = less_than_pieces(bits, c_priced)
-    diff = bits.counts * (1 << f) - c_priced
-    dots = _group_dots(diff[lt.cells], lt.values, seg_priced[lt.cells], k)
-    if lt.above.any():
-        above = np.flatnonzero(lt.above)
-        dots = dots + _group_sums(diff[above], seg_priced[above], k)
+    with section("priced comparisons"):
+        lt = less_than_pieces(bits, c_priced)
+    with section("dot products"):
+        diff = bits.counts * (1 << f) - c_priced
+        dots = _group_dots(diff[lt.cells], lt.values, seg_priced[lt.cells], k)
+        if lt.above.any():
+            above = np.flatnonzero(lt.above)
+            dots = dots + _group_sums(diff[above], seg_priced[above], k)
     if not hasattr(segment_counts, "shape") or segment_counts.shape == ():
         segment_counts = stype.array(np.zeros(k, dtype=np.int64)) + segment_counts
     l1_scaled = segment_counts * (1 << f) - seg_c - 2 * dots
-    return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, f, fxp)
+    with section("score to fixed point"):
+        return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, f, fxp)
 
 
 def secure_l1_bits_full(bits: SecretBits, public_c: np.ndarray, segments: Sequence[int],
