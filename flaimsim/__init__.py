@@ -16,3 +16,15 @@ os.environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 __version__ = "0.1.0"
+
+_API = ("run", "sweep", "RunOutput", "SweepOutput")
+
+
+def __getattr__(name: str):
+    """``flaimsim.run`` and ``flaimsim.sweep`` (:mod:`flaimsim.bench.api`), imported on first
+    use so that ``import flaimsim`` stays light."""
+    if name in _API:
+        from flaimsim.bench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'flaimsim' has no attribute {name!r}")

@@ -44,6 +44,19 @@ def test_network_parallel_uploads_and_aggregator_bottleneck(per, expected):
     assert wall_time(rows, net) == pytest.approx(expected)
 
 
+def test_network_charges_the_wire_rounds_not_messages():
+    """MPyC overlaps operations: 40 messages on a link in 6 communication rounds pay 6
+    latencies; a step without round counts falls back to its messages."""
+    net = Network("test", latency_s=0.01, bandwidth_bps=8e9)
+    counted = [LedgerRow("r", "p", 1, "score", "server:0", "server:1", 100, 40, "wire", 6),
+               LedgerRow("r", "p", 1, "score", "server:1", "server:0", 100, 40, "wire", 0)]
+    legacy = [row(1, "select", "server:0", "server:1", 100, 5)]
+    steps = step_costs(counted + legacy, net)
+    assert [(s.phase, s.message_rounds, s.counted) for s in steps] == [
+        ("score", 6, "rounds"), ("select", 5, "messages")]
+    assert wall_time(counted + legacy, net) == pytest.approx(11 * 0.01 + 2 * 8 * 100 / 8e9)
+
+
 def test_network_steps_are_sequential_across_rounds_and_ordered():
     net = Network("test", 1.0, 8e9)
     rows = [row(2, "measure", "server:0", "server:1", 0, 3),

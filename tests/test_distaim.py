@@ -14,6 +14,7 @@ from flaimsim.parties.distaim.options import DistAimOptions
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.config import ConfigError, RunConfig
 from flaimsim.protocols.distaim import cost_setting, offset_std, run_distaim, score_bound
+from flaimsim.protocols.mpc_security import mpyc_option
 from flaimsim.protocols.prepare import wire_record_bound
 from flaimsim.protocols.prepare import prepare
 
@@ -95,8 +96,10 @@ def test_production_cost_table_matches_measured_per_phase(real_run, modelled_run
     data = prepare(cfg)
     bound = wire_record_bound(data)
     sb = score_bound(data.workload, bound, offset_std(res.record["sigma"], cfg.servers))
+    setting = cost_setting(cfg, data)
     assert table.key == cache_key(3, bound, sb, cfg.score_frac_bits, cfg.score,
-                                  select_bits_for(sb, cost_setting(cfg, data).select_epsilon))
+                                  select_bits_for(sb, setting.select_epsilon),
+                                  mpyc_option(setting.kappa))
     assert 0 <= table.max_relative_residual <= 0.02
     modelled = replay(res.artifacts["steps"], table, cfg.sharing).by_phase()
     measured = res.ledger.by_phase()

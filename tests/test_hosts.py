@@ -40,7 +40,8 @@ EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_COMMAND_TIMEOUT = 3, 5, 6
 # depend on the choice here: the model never reaches the size cap).
 TINY = dict(PRESETS["synthfs-small"], protocol="distaim", mpc="real", synthfs_features=4,
             synthfs_bins=4, workload_marginals=2, clients=3, synthfs_records=40,
-            iters_round=10, iters_final=10, rounds=1)
+            iters_round=10, iters_final=10, rounds=1,
+            mpc_security=30)   # `flaimsim serve` runs MPyC's default κ; the run must match it
 # Record fields fixed by the seed and the configuration (not by MPC randomness; the
 # per-round scoring and decomposition bytes are not: comparisons are priced, and cells
 # decomposed, by the noisy public model).

@@ -10,6 +10,8 @@ from flaimsim.mechanisms.model import GraphicalModel
 from flaimsim.protocols.aim import fixed_schedule, run_fixed
 from flaimsim.protocols.central import CuratorBackend
 from flaimsim.protocols.config import RunConfig, stream
+from flaimsim.parties.distaim.plan import select_bits
+from flaimsim.protocols import distaim
 from flaimsim.protocols.distaim import cost_setting, distaim_schedule, run_distaim
 from flaimsim.protocols.prepare import prepare
 
@@ -59,12 +61,38 @@ def backend_measured(backend: CuratorBackend) -> bool:
     return backend.rng.bit_generator.state != fresh.bit_generator.state
 
 
+class _FreeTable:
+    """A cost table that charges nothing, for the widths it was asked for (no calibration)."""
+
+    def __init__(self, options, score_bound: float, select_epsilon: float) -> None:
+        self.options, self.score_bound = options, score_bound
+        self.select_bits = select_bits(score_bound, select_epsilon)
+
+    def upload_bytes_per_server(self, sharing, cells):
+        return []
+
+    def charge(self, ledger, *args, **kwargs):
+        pass
+
+
 @pytest.mark.parametrize("participation", ["all", "poisson"])
-def test_distaim_sizes_its_widths_with_the_loops_schedule(participation: str) -> None:
+def test_distaim_sizes_its_widths_with_the_loops_schedule(participation: str,
+                                                          monkeypatch) -> None:
+    tables: list[_FreeTable] = []
+
+    def free_table(options, score_bound, select_epsilon=1.0):
+        tables.append(_FreeTable(options, score_bound, select_epsilon))
+        return tables[-1], False
+
+    monkeypatch.setattr(distaim, "load_or_calibrate", free_table)
     config = RunConfig(protocol="distaim", mpc="model", distaim_participation=participation,
                        **TINY)
     data = prepare(config)
     result = run_distaim(config, data)
     schedule = distaim_schedule(config, data)
     assert result.loop.schedule == schedule
-    assert cost_setting(config, data).sigma == schedule.sigma == result.record["sigma"]
+    setting = cost_setting(config, data)
+    assert setting.sigma == schedule.sigma == result.record["sigma"]
+    assert [t.score_bound for t in tables] == [setting.score_bound]   # one table, this setting
+    n = len(data.workload.one_ways) + config.rounds + (participation == "poisson")
+    assert schedule.n_measurements == n

@@ -51,7 +51,7 @@ def test_counter_separates_mpyc_internal_openings():
     exec("rt.output([1, 2])", glb)  # a call from inside MPyC: a masked value, not listed
     assert [(o.call, o.command, o.elements, o.receivers) for o in counter.openings] == [
         (3, "open_to", 10, (0,))]
-    assert counter.internal == 1
+    assert counter.internal == 1 and counter.internal_elements == 2   # counted, with elements
     with pytest.raises(RuntimeError, match="already installed"):
         counter.install(rt)
 

@@ -26,9 +26,10 @@ def poisson_run():
 def test_cumulative_mode_releases_t_plus_one_counts_within_the_budget(poisson_run):
     cfg, res = poisson_run
     rec = res.record
-    assert rec["rho_spent"] == pytest.approx(rec["rho_budget"], rel=1e-9)
+    assert rec["rho_spent"] <= rec["rho_budget"] * (1 + 1e-9)
     spends = res.loop.privacy.to_records()
-    counts = [s for s in spends if s["detail"] == "contributor count"]
+    counts = [s for s in spends if s["detail"] == "contributor count"
+              and s["mechanism"] == "gaussian"]
     assert [s["round"] for s in counts] == list(range(cfg.rounds + 1))
     sigma = res.loop.schedule.sigma
     # all T + 1 releases together cost exactly one Gaussian measurement at σ

@@ -203,3 +203,78 @@ def test_receivers_count_what_senders_wrote():
         rows[(r.phase, r.sender, r.receiver)] = (b + r.bytes, m + r.messages)
     assert rows == received
     np.testing.assert_array_equal(res.sum, sum(vecs[u] for u in ids[1:]))
+
+
+def _double_unmask_attack(vecs: dict[int, np.ndarray], victim: int) -> np.ndarray | None:
+    """A session run honestly, then the aggregator's extra request "victim dropped" to the
+    victim's neighbours; returns the victim's input if the shares it gets rebuild it."""
+    from flaimsim.parties.secagg.protocol import SecAggRefusal, answer_unmask
+
+    ids = sorted(vecs)
+    bits = sc.modulus_bits(len(ids), 20)
+    s = Session(9, 12, bits, sc.word_bytes(bits), 3, 4,
+                neighbour_graph(ids, 4, np.random.default_rng(0)))
+    network = StarNetwork()
+    net = sw.Transport(network, 9)
+    clients = {u: SecAggClient(u, vecs[u].astype(np.uint64), s.graph[u]) for u in ids}
+    agg = SecAggAggregator()
+    advertise_keys(clients, agg, net, s)
+    share_keys(clients, agg, net, s)
+    collect_masked_inputs(clients, ids, agg, net, s)
+    honest = unmask(clients, ids, agg, net, s)
+    np.testing.assert_array_equal(honest, sum(vecs.values()))   # the honest sum is right
+    y_victim = next(sw.decode_masked(sw.unpack(r.payload)[1])[0] for r in net.log
+                    if r.kind == "MASKED_INPUT" and r.sender == f"client:{victim}")
+    mask_key: dict[int, bytes] = {}
+    for u in s.graph[victim]:   # the extra request, after the honest one
+        nb = s.graph[u]
+        net.send(sw.pack(sw.Kind.UNMASK_REQUEST, s.round, sw.AGGREGATOR_ID, u,
+                         sw.encode_ids([v for v in nb if v != victim], [victim])))
+        try:
+            answer_unmask(clients, [u], net, s)
+        except SecAggRefusal:
+            continue
+    for h, body in net.receive(sw.AGGREGATOR_ID, sw.Kind.UNMASK_SHARES):
+        for owner, what, share in sw.decode_unmask_shares(body):
+            if owner == victim and what == sw.MASK_KEY:
+                mask_key[h.sender] = share
+    network.close()
+    if len(mask_key) < s.threshold:
+        return None
+    s_sk = sc.private_key_from_bytes(sc.shamir_reconstruct(mask_key, s.threshold))
+    b = sc.shamir_reconstruct(agg.shares[(victim, sw.SELF_SEED)], s.threshold)
+    x = y_victim - sc.prg_words(b, s.length, s.bits)
+    for u in s.graph[victim]:
+        pad = sc.prg_words(sc.agree(s_sk, agg.public_keys[u][1], b"mask", s.round, victim, u),
+                           s.length, s.bits)
+        x = x - pad if victim < u else x + pad
+    return (x & s.mask).astype(np.int64)
+
+
+def test_double_unmask_request_recovers_nothing():
+    """Issue 24's attack: 5 clients, degree 4, t = 3; after the honest unmask the aggregator
+    asks client 0's neighbours again, now saying client 0 dropped. Every client refuses (its
+    unmask stage ran), so s_sk_0 stays secret and x_0 is not rebuilt. Checked: with the stage
+    guard in SecAggClient.unmask_entries removed, this returns x_0 exactly."""
+    rng = np.random.default_rng(24)
+    vecs = {u: rng.integers(0, 21, 12) for u in range(5)}
+    assert _double_unmask_attack(vecs, 0) is None
+
+
+@pytest.mark.parametrize("step", ["masked-twice", "unmask-before-input", "both-in-one"])
+def test_client_refuses_out_of_turn(step):
+    from flaimsim.parties.secagg.protocol import SecAggRefusal, Stage
+
+    c = SecAggClient(1, np.zeros(3, np.uint64), (0, 2))
+    c.held_shares = {0: (b"s0", b"b0"), 2: (b"s2", b"b2")}
+    s = Session(0, 3, 4, 1, 1, 2, {})
+    with pytest.raises(SecAggRefusal):
+        if step == "masked-twice":
+            c.stage = Stage.MASKED
+            c.masked_input(s)
+        elif step == "unmask-before-input":
+            c.stage = Stage.SHARES_RECEIVED
+            c.unmask_entries([0], [2])
+        else:
+            c.stage = Stage.MASKED
+            c.unmask_entries([0, 2], [0])

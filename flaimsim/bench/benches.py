@@ -64,12 +64,27 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
         if not getattr(args, "json", False):
             print(format_bill(rows))
         return bill_records(rows)
+    if what == "flaim-options":
+        # FLAIM's bill by option (bytes on the wire, L1), flaim_bill's docstring.
+        from flaimsim.bench.flaim_bill import flaim_bill, flaim_bill_records, format_flaim_bill
+
+        rows = flaim_bill(config_from_args(args, {"protocol": "aug-flaim-private"}))
+        if not getattr(args, "json", False):
+            print(format_flaim_bill(rows))
+        return flaim_bill_records(rows)
     if what == "secagg":
         from flaimsim.bench.secagg_bench import bench_secagg
         return bench_secagg()
     if what == "noise":
         from flaimsim.bench.noise_bench import bench_noise
         return bench_noise()
+    if what == "network":
+        from flaimsim.bench.network_bench import bench_network, format_network_bench
+
+        rows = bench_network(args)
+        if not getattr(args, "json", False):
+            print(format_network_bench(rows))
+        return rows
     if what == "resharing":
         from flaimsim.bench.resharing_bench import bench_resharing
         return bench_resharing()

@@ -9,6 +9,7 @@
     flaimsim serve    one MPC compute server on this host (drive it with run --servers-at)
     flaimsim data     prepare the paper's raw data sets in the private-pgm format
     flaimsim reproduce  the poster's trade-off table in the paper's setting, every data set
+    flaimsim report   rebuild report.html (one self-contained page) from a result folder
 """
 
 from __future__ import annotations
@@ -18,38 +19,39 @@ import json
 import sys
 from typing import Sequence
 
-from flaimsim.bench.options import (MAIN_JOB_PROTOCOLS, add_run_options, config_from_args,
-                                    main_job_defaults, resolve_preset)
+from flaimsim.bench.options import add_run_options, config_from_args
 from flaimsim.protocols.config import ConfigError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flaimsim.bench.runs import run_set
-
-    main_job = not args.protocol
-    protocols = args.protocol or list(MAIN_JOB_PROTOCOLS)
-    preset = resolve_preset(args)
-    config = config_from_args(args, main_job_defaults(preset) if main_job else None).replace(
-        protocol=protocols[0])
-    runs = run_set(config, protocols, args.out, preset=preset)
-    print(runs.header())
-    print(runs.table())
-    for r in runs.results:
-        for note in r.notes:
-            print(f"note ({r.record['protocol']}): {note}")
+    from flaimsim.bench.api import given_options, run
+    from flaimsim.bench.runs import fit_width
     from flaimsim.protocols.privacy import format_privacy
 
-    for r in runs.results:
-        print(format_privacy(r.record["protocol"], r.record["privacy"]))
+    result = run(args.protocol, args.dataset, preset=args.preset, out=args.out,
+                 **given_options(args))
+    fit = (lambda text: text) if args.wide else fit_width
+    print(result.header())
+    print(result.table(wide=args.wide))
+    for r in result.results:
+        for note in r.notes:
+            print(fit(f"note ({r.record['protocol']}): {note}"))
+    from flaimsim.bench.emulated import format_network_lines
+
+    for line in format_network_lines([r.record for r in result.results]):
+        print(fit(line))
+    for r in result.results:
+        print(fit(format_privacy(r.record["protocol"], r.record["privacy"])))
     if args.profile:
         from flaimsim.parties.profile import format_profile
 
-        for r in (r for r in runs.results if r.record.get("profile")):
+        for r in (r for r in result.results if r.record.get("profile")):
             print(f"\nprofile ({r.record['protocol']}, {r.record.get('bytes_source')}; "
                   f"{r.record.get('comm_rounds')} communication rounds):")
             print(format_profile(r.record.get("profile") or []))
     if args.out:
-        print(f"wrote {args.out}/config.json and {args.out}/result.json")
+        print(fit(f"wrote {args.out}/config.json, result.json, table.csv, table.md and "
+                  "report.html"))
     return 0
 
 
@@ -74,8 +76,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     config = config_from_args(args, {"protocol": "distaim"})
     setting = cost_setting(config, prepare(config))   # the run's widths, from public values
     if args.table:
-        table = calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
-                          setting.select_epsilon)
+        from flaimsim.protocols.mpc_security import mpyc_option
+
+        table = calibrate(DistAimOptions.of(config, setting.max_count,
+                                            mpyc_option(setting.kappa)),
+                          setting.score_bound, setting.select_epsilon)
         from pathlib import Path
         Path(args.table).write_text(table.to_json())
         where = args.table
@@ -122,6 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.publish:
         parse_address(args.publish)
         argv += ["--publish", args.publish]
+    if args.mpc_security is not None:   # MPyC's -K; a driver checks it against its run's κ
+        argv += ["-K", str(args.mpc_security)]
     print(f"flaimsim serve: party {args.party} of {len(peers)}, control {args.control}",
           file=sys.stderr, flush=True)
     os.environ["MPYC_MIX32_64BIT"] = "1"
@@ -151,6 +158,9 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit after this many seconds without a driver (0: never)")
     p.add_argument("--command-timeout", type=float, default=3600.0,
                    help="exit if one command runs longer than this (0: no limit)")
+    p.add_argument("--mpc-security", type=int, default=None, metavar="KAPPA",
+                   help="MPyC's statistical security parameter (default: MPyC's 30); a "
+                        "driver refuses servers whose kappa differs from its run's")
     p.set_defaults(func=cmd_serve)
 
 
@@ -205,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run protocols and print the comparison table")
     add_run_options(p_run, main_job=True)
+    p_run.add_argument("--wide", action="store_true",
+                       help="print every column of the table (default: the columns that fit "
+                            "120 characters; the full table goes to --out's table.csv/md)")
     p_run.add_argument("--profile", action="store_true",
                        help="also print each phase's secure operations: bytes, messages, "
                             "rounds, seconds (default: off; always in result.json as "
@@ -212,10 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run)
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
-                                                "noise", "options", "resharing",
-                                                "fastpaths"))
+                                               "noise", "options", "resharing",
+                                               "flaim-options", "network", "fastpaths"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p_bench.add_argument("--repeats", type=int, default=1,
+                         help="network: runs per measured time, medians taken (default: 1)")
     p_bench.add_argument("--bench-pairs", type=int, default=1,
                          help="fastpaths: plain/fast run pairs, alternating (default 1)")
     p_bench.set_defaults(func=cmd_bench)
@@ -223,9 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p_cal)
     p_cal.add_argument("--table", default=None, help="write the table here (default: cache)")
     p_cal.set_defaults(func=cmd_calibrate)
-    from flaimsim.bench import explain, plots, reproduce, sweep, table  # each owns a subcommand
+    # each owns a subcommand
+    from flaimsim.bench import explain, plots, report, reproduce, sweep, table
 
-    for module in (sweep, table, plots, explain, reproduce):
+    for module in (sweep, table, plots, explain, reproduce, report):
         module.add_parser(sub)
     add_serve_parser(sub)
     add_data_parser(sub)

@@ -4,7 +4,9 @@ It runs DistAIM (real MPC: 3 MPyC server processes on loopback, bytes counted on
 and AugFLAIM (Private) (SecAgg+, bytes measured) on a tiny SynthFS (4 clients, 2 rounds) and
 prints, per round and phase, who sends what to whom, how many bytes, and what is opened —
 read from the ledger rows, DistAIM's reveal log and FLAIM's per-round choices — then each
-party's totals and the network model's time on a LAN and a WAN.
+party's totals and the network model's time on a LAN and a WAN. Each phase's text comes from
+:mod:`narration`, derived from the options that ran. ``--html --out E`` also writes
+E/explain.html, the same story as a message sequence diagram (:mod:`sequence`).
 """
 
 from __future__ import annotations
@@ -12,48 +14,14 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Sequence
 
 from flaimsim.parties.ledger import Ledger, LedgerRow, party_kind
 from flaimsim.protocols.config import RunConfig
+from flaimsim.protocols.knowledge import format_knowledge
+from flaimsim.bench.tiny import TINY, TinyRuns, run_tiny
 from flaimsim.bench.network import PHASE_ORDER, PRESETS, wall_time_split
 from flaimsim.bench.runs import human_bytes
-
-# A SynthFS small enough for real MPC in well under a minute on 2 cores.
-TINY = dict(dataset="synthfs", clients=4, synthfs_features=4, synthfs_records=60,
-            synthfs_bins=4, workload_marginals=4, rounds=2, participation=1.0, epsilon=1.0,
-            iters_round=50, iters_final=100, mpc="real", servers=3, seed=0)
-
-WHAT: dict[str, dict[str, str]] = {
-    "distaim": {
-        "setup": "MPyC connects the servers: each connection opens with the connecting "
-                 "server's id (2 B) and its PRSS keys, counted where written and read",
-        "share-inputs": "each client splits its answers to every W+ marginal (one vector) "
-                        "into Shamir shares, one per server; a single share reveals nothing",
-        "score": "servers work on the secret-shared aggregate: in round 0 the one-off bit "
-                 "decomposition of every cell, then each round every candidate's quality "
-                 "score (comparisons and multiplications, each a chain of server-to-server "
-                 "message rounds: this is where MPC is expensive)",
-        "select": "secure exponential mechanism: the servers jointly draw one candidate with "
-                  "probability ∝ exp(ε·score/2Δ); only the chosen index is opened",
-        "measure": "each server inputs Gaussian noise shares; the noisy marginal is opened",
-    },
-    "flaim": {
-        "model-broadcast": "the aggregator sends the current model's parameters to the "
-                           "sampled clients (every FLAIM message is one 14-byte-header frame "
-                           "on a loopback TCP connection, counted there)",
-        "select": "each sampled client scores candidates on its own data, draws one with a "
-                  "local exponential mechanism, and sends the index in the clear",
-        "secagg-keys": "SecAgg+ key agreement: clients send public keys, the aggregator "
-                       "relays them to each client's neighbours",
-        "secagg-masked-input": "each client sends its marginal vector under pairwise and "
-                               "self masks (it looks random to the aggregator)",
-        "secagg-unmask": "survivors send key shares so the aggregator can remove the masks: "
-                         "it learns only the sum, then adds Gaussian noise",
-        "proxy": "AugFLAIM (Private): sampled clients also submit their one-way marginals "
-                 "by secure aggregation, to estimate heterogeneity privately",
-    },
-}
 
 
 # Why a phase takes the communication rounds it does (ledger comm_rounds, docs/rounds.md).
@@ -168,73 +136,19 @@ def narrate(title: str, ledger: Ledger, what: dict[str, str],
     return "\n".join(out)
 
 
-def _distaim_opened(result: Any) -> dict[int, list[str]]:
-    opened: dict[int, list[str]] = defaultdict(list)
-    measurements = list(result.loop.measurements)
-    selected = result.loop.selected
-    n_measure = 0
-    for entry in result.artifacts.get("reveals", []):
-        label = str(entry.get("label", ""))
-        t = int(label.split()[-1]) if label.startswith("round") else -1
-        if entry["name"] == "selected-index":
-            what = "|".join(selected[t - 1][0]) if 0 < t <= len(selected) else "?"
-            opened[t].append(f"the index of the selected marginal ({what}), nothing else")
-        else:
-            clique = (measurements[n_measure].clique if n_measure < len(measurements)
-                      else ("?",))
-            n_measure += 1
-            opened[t].append(f"the noisy marginal of {'|'.join(clique)} "
-                             f"({entry.get('shape', ['?'])[0]} cells)")
-    return dict(opened)
-
-
-def _flaim_opened(result: Any, backend: Any | None) -> dict[int, list[str]]:
-    opened: dict[int, list[str]] = defaultdict(list)
-    if backend is not None:
-        for info in backend.rounds:
-            for k, c in sorted(info.choices.items()):
-                opened[info.round].append(f"client:{k} chose {'|'.join(c)} (seen by the "
-                                          "aggregator, a DP output)")
-        for rec in backend.records:
-            covers = f", cover clients {list(rec.covers)}" if rec.covers else ""
-            opened[rec.round].append(
-                f"noisy sum of {'|'.join(rec.clique)} over clients {list(rec.contributors)}"
-                f"{covers} ({rec.phase})")
-    else:
-        for t, chosen in enumerate(result.loop.selected, start=1):
-            opened[t].append("chosen: " + ", ".join("|".join(c) for c in chosen))
-    return dict(opened)
-
-
-def explain(config: RunConfig | None = None, bill: bool = True) -> str:
-    """Run the tiny DistAIM and AugFLAIM (Private) and return the narration; ``bill`` adds
-    DistAIM's cost by option (:mod:`flaimsim.bench.option_bill`)."""
-    from flaimsim.protocols import runner
-    from flaimsim.protocols.prepare import prepare
-
-    config = config or RunConfig(**TINY)
-    data = prepare(config)
-    K = data.federation.n_clients
-    head = (f"Tiny run: SynthFS, {K} clients, {config.servers} MPC servers "
-            f"(threshold t = {config.threshold}), T = {config.rounds}, ε = {config.epsilon:g}; "
-            f"W+ has {len(data.workload.candidates)} candidates, "
-            f"{data.workload.total_cells} cells.\n")
-    parts = [head]
-    distaim = runner("distaim")(config.replace(protocol="distaim"), data=data)
-    parts.append(narrate(f"DistAIM ({config.mpc} MPC, {config.servers} compute servers)",
-                         distaim.ledger, WHAT["distaim"], _distaim_opened(distaim), K,
-                         distaim.record.get("profile") or ()))
-    flaim_config = config.replace(protocol="aug-flaim-private")
-    try:
-        from flaimsim.protocols.flaim import simulate_flaim
-
-        flaim, backend = simulate_flaim(flaim_config, data, None)
-    except ImportError:
-        flaim, backend = runner("aug-flaim-private")(flaim_config, data=data), None
-    parts.append("")
-    parts.append(narrate("AugFLAIM (Private) (secure aggregation, one aggregator)",
-                         flaim.ledger, WHAT["flaim"], _flaim_opened(flaim, backend), K,
-                         flaim.record.get("profile") or ()))
+def explain(config: RunConfig | None = None, bill: bool = True,
+            tiny: TinyRuns | None = None) -> str:
+    """Run the tiny DistAIM and AugFLAIM (Private) (or take ``tiny``) and return the
+    narration; ``bill`` adds DistAIM's cost by option (:mod:`flaimsim.bench.option_bill`)."""
+    tiny = tiny or run_tiny(config)
+    config, K = tiny.config, tiny.clients
+    parts = [tiny.head() + "\n"]
+    for i, story in enumerate(tiny.stories()):
+        parts += [""] * (i > 0) + [narrate(story.title, story.ledger, story.texts,
+                                          story.opened, K, story.operations)]
+        record = (tiny.distaim if story.protocol == "distaim" else tiny.flaim).record
+        parts.append(format_knowledge(record["privacy"]["knowledge"]))
+    distaim, flaim = tiny.distaim, tiny.flaim
     dt, ft = distaim.ledger.totals(), flaim.ledger.totals()
     mpc = sum(v["sent"] for p, v in dt.items() if party_kind(p) == "server")
     client_d = sum(v["sent"] + v["received"] for p, v in dt.items()
@@ -255,7 +169,7 @@ def explain(config: RunConfig | None = None, bill: bool = True) -> str:
 
         parts += ["", "=== DistAIM's bill by option (the same tiny run, one option changed "
                   "at a time; bytes per server per phase) ===",
-                  format_bill(option_bill(config.replace(protocol="distaim"), data))]
+                  format_bill(option_bill(config.replace(protocol="distaim"), tiny.data))]
     return "\n".join(parts)
 
 
@@ -264,14 +178,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=TINY["rounds"])
     p.add_argument("--seed", type=int, default=TINY["seed"])
     p.add_argument("--mpc", choices=("real", "model"), default=TINY["mpc"])
+    for flag, choices in (("--sharing", ("compact", "shamir", "additive")),
+                          ("--score", ("l1", "l2")), ("--em", ("gumbel", "rnm"))):
+        p.add_argument(flag, choices=choices, default=None,
+                       help=f"DistAIM's option (default: {getattr(RunConfig, flag[2:])})")
     p.add_argument("--no-bill", dest="bill", action="store_false",
                    help="skip DistAIM's bill by option (five more tiny runs)")
+    p.add_argument("--html", action="store_true",
+                   help="write the run as a message sequence diagram, OUT/explain.html")
+    p.add_argument("--out", default=None, help="folder for --html's explain.html")
+    p.add_argument("--png", default=None, metavar="FILE",
+                   help="with --html: also a PNG of the whole diagram in headless Chromium")
+    p.add_argument("--png-height", type=int, default=None, metavar="PX",
+                   help="keep the top PX pixels of the PNG (default: the whole page)")
     p.set_defaults(func=command)
 
 
 def command(args: argparse.Namespace) -> int:
-    config = RunConfig(**{**TINY, "rounds": args.rounds, "seed": args.seed, "mpc": args.mpc})
-    print(explain(config, bill=args.bill))
+    from flaimsim.protocols.config import ConfigError
+
+    chosen = {k: getattr(args, k) for k in ("sharing", "score", "em")
+              if getattr(args, k) is not None}
+    config = RunConfig(**{**TINY, "rounds": args.rounds, "seed": args.seed, "mpc": args.mpc,
+                          **chosen})
+    if args.html and not args.out:
+        raise ConfigError("--html needs --out DIR (where explain.html goes)")
+    tiny = run_tiny(config)
+    print(explain(bill=args.bill and not args.html, tiny=tiny))
+    if args.html:
+        from flaimsim.bench.sequence import write_sequence
+
+        page = write_sequence(tiny, args.out)
+        print(f"wrote {page}")
+        if args.png:
+            from flaimsim.bench.screenshot import screenshot
+
+            print(f"wrote {screenshot(page, args.png, 1400, args.png_height, 'all-steps')}")
     return 0
 
 

@@ -5,24 +5,25 @@ The ledger is cut into *steps*, one per ``(round, phase)`` in the order they hap
 ascending; within a round, phases in :data:`PHASE_ORDER`). Steps run one after another;
 inside a step, everything that can overlap does:
 
-* **Sequential message rounds.** Within a step, the messages on one directed link
-  ``sender → receiver`` are taken to be sequential: each waits for the previous one (an MPyC
-  phase is mostly a chain of communication rounds — every multiplication or opening is a
-  round trip on every server pair — and a SecAgg+ phase sends one message per client per
-  session). Different links run in parallel (clients upload at the same time; the servers'
-  pairwise links are independent). So a step has
+* **Communication rounds.** A step pays one latency L per communication round on its
+  critical path: the ledger's ``comm_rounds`` of the step (its depth counted on the wire,
+  :mod:`flaimsim.parties.rounds`; MPyC overlaps independent operations, so a message is not a
+  round). A ledger without round counts (older runs) falls back to messages: the messages on
+  one directed link are taken to be sequential and different links parallel, so
 
-      R_step = max over links ℓ of messages(ℓ)
+      R_step = comm_rounds(step)                  (counted on the wire), else
+      R_step = max over links ℓ of messages(ℓ)    (an upper bound where messages pipeline).
 
-  sequential message rounds, each paying one latency L. This is an upper bound for links
-  that pipeline messages and a lower bound where a message waits for a reply on another
-  link; for MPyC's passive protocols (every round is all-to-all) it is close.
 * **Bandwidth.** ``per="link"`` (default): every directed link has its own bandwidth B, so
   the step's transfer time is max_ℓ bytes(ℓ) / B. ``per="party"``: every party has one
   full-duplex access link of bandwidth B, so the step's transfer time is
   max_p max(sent(p), received(p)) / B; this exposes the aggregator's ingress bottleneck.
 
     time(step) = L · R_step + transfer(step),   wall = Σ_steps time(step).
+
+Validated against links emulated in user space (:mod:`flaimsim.parties.netem`): ``flaimsim
+bench network`` prints, per run, the measured wall time over the emulated links beside
+compute time + this estimate (docs/network.md).
 
 Bandwidth is in bits per second (Gbit = 10^9 bit); bytes are multiplied by 8.
 """
@@ -31,9 +32,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable
 
 from flaimsim.parties.ledger import PHASES, LedgerRow
+# The presets and the --network syntax live with the link emulator (one source of truth).
+from flaimsim.parties.links import PRESETS, Network, NetworkError, parse_network
 
 # The order phases happen in within one round (protocol-independent: a protocol uses a subset).
 PHASE_ORDER: tuple[str, ...] = (
@@ -42,59 +45,10 @@ PHASE_ORDER: tuple[str, ...] = (
 assert set(PHASE_ORDER) == set(PHASES)
 
 
-class NetworkError(ValueError):
-    """A network specification that cannot be used."""
-
-
-@dataclass(frozen=True)
-class Network:
-    """Per-link one-way latency (seconds) and bandwidth (bits per second)."""
-
-    name: str
-    latency_s: float
-    bandwidth_bps: float
-    per: Literal["link", "party"] = "link"
-
-    def __post_init__(self) -> None:
-        if not self.latency_s >= 0:
-            raise NetworkError(f"latency must be >= 0 s, got {self.latency_s}")
-        if not self.bandwidth_bps > 0:
-            raise NetworkError(f"bandwidth must be > 0 bit/s, got {self.bandwidth_bps}")
-        if self.per not in ("link", "party"):
-            raise NetworkError(f"per must be 'link' or 'party', got {self.per!r}")
-
-    def describe(self) -> str:
-        return (f"{self.name}: {self.latency_s * 1e3:g} ms, "
-                f"{self.bandwidth_bps / 1e6:g} Mbit/s per {self.per}")
-
-
-PRESETS: dict[str, Network] = {
-    "lan": Network("LAN", 0.5e-3, 1e9),
-    "wan": Network("WAN", 50e-3, 100e6),
-}
-
-
-def parse_network(spec: str) -> Network:
-    """``lan``, ``wan`` or ``LATENCY_MS,BANDWIDTH_MBIT`` (optionally ``,party``)."""
-    key = spec.strip().lower()
-    if key in PRESETS:
-        return PRESETS[key]
-    parts = [p.strip() for p in key.split(",")]
-    if len(parts) not in (2, 3):
-        raise NetworkError(f"network {spec!r}: expected lan, wan or "
-                           "LATENCY_MS,BANDWIDTH_MBIT[,link|party]")
-    try:
-        latency_ms, mbit = float(parts[0]), float(parts[1])
-    except ValueError as exc:
-        raise NetworkError(f"network {spec!r}: latency and bandwidth must be numbers") from exc
-    per = parts[2] if len(parts) == 3 else "link"
-    return Network(f"{latency_ms:g}ms/{mbit:g}Mbit", latency_ms * 1e-3, mbit * 1e6,
-                   per)  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class StepCost:
-    """One (round, phase) step: its sequential message rounds, bottleneck bytes and time."""
+    """One (round, phase) step: its sequential rounds, bottleneck bytes and time;
+    ``counted`` says whether the rounds are the wire's ``comm_rounds`` or messages."""
 
     round: int
     phase: str
@@ -102,6 +56,7 @@ class StepCost:
     bottleneck_bytes: int
     latency_s: float
     transfer_s: float
+    counted: str = "messages"
 
     @property
     def seconds(self) -> float:
@@ -114,13 +69,16 @@ def step_costs(rows: Iterable[LedgerRow], network: Network) -> list[StepCost]:
         lambda: defaultdict(int))
     link_bytes: dict[tuple[int, str], dict[tuple[str, str], int]] = defaultdict(
         lambda: defaultdict(int))
+    depth: dict[tuple[int, str], int] = defaultdict(int)
     for r in rows:
         step = (r.round, r.phase)
         link_msgs[step][(r.sender, r.receiver)] += r.messages
         link_bytes[step][(r.sender, r.receiver)] += r.bytes
+        depth[step] += int(getattr(r, "comm_rounds", 0) or 0)
     out = []
     for step in sorted(link_msgs, key=lambda s: (s[0], PHASE_ORDER.index(s[1]))):
-        seq = max(link_msgs[step].values())
+        counted = "rounds" if depth[step] > 0 else "messages"
+        seq = depth[step] if depth[step] > 0 else max(link_msgs[step].values())
         if network.per == "link":
             bottleneck = max(link_bytes[step].values())
         else:
@@ -131,7 +89,7 @@ def step_costs(rows: Iterable[LedgerRow], network: Network) -> list[StepCost]:
                 received[t] += b
             bottleneck = max(max(sent.values()), max(received.values()))
         out.append(StepCost(step[0], step[1], seq, bottleneck, seq * network.latency_s,
-                            8 * bottleneck / network.bandwidth_bps))
+                            network.transfer_s(bottleneck), counted))
     return out
 
 

@@ -10,9 +10,11 @@ own, :func:`~flaimsim.protocols.config.default_preset`: ``synthfs-small`` for Sy
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import asdict
 from typing import Any
 
+from ..parties.links import PRESETS as LINK_PRESETS
 from ..protocols.config import (DATASETS, PRESETS, PROTOCOLS, ConfigError, RunConfig,
                                 check_preset, default_preset)
 
@@ -152,13 +154,30 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False) -> None:
     opt(mpc, "--check-model", "with --mpc real: price the run's steps with the calibrated "
         "cost table and report modelled against measured bytes per phase",
         action="store_const", const=True)
+    opt(mpc, "--mpc-security", "MPyC's statistical security parameter kappa: each masked "
+        "opening leaks at most 2^-kappa; none: the smallest kappa >= 30 that keeps the run's "
+        "bound within delta/10", dest="mpc_security", type=int, metavar="KAPPA")
     opt(mpc, "--distaim-participation", "which clients' answers DistAIM uses: all (in round "
         "0) or poisson (each client's, once it is first sampled)", choices=("all", "poisson"))
+
+    net = p.add_argument_group("network")
+    presets = ", ".join(f"{k} ({n.latency_s * 1e3:g} ms, {n.bandwidth_bps / 1e6:g} Mbit/s)"
+                        for k, n in LINK_PRESETS.items())
+    opt(net, "--network", "emulate links in user space for every protocol socket (MPyC "
+        "peers, client<->server, FLAIM's star; not the driver's control channel): "
+        f"{presets} or LATENCY_MS,BANDWIDTH_MBIT; ',party' shares one access link per party "
+        "(--mpc real for DistAIM); the record gets the measured wall time, the compute time "
+        "of the same run without emulation and the model's estimate",
+        metavar="lan|wan|MS,MBIT[,link|party]")
 
     flaim = p.add_argument_group("FLAIM")
     opt(flaim, "--dropout", "share of sampled clients that drop out of a round", type=float)
     opt(flaim, "--aggregation", "secagg: SecAgg+ at an aggregator; servers: the MPC servers",
         choices=("secagg", "servers"))
+    opt(flaim, "--flaim-noise", "central: the aggregator noises exact sums of >= 2 choosers "
+        "(a lone chooser's group adds noise shares); distributed: every client adds a noise "
+        "share (KLS21), the aggregator sees noisy sums only", dest="flaim_noise",
+        choices=("central", "distributed"))
 
     out = p.add_argument_group("output")
     out.add_argument("--out", default=None,
@@ -199,3 +218,72 @@ def config_from_args(args: argparse.Namespace, defaults: dict[str, Any] | None =
     if getattr(args, "dataset", None) == "custom":
         values["dataset"] = args.data_name
     return RunConfig(**values)
+
+
+# ---- options given by keyword (the Python API; the command lines go through it too) -------
+
+# Keywords that are not RunConfig fields: the file stem of a custom data set.
+EXTRA_OPTIONS = ("data_name",)
+_NOT_OPTIONS = ("protocol", "extra")
+_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,),
+                                       "bool": (bool,)}
+
+
+def option_names() -> tuple[str, ...]:
+    """Every keyword :func:`run` and :func:`sweep` take as an option."""
+    return tuple(n for n in RunConfig.__dataclass_fields__ if n not in _NOT_OPTIONS
+                 ) + EXTRA_OPTIONS
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The given options (``None`` dropped), each a known name of the right type; else a
+    :class:`ConfigError` that names it (and the nearest known name)."""
+    known = option_names()
+    fields = RunConfig.__dataclass_fields__
+    out = {}
+    for name, value in options.items():
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"unknown option {name!r}{hint}")
+        if value is None:
+            continue
+        kinds = [k.strip() for k in str(fields[name].type).split("|")] if name in fields \
+            else ["str"]
+        allowed = tuple(t for k in kinds for t in _TYPES.get(k, (object,)))
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            want = " or ".join(k for k in kinds if k != "None")
+            raise ConfigError(f"option {name!r} must be {want}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options a command line gave (``dataset`` apart), as keywords of :func:`run`."""
+    given = vars(args)
+    return {k: given[k] for k in option_names() if k in given and k != "dataset"}
+
+
+def protocol_list(protocols: Sequence[str] | str | None) -> list[str] | None:
+    """``protocols`` as a list of known names (``None``: not given)."""
+    if protocols is None:
+        return None
+    chosen = [protocols] if isinstance(protocols, str) else list(protocols)
+    unknown = [p for p in chosen if p not in PROTOCOLS]
+    if unknown or not chosen:
+        raise ConfigError(f"protocols must name one or more of {PROTOCOLS}, got {chosen!r}")
+    return chosen
+
+
+def options_namespace(dataset: str | None, preset: str | None, options: dict[str, Any]
+               ) -> argparse.Namespace:
+    """What the command line's parser would give: every option (``None``: not given), the
+    data set and the preset, each checked (:func:`check_options`)."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if dataset is not None and dataset not in DATASETS + ("custom",):
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {DATASETS} or "
+                          "'custom' (with data_name= and data_dir=)")
+    given = {**dict.fromkeys(option_names()), **check_options(options)}  # None: not given
+    return argparse.Namespace(**{**given, "dataset": dataset, "preset": preset,
+                                 "protocol": None})

@@ -132,7 +132,7 @@ def our_row(sweep_dir: Path) -> dict[str, Any]:
     from flaimsim.bench.table import trade_offs
 
     cells = load_cells(sweep_dir)
-    t = trade_offs(cells, networks=())[0]
+    t = trade_offs(cells)[0]   # with the network model's LAN and WAN times
     by_key = {c.key: c.record for c in cells}
     d_recs = [by_key[k] for k in t.distaim.cells]
     f_recs = [by_key[k] for k in t.flaim.cells]
@@ -164,6 +164,10 @@ def our_row(sweep_dir: Path) -> dict[str, Any]:
         "server_ratio": t.server_ratio,
         "contributing_clients": _mean_field(d_recs, "contributing_clients"),
         "bytes_source": t.distaim.bytes_source,
+        "network_s": {name: (t.distaim.network_seconds.get(name),
+                             t.flaim.network_seconds.get(name))
+                      for name in sorted({*t.distaim.network_seconds,
+                                          *t.flaim.network_seconds})},
     }
 
 
@@ -280,7 +284,26 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
                      f") | "
                      f"{tm.get('seconds_total', tm['seconds']) / 60:.1f} min | "
                      f"{tm.get('where', '-')} | {tm['load']} |")
+    lines += _network_lines(rows)
     return "\n".join(lines) + "\n"
+
+
+def _network_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Communication time per protocol at each best T, from the network model."""
+    if not any(r.get("network_s") for r in rows.values()):
+        return []
+    out = ["", "| data set | network | DistAIM comm. s | AugFLAIM (Private) comm. s |",
+           "|---|---|---|---|"]
+    for name, ours in rows.items():
+        for net, (d, f) in ours.get("network_s", {}).items():
+            out.append(f"| {name} | {net} | {_f(d, '.3g')} | {_f(f, '.3g')} |")
+    from flaimsim.parties.links import PRESETS
+
+    nets = "; ".join(n.describe() for n in PRESETS.values())
+    return out + ["", "Comm. s: the network model's communication time (communication rounds "
+                  f"x latency + the busiest link's bytes / bandwidth; {nets}), validated "
+                  "against links emulated in user space by `flaimsim bench network` "
+                  "(docs/network.md); compute not included."]
 
 
 def warm_caches(spec: SweepSpec) -> None:
@@ -380,7 +403,7 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
             print(f"reproduce: FAILED {f.key}: {(f.error or '').splitlines()[0]}",
                   file=sys.stderr)
         try:
-            write_table(sweep_dir, networks=())
+            write_table(sweep_dir)
             rows[name] = our_row(sweep_dir)
             plot_dataset(sweep_dir)
         except (ValueError, FileNotFoundError) as exc:  # e.g. a protocol's cells all failed

@@ -83,30 +83,62 @@ def reference_notes(reference: dict[str, Any]) -> list[str]:
             "baseline spends the same (ε, δ) on the one-way marginals alone"]
 
 
+TERMINAL_WIDTH = 120
+# The terminal's columns (keys of TABLE_COLUMNS, with shorter heads): what fits 120
+# characters, communication rounds included once the table has them; --wide and the files
+# (table.csv/md) carry every column.
+NARROW_COLUMNS = {"protocol": "protocol", "rounds": "T", "l1_workload_error": "L1 W+",
+                  "nll": "NLL", "auc": "AUC", "client_bytes_sent_mean": "cl. sent",
+                  "client_bytes_received_mean": "cl. recv", "server_sent": "srv sent",
+                  "server_received": "srv recv", "bytes_source": "source",
+                  "comm_rounds": "rounds", "wall_seconds": "wall s"}
+NARROW_LEGEND = ("cl. sent/recv: a client's bytes, mean over all K clients (never-sampled "
+                 "ones count as 0); srv: the mean MPC compute server, or the aggregator; "
+                 "source: wire = counted on a socket, modelled = from the MPC cost table; "
+                 "wall s: the protocol's run. Every column: --wide, or table.csv/md in --out")
+
+
+def _wrap(text: str, width: int = TERMINAL_WIDTH) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, subsequent_indent="  ") or [""]
+
+
+def fit_width(text: str, width: int = TERMINAL_WIDTH) -> str:
+    """Every line of ``text`` wrapped to ``width`` characters (continuations indented)."""
+    return "\n".join(w for line in text.splitlines() for w in _wrap(line, width))
+
+
 def format_header(config: RunConfig, preset: str | None, data: dict[str, Any]) -> str:
     """The settings that decide a run's cost, with the preset they started from;
-    ``data`` is :meth:`PreparedData.describe`."""
+    ``data`` is :meth:`PreparedData.describe`. Lines of at most 120 characters."""
     mpc = f"mpc {config.mpc}, {config.servers} servers"
-    return "\n".join((
-        f"preset {preset or '-'}: {config.dataset} ({data['train_records']} train / "
-        f"{data['test_records']} test records, label {data['label']!r})",
-        f"K = {data['clients']} clients ({config.partition}), p = {config.participation:g}"
-        f" | W = {data['workload_marginals']} marginals, W+ = {data['candidates']} "
-        f"candidates, {data['cells']:,} cells | T = {config.rounds} | "
-        f"ε = {config.epsilon:g}, δ = {config.delta:g} | {mpc}"))
+    parts = (f"K = {data['clients']} clients ({config.partition}), p = "
+             f"{config.participation:g}", f"W = {data['workload_marginals']} marginals, "
+             f"W+ = {data['candidates']} candidates, {data['cells']:,} cells",
+             f"T = {config.rounds}", f"ε = {config.epsilon:g}, δ = {config.delta:g}", mpc)
+    lines = [f"preset {preset or '-'}: {config.dataset} ({data['train_records']} train / "
+             f"{data['test_records']} test records, label {data['label']!r})", ""]
+    for part in parts:
+        joined = f"{lines[-1]} | {part}" if lines[-1] else part
+        if len(joined) > TERMINAL_WIDTH:
+            lines.append(part)
+        else:
+            lines[-1] = joined
+    return "\n".join(lines)
 
 
-def format_table(records: Sequence[dict[str, Any]],
-                 reference: dict[str, Any] | None = None) -> str:
-    """The comparison table; "server" is the mean MPC compute server, or the aggregator.
-    With ``reference``, its rows follow the protocols' under a rule, then its notes; the
-    legend says which client mean is which and what ``source`` means."""
-    head = [h for _, h, _ in TABLE_COLUMNS]
+def table_cells(records: Sequence[dict[str, Any]], reference: dict[str, Any] | None = None,
+                wide: bool = True) -> tuple[list[str], list[list[str]]]:
+    """The comparison table's head and formatted rows (protocols', then the reference's);
+    ``wide``: every column of :data:`TABLE_COLUMNS`, else the terminal's."""
+    columns = [(k, h if wide else NARROW_COLUMNS[k], f) for k, h, f in TABLE_COLUMNS
+               if wide or k in NARROW_COLUMNS]
     extra = reference_rows(reference) if reference is not None else []
     rows = []
     for r in map(_server_view, [*records, *extra]):
         row = []
-        for key, _, fmt in TABLE_COLUMNS:
+        for key, _, fmt in columns:
             v = r.get(key)
             if v is None:
                 row.append("-")
@@ -115,17 +147,42 @@ def format_table(records: Sequence[dict[str, Any]],
             else:
                 row.append(fmt.format(v))
         rows.append(row)
+    return [h for _, h, _ in columns], rows
+
+
+def format_table(records: Sequence[dict[str, Any]],
+                 reference: dict[str, Any] | None = None, wide: bool = False) -> str:
+    """The comparison table; "server" is the mean MPC compute server, or the aggregator.
+    With ``reference``, its rows follow the protocols' under a rule, then its notes; the
+    legend says which client mean is which and what ``source`` means. Unless ``wide``, the
+    terminal's columns only, every line at most 120 characters."""
+    head, rows = table_cells(records, reference, wide)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(head)]
     rule = "  ".join("-" * w for w in widths)
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[:len(records)]]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+              for r in rows[:len(records)]]
+    notes = []
     if reference is not None:
         lines.append(rule)
-        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths))
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
                   for r in rows[len(records):]]
-        lines += [f"note: {n}" for n in reference_notes(reference)]
-    return "\n".join(lines + [TABLE_LEGEND])
+        notes = [f"note: {n}" for n in reference_notes(reference)]
+    legend = TABLE_LEGEND if wide else NARROW_LEGEND
+    if wide:
+        return "\n".join(lines + notes + [legend])
+    return "\n".join(lines + [fit_width("\n".join(notes + [legend]))])
+
+
+def format_table_markdown(records: Sequence[dict[str, Any]],
+                          reference: dict[str, Any] | None = None) -> str:
+    """Every column of the comparison table as a Markdown table, then the notes."""
+    head, rows = table_cells(records, reference, wide=True)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    notes = reference_notes(reference) if reference is not None else []
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes + [TABLE_LEGEND]])
 
 
 def progress_callback(total: int, desc: str):
@@ -151,8 +208,8 @@ class RunSet:
     def header(self) -> str:
         return format_header(self.config, self.preset, self.data)
 
-    def table(self) -> str:
-        return format_table([r.record for r in self.results], self.reference)
+    def table(self, wide: bool = False) -> str:
+        return format_table([r.record for r in self.results], self.reference, wide)
 
 
 def run_protocols(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | None = None
@@ -169,20 +226,29 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
     from flaimsim.parties.mpc import warm_start
 
     protocols = list(protocols)
-    if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
-        # DistAIM's servers import and connect while the data and earlier protocols run.
-        from flaimsim.parties.distaim.engines import launcher_options
-
-        warm_start.prestart_servers(base.servers, **launcher_options(base.party_timeout_s))
     try:
         data = prepare(base)
+        if "distaim" in protocols and base.mpc is MpcMode.REAL and not base.server_addresses:
+            # DistAIM's servers import and connect while earlier protocols run; at the run's
+            # κ, which the default derives from the prepared workload.
+            from flaimsim.parties.distaim.engines import launcher_options
+            from flaimsim.protocols.mpc_security import mpyc_option, resolve_kappa
+            from flaimsim.protocols.prepare import wire_record_bound
+
+            kappa = resolve_kappa(base, data.workload, wire_record_bound(data))
+            warm_start.prestart_servers(base.servers, **launcher_options(
+                base.party_timeout_s, mpyc_option(kappa), base.network_spec))
         reference = reference_record(base, data)
         results = []
         for name in protocols:
             config = base.replace(protocol=name)
             update, close = progress_callback(config.rounds, name)
             try:
-                results.append(runner(name)(config, data=data, progress=update))
+                if config.network is not None:   # twice: without and with the links
+                    from flaimsim.bench.emulated import run_on_network
+                    results.append(run_on_network(config, data, update))
+                else:
+                    results.append(runner(name)(config, data=data, progress=update))
             finally:
                 close()
             results[-1].record.update(reference)

@@ -398,8 +398,47 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
                      tuple(partitions), tuple(range(base.seed, base.seed + args.repeats)))
 
 
+SWEEP_AXES = ("rounds", "epsilon", "partition")
+
+
+def spec_from_options(protocols: Sequence[str] | str | None = None,
+                      dataset: str | None = None, *, rounds: Sequence[int] | None = None,
+                      epsilons: Sequence[float] | None = None,
+                      partitions: Sequence[str] | None = None, repeats: int = 1,
+                      preset: str | None = None, **options: Any) -> SweepSpec:
+    """The sweep of :func:`flaimsim.sweep` and ``flaimsim sweep``: axes as lists, every
+    other option checked by name and type (:func:`~flaimsim.bench.options.check_options`),
+    resolved by :func:`spec_from_args`."""
+    from flaimsim.bench.options import options_namespace, protocol_list
+
+    axes = [a for a in ("epsilon", "partition") if a in options]
+    if axes:
+        raise ConfigError(f"{axes[0]!r} is a sweep axis: give rounds=, epsilons= or "
+                          "partitions= as lists")
+    chosen = protocol_list(protocols)
+    args = options_namespace(dataset, preset, options)
+    for name, value in (("rounds", rounds), ("epsilons", epsilons),
+                        ("partitions", partitions)):
+        if value is not None and (not isinstance(value, (list, tuple, range)) or not value):
+            raise ConfigError(f"{name} must be a non-empty list, got {value!r}")
+    if not isinstance(repeats, int) or isinstance(repeats, bool):
+        raise ConfigError(f"repeats must be an int, got {repeats!r}")
+    args.protocols = tuple(chosen) if chosen else None
+    args.rounds = tuple(rounds) if rounds is not None else DEFAULT_ROUNDS
+    args.epsilon = tuple(epsilons) if epsilons is not None else (1.0,)
+    args.partition = tuple(partitions) if partitions is not None else None
+    args.repeats = repeats
+    return spec_from_args(args)
+
+
 def command(args: argparse.Namespace) -> int:
-    spec = spec_from_args(args)
+    from flaimsim.bench.options import given_options
+
+    spec = spec_from_options(args.protocols or args.protocol, args.dataset,
+                             rounds=args.rounds, epsilons=args.epsilon,
+                             partitions=args.partition, repeats=args.repeats,
+                             preset=args.preset, **{k: v for k, v in given_options(args).items()
+                                                    if k not in SWEEP_AXES})
     n = len(spec.configs())
     print(f"sweep: {n} cells ({len(spec.protocols)} protocols × {len(spec.rounds)} T × "
           f"{len(spec.epsilons)} ε × {len(spec.partitions)} partitions × "
@@ -422,5 +461,5 @@ def command(args: argparse.Namespace) -> int:
 
 __all__ = ["SweepSpec", "SweepReport", "CellOutcome", "Cell", "cell_key", "run_cell",
            "compute_cell", "write_cell", "dask_cell",
-           "run_sweep", "load_cells", "write_sweep_csv", "DEFAULT_ROUNDS",
+           "run_sweep", "load_cells", "write_sweep_csv", "spec_from_options", "DEFAULT_ROUNDS",
            "DEFAULT_PROTOCOLS"]

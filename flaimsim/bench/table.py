@@ -358,8 +358,11 @@ NOTE = ("Client throughput is a client's bytes sent + received averaged over all
         "table. MB = 10^6 bytes. Best T (T*) = lowest mean "
         "L1 workload error over repeats; T ratio = T*_DistAIM / T*_FLAIM (the poster's "
         "direction, >= 1 when DistAIM's best T is the larger); SE = sd / sqrt(repeats); its "
-        "range runs over the T whose mean lies within one SE of each protocol's best. Comm. wall time is the network model's estimate "
-        "(sequential message rounds x latency + bottleneck bytes / bandwidth), no compute. "
+        "range runs over the T whose mean lies within one SE of each protocol's best. "
+        "Comm. wall time is the network model's estimate "
+        "(communication rounds counted on the wire x latency + the busiest link's bytes / "
+        "bandwidth; messages where a ledger has no round counts), no compute; `flaimsim "
+        "bench network` validates it against links emulated in user space. "
         "'~' marks an extrapolated crossover round.")
 
 

@@ -29,6 +29,7 @@ of its ideal law (e.g. the secure EM's Gumbel noise capped at B bits) records τ
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -114,6 +115,14 @@ def distributed_noise_slack(sigma: float, honest: int, cells: int) -> float:
     return tau / sigma + tau ** 2 * cells / 2
 
 
+def worst_slack(sigma: float, honest: int, cells: int) -> float:
+    """:func:`distributed_noise_slack`, or inf where KLS21's bound does not apply (s < 1/2)."""
+    try:
+        return distributed_noise_slack(sigma, honest, cells)
+    except BudgetError:
+        return math.inf
+
+
 def gumbel_truncation_tv(candidates: int, bits: int) -> float:
     """Total variation of a secure Gumbel-max EM whose geometric parts K, J are capped at B
     bits from the uncapped one: each capped Geom(1/2) moves mass 2^−(B+1), two per candidate,
@@ -134,7 +143,8 @@ class AimSchedule:
 
     With ``n_measurements`` Gaussian measurements and T selections under budget ρ and
     measurement share α: σ = sqrt(n_measurements / (2αρ)), ε_t = sqrt(8(1−α)ρ / T), so that
-    n_measurements/(2σ²) + T·ε_t²/8 = ρ exactly.
+    n_measurements/(2σ²) + T·ε_t²/8 = ρ exactly; a reserving schedule uses ρ − ``reserved``
+    in those formulas and keeps ``rho`` as the budget.
     """
 
     rho: float
@@ -143,6 +153,7 @@ class AimSchedule:
     n_measurements: int
     sigma: float
     epsilon_select: float
+    reserved: float = 0.0     # ρ kept back for KLS21's slack (:meth:`reserving`)
 
     @staticmethod
     def fixed(rho: float, rounds: int, n_measurements: int, alpha: float = 0.9) -> "AimSchedule":
@@ -162,6 +173,31 @@ class AimSchedule:
     def total_cost(self) -> float:
         return self.n_measurements * gaussian_cost(self.sigma) + self.rounds * exponential_cost(
             self.epsilon_select)
+
+    @staticmethod
+    def reserving(rho: float, rounds: int, n_measurements: int, alpha: float,
+                  slack: Callable[[float], float] | None) -> "AimSchedule":
+        """The fixed schedule over ρ' ≤ ρ that leaves room for ``slack(σ)``, the most extra ρ
+        the run can charge on top of its measurements at σ (KLS21's slack of summed noise
+        shares): the largest ρ' with ρ' + slack(σ(ρ')) ≤ ρ, by bisection (ρ' + slack(σ(ρ'))
+        grows with ρ', as σ falls and the slack grows). ``slack`` returns inf where its bound
+        does not hold. A run that starts on this schedule finishes within ρ."""
+        full = AimSchedule.fixed(rho, rounds, n_measurements, alpha)
+        if slack is None:
+            return full
+
+        def fits(r: float) -> bool:
+            return r > 0 and r + slack(AimSchedule.fixed(r, rounds, n_measurements,
+                                                         alpha).sigma) <= rho
+        if fits(rho):
+            return full
+        lo, _ = _bisect(fits, 0.0, rho)
+        if not fits(lo):
+            raise BudgetError(f"no schedule within rho = {rho:.6g} leaves room for the "
+                              "distributed noise's slack; raise epsilon or lower the rounds")
+        # ρ stays the budget (the privacy ledger's); σ and ε_t spend ρ' = ρ − reserved
+        return dataclasses.replace(AimSchedule.fixed(lo, rounds, n_measurements, alpha),
+                                   rho=rho, reserved=rho - lo)
 
 
 class PrivacyOrderError(RuntimeError):

@@ -71,6 +71,8 @@ def downstream_auc(synth: Table, test: Table, label: str, seed: int = 0) -> floa
     sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-300, None)
     # Rows with no mass on any test class: fall back to uniform over test classes.
     sub[~np.isfinite(sub).all(axis=1) | (sub.sum(axis=1) == 0)] = 1.0 / len(present)
+    if len(present) == 2:   # sklearn's binary path wants the positive class's column only
+        return float(roc_auc_score(y_test == present[1], sub[:, 1]))
     return float(roc_auc_score(y_test, sub, multi_class="ovr", average="weighted",
                                labels=present))
 

@@ -214,21 +214,31 @@ class ClientTransport:
     logged with its exact size.
     """
 
-    def __init__(self, addresses: Sequence[tuple[str, int]], timeout: float = 30.0) -> None:
+    def __init__(self, addresses: Sequence[tuple[str, int]], timeout: float = 30.0,
+                 network: Any = None) -> None:
         self.addresses = list(addresses)
         self.timeout = timeout
-        self._socks: dict[int, socket.socket] = {}
+        # Emulated links (flaimsim.parties.netem): one connection per (client, server), each
+        # on its own link, instead of one shared connection per server.
+        self.network = network
+        self._socks: dict[tuple[int, int], socket.socket] = {}
         self._locks = [threading.Lock() for _ in self.addresses]
         self._log_lock = threading.Lock()
         self.log: list[SentFrame] = []
         self._flushed = 0
 
-    def _sock(self, i: int) -> socket.socket:
-        if i not in self._socks:
-            s = socket.create_connection(self.addresses[i], timeout=self.timeout)
+    def _sock(self, i: int, sender: int) -> socket.socket:
+        key = (i, sender if self.network is not None else DRIVER)
+        if key not in self._socks:
+            address = self.addresses[i]
+            if self.network is not None:
+                from flaimsim.parties.netem import emulator
+
+                address = emulator(self.network).route(client(sender), server(i), address)
+            s = socket.create_connection(address, timeout=self.timeout)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._socks[i] = s
-        return self._socks[i]
+            self._socks[key] = s
+        return self._socks[key]
 
     def send(self, sender: int, receiver: int, kind: FrameKind, round: int, phase: str,
              payload: bytes) -> int:
@@ -238,7 +248,7 @@ class ClientTransport:
         frame = Frame(kind, sender, round, phase, payload)
         data = frame.encode()
         with self._locks[receiver]:
-            self._sock(receiver).sendall(data)
+            self._sock(receiver, sender).sendall(data)
         with self._log_lock:
             self.log.append(SentFrame(sender, receiver, round, phase, len(data)))
         return len(data)
@@ -380,13 +390,15 @@ class StarNetwork:
     by the aggregator, as in SecAgg+). Connections open on first use.
     """
 
-    def __init__(self, timeout: float = 120.0) -> None:
+    def __init__(self, timeout: float = 120.0, network: Any = None) -> None:
         self.timeout = timeout
+        self.network = network   # emulated links (flaimsim.parties.netem), or None
         self.clocks = LamportClocks()   # logical rounds, kept out of band (never on the wire)
         self.sent = WireLog(self.clocks)
         self.received = WireLog()
         self._stamps: dict[tuple[str, str], deque[int]] = defaultdict(deque)  # in write order
         self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(timeout)   # a connection that never comes is an error
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -408,7 +420,12 @@ class StarNetwork:
         with self._connect_lock:
             if (name, AGGREGATOR) in self._ends:
                 return
-            leaf = socket.create_connection(self._listener.getsockname(), timeout=self.timeout)
+            address = self._listener.getsockname()
+            if self.network is not None:   # the leaf reaches the hub through its link's relay
+                from flaimsim.parties.netem import emulator
+
+                address = emulator(self.network).route(name, AGGREGATOR, address)
+            leaf = socket.create_connection(address, timeout=self.timeout)
             hub, _ = self._listener.accept()
             for s in (leaf, hub):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

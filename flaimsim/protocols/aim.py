@@ -87,11 +87,14 @@ class LoopState:
     selected: list[list[Clique]] = field(default_factory=list)
 
 
-def fixed_schedule(config: RunConfig, n_measurements: int) -> AimSchedule:
+def fixed_schedule(config: RunConfig, n_measurements: int,
+                   slack: Callable[[float], float] | None = None) -> AimSchedule:
     """The fixed-T schedule of a run whose backend pays for ``n_measurements`` Gaussian
-    measurements (``SelectMeasure.n_measurements``): σ and ε_t from the budget ρ(ε, δ)."""
-    return AimSchedule.fixed(cdp_rho(config.epsilon, config.delta), config.rounds,
-                             n_measurements, config.alpha)
+    measurements (``SelectMeasure.n_measurements``): σ and ε_t from the budget ρ(ε, δ), less
+    ``slack(σ)``, the most KLS21 slack the backend's summed noise shares can charge
+    (``SelectMeasure.slack_reserve``; :meth:`AimSchedule.reserving`)."""
+    return AimSchedule.reserving(cdp_rho(config.epsilon, config.delta), config.rounds,
+                                 n_measurements, config.alpha, slack)
 
 
 def round_spend(sigma: float, epsilon: float) -> float:
@@ -156,8 +159,9 @@ def run_fixed(config: RunConfig, workload: Workload, model: GraphicalModel,
     else computed here; either way it must pay for the backend's measurements."""
     d1 = len(workload.one_ways)
     n_measurements = backend.n_measurements(config.rounds, d1)
-    if schedule is None:
-        schedule = fixed_schedule(config, n_measurements)
+    if schedule is None:   # a backend whose noise is a sum of shares reserves KLS21's slack
+        schedule = fixed_schedule(config, n_measurements,
+                                  getattr(backend, "slack_reserve", None))
     elif (schedule.n_measurements, schedule.rounds) != (n_measurements, config.rounds):
         raise ValueError(f"the schedule pays for {schedule.n_measurements} measurements in "
                          f"{schedule.rounds} rounds; the backend takes {n_measurements} in "

@@ -42,6 +42,14 @@ class Aggregation(StrEnum):
     SERVERS = "servers"   # shares to the compute servers, which open the sum only
 
 
+class FlaimNoise(StrEnum):
+    """``--flaim-noise``: who adds FLAIM's noise (protocols/flaim.py, docs/privacy.md)."""
+
+    CENTRAL = "central"           # the aggregator, to exact sums of >= 2 choosers (a lone
+                                  # chooser's group adds noise shares)
+    DISTRIBUTED = "distributed"   # every contributor adds an N_Z(0, σ²/n) share (KLS21)
+
+
 # The modes of a run: each field's type, and the error that names a value it does not have.
 # RunConfig turns the strings it is given into these (the one place they are checked).
 MODES: dict[str, tuple[type[StrEnum], str]] = {
@@ -52,6 +60,7 @@ MODES: dict[str, tuple[type[StrEnum], str]] = {
     "em": (Selection, "em must be 'gumbel' or 'rnm', got {!r}"),
     "distaim_participation": (Participation, "distaim_participation must be 'all' or 'poisson'"),
     "aggregation": (Aggregation, "aggregation must be 'secagg' or 'servers'"),
+    "flaim_noise": (FlaimNoise, "flaim_noise must be 'central' or 'distributed', got {!r}"),
 }
 
 
@@ -70,7 +79,7 @@ class RunConfig:
     iters_round: int = 200
     iters_final: int = 1000
     fit_tol: float | None = None  # mirror-descent stopping rule; the iteration counts cap it
-    synthetic_rows: int | None = None  # default: the training set's size
+    synthetic_rows: int | None = None  # default: the model's noisy total (never N itself)
     test_fraction: float = 0.1
     max_bins: int | None = None
     workload_marginals: int = 64
@@ -100,6 +109,9 @@ class RunConfig:
     score_frac_bits: int = 2
     # all (every client shares in round 0) | poisson (when first sampled)
     distaim_participation: Participation = Participation.ALL
+    # MPyC's statistical security parameter κ (None: the smallest >= 30 that keeps the masked
+    # openings' δ term <= δ/10, protocols/mpc_security.py)
+    mpc_security: int | None = None
     party_timeout_s: float = 600.0  # per server command; a full-size decomposition needs more
     # --mpc real: replay the run's steps through the calibrated cost table afterwards and
     # record modelled against measured bytes per phase (calibrates once if not cached).
@@ -110,10 +122,14 @@ class RunConfig:
     # FLAIM
     dropout: float = 0.0
     aggregation: Aggregation = Aggregation.SECAGG  # secagg | servers
+    flaim_noise: FlaimNoise = FlaimNoise.CENTRAL
     # A public upper bound on the number of training records. Under add/remove DP the true N
     # is private, so field bit lengths and SecAgg word widths that show on the wire come from
     # this bound; default: the data set's documented size (see public_record_bound).
     max_records: int | None = None
+    # Emulated links (flaimsim.parties.netem) for every protocol socket: lan, wan or
+    # LATENCY_MS,BANDWIDTH_MBIT[,link|party]; None runs on plain loopback.
+    network: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,6 +179,26 @@ class RunConfig:
         if self.servers_at is not None and len(self.server_addresses or ()) != self.servers:
             raise ConfigError(f"--servers-at lists {len(self.server_addresses or ())} "
                               f"addresses for --servers {self.servers}")
+        if self.network is not None:
+            self.network_spec  # a clear error for a bad spec
+            if self.protocol == "distaim" and self.mpc != "real":
+                raise ConfigError("--network emulates the links of real sockets: DistAIM "
+                                  "needs --mpc real")
+            if self.servers_at is not None:
+                raise ConfigError("--network emulates links on this machine; it cannot "
+                                  "reach servers at --servers-at")
+
+    @property
+    def network_spec(self) -> Any:
+        """The parsed ``network`` (:class:`flaimsim.parties.links.Network`), or None."""
+        from flaimsim.parties.links import NetworkError, parse_network
+
+        if self.network is None:
+            return None
+        try:
+            return parse_network(self.network)
+        except NetworkError as exc:
+            raise ConfigError(f"--network: {exc}") from None
 
     @property
     def server_addresses(self) -> list[tuple[str, int]] | None:

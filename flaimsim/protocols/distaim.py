@@ -46,7 +46,8 @@ from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.mechanisms.scores import Score, score_sensitivity
 from flaimsim.mechanisms.workload import Workload
 from flaimsim.parties.distaim.cost_model import load_or_calibrate
-from flaimsim.parties.distaim.engines import IdealEngine, MpcEngine, SecureEngine, replay
+from flaimsim.parties.distaim.engines import (DISTAIM_RULES, IdealEngine, MpcEngine,
+                                             SecureEngine, replay)
 from flaimsim.parties.distaim.options import DistAimOptions, MpcMode, Participation, Selection
 from flaimsim.parties.distaim.plan import (GEOMETRIC_BITS, STATED_ETA, STATED_TAU, added_variance,
                                           kept_cells)
@@ -55,8 +56,9 @@ from flaimsim.parties import profile
 from flaimsim.parties.ledger import Ledger
 from flaimsim.protocols.aim import fixed_schedule, run_fixed
 from flaimsim.protocols.config import ConfigError, RunConfig, stream
-from flaimsim.parties.mpc.openings import DISTAIM_RULES, verify_servers
+from flaimsim.parties.mpc.openings import MASKED_OPENINGS_NOTE, masked_openings, verify_servers
 from flaimsim.parties.mpc.wire import add_setup_rows
+from flaimsim.protocols.mpc_security import mpyc_option, resolve_kappa
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound
 from flaimsim.protocols.result import RunResult, build_record
 
@@ -147,10 +149,14 @@ class ContributorCount:
         self.history: list[dict] = []
 
     def release(self, engine: SecureEngine, round: int, sigma: float, changed: bool,
-                privacy: PrivacyLedger) -> float:
+                privacy: PrivacyLedger, honest: int) -> float:
+        """Charge (with KLS21's slack for the ``honest`` servers' shares), open, log the
+        release; returns the new scale."""
         sigma_c = sigma * math.sqrt(self.releases)
+        charge = privacy.spend_gaussian(round, sigma_c, "contributor count",
+                                        honest_shares=honest, cells=self.length)
         values, cell_variance = engine.measure(round, self.offset, self.length, sigma_c)
-        privacy.spend_gaussian(round, sigma_c, "contributor count")
+        privacy.release(charge, "noisy contributor count")
         total, variance = float(values.sum()), self.length * cell_variance
         if changed or self.estimate is None:
             self.estimate, self.variance = total, variance
@@ -175,6 +181,26 @@ def scale_to_contributors(public_c: np.ndarray, model_total: float, count: float
     return public_c * (count / model_total) if model_total > 0 else public_c
 
 
+def slack_reserve(config: RunConfig, workload: Workload) -> Callable[[float], float]:
+    """σ ↦ the most KLS21 slack a run can charge at σ: the d1 one-way measurements, T
+    measurements of the largest candidate, and in ``poisson`` mode T + 1 contributor counts
+    at σ·sqrt(T + 1) (:class:`ContributorCount`). The schedule reserves it up front."""
+    from flaimsim.mechanisms.accounting import worst_slack
+
+    honest, T = config.servers - config.threshold, config.rounds
+    one_ways = [workload.n_cells(c) for c in workload.one_ways]
+    biggest = max(workload.n_cells(c) for c in workload.candidates)
+    count = min(one_ways) if config.distaim_participation.counted else None
+
+    def reserve(sigma: float) -> float:
+        total = math.fsum(worst_slack(sigma, honest, n) for n in one_ways)
+        total += T * worst_slack(sigma, honest, biggest)
+        if count is not None:
+            total += (T + 1) * worst_slack(sigma * math.sqrt(T + 1), honest, count)
+        return total
+    return reserve
+
+
 class DistAimBackend:
     """Select and measure through a :class:`SecureEngine` (real MPC or its ideal model)."""
 
@@ -185,6 +211,7 @@ class DistAimBackend:
         self.offsets, self.lengths = candidate_layout(data.workload)
         self.index = {c: i for i, c in enumerate(data.workload.answered)}
         self.max_count = max_count
+        self.honest = config.servers - config.threshold   # servers whose noise shares count
         self.shared: set[int] = set()
         self.sampling = stream(config.seed, "sampling")
         self.effective_epsilons: list[float] = []
@@ -193,6 +220,7 @@ class DistAimBackend:
         self.count = (ContributorCount(data.workload, self.offsets, self.lengths,
                                        config.rounds, max_count)
                       if config.distaim_participation.counted else None)
+        self._reserve = slack_reserve(config, data.workload)
         # poisson: each measurement with the contributor count in force when it was taken
         self._measured: list[tuple[Measurement, float]] = []
 
@@ -217,10 +245,13 @@ class DistAimBackend:
     def n_measurements(self, rounds: int, d1: int) -> int:
         return measurements_paid(rounds, d1, self.count is not None)
 
+    def slack_reserve(self, sigma: float) -> float:
+        return self._reserve(sigma)
+
     def _measure(self, round: int, cliques: Sequence[Clique], sigma: float,
                  privacy: PrivacyLedger) -> list[Measurement]:
         out = []
-        honest = self.config.servers - self.config.threshold
+        honest = self.honest
         if cliques:   # their bits in one call, not one per marginal
             idx = [self.index[c] for c in cliques]
             self.engine.prepare_measure(round, kept_cells(self.offsets[idx], self.lengths[idx]))
@@ -260,7 +291,7 @@ class DistAimBackend:
         while not self.shared:  # poisson: nobody sampled yet; the sample is redrawn
             self._join(0)
         if self.count is not None:
-            self.count.release(self.engine, 0, sigma, True, privacy)
+            self.count.release(self.engine, 0, sigma, True, privacy, self.honest)
         return self._measure(0, one_ways, sigma, privacy)
 
     def select(self, round, candidates, model, sigma, epsilon, privacy):
@@ -269,7 +300,7 @@ class DistAimBackend:
             changed = self._join(round)
             public_c = scale_to_contributors(
                 public_c, model.total, self.count.release(self.engine, round, sigma, changed,
-                                                          privacy))
+                                                          privacy, self.honest))
         idx = [self.index[c] for c in candidates]
         self.scored_cells += int(public_c.size)
         std = offset_std(sigma, self.config.servers)
@@ -303,6 +334,7 @@ class CostSetting:
     sigma: float
     score_bound: float
     select_epsilon: float       # ε_run/Δ: the calibration's ε at Δ = 1 (the same scale)
+    kappa: int = 30             # MPyC's statistical security parameter (mpc_security)
 
 
 def measurements_paid(rounds: int, d1: int, counted: bool) -> int:
@@ -316,7 +348,8 @@ def distaim_schedule(config: RunConfig, data: PreparedData) -> AimSchedule:
     """The run's fixed schedule, computed once: it sizes the wire widths (:func:`cost_setting`)
     and drives the loop (``run_fixed`` checks that it pays for the backend's measurements)."""
     return fixed_schedule(config, measurements_paid(config.rounds, len(data.workload.one_ways),
-                                                    config.distaim_participation.counted))
+                                                    config.distaim_participation.counted),
+                          slack_reserve(config, data.workload))
 
 
 def cost_setting(config: RunConfig, data: PreparedData,
@@ -327,23 +360,26 @@ def cost_setting(config: RunConfig, data: PreparedData,
                                 config.em, config.score)
     bound = score_bound(data.workload, max_count, offset_std(schedule.sigma, config.servers))
     return CostSetting(max_count, schedule.sigma, bound,
-                       eps_run / score_sensitivity(data.workload.weights))
+                       eps_run / score_sensitivity(data.workload.weights),
+                       resolve_kappa(config, data.workload, max_count))
 
 
 def cost_table(config: RunConfig, setting: CostSetting) -> tuple[Any, bool]:
     """The calibrated MPC cost table for this run's setting (cached) and whether it was
     calibrated now."""
-    return load_or_calibrate(DistAimOptions.of(config, setting.max_count), setting.score_bound,
-                             setting.select_epsilon)
+    return load_or_calibrate(DistAimOptions.of(config, setting.max_count,
+                                               mpyc_option(setting.kappa)),
+                             setting.score_bound, setting.select_epsilon)
 
 
 def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
                 ) -> tuple[SecureEngine, list[str]]:
     notes: list[str] = []
-    options = DistAimOptions.of(config, setting.max_count)
+    options = DistAimOptions.of(config, setting.max_count, mpyc_option(setting.kappa))
     if config.mpc == MpcMode.REAL:
         engine: SecureEngine = MpcEngine(ledger, options, command_timeout=config.party_timeout_s,
-                                         servers_at=config.server_addresses)
+                                         servers_at=config.server_addresses,
+                                         network=config.network_spec)
     else:
         table, fresh = cost_table(config, setting)
         if fresh:
@@ -355,10 +391,10 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
 
 
 def check_against_model(config: RunConfig, data: PreparedData, steps: Sequence[Any],
-                        measured: Ledger) -> dict[str, Any]:
+                        measured: Ledger, setting: CostSetting | None = None) -> dict[str, Any]:
     """Bytes per phase of a real run beside the cost table's price for the same steps
     (``replay``); the one-off connection handshakes (phase setup) are not in the table."""
-    table, fresh = cost_table(config, cost_setting(config, data))
+    table, fresh = cost_table(config, setting or cost_setting(config, data))
     priced = replay(steps, table, config.sharing)
     modelled = priced.by_phase()
     wire = {p: b for p, b in measured.by_phase().items() if p != "setup"}
@@ -405,6 +441,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
         reveals = engine.reveal_log()
         # real MPC: check openings from outside
         opened = verify_servers(launcher.call, DISTAIM_RULES) if launcher else None
+        masked = masked_openings(launcher.call) if launcher else None
     finally:
         engine.close()
     extra = {"mpc": config.mpc, "servers": config.servers,
@@ -426,6 +463,8 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
              "server_openings_checked": None if opened is None else len(opened),
              "server_opened_elements": None if opened is None
              else sum(o.elements for o in opened),
+             # counted at server 0 with --mpc real; the modelled run executes none
+             "masked_openings": masked, "masked_openings_note": MASKED_OPENINGS_NOTE,
              # per phase, its secure operations (wire: their own sections; modelled: none)
              "profile": profile.profile_table(prof.ops, ledger)}
     record, synth = build_record(config, data, loop, ledger, config.servers,
@@ -443,7 +482,7 @@ def run_distaim(config: RunConfig, data: PreparedData | None = None,
                                           if decomposed else None)
     record["wall_seconds"] = time.perf_counter() - start
     if config.check_model:
-        record["model_check"] = check_against_model(config, data, engine.steps, ledger)
+        record["model_check"] = check_against_model(config, data, engine.steps, ledger, setting)
         notes.extend(model_check_notes(record["model_check"]))
     return RunResult(record, synth, ledger, loop, notes,
                      {"reveals": reveals, "steps": list(engine.steps)})

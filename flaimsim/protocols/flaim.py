@@ -9,9 +9,15 @@ SecAgg+ session); the aggregator adds N(0, σ²) to each one-way sum. Round t = 
 2. each sampled client scores its candidates on its own data and draws r_k with the local
    exponential mechanism (:mod:`flaimsim.parties.fl_clients`: scores, corrections c_k and the
    local sensitivities 2·max w / 4·max w), and sends r_k in the clear (phase ``select``);
-3. for each distinct chosen r, the choosing clients run SecAgg+ on M_r(D_k) (a one-client
-   group gets a cover client contributing zeros) and the aggregator adds N(0, σ² I) once to
-   each sum: one :class:`Measurement` per distinct marginal;
+3. for each distinct chosen r, the choosing clients run SecAgg+ on M_r(D_k) and the
+   aggregator adds N(0, σ² I) once to each sum: one :class:`Measurement` per distinct
+   marginal. A one-client group gets a cover client contributing zeros, and then every
+   client of the group adds an N_Z(0, σ²/n) share before masking (distributed noise,
+   :mod:`flaimsim.parties.fl.distributed_noise`), so the aggregator never unmasks one
+   client's exact vector. ``--flaim-noise distributed`` does that in every session (round 0
+   and proxy included): the aggregator sees noisy sums only. Each Gaussian with shares is
+   charged KLS21's slack (the round's worst group, by parallel composition), and the
+   schedule reserves the worst case (:meth:`FlaimBackend.slack_reserve`);
 4. AugFLAIM (Private), rounds 1..T−1: every sampled client also submits all its one-way
    marginals through SecAgg+ (ledger phase ``proxy``); the noisy sums refresh the running
    mean ỹ used by the next rounds' τ̃ and join the model's measurements.
@@ -29,8 +35,8 @@ their local EMs (their choices reach the aggregator in the clear), and the round
 before the secure aggregations start. If an aggregation fails (too many dropouts),
 :class:`FlaimRoundError` is raised and the Gaussians are refunded: no noisy sum was released
 (the aggregator only ever held exact sums, which it sees in any case). The EM stays charged:
-its choices were sent. The aggregator itself learns the exact sums before adding noise
-(central-noise FLAIM), so DP protects what it releases, not what it sees. The noise is the
+its choices were sent. With central noise the aggregator learns the exact sums of >= 2 choosers before adding
+noise, so DP protects what it releases, not what it sees (docs/privacy.md). The noise is the
 discrete Gaussian N_Z(0, σ²); the model is fitted with its exact variance.
 
 Dropouts: each round, round(dropout·|S|) sampled clients, drawn from the seeded ``dropout``
@@ -53,13 +59,14 @@ FLAIM's problem to begin with. ``config.extra["flaim_scale"] = False`` passes ra
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from flaimsim.mechanisms.accounting import PrivacyLedger
+from flaimsim.mechanisms.accounting import PrivacyLedger, worst_slack
 from flaimsim.mechanisms.dp import gaussian_noise_variance
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_noise,
@@ -68,6 +75,7 @@ from flaimsim.parties.fl.aggregator import (FlaimRoundError, SecureSum, add_nois
 from flaimsim.parties.fl.clients import FLClient, LocalSelectionError, local_sensitivity, \
     simplex_projection
 from flaimsim.parties import profile
+from flaimsim.parties.fl import distributed_noise as dn
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.secagg.protocol import SecAggError
 from flaimsim.parties.transport import StarNetwork
@@ -95,8 +103,9 @@ class AggregateRecord:
     covers: tuple[int, ...]
     late_dropped: tuple[int, ...]
     phase: str                       # "initial", "choice" or "proxy"
-    exact_sum: np.ndarray | None     # pre-noise aggregate, kept only when auditing
+    exact_sum: np.ndarray | None     # the sum the aggregator unmasked, kept only when auditing
     secure: SecureSum | None         # session with transcript, kept only when auditing
+    noise_shares: int | None = None  # clients' noise shares in that sum (None: exact sum)
 
 
 @dataclass
@@ -154,6 +163,11 @@ class FlaimBackend:
         # Smallest secagg group: 2 without dropouts; with dropouts 4, the smallest complete
         # group (t = ceil(2(n-1)/3)) whose survivors' self-masks survive one late dropout.
         self.min_group = MIN_GROUP if config.dropout == 0 else MIN_GROUP_WITH_DROPOUT
+        # central: the aggregator adds N_Z(0, σ²) to exact sums of >= 2 choosers, and a lone
+        # chooser's group (it and its covers) adds distributed noise shares instead, so no
+        # party sees one client's exact marginal; distributed: every session adds shares.
+        self.distributed = config.flaim_noise == "distributed"
+        self.noisy_sessions = 0
         fed = data.federation
         self.clients = [FLClient(k, fed.client(k)) for k in range(fed.n_clients)]
         # Public bound on any count a client submits (sets the secagg word width): the
@@ -178,7 +192,7 @@ class FlaimBackend:
         self._reference: dict[Clique, np.ndarray] = {}
         self.sessions = 0
         # Every aggregator <-> client message crosses this loopback network (counted there).
-        self.network = StarNetwork(timeout=config.party_timeout_s)
+        self.network = StarNetwork(timeout=config.party_timeout_s, network=config.network_spec)
         self.servers = None
         if config.aggregation is Aggregation.SERVERS:
             from flaimsim.parties.fl.server_aggregation import ServerAggregation
@@ -186,7 +200,8 @@ class FlaimBackend:
             # Every sum is over disjoint clients' records: at most the record bound.
             self.servers = ServerAggregation(config.servers, self.max_value,
                                              config.party_timeout_s,
-                                             servers_at=config.server_addresses)
+                                             servers_at=config.server_addresses,
+                                             network=config.network_spec)
             self.servers.charge_setup(ledger)
 
     # ---- schedule -------------------------------------------------------------------------
@@ -194,6 +209,21 @@ class FlaimBackend:
         if self.variant == "private":
             return rounds + d1 + d1 * (rounds - 1)
         return rounds + d1
+
+    def slack_reserve(self, sigma: float) -> float:
+        """The most KLS21 slack the run can charge at σ (reserved by the schedule): per round
+        one noise-share group of the largest candidate (a lone chooser's min_group clients,
+        or with distributed noise up to all K), and with distributed noise the one-way sums
+        of round 0 and of Private's proxy rounds."""
+        K, T = len(self.clients), self.config.rounds
+        n = K if self.distributed else self.min_group
+        biggest = max(self.workload.n_cells(c) for c in self.workload.candidates)
+        total = T * worst_slack(sigma, n, biggest)
+        if self.distributed:
+            one_way_rounds = 1 + (T - 1 if self.variant == "private" else 0)
+            total += one_way_rounds * sum(worst_slack(sigma, K, self.workload.n_cells(c))
+                                          for c in self.workload.one_ways)
+        return total
 
     # ---- helpers --------------------------------------------------------------------------
     def _late_dropouts(self, sampled: Sequence[int]) -> tuple[int, ...]:
@@ -204,23 +234,40 @@ class FlaimBackend:
                                                                     replace=False)))
 
     def _secure(self, round: int, vectors: dict[int, np.ndarray], late: Sequence[int],
-                what: str, phase: str | None = None, covers: Sequence[int] = ()) -> SecureSum:
+                what: str, phase: str | None = None, covers: Sequence[int] = (),
+                noise_sigma: float | None = None) -> SecureSum:
+        """One secure sum; with ``noise_sigma`` every client adds its N_Z(0, σ²/n) share
+        first (:mod:`distributed_noise`) and the sum returned is the noisy one."""
         self.sessions += 1
+        max_value, modulus = self.max_value, None
+        if noise_sigma is not None:
+            self.noisy_sessions += 1
+            modulus = dn.share_modulus(self.max_value, noise_sigma)
+            max_value = modulus - 1
+            vectors = {k: dn.noisy_share(v, noise_sigma, len(vectors), self.rng_noise, modulus)
+                       for k, v in vectors.items()}
         if self.servers is not None:
-            return self.servers.sum(vectors, self.ledger, round, phase, late, covers)
-        try:
-            return secure_sum(vectors, self.max_value, self.ledger, round, self.rng_graph,
-                              late_dropout=late, phase=phase, covers=covers,
-                              keep_session=self.audit, network=self.network)
-        except SecAggError as err:
-            raise FlaimRoundError(round, f"secure aggregation of {what} failed ({err})") from err
+            res = self.servers.sum(vectors, self.ledger, round, phase, late, covers)
+        else:
+            try:
+                res = secure_sum(vectors, max_value, self.ledger, round, self.rng_graph,
+                                 late_dropout=late, phase=phase, covers=covers,
+                                 keep_session=self.audit, network=self.network)
+            except SecAggError as err:
+                raise FlaimRoundError(round, f"secure aggregation of {what} failed ({err})"
+                                      ) from err
+        if modulus is not None:
+            res = SecureSum(dn.lift(res.sum, modulus), res.contributors, res.covers,
+                            res.late_dropped, res.session)
+        return res
 
     def _one_ways(self, round: int, sampled: Sequence[int], late: Sequence[int], sigma: float,
                   phase: str | None) -> tuple[list[tuple[Clique, np.ndarray, SecureSum]], int]:
         """Secure sum of the sampled clients' concatenated one-ways, split per attribute."""
         one_ways = self.workload.one_ways
         vectors = {int(k): self.clients[k].one_ways_vector(one_ways) for k in sampled}
-        res = self._secure(round, vectors, late, "the one-way marginals", phase)
+        res = self._secure(round, vectors, late, "the one-way marginals", phase,
+                           noise_sigma=sigma if self.distributed else None)
         out, start = [], 0
         for c in one_ways:
             n = self.workload.n_cells(c)
@@ -231,11 +278,13 @@ class FlaimBackend:
     def _release_one_ways(self, round: int, parts, sigma: float, tag: str,
                           charges: Sequence[int]) -> list[Measurement]:
         out = []
-        noisy_parts = [(c, total, res, add_noise(total, sigma, self.rng_noise))
-                       for c, total, res in parts]
+        # distributed: the sums arrived noisy (each client's share); central: noise added here
+        noisy_parts = [(c, total, res, total if self.distributed
+                        else add_noise(total, sigma, self.rng_noise)) for c, total, res in parts]
         for (c, *_), charge in zip(parts, charges):
             self.privacy.release(charge, f"noisy {tag} one-way {c[0]}")
-        std = noise_std(sigma)
+        std = self._std(sigma, len(parts[0][2].contributors) + len(parts[0][2].covers)
+                        if self.distributed else None)
         records = max(float(np.mean([y.sum() for *_, y in noisy_parts])), 1.0)
         if round == 0:
             self.population = records * len(self.clients) / len(parts[0][2].contributors)
@@ -247,10 +296,20 @@ class FlaimBackend:
                 self.proxy_sum[c[0]] = self.proxy_sum.get(c[0], 0.0) + noisy
             self.records.append(AggregateRecord(
                 round, c, res.contributors, (), res.late_dropped, tag,
-                np.array(total) if self.audit else None, res if self.audit else None))
+                np.array(total) if self.audit else None, res if self.audit else None,
+                len(res.contributors) + len(res.covers) if self.distributed else None))
         if self.variant == "private":
             self.proxy_count += 1
         return out
+
+    def _std(self, sigma: float, shares: int | None) -> float:
+        """Std of the noise in a released sum: central N_Z(0, σ²), or ``shares`` shares."""
+        return noise_std(sigma) if shares is None else math.sqrt(dn.summed_variance(sigma,
+                                                                                  shares))
+
+    def _shares(self, sampled: Sequence[int]) -> int:
+        """Noise shares in a session of all sampled clients (1: central noise)."""
+        return len(sampled) if self.distributed else 1
 
     def proxy_estimates(self) -> dict[str, np.ndarray]:
         """ŷ_a: the running mean of the noisy one-way sums, projected on the simplex."""
@@ -272,9 +331,17 @@ class FlaimBackend:
                                  self.rng_sampling)
         late = self._late_dropouts(sampled)
         info = RoundInfo(0, tuple(int(k) for k in sampled), late_dropped=late)
-        parts, d1 = self._one_ways(0, sampled, late, sigma, None)
+        # Charged before the session: with distributed noise its sum is the release.
+        charges = [privacy.spend_gaussian(0, sigma, "|".join(c),
+                                          honest_shares=self._shares(sampled),
+                                          cells=self.workload.n_cells(c)) for c in one_ways]
+        try:
+            parts, d1 = self._one_ways(0, sampled, late, sigma, None)
+        except FlaimRoundError:
+            for ch in charges:
+                privacy.refund(ch, "round 0: secure aggregation failed, nothing released")
+            raise
         info.secagg_seconds = time.perf_counter() - t0
-        charges = [privacy.spend_gaussian(0, sigma, "|".join(c)) for c in one_ways]
         out = self._release_one_ways(0, parts, sigma, "initial", charges)
         info.seconds = time.perf_counter() - t0
         self.rounds.append(info)
@@ -334,23 +401,35 @@ class FlaimBackend:
         with_proxy = self.variant == "private" and round < self.config.rounds
         # Charge the round's Gaussians (parallel composition over clients) before any sum
         # exists; refunded below if an aggregation fails, as then nothing is released.
+        # Groups first (public: the choices and the seeded covers). A group's session adds
+        # noise shares if distributed, or if it has one real chooser (its exact sum would
+        # be that client's vector). Under parallel composition each record is in one group,
+        # so the round pays one Gaussian with the worst group's KLS21 slack.
+        groups = []
+        for r in cliques:
+            group = [k for k in sampled if info.choices[k] == r]
+            need = min(self.min_group, len(sampled)) - len(group)
+            covers = choose_covers(group, sampled, need, self.rng_cover) if need > 0 else ()
+            shares = len(group) + len(covers) if self.distributed or len(group) < 2 else None
+            groups.append((r, group, covers, shares))
+        worst = max(((n, self.workload.n_cells(r)) for r, _, _, n in groups if n),
+                    key=lambda nd: worst_slack(sigma, *nd), default=(1, 1))
         charge = privacy.spend_gaussian(round, sigma, "parallel: " + ", ".join(
-            "|".join(r) for r in cliques))
-        proxy_charges = [privacy.spend_gaussian(round, sigma, "proxy " + c[0])
+            "|".join(r) for r in cliques), honest_shares=worst[0], cells=worst[1])
+        proxy_charges = [privacy.spend_gaussian(round, sigma, "proxy " + c[0],
+                                                honest_shares=self._shares(sampled),
+                                                cells=self.workload.n_cells(c))
                          for c in self.workload.one_ways] if with_proxy else []
-        sums: list[tuple[Clique, SecureSum]] = []
+        sums: list[tuple[Clique, SecureSum, int | None]] = []
         proxy_parts = None
         try:
-            for r in cliques:
-                group = [k for k in sampled if info.choices[k] == r]
+            for r, group, covers, shares in groups:
                 vectors = {k: self.clients[k].marginal(r) for k in group}
-                need = min(self.min_group, len(sampled)) - len(group)
-                covers = choose_covers(group, sampled, need, self.rng_cover) \
-                    if need > 0 else ()
                 for c in covers:
                     vectors[c] = np.zeros(self.workload.n_cells(r), dtype=np.int64)
                 sums.append((r, self._secure(round, vectors, late, f"marginal {'|'.join(r)}",
-                                             covers=covers)))
+                                             covers=covers,
+                                             noise_sigma=sigma if shares else None), shares))
             if with_proxy:
                 proxy_parts, _ = self._one_ways(round, sampled, late, sigma, "proxy")
         except FlaimRoundError:
@@ -360,16 +439,17 @@ class FlaimBackend:
             raise
         info.secagg_seconds = time.perf_counter() - t0
         out = []
-        std = noise_std(sigma)
-        for r, res in sums:
-            noisy = add_noise(res.sum, sigma, self.rng_noise)
+        for r, res, shares in sums:
+            noisy = res.sum if shares else add_noise(res.sum, sigma, self.rng_noise)
             privacy.release(charge, f"noisy sum {'|'.join(r)}")
+            std = self._std(sigma, shares)
             out.append(population_measurement(
                 r, noisy, std, sum_records_estimate(noisy, sigma) if self.scale else None,
                 self.population if self.scale else None))
             self.records.append(AggregateRecord(
                 round, r, res.contributors, res.covers, res.late_dropped, "choice",
-                np.array(res.sum) if self.audit else None, res if self.audit else None))
+                np.array(res.sum) if self.audit else None, res if self.audit else None,
+                shares))
         if proxy_parts is not None:
             out += self._release_one_ways(round, proxy_parts, sigma, "proxy", proxy_charges)
         info.seconds += time.perf_counter() - t0
@@ -416,6 +496,10 @@ def simulate_flaim(config: RunConfig, data: PreparedData | None = None,
         "secagg_sessions": backend.sessions,
         "cover_sessions": sum(1 for r in choice_records if r.covers),
         "cover_contributions": sum(len(r.covers) for r in choice_records),
+        "flaim_noise": config.flaim_noise,
+        # sessions whose clients added noise shares (every one if distributed; else the
+        # lone choosers' groups)
+        "noise_share_sessions": backend.noisy_sessions,
         "late_dropouts": sum(len(r.late_dropped) for r in backend.rounds),
         "model_broadcast_bytes_mean": float(np.mean([r.broadcast_bytes for r in rounds]))
         if rounds else None,

@@ -59,8 +59,9 @@ def record_bound(config: RunConfig, table_rows: int) -> RecordBound:
 def check_record_bound(bound: RecordBound, train_records: int) -> None:
     """Refuse a training set larger than the bound (its counts would overflow the widths)."""
     if train_records > bound.value:
-        raise ConfigError(f"the training data has {train_records} records, more than the "
-                          f"record bound {bound.value} ({bound.source}); raise --max-records")
+        # N itself is private: the message names the bound only.
+        raise ConfigError(f"the training data has more records than the record bound "
+                          f"{bound.value} ({bound.source}); raise --max-records")
 
 
 def wire_record_bound(data: "PreparedData") -> int:

@@ -4,9 +4,10 @@
 ``rho_spent`` (= the budget for the fixed schedule). ``delta`` is the sum of ``delta_terms``:
 the zCDP → (ε, δ) conversion of ρ_spent (CKS20 Prop. 12, ≤ the configured δ) plus
 (1 + e^ε)·τ for every mechanism that deviates from its ideal law by total variation τ
-(:mod:`flaimsim.mechanisms.accounting`). Terms that bound the MPC protocol's security rather
-than the outputs' law (MPyC's statistical masking) are listed apart under ``security_terms``
-and are not part of δ.
+(:mod:`flaimsim.mechanisms.accounting`). MPyC's statistical masking bounds the MPC servers'
+view rather than the outputs' law: DistAIM lists it among the δ terms as ``mpc-statistical``
+(conservatively: δ then covers the t servers' view too) and its parts under
+``security_terms``. ``knowledge`` says, per party role, what the run showed it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from flaimsim.mechanisms.accounting import NEIGHBOURING, PrivacyLedger
 from flaimsim.mechanisms.discrete_gaussian import NOISE_LAW
 from flaimsim.parties.distaim.options import MpcMode
 from flaimsim.protocols.config import Aggregation, RunConfig
+from flaimsim.protocols.knowledge import knowledge
+from flaimsim.protocols.mpc_security import delta_term, masked_openings_bound, resolve_kappa
 from flaimsim.protocols.prepare import NOT_PUBLIC_BOUND_NOTE, PreparedData
 
 DELTA_TERM_NOTES = {
@@ -25,6 +28,11 @@ DELTA_TERM_NOTES = {
     "gumbel-truncation": "secure EM: Gumbel noise's geometric parts capped at B bits; total "
                          "variation <= 2k 2^-B per selection over k candidates, times "
                          "(1 + e^epsilon) (parties/distaim/secure_em.py)",
+    "mpc-statistical": "MPC masked openings: U masked elements (a bound from the run's plan), "
+                       "each within 2^-kappa of data-independent, so any t servers' view is "
+                       "within U 2^-kappa of a simulation from the outputs; times "
+                       "(1 + e^epsilon) (protocols/mpc_security.py). Bounds the servers' "
+                       "view; the outputs' own delta does not need it",
 }
 RHO_NOTES = {
     "gaussian": "discrete Gaussian N_Z(0, sigma^2) on a count vector: 1/(2 sigma^2) (CKS20)",
@@ -68,6 +76,11 @@ def privacy_block(config: RunConfig, data: PreparedData, privacy: PrivacyLedger,
     """The ``privacy`` block (module docstring); checks the charge/release order first."""
     privacy.check_order()
     terms = privacy.delta_terms(config.epsilon)
+    kappa = bound_u = None
+    if config.protocol == "distaim" and data.record_bound is not None:
+        kappa = resolve_kappa(config, data.workload, data.record_bound.value)
+        bound_u = masked_openings_bound(config, data.workload, data.record_bound.value)
+        terms["mpc-statistical"] = delta_term(config.epsilon, bound_u, kappa)
     rho = privacy.rho_by_mechanism()
     events = privacy.events
     out_notes = list(notes or [])
@@ -100,18 +113,22 @@ def privacy_block(config: RunConfig, data: PreparedData, privacy: PrivacyLedger,
                   # check_order() above raised otherwise
                   "every_release_after_its_charge": True},
         "notes": out_notes,
+        # who sees what, per party role (protocols/knowledge.py; docs/privacy.md)
+        "knowledge": knowledge(config, kappa),
     }
     if _mpc(config):
-        k = mpyc_sec_param()
+        k = kappa if kappa is not None else mpyc_sec_param()
         block["security_terms"] = {
             "mpyc_sec_param": k,
+            "masked_openings_bound": bound_u,
+            "masked_openings_union_bound": None if bound_u is None else bound_u * 2.0 ** -k,
             "note": f"MPyC masks values opened inside comparisons, truncations and random-bit "
                     f"generation with k = {k} extra random bits: each such opening is within "
-                    f"statistical distance 2^-{k} of one independent of the data. This bounds "
-                    "what a coalition of t servers learns beyond the outputs (a simulation-"
-                    "security failure term of the MPC protocol), not the outputs' law, so it "
-                    "is not part of delta; outputs are exact up to the fixed-point error "
-                    "covered by the secure EM's eta"}
+                    f"statistical distance 2^-{k} of one independent of the data. The union "
+                    "bound over the run's masked elements bounds what a coalition of t "
+                    "servers learns beyond the outputs; DistAIM lists it, times (1 + e^eps), "
+                    "as the delta term mpc-statistical (it bounds the servers' view, not the "
+                    "outputs' law). FLAIM's server aggregation opens no masked values"}
     return block
 
 

@@ -58,6 +58,11 @@ def finite_record(record: dict[str, Any]) -> dict[str, Any]:
             for k, v in record.items()}
 
 
+def synthetic_rows(model_total: float) -> int:
+    """Rows of the synthetic table: the model's noisy total, rounded, at least 1."""
+    return max(1, int(round(model_total))) if math.isfinite(model_total) else 1
+
+
 def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger: Ledger,
                  n_servers: int, wall_seconds: float, extra: dict[str, Any] | None = None
                  ) -> tuple[dict[str, Any], Table]:
@@ -65,7 +70,8 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
 
     Times ``generate_s`` (sampling the synthetic table, part of the protocol) apart from
     ``evaluate_s`` (the utility metrics, the harness's own work)."""
-    rows = config.synthetic_rows or data.train.n
+    # The model's total is a noisy (DP) estimate of N; the exact N would leak through |D̂|.
+    rows = config.synthetic_rows or synthetic_rows(loop.model.total)
     t0 = time.perf_counter()
     synth = loop.model.synthetic(rows, int(stream(config.seed, "synthetic").integers(2**31)))
     generated = time.perf_counter()
@@ -85,6 +91,7 @@ def build_record(config: RunConfig, data: PreparedData, loop: LoopResult, ledger
         "sigma": loop.schedule.sigma if loop.schedule else None,
         "epsilon_select": loop.schedule.epsilon_select if loop.schedule else None,
         "measurements": len(loop.measurements),
+        "synthetic_rows": synth.n,
         "selected": ["|".join(c) for rnd in loop.selected for c in rnd],
         "select_s": loop.times.select_s, "estimate_s": loop.times.estimate_s,
         "generate_s": generated - t0, "wall_seconds": wall_seconds,

@@ -100,6 +100,7 @@ class CostTable:
     frac_bits: int = 0
     score: str = "l1"
     select_bits: int = 0   # secure_em.comparison_bits of the select rows (the argmax's width)
+    sec_param: int | None = None   # MPyC's -K the servers ran with (None: its default)
 
     def predict(self, op: str, cells: int = 0, k: int = 0, mults: int = 0, steps: int = 0,
                 dots: int = 0, chunks: int = 0) -> dict[tuple[int, int], tuple[int, int]]:
@@ -155,7 +156,7 @@ class CostTable:
     @property
     def key(self) -> str:
         return cache_key(self.m, self.max_count, self.score_bound, self.frac_bits, self.score,
-                         self.select_bits)
+                         self.select_bits, self.sec_param)
 
 
 def select_bits_for(score_bound: float, select_epsilon: float) -> int:
@@ -180,11 +181,12 @@ def code_version() -> str:
 
 
 def cache_key(m: int, max_count: int, score_bound: float, frac_bits: int = 0,
-              score: str = "l1", select_bits: int = 0) -> str:
+              score: str = "l1", select_bits: int = 0, sec_param: int | None = None) -> str:
     bits = count_bits_for(max_count, frac_bits, score)
     return (f"m{m}-b{int(max_count).bit_length()}-l{bits}-f{frac_bits}-{score}"
             f"-fxp{fxp_bits(score_bound)}"
             f"-cmp{select_bits}"
+            + (f"-k{sec_param}" if sec_param is not None else "") +
             f"-{code_version()}")
 
 
@@ -323,7 +325,8 @@ def calibrate(options: DistAimOptions = DistAimOptions(max_count=50_000),
     return CostTable(m, int(max_count), float(score_bound),
                      count_bits_for(max_count, frac_bits, score), element_bytes,
                      mpyc.__version__, code_version(), coefficients, worst, int(frac_bits),
-                     score.value, select_bits_for(score_bound, select_epsilon))
+                     score.value, select_bits_for(score_bound, select_epsilon),
+                     options.sec_param)
 
 
 def cache_dir() -> Path:
@@ -337,7 +340,8 @@ def load_or_calibrate(options: DistAimOptions, score_bound: float, select_epsilo
     Returns the table and whether it was calibrated now.
     """
     key = cache_key(options.m, options.max_count, score_bound, options.frac_bits,
-                    options.score, select_bits_for(score_bound, select_epsilon))
+                    options.score, select_bits_for(score_bound, select_epsilon),
+                    options.sec_param)
     target = Path(path) if path else cache_dir() / f"cost-{key}.json"
     if target.exists():
         table = CostTable.from_json(target.read_text())

@@ -50,7 +50,8 @@ from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCell
                                           scored_priced_cells, select_bits)
 from flaimsim.parties.ledger import Ledger, client, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
-from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE
+from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE, LauncherConfigError
+from flaimsim.parties.mpc.openings import Rule
 from flaimsim.parties.mpc.sharing_modes import Sharing
 from flaimsim.parties.mpc.warm_start import connect_servers
 from flaimsim.parties.transport import ClientTransport
@@ -153,10 +154,27 @@ def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_cou
                 steps=plan.steps, dots=dots)
 
 
-def launcher_options(command_timeout: float) -> dict[str, Any]:
-    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match)."""
-    return {"command_timeout": float(command_timeout),
-            "load": ["flaimsim.parties.distaim.server_commands"]}
+# What DistAIM's server commands (``server_commands``) may open, checked from outside after a
+# real run (``openings.verify_servers``): the secure exponential mechanism one index per call,
+# the noisy measurement one noisy marginal per call; ``open`` is the built-in explicit
+# opening. Nothing else may open.
+DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
+                 "distaim_measure": Rule(count=1),
+                 "open": Rule(count=1)}
+
+
+def launcher_options(command_timeout: float, sec_param: int | None = None,
+                     network: Any = None) -> dict[str, Any]:
+    """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
+    ``sec_param``: MPyC's statistical security parameter (None: MPyC's default);
+    ``network``: the emulated links (:mod:`flaimsim.parties.netem`), if any."""
+    opts: dict[str, Any] = {"command_timeout": float(command_timeout),
+                            "load": ["flaimsim.parties.distaim.server_commands"]}
+    if sec_param is not None:
+        opts["sec_param"] = int(sec_param)
+    if network is not None:
+        opts["network"] = network
+    return opts
 
 
 class EngineBase:
@@ -172,6 +190,9 @@ class EngineBase:
         self.decomposed_cells = 0     # cells decomposed in the run, over all sets and phases
         self.decompose_bytes = 0      # bytes sent by the servers' decompositions (phase score)
 
+    def _bytes_since(self, start: int) -> int:
+        return sum(r.bytes for r in self.ledger.rows[start:])
+
     def _decompose_cells(self, round: int, cells: np.ndarray, phase: str) -> None:
         """Bits of those of ``cells`` not decomposed yet (a step of its own, so that its bytes
         stay apart)."""
@@ -182,9 +203,25 @@ class EngineBase:
         self._run_decompose(decompose_step(round, new.size, phase, self.decompose_chunk), new)
         self.decomposed_cells += int(new.size)
         if phase == "score":
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+            self.decompose_bytes += self._bytes_since(start)
+
+    def _decompose_l2(self, round: int, lengths: Sequence[int], cells: int) -> None:
+        """L2's once-per-set steps, reported as the decomposition's bytes: the unwrap of a
+        compact sum (its ``cells`` bits), then Σx² per candidate of ``lengths``."""
+        start = len(self.ledger.rows)
+        if self.options.sharing is Sharing.COMPACT:
+            self.unwrap(round)
+            self.decomposed_cells += cells
+        self.sum_squares(round, lengths)
+        self.decompose_bytes += self._bytes_since(start)
 
     def _run_decompose(self, step: Step, new: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def unwrap(self, round: int) -> None:
+        raise NotImplementedError
+
+    def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
         raise NotImplementedError
 
     def prepare_measure(self, round: int, cells: np.ndarray) -> None:
@@ -211,14 +248,24 @@ class MpcEngine(EngineBase):
 
     def __init__(self, ledger: Ledger, options: DistAimOptions = DistAimOptions(),
                  command_timeout: float = 600.0,
-                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
+                 servers_at: Sequence[tuple[str, int]] | None = None,
+                 network: Any = None) -> None:
         super().__init__(ledger, options)
         self.bits = options.count_bits
         self.candidate_of: dict[int, int] = {}
         # servers_at: servers already running on their hosts (`flaimsim serve`)
         self.launcher = connect_servers(options.m, servers_at,
-                                        **launcher_options(command_timeout))
-        self.transport = ClientTransport(self.launcher.client_addresses)
+                                        **launcher_options(command_timeout, options.sec_param,
+                                                          network))
+        want = 30 if options.sec_param is None else options.sec_param   # MPyC's default: 30
+        ran = {int(i.get("sec_param", 30)) for i in self.launcher.info}
+        if ran != {want}:
+            self.launcher.close()
+            raise LauncherConfigError(f"the compute servers run with MPyC security parameter "
+                                      f"{sorted(ran)}, this run needs kappa = {want}: start "
+                                      f"them with `flaimsim serve --mpc-security {want}` or "
+                                      f"pass --mpc-security {sorted(ran)[0]}")
+        self.transport = ClientTransport(self.launcher.client_addresses, network=network)
         self.privacy_note = self.launcher.privacy_note
         self._parts = 0
         self.element_bytes = self.launcher.field_spec_for(self.bits).element_bytes
@@ -253,13 +300,8 @@ class MpcEngine(EngineBase):
         ``lengths``, every cell). L2: the unwrap (compact) and Σx² per candidate of ``lengths``
         (all answered candidates, in order)."""
         compact = self.options.sharing is Sharing.COMPACT
-        if self.options.score is Score.L2:   # once-per-set bytes, reported as the decomposition's
-            start = len(self.ledger.rows)
-            if compact:
-                self.unwrap(round)
-                self.decomposed_cells += self.cells
-            self.sum_squares(round, lengths)
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        if self.options.score is Score.L2:
+            self._decompose_l2(round, lengths, self.cells)
             return
         self.decomposed = DecomposedCells.of(self.cells)
         anchor = anchor_cells(lengths, self.cells) if compact else np.zeros(0, dtype=np.int64)
@@ -274,7 +316,7 @@ class MpcEngine(EngineBase):
                                      frac_bits=self.options.frac_bits, chunk=self.decompose_chunk,
                                      anchor=[int(anchor[0]), int(anchor[-1]) + 1]
                                      if anchor.size else None, cells=new)
-        self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        self.decompose_bytes += self._bytes_since(start)
         self._check_decomposed(out, new)
 
     def _check_decomposed(self, out: list[dict[str, Any]], new: np.ndarray) -> None:
@@ -393,18 +435,18 @@ class IdealEngine(EngineBase):
     def _run_decompose(self, step: Step, new: np.ndarray) -> None:
         self._charge(step)
 
+    def unwrap(self, round: int) -> None:
+        self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
+
+    def sum_squares(self, round: int, lengths: Sequence[int]) -> None:
+        self._charge(Step(round, "sum-squares", k=len(lengths)))
+
     def decompose(self, round: int, lengths: Sequence[int] = ()) -> None:
-        compact = self.options.sharing is Sharing.COMPACT
-        if self.options.score is Score.L2:   # once-per-set bytes, reported as the decomposition's
-            start = len(self.ledger.rows)
-            if compact:
-                self._charge(Step(round, "unwrap", cells=len(self.aggregate)))
-                self.decomposed_cells += len(self.aggregate)
-            self._charge(Step(round, "sum-squares", k=len(lengths)))
-            self.decompose_bytes += sum(r.bytes for r in self.ledger.rows[start:])
+        if self.options.score is Score.L2:
+            self._decompose_l2(round, lengths, len(self.aggregate))
             return
         self.decomposed = DecomposedCells.of(len(self.aggregate))
-        if compact:
+        if self.options.sharing is Sharing.COMPACT:
             self._decompose_cells(round, anchor_cells(lengths, len(self.aggregate)), "score")
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:

@@ -85,6 +85,7 @@ class DistAimOptions:
     score: Score = Score.L1
     em: Selection = Selection.GUMBEL
     frac_bits: int = 0
+    sec_param: int | None = None   # MPyC's statistical security κ (None: its default, 30)
 
     def __post_init__(self) -> None:
         for name, kind in (("sharing", Sharing), ("score", Score), ("em", Selection)):
@@ -92,10 +93,11 @@ class DistAimOptions:
         object.__setattr__(self, "max_count", int(self.max_count))
 
     @staticmethod
-    def of(config: Any, max_count: int) -> "DistAimOptions":
-        """A run's options (``RunConfig``) with its public record bound."""
+    def of(config: Any, max_count: int, sec_param: int | None = None) -> "DistAimOptions":
+        """A run's options (``RunConfig``) with its public record bound (and κ, as MPyC's -K:
+        ``protocols.mpc_security.mpyc_option``)."""
         return DistAimOptions(config.servers, max_count, config.sharing, config.score,
-                              config.em, config.score_frac_bits)
+                              config.em, config.score_frac_bits, sec_param)
 
     @property
     def threshold(self) -> int:

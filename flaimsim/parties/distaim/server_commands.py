@@ -131,8 +131,8 @@ async def distaim_prepare(state: ServerState, name: str, max_count: int,
     ``anchor`` = [lo, hi) must be one candidate's cells, decomposed here: their x sums to the
     set's record count N_set, which stands in for Σ_r x of every candidate in the score.
     ``cells``: more cells to decompose in the same command (a small domain: all of them)."""
-    wrapped = state.extras.get("wrapped", {})
-    width = wrapped.pop(name, None)
+    # The array still holds s = x + w·2^b: the mark stays, so no opening path takes it.
+    width = state.extras.get("wrapped", {}).get(name)
     if width is not None and int(width) != int(max_count).bit_length():
         raise CommandError(f"{name} wraps at {width} bits but max_count {max_count} needs "
                            f"{int(max_count).bit_length()}")
@@ -269,12 +269,14 @@ async def distaim_measure(state: ServerState, name: str, offset: int, length: in
     n = state.array(name).shape[0]
     if offset < 0 or offset + length > n:
         raise CommandError(f"cells {offset}..{offset + length} outside 0..{n}")
-    if name in state.extras.get("wrapped", {}):
-        raise CommandError(f"{name!r} is a wrapped compact sum: unwrap or decompose it first")
     cells = np.arange(offset, offset + length)
     lazy = state.extras.get("distaim_lazy")
-    x = (lazy.x_at(cells) if lazy is not None and state.extras.get("distaim_counts") == name
-         else state.array(name)[cells])
+    if lazy is not None and state.extras.get("distaim_counts") == name:
+        x = lazy.x_at(cells)     # x itself, unwrapped where decomposed
+    elif name in state.extras.get("wrapped", {}):
+        raise CommandError(f"{name!r} is a wrapped compact sum: unwrap or decompose it first")
+    else:
+        x = state.array(name)[cells]
     noisy = await secure_gaussian_measure(x, float(sigma))
     state.reveal_log.append({"seq": len(state.reveal_log), "name": "noisy-marginal",
                              "label": label, "shape": [int(length)]})

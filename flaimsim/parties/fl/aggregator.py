@@ -16,11 +16,11 @@ aggregation orchestration and central Gaussian noise.
 - Secure aggregation: one SecAgg+ session per distinct chosen marginal over the clients that
   chose it (:mod:`flaimsim.parties.secagg`). A marginal chosen by a single client cannot be
   aggregated alone; other sampled clients join as *covers* with zero vectors (they pay the
-  bytes; the protocol module decides how many). The aggregator then still learns that
-  client's exact vector: in central-noise FLAIM
-  the aggregator always learns the exact sums before it adds the noise, so secure
+  bytes; the protocol module decides how many), and the group's clients add distributed
+  noise shares, so the aggregator never learns that client's exact vector (protocols/flaim.py).
+  With >= 2 choosers the aggregator learns the exact sum before it adds the noise: secure
   aggregation hides individual vectors among the contributors, never the sum, and DP protects
-  only what leaves the aggregator (the model and the synthetic data).
+  what leaves the aggregator (the model and the synthetic data).
 - Noise: the discrete Gaussian N_Z(0, σ² I) (``mechanisms.dp.gaussian_mechanism``) added once
   per aggregate by the aggregator.
 """

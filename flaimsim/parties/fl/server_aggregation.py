@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Collection, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -86,14 +86,17 @@ class ServerAggregation:
     """m compute servers kept up for a whole FLAIM run; one :meth:`sum` per aggregate."""
 
     def __init__(self, m: int = 3, max_sum: int = 2**31 - 1, timeout: float = 600.0,
-                 servers_at: Sequence[tuple[str, int]] | None = None) -> None:
+                 servers_at: Sequence[tuple[str, int]] | None = None,
+                 network: Any = None) -> None:
         # Opened sums are signed SecInt values: one spare bit above the largest sum.
         self.bits = max(int(max_sum).bit_length() + 2, 8)
         # servers_at: servers already running on their hosts (their default SecInt may
         # differ, so every step names the bit length)
         self.launcher = connect_servers(m, servers_at, bit_length=self.bits,
-                                        command_timeout=timeout)
-        self.transport = ClientTransport(self.launcher.client_addresses)
+                                        command_timeout=timeout,
+                                        **({"network": network} if network else {}))
+        self.transport = ClientTransport(self.launcher.client_addresses, network=network)
+        self.network = network
         self.privacy_note = self.launcher.privacy_note
         self.receiver = _SumReceiver(timeout)
         self.sent = WireLog()   # server 0's writes to the aggregator, as it reported them
@@ -112,6 +115,10 @@ class ServerAggregation:
                      phase=phase or "share-inputs", ledger=ledger, bit_length=self.bits)
         reveal = phase or "reveal"
         host, port = self.receiver.address
+        if self.network is not None:   # server 0 reaches the aggregator over its link
+            from flaimsim.parties.netem import emulator
+
+            host, port = emulator(self.network).route(server(0), AGGREGATOR, (host, port))
         self.receiver.expect()
         with self.launcher.measure(ledger, round, reveal):
             out = self.launcher.call("open_to", name=name, host=host, port=port, round=round,

@@ -1,1 +1,1 @@
-"""MPC compute servers: the server program, launcher and watchdog, wire counters, client input sharing, the secure select/measure steps, DistAIM engines and the cost model."""
+"""The compute servers' generic runtime: the server program and loop, launcher and watchdog, wire counters, openings hook, client input sharing, resharing and the field (DistAIM's steps live in ``parties.distaim``)."""

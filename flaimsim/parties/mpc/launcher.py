@@ -122,7 +122,8 @@ class ServerLauncher:
                  host: str = "127.0.0.1", start_timeout: float = 60.0,
                  command_timeout: float = 120.0, load: Sequence[str] = (),
                  port_retries: int = 3, ports: tuple[Sequence[int], Sequence[int]] | None = None,
-                 python: str = sys.executable, server_timeout: float | None = None) -> None:
+                 python: str = sys.executable, server_timeout: float | None = None,
+                 sec_param: int | None = None, network: Any = None) -> None:
         if m < 2:
             raise LauncherConfigError(f"need at least 2 servers, got m={m}")
         t = (m - 1) // 2 if threshold is None else threshold
@@ -135,6 +136,8 @@ class ServerLauncher:
         self.load, self.port_retries, self.fixed_ports, self.python = (
             list(load), port_retries, ports, python)
         self._server_timeout = server_timeout
+        self.sec_param = sec_param   # MPyC's -K (statistical security); None: its default
+        self.network = network   # emulated peer links (flaimsim.parties.netem), or None
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
         self.control: list[socket.socket] = []
@@ -178,17 +181,20 @@ class ServerLauncher:
         else:
             ports = free_ports(2 * self.m)
             self.mpc_ports, self.control_ports = ports[:self.m], ports[self.m:]
-        peers = [a for p in self.mpc_ports for a in ("-P", f"{self.host}:{p}")]
+        peer_lists = self._peer_lists()
         env = dict(os.environ, MPYC_MIX32_64BIT="1", PYTHONUNBUFFERED="1")
         self.procs, self.logs = [], []
         _LIVE.add(self)
         for i in range(self.m):
+            peers = [a for h, p in peer_lists[i] for a in ("-P", f"{h}:{p}")]
             cmd = [self.python, "-m", "flaimsim.parties.mpc.server_loop", *peers, "-I", str(i),
                    "-T", str(self.threshold), "--bit-length", str(self.bit_length),
                    "--mix32-64bit", "--control-host", self.host,
                    "--control-port", str(self.control_ports[i]),
                    "--connect-timeout", str(self.start_timeout),
                    "--command-timeout", str(self.server_command_timeout)]
+            if self.sec_param is not None:
+                cmd += ["-K", str(int(self.sec_param))]
             for mod in self.load:
                 cmd += ["--load", mod]
             logf = tempfile.TemporaryFile(prefix=f"flaimsim-server{i}-")
@@ -203,6 +209,19 @@ class ServerLauncher:
                 port = self.control_ports[i]
                 self.kill()
                 raise PortInUseError(f"control port {port} in use by another process", port)
+
+    def _peer_lists(self) -> list[list[tuple[str, int]]]:
+        """Each party's ``-P`` list. MPyC party i connects to every j > i at entry j (and
+        listens on its own); with a network, entry j is the relay of link i → j."""
+        own = [(self.host, p) for p in self.mpc_ports]
+        if self.network is None:
+            return [own] * self.m
+        from flaimsim.parties.ledger import server
+        from flaimsim.parties.netem import emulator
+
+        em = emulator(self.network)
+        return [[a if j <= i else em.route(server(i), server(j), a) for j, a in enumerate(own)]
+                for i in range(self.m)]
 
     @property
     def server_command_timeout(self) -> float:

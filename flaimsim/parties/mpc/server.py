@@ -223,6 +223,7 @@ async def ping(state: ServerState, sleep: float = 0.0) -> dict[str, Any]:
     rt = state.runtime
     return {"pid": state.pid, "m": state.m, "threshold": state.threshold,
             **_field_info(state.secint), "mix32_64bit": bool(rt.options.mix32_64bit),
+            "sec_param": int(rt.options.sec_param),
             "commands": sorted(COMMANDS), "os_pid": os.getpid(),
             "client_address": list(state.publish) if state.publish else None}
 
@@ -391,6 +392,7 @@ async def open_to(state: ServerState, name: str, host: str, port: int, round: in
     """Open secure array ``name`` to server ``receiver`` only (``mpc.output(x, receivers=)``);
     that server writes it to ``host:port`` as one OPENED_SUM frame of fixed-width elements
     (values mod p). Returns the bytes written (0 at the other servers)."""
+    _refuse_wrapped(state, [name], "opened")
     x = state.array(name)
     values = await state.runtime.output(x, receivers=[int(receiver)])
     state.reveal_log.append({"seq": len(state.reveal_log), "name": name, "label": label,

@@ -228,7 +228,11 @@ def main() -> int:
     for mod in args.load:
         importlib.import_module(mod)
     wire.install()
+    from flaimsim.parties import sampler   # FLAIMSIM_SAMPLE_DIR: where the time goes
+
+    samples = sampler.start_from_env(f"server{mpc.pid}")
     code = int(mpc.run(serve(mpc, args)))
+    sampler.write(samples)
     sys.stdout.flush()
     sys.stderr.flush()
     if code:  # a watchdog fired: leave now, without waiting for MPyC's pending tasks or peers

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from mpyc import thresha
-from mpyc.finfields import FiniteFieldElement, PrimeFieldElement
+from mpyc.finfields import FiniteFieldArray, FiniteFieldElement, PrimeFieldElement
 
 from flaimsim.parties.mpc.modp_vectors import MASK64, ModpVector
 
@@ -75,6 +75,8 @@ def _values(field: type, s: Any) -> np.ndarray:
     """The secrets of ``s`` (ints, field elements or an array of either) as an object array."""
     if isinstance(s, np.ndarray):
         return s.reshape(-1).astype(object)
+    if isinstance(s, FiniteFieldArray):   # its ints as they are: iterating would build one
+        return np.asarray(s.value, dtype=object).reshape(-1)   # field element per value
     s = list(s)
     if s and isinstance(s[0], field):
         s = [a.value for a in s]

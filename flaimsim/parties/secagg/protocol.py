@@ -25,8 +25,19 @@ of the dropped ones, and removes PRG(b_u) and the unmatched pairwise masks:
 Steps and ledger phases: (1) ``advertise_keys`` and (2) ``share_keys`` -> ``secagg-keys``;
 (3) ``collect_masked_inputs`` -> ``secagg-masked-input``; (4) ``unmask`` -> ``secagg-unmask``.
 
-Threat model: semi-honest aggregator and clients (no signatures or consistency-check round,
-Bonawitz's round 3 "ConsistencyCheck" is omitted). The aggregator learns the exact sum; DP
+Client state (as in Bell et al. and Flower's SecAgg+ mod): every client keeps its stage
+(:class:`Stage`); each step runs once per session, in order, and a client refuses a message
+out of turn. In particular it answers ONE unmask request per session, and it never reveals
+both b_v and s_sk_v for the same neighbour v whatever the requests say (``revealed``). Without
+this, an aggregator that sends a second request ("client 0 dropped") after the honest one
+gets s_sk_0 as well as b_0, removes every mask from y_0 and reads x_0 (tests/test_secagg.py
+``test_double_unmask_request_recovers_nothing``).
+
+Threat model: semi-honest clients; an aggregator that may send extra or out-of-order requests
+is refused as above. No signatures and no consistency-check round (Bonawitz's round 3
+"ConsistencyCheck" is omitted): against an aggregator that tells different clients different
+survivor lists, the default t = ceil(2k/3) > k/2 makes the two reconstructions need more than
+k of v's neighbours, so one session cannot yield both secrets of v. The aggregator learns the exact sum; DP
 noise added by the caller afterwards protects the sum from everyone downstream, not from the
 aggregator. Cryptographic randomness comes from ``os.urandom`` and cannot be seeded; the
 caller's ``rng`` only draws the public neighbour graph.
@@ -43,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Collection, Hashable, Mapping, Sequence
 
 import numpy as np
@@ -124,6 +136,22 @@ class Session:
 
 
 # ---- parties ------------------------------------------------------------------------------
+class Stage(IntEnum):
+    """A client's position in its session; each step moves it up by exactly one."""
+
+    NEW = 0
+    ADVERTISED = 1      # sent (c_pk, s_pk)
+    KEYS_RECEIVED = 2   # holds its neighbours' public keys
+    SHARED = 3          # sent its encrypted shares
+    SHARES_RECEIVED = 4  # holds its neighbours' shares
+    MASKED = 5          # sent y_u
+    UNMASKED = 6        # answered the one unmask request
+
+
+class SecAggRefusal(SecAggError):
+    """A client refused a request out of turn (a repeated or out-of-order step)."""
+
+
 @dataclass
 class SecAggClient:
     """A client's secrets and what it has received; only bytes leave it."""
@@ -138,14 +166,45 @@ class SecAggClient:
     b_seed: bytes = field(init=False, repr=False)            # self-mask seed b_u
     peer_keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
     held_shares: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    stage: Stage = Stage.NEW
+    revealed: dict[int, int] = field(default_factory=dict)   # neighbour -> SELF_SEED|MASK_KEY
 
     def __post_init__(self) -> None:
         self.c_sk, self.c_pk = sc.new_keypair()
         self.s_sk, self.s_pk = sc.new_keypair()
         self.b_seed = sc.new_seed()
 
+    def enter(self, stage: Stage) -> None:
+        """Move to ``stage``: only from the stage just before it (each step once, in order)."""
+        if self.stage != stage - 1:
+            raise SecAggRefusal(f"client {self.cid} refuses {stage.name.lower()}: it is at "
+                                f"stage {self.stage.name.lower()} (each step runs once, in "
+                                "order)")
+        self.stage = stage
+
+    def unmask_entries(self, alive: Sequence[int], gone: Sequence[int]
+                       ) -> list[tuple[int, int, bytes]]:
+        """The shares this client reveals for one unmask request: b_v's share for v in
+        ``alive``, s_sk_v's for v in ``gone``. Refused unless it is the session's first
+        request after the masked input, names only neighbours, and never asks both secrets
+        of one neighbour (also across requests: ``revealed``)."""
+        self.enter(Stage.UNMASKED)
+        asked = [(v, sw.SELF_SEED) for v in alive] + [(v, sw.MASK_KEY) for v in gone]
+        kinds: dict[int, int] = {}
+        for v, what in asked:
+            if v not in self.held_shares:
+                raise SecAggRefusal(f"client {self.cid}: unmask request names {v}, not a "
+                                    "neighbour whose shares it holds")
+            if kinds.setdefault(v, what) != what or self.revealed.get(v, what) != what:
+                raise SecAggRefusal(f"client {self.cid}: unmask request asks both secrets "
+                                    f"of client {v}; never both")
+        self.revealed.update(kinds)
+        return [(v, what, self.held_shares[v][0 if what == sw.MASK_KEY else 1])
+                for v, what in asked]
+
     def masked_input(self, s: Session) -> np.ndarray:
         """y_u = x_u + PRG(b_u) + sum_v sign(u, v) PRG(s_uv) mod 2^b (uint64 wraps mod 2^64)."""
+        self.enter(Stage.MASKED)
         y = self.x + sc.prg_words(self.b_seed, s.length, s.bits)
         for v in self.neighbours:
             seed = sc.agree(self.s_sk, self.peer_keys[v][1], b"mask", s.round, self.cid, v)
@@ -173,6 +232,7 @@ def advertise_keys(clients: Mapping[int, SecAggClient], agg: SecAggAggregator,
                    net: sw.Transport, s: Session) -> None:
     """Clients send (c_pk, s_pk); the aggregator sends each client its neighbours' keys."""
     for u, c in clients.items():
+        c.enter(Stage.ADVERTISED)
         net.send(sw.pack(sw.Kind.ADVERTISE_KEYS, s.round, u, sw.AGGREGATOR_ID, c.c_pk + c.s_pk))
     for h, body in net.receive(sw.AGGREGATOR_ID, sw.Kind.ADVERTISE_KEYS):
         agg.public_keys[h.sender] = (body[:sc.KEY_BYTES], body[sc.KEY_BYTES:])
@@ -181,6 +241,7 @@ def advertise_keys(clients: Mapping[int, SecAggClient], agg: SecAggAggregator,
         net.send(sw.pack(sw.Kind.NEIGHBOUR_KEYS, s.round, sw.AGGREGATOR_ID, u,
                          sw.encode_neighbour_keys(keys)))
     for u, c in clients.items():
+        c.enter(Stage.KEYS_RECEIVED)
         for _, body in net.receive(u, sw.Kind.NEIGHBOUR_KEYS):
             c.peer_keys.update(sw.decode_neighbour_keys(body))
         if set(c.peer_keys) != set(c.neighbours):
@@ -192,6 +253,7 @@ def share_keys(clients: Mapping[int, SecAggClient], agg: SecAggAggregator,
                net: sw.Transport, s: Session) -> None:
     """Each client Shamir-shares s_sk and b_u among its neighbours, encrypted per neighbour."""
     for u, c in clients.items():
+        c.enter(Stage.SHARED)
         s_shares = sc.shamir_share(sc.private_key_bytes(c.s_sk), c.neighbours, s.threshold)
         b_shares = sc.shamir_share(c.b_seed, c.neighbours, s.threshold)
         blobs = {}
@@ -209,6 +271,7 @@ def share_keys(clients: Mapping[int, SecAggClient], agg: SecAggAggregator,
         net.send(sw.pack(sw.Kind.FORWARD_SHARES, s.round, sw.AGGREGATOR_ID, v,
                          sw.encode_blobs(blobs)))
     for v, c in clients.items():
+        c.enter(Stage.SHARES_RECEIVED)
         for _, body in net.receive(v, sw.Kind.FORWARD_SHARES):
             for u, blob in sw.decode_blobs(body).items():
                 key = sc.agree(c.c_sk, c.peer_keys[u][0], b"enc", s.round, v, u)
@@ -249,16 +312,7 @@ def unmask(clients: Mapping[int, SecAggClient], responders: Collection[int],
         nb = s.graph[u]
         body = sw.encode_ids([v for v in nb if v in arrived], [v for v in nb if v not in arrived])
         net.send(sw.pack(sw.Kind.UNMASK_REQUEST, s.round, sw.AGGREGATOR_ID, u, body))
-    for u in responders:
-        c = clients[u]
-        for _, body in net.receive(u, sw.Kind.UNMASK_REQUEST):
-            alive, gone = sw.decode_ids(body, 2)
-            if set(alive) & set(gone):  # never reveal both secrets of one client
-                raise SecAggError(f"client {u}: unmask request lists a client as both states")
-            entries = [(v, sw.SELF_SEED, c.held_shares[v][1]) for v in alive]
-            entries += [(v, sw.MASK_KEY, c.held_shares[v][0]) for v in gone]
-            net.send(sw.pack(sw.Kind.UNMASK_SHARES, s.round, u, sw.AGGREGATOR_ID,
-                             sw.encode_unmask_shares(entries)))
+    answer_unmask(clients, responders, net, s)
     for h, body in net.receive(sw.AGGREGATOR_ID, sw.Kind.UNMASK_SHARES):
         for owner, what, share in sw.decode_unmask_shares(body):
             agg.shares.setdefault((owner, what), {})[h.sender] = share
@@ -283,6 +337,18 @@ def unmask(clients: Mapping[int, SecAggClient], responders: Collection[int],
                                    s.length, s.bits)
                 total = total - pad if u < v else total + pad
     return (total & s.mask).astype(np.int64)
+
+
+def answer_unmask(clients: Mapping[int, SecAggClient], responders: Collection[int],
+                  net: sw.Transport, s: Session) -> None:
+    """The responders' side of step 4: each reads its request and sends the shares it
+    reveals (:meth:`SecAggClient.unmask_entries` refuses a second or contradictory one)."""
+    for u in responders:
+        c = clients[u]
+        for _, body in net.receive(u, sw.Kind.UNMASK_REQUEST):
+            alive, gone = sw.decode_ids(body, 2)
+            net.send(sw.pack(sw.Kind.UNMASK_SHARES, s.round, u, sw.AGGREGATOR_ID,
+                             sw.encode_unmask_shares(c.unmask_entries(alive, gone))))
 
 
 # ---- driver -------------------------------------------------------------------------------
@@ -361,6 +427,7 @@ def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: 
     own_network = network is None
     network = network or StarNetwork()
     net = sw.Transport(network, s.round, keep_payloads, phase)
+    network.clocks.barrier()   # the session starts when the driver moves on (docs/network.md)
     try:
         clients = {u: SecAggClient(u, xs[u], graph[u]) for u in ids}
         agg = SecAggAggregator()

@@ -1,0 +1,78 @@
+"""Network links as numbers: a per-link (or per-party) one-way latency and bandwidth.
+
+The one source of truth for the LAN and WAN presets and the ``--network`` syntax, used by the
+link emulator (:mod:`flaimsim.parties.netem`, which delays real sockets) and by the network
+model (:mod:`flaimsim.bench.network`, which prices a ledger). Bandwidth is in bits per second
+(Gbit = 10^9 bit).
+
+``per="link"``: every directed link ``sender → receiver`` has its own bandwidth B.
+``per="party"``: every party has one full-duplex access link of bandwidth B, shared by all its
+connections: an uplink for what it sends and a downlink for what it receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+class NetworkError(ValueError):
+    """A network specification that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Network:
+    """Per-link one-way latency (seconds) and bandwidth (bits per second)."""
+
+    name: str
+    latency_s: float
+    bandwidth_bps: float
+    per: Literal["link", "party"] = "link"
+
+    def __post_init__(self) -> None:
+        if not self.latency_s >= 0:
+            raise NetworkError(f"latency must be >= 0 s, got {self.latency_s}")
+        if not self.bandwidth_bps > 0:
+            raise NetworkError(f"bandwidth must be > 0 bit/s, got {self.bandwidth_bps}")
+        if self.per not in ("link", "party"):
+            raise NetworkError(f"per must be 'link' or 'party', got {self.per!r}")
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.latency_s * 1e3:g} ms, "
+                f"{self.bandwidth_bps / 1e6:g} Mbit/s per {self.per}")
+
+    def transfer_s(self, nbytes: float) -> float:
+        """Serialisation time of ``nbytes`` on one link: 8 · nbytes / B."""
+        return 8.0 * nbytes / self.bandwidth_bps
+
+
+PRESETS: dict[str, Network] = {
+    "lan": Network("LAN", 0.5e-3, 1e9),
+    "wan": Network("WAN", 50e-3, 100e6),
+}
+
+
+def parse_network(spec: str) -> Network:
+    """``lan``, ``wan`` or ``LATENCY_MS,BANDWIDTH_MBIT`` (optionally ``,link`` or ``,party``)."""
+    key = spec.strip().lower()
+    if key in PRESETS:
+        return PRESETS[key]
+    parts = [p.strip() for p in key.split(",")]
+    if len(parts) == 2 and parts[0] in PRESETS and parts[1] in ("link", "party"):
+        base = PRESETS[parts[0]]
+        name = base.name if parts[1] == "link" else f"{base.name}-party"
+        return Network(name, base.latency_s, base.bandwidth_bps,
+                       parts[1])  # type: ignore[arg-type]
+    if len(parts) not in (2, 3):
+        raise NetworkError(f"network {spec!r}: expected lan, wan or "
+                           "LATENCY_MS,BANDWIDTH_MBIT[,link|party]")
+    try:
+        latency_ms, mbit = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise NetworkError(f"network {spec!r}: latency and bandwidth must be numbers") from None
+    per = parts[2] if len(parts) == 3 else "link"
+    return Network(f"{latency_ms:g}ms/{mbit:g}Mbit", latency_ms * 1e-3, mbit * 1e6,
+                   per)  # type: ignore[arg-type]
+
+
+__all__ = ["Network", "NetworkError", "PRESETS", "parse_network"]
