@@ -176,9 +176,7 @@ def provenance() -> dict[str, str]:
     package's checkout, with ``+dirty`` for uncommitted changes), UTC date, host and cores."""
     import subprocess
 
-    import flaimsim
-
-    here = Path(flaimsim.__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]   # the flaimsim package folder
     try:
         commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, timeout=10).stdout.strip()
