@@ -145,7 +145,9 @@ def sweep_dir(tmp_path: Path) -> Path:
 def test_trade_off_best_t_and_ratios(sweep_dir: Path):
     (t,) = table.trade_offs(sweep.load_cells(sweep_dir))
     assert (t.distaim.rounds, t.flaim.rounds) == (4, 8)
-    assert t.t_ratio == pytest.approx(2.0)
+    assert t.t_ratio == pytest.approx(0.5)  # DistAIM's T* / FLAIM's T*
+    # two repeats at ±0.01: SE 0.01, no other T within it
+    assert (t.distaim_near, t.flaim_near, t.t_ratio_range) == ((4,), (8,), (0.5, 0.5))
     # DistAIM: 3 × 1000 bytes sent per client; FLAIM at T=8: 100 + 8 × 150 per client.
     assert t.distaim.client_bytes == pytest.approx(3000)
     assert t.flaim.client_bytes == pytest.approx(1300)

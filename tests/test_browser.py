@@ -140,9 +140,13 @@ def test_report_renders_in_chromium(browser, report_dir: Path, tmp_path: Path):
                 assert abs(shown - value) <= half * 1.0001, (key, text, value)
                 checked += 1
     assert checked >= 25
-    # The privacy panel says, per protocol, that what each party learns is not recorded
-    # (until the run records it), rather than inventing it.
-    assert len(browser.find_elements("css selector", ".knows-missing")) == 3
+    # The privacy panel shows, per protocol, what each party learns as result.json records
+    # it: every recorded line is displayed, and none is reported missing.
+    assert browser.find_elements("css selector", ".knows-missing") == []
+    shown_lines = {li.text for li in browser.find_elements("css selector", "table.knows li")}
+    recorded = {line for r in records.values() for lines in r["privacy"]["knowledge"].values()
+                for line in lines}
+    assert recorded and recorded <= shown_lines
 
 
 @pytest.fixture(scope="module")

@@ -88,4 +88,14 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
     if what == "resharing":
         from flaimsim.bench.resharing_bench import bench_resharing
         return bench_resharing()
+    if what == "fastpaths":
+        # One reproduce cell (the paper's setting, --mpc model), plain and cached paths.
+        from flaimsim.bench.fastpath_bench import bench_fastpaths
+        from flaimsim.bench.reproduce import base_config
+
+        config = config_from_args(args, {"protocol": "central"})
+        protocol = (getattr(args, "protocol", None) or ["central"])[0]
+        return bench_fastpaths(base_config(config.dataset, protocol=protocol,
+                                           rounds=config.rounds, seed=config.seed),
+                               pairs=getattr(args, "bench_pairs", 1))
     raise ValueError(f"unknown benchmark {what!r}")

@@ -270,11 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
                                                "noise", "options", "resharing",
-                                               "flaim-options", "network"))
+                                               "flaim-options", "network", "fastpaths"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
     p_bench.add_argument("--repeats", type=int, default=1,
                          help="network: runs per measured time, medians taken (default: 1)")
+    p_bench.add_argument("--bench-pairs", type=int, default=1,
+                         help="fastpaths: plain/fast run pairs, alternating (default 1)")
     p_bench.set_defaults(func=cmd_bench)
     p_cal = sub.add_parser("calibrate", help="measure the MPC cost model for --mpc model")
     add_run_options(p_cal)

@@ -1,7 +1,8 @@
 """``flaimsim reproduce``: the poster's communication trade-off, in the paper's setting, for
 every data set available here, with the poster's row beside ours.
 
-Per data set it runs a sweep (``bench.sweep``: parallel, resumable, progress bar) of central
+Per data set it runs a sweep (``bench.sweep``: parallel or on Dask with ``--scheduler``,
+resumable, progress bar) of central
 AIM, DistAIM, NaiveFLAIM and AugFLAIM (Private) in modelled mode (``--mpc model``) over the
 paper's T grid, in ``PRESETS["paper"]``. Then it writes into ``OUT``:
 
@@ -9,8 +10,11 @@ paper's T grid, in ``PRESETS["paper"]``. Then it writes into ``OUT``:
     OUT/<dataset>/error-vs-T.png       workload error against T per protocol (Fig. 3b)
     OUT/<dataset>/traffic-vs-T.png     client and server-side traffic against T
     OUT/reproduce.md, reproduce.csv    poster row beside ours, per data set, with timings
+    OUT/reproduce.json                 the same rows, the poster's and the timings
 
-Our row: T ratio = T*_FLAIM / T*_DistAIM (best T by mean workload error); throughput ratio
+Our row: T ratio = T*_DistAIM / T*_FLAIM (the poster's direction; best T by mean workload
+error over the repeats), with its range over the T whose mean lies within one standard
+error of each protocol's best (``bench.table.near_best_t``); throughput ratio
 = DistAIM / AugFLAIM (Private) client bytes (mean over all K clients), also for bytes sent
 and bytes received separately; error difference (err_F − err_D)/err_D in %; NLL difference
 in % of DistAIM's NLL and in nats. The poster's DistAIM figure is a formula (8 B per W+ cell,
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 import time
@@ -28,8 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from flaimsim.bench.sweep import SweepSpec, load_cells, run_sweep
-from flaimsim.safe_output import open_atomic, write_text
+from flaimsim.bench.sweep import SweepReport, SweepSpec, cell_key, load_cells, run_sweep
+from flaimsim.safe_output import open_atomic, write_json, write_text
 from flaimsim.protocols.config import PRESETS, RunConfig
 
 # The paper's T grid (sweep_configs/paper/communication_tracking.json: global_rounds).
@@ -41,6 +46,7 @@ QUICK_ROUNDS = (2, 4, 8)
 QUICK_PROTOCOLS = ("distaim", "aug-flaim-private")
 DATASET_ORDER = ("adult", "magic", "census", "marketing", "covtype")
 BYTES_PER_CELL = 8  # the authors' formula: one 8-byte value per W+ cell
+DEFAULT_REPEATS = 5  # the authors ran 10 (--repeats 10)
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,11 @@ def our_row(sweep_dir: Path) -> dict[str, Any]:
     d_nll, f_nll = t.distaim.nll, t.flaim.nll
     return {
         "distaim_T": t.distaim.rounds, "flaim_T": t.flaim.rounds, "t_ratio": t.t_ratio,
+        "t_ratio_min": t.t_ratio_range[0], "t_ratio_max": t.t_ratio_range[1],
+        "distaim_T_within_se": ";".join(map(str, t.distaim_near)),
+        "flaim_T_within_se": ";".join(map(str, t.flaim_near)),
+        "repeats": min(t.distaim.repeats, t.flaim.repeats),
+        "distaim_error_se": t.distaim.error_se, "flaim_error_se": t.flaim.error_se,
         "throughput_ratio": t.client_ratio,
         "distaim_client_mb": (t.distaim.client_bytes or 0) / 1e6,
         "flaim_client_mb": (t.flaim.client_bytes or 0) / 1e6,
@@ -161,6 +172,40 @@ def our_row(sweep_dir: Path) -> dict[str, Any]:
     }
 
 
+def provenance() -> dict[str, str]:
+    """Which code made the figures, when and where: the flaimsim commit (``git`` in the
+    package's checkout, with ``+dirty`` for uncommitted changes), UTC date, host and cores."""
+    import subprocess
+
+    here = Path(__file__).resolve().parents[1]   # the flaimsim package folder
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = (commit + ("+dirty" if dirty else "")) if commit else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"commit": commit or f"flaimsim {flaimsim.__version__} (no git)",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{os.uname().nodename}, {os.cpu_count()} cores, "
+                       f"{os.uname().sysname} {os.uname().machine}"}
+
+
+def stamp_png(path: Path, text: str) -> None:
+    """Write ``text`` under the plot and into its PNG metadata (``Comment``)."""
+    from PIL import Image, ImageDraw, PngImagePlugin
+
+    with Image.open(path) as img:
+        img.load()
+        out = Image.new("RGB", (img.width, img.height + 22), "white")
+        out.paste(img.convert("RGB"), (0, 0))
+    ImageDraw.Draw(out).text((6, img.height + 5), text, fill=(90, 90, 90))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", text)
+    out.save(path, pnginfo=info)
+
+
 def plot_dataset(sweep_dir: Path) -> list[Path]:
     from flaimsim.bench.plots import plot_error, plot_traffic
     from flaimsim.bench.table import summarise
@@ -172,6 +217,9 @@ def plot_dataset(sweep_dir: Path) -> list[Path]:
         mine = [s for s in summaries if (s.dataset, s.epsilon, s.partition) == g]
         out.append(plot_error(mine, g, sweep_dir / "error-vs-T.png"))
         out.append(plot_traffic(mine, g, sweep_dir / "traffic-vs-T.png"))
+    p = provenance()
+    for path in out:
+        stamp_png(path, f"flaimsim {p['commit']}, {p['date']}, {p['machine']}")
     return out
 
 
@@ -183,7 +231,8 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
                   header: str) -> str:
     """The markdown report: poster row beside ours per data set."""
     lines = ["# FLAIM poster's communication trade-off, reproduced", "", header, "",
-             "| data set | source | T ratio | throughput ratio (DistAIM / FLAIM MB per "
+             "| data set | source | T ratio (DistAIM T* / FLAIM T*; range within 1 SE) | "
+             "throughput ratio (DistAIM / FLAIM MB per "
              "client) | sent ratio | received ratio | Err | NLL | server side (DistAIM "
              "per server / aggregator MB) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, ours in rows.items():
@@ -194,7 +243,8 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
                          f"{p.nll_pct:g}% | not reported |")
         lines.append(
             f"| {name} | ours (T* {ours['distaim_T']} / {ours['flaim_T']}) | "
-            f"{_f(ours['t_ratio'], '.2g')}x | {_f(ours['throughput_ratio'], '.0f')}x "
+            f"{_f(ours['t_ratio'], '.2g')}x ({_f(ours['t_ratio_min'], '.2g')}–"
+            f"{_f(ours['t_ratio_max'], '.2g')}x) | {_f(ours['throughput_ratio'], '.0f')}x "
             f"({ours['distaim_client_mb']:.3g} / {ours['flaim_client_mb']:.3g}) | "
             f"{_f(ours['sent_ratio'], '.0f')}x ({ours['distaim_sent_mb']:.3g} / "
             f"{ours['flaim_sent_mb']:.3g}) | {_f(ours['received_ratio'], '.3g')}x "
@@ -202,19 +252,37 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
             f"{_f(ours['error_pct'], '+.0f')}% | {_f(ours['nll_pct'], '+.0f')}% "
             f"({_f(ours['nll_nats'], '+.3f')} nats) | {ours['distaim_server_mb']:.4g} / "
             f"{ours['flaim_aggregator_mb']:.4g} ({_f(ours['server_ratio'], '.0f')}x) |")
-    lines += ["", "Throughput = a client's bytes sent + received, mean over all K clients "
+    for name in (n for n in POSTER if n not in DATASET_ORDER):
+        p = POSTER[name]
+        lines += [f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
+                  f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
+                  f"{p.nll_pct:g}% | not reported |",
+                  f"| {name} | ours | data not available offline | - | - | - | - | - | - |"]
+    near = "; ".join(f"{n}: DistAIM {{{r['distaim_T_within_se']}}}, FLAIM "
+                     f"{{{r['flaim_T_within_se']}}}" for n, r in rows.items())
+    lines += ["", "T ratio = DistAIM's best T / AugFLAIM (Private)'s best T, as the poster "
+              "reads it (>= 1 when DistAIM's best T is the larger); best T = lowest mean L1 "
+              "workload error over the repeats; the range runs over the T whose mean lies "
+              f"within one standard error (sd / sqrt(repeats)) of each one's best ({near}).",
+              "", "Throughput = a client's bytes sent + received, mean over all K clients "
               "(MB = 10^6 B); ours are modelled from the calibrated MPC cost table (DistAIM) "
               "and counted SecAgg+ messages (FLAIM). Err and NLL: FLAIM's difference from "
               "DistAIM at each one's best T.", "",
               "| data set | authors' DistAIM formula (8 B x W+ cells) | our DistAIM sent "
-              "per contributing client | contributing clients (mean) | cells | wall time "
-              "| load average at end |", "|---|---|---|---|---|---|---|"]
+              "per contributing client | contributing clients (mean) | cells finished / "
+              "planned | cells run (sittings) | wall time, all sittings | where | load "
+              "average at end |", "|---|---|---|---|---|---|---|---|---|"]
     for name, tm in timings.items():
         ours = rows.get(name, {})
         lines.append(f"| {name} | {tm['formula_mb']:.4g} MB | "
                      f"{ours.get('distaim_sent_mb_participating', 0):.4g} MB | "
-                     f"{_f(ours.get('contributing_clients'), '.1f')} | {tm['cells']} | "
-                     f"{tm['seconds'] / 60:.1f} min | {tm['load']} |")
+                     f"{_f(ours.get('contributing_clients'), '.1f')} | "
+                     f"{tm.get('finished', '-')} / {tm.get('planned', '-')} | "
+                     f"{tm.get('cells_total', tm['cells'])} ({tm.get('sittings', 1)}"
+                     f"{', %d interrupted' % tm['interrupted'] if tm.get('interrupted') else ''}"
+                     f") | "
+                     f"{tm.get('seconds_total', tm['seconds']) / 60:.1f} min | "
+                     f"{tm.get('where', '-')} | {tm['load']} |")
     lines += _network_lines(rows)
     return "\n".join(lines) + "\n"
 
@@ -246,14 +314,59 @@ def warm_caches(spec: SweepSpec) -> None:
         prepare(spec.base.replace(seed=seed))
 
 
+SITTINGS = "sittings.json"
+
+
+def open_sitting(sweep_dir: Path, prov: dict[str, str], where: str) -> int:
+    """Append this invocation to ``sweep_dir/sittings.json`` as it starts (a resumed sweep
+    runs in several sittings, and one may be interrupted); returns its index."""
+    path = sweep_dir / SITTINGS
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    sittings.append({"date": prov["date"], "started": time.time(),
+                     "host": os.uname().nodename, "commit": prov["commit"], "where": where,
+                     "seconds": None, "cells": None, "failed": None, "load": None})
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, sittings, indent=1)
+    return len(sittings) - 1
+
+
+def close_sitting(sweep_dir: Path, index: int | None, timing: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """Record a finished sitting's wall time and cells; return the totals over all sittings.
+    An interrupted sitting (no wall time) counts until its last finished cell."""
+    path = sweep_dir / SITTINGS
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    if index is not None and index < len(sittings):
+        sittings[index].update({k: timing[k] for k in ("seconds", "cells", "failed", "load")})
+        write_json(path, sittings, indent=1)
+    cells = sorted((p.stat().st_mtime for p in (sweep_dir / "cells").glob("*.json")),
+                   reverse=True) if (sweep_dir / "cells").is_dir() else []
+    seconds, interrupted, run = 0.0, 0, 0
+    for k, s in enumerate(sittings):
+        if s.get("seconds") is not None:
+            seconds, run = seconds + s["seconds"], run + (s.get("cells") or 0)
+            continue
+        interrupted += 1
+        end = sittings[k + 1]["started"] if k + 1 < len(sittings) else float("inf")
+        mine = [m for m in cells if s["started"] <= m < end]
+        seconds += (mine[0] - s["started"]) if mine else 0.0
+        run += len(mine)
+    return {"sittings": len(sittings), "interrupted": interrupted, "seconds_total": seconds,
+            "cells_total": run}
+
+
 def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
-              protocols: Sequence[str] = PROTOCOLS, repeats: int = 1, jobs: int = 2,
-              overrides: dict[str, Any] | None = None) -> str:
-    """Run (or resume) every data set's sweep, then write the report; returns its text."""
+              protocols: Sequence[str] = PROTOCOLS, repeats: int = DEFAULT_REPEATS,
+              jobs: int = 2, overrides: dict[str, Any] | None = None,
+              scheduler: str | None = None, report_only: bool = False) -> str:
+    """Run (or resume) every data set's sweep (on the Dask cluster at ``scheduler`` if
+    given, as ``sweep --scheduler``), then write the report; returns its text.
+    ``report_only``: run nothing, report the cells finished so far (a partial table)."""
     from flaimsim.bench.table import cell_configs, setting_header, write_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    prov = provenance()  # the code as it starts (cells from earlier sittings: sittings.json)
     rows: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, Any]] = {}
     configs: list[dict[str, Any]] = []
@@ -265,13 +378,26 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         print(f"reproduce: {name}: {len(spec.configs())} cells into {sweep_dir}",
               file=sys.stderr, flush=True)
         start = time.perf_counter()
-        warm_caches(spec)
-        report = run_sweep(spec, sweep_dir, jobs=jobs)
+        where = f"Dask {scheduler}" if scheduler else f"{jobs} local jobs"
+        sitting = None if report_only else open_sitting(sweep_dir, prov, where)
+        if report_only:
+            if not (sweep_dir / "cells").is_dir():
+                print(f"reproduce: {name}: no cells yet in {sweep_dir}", file=sys.stderr)
+                continue
+            report = SweepReport(total=len(spec.configs()))
+        else:
+            warm_caches(spec)
+            report = run_sweep(spec, sweep_dir, jobs=jobs, scheduler=scheduler)
         seconds = time.perf_counter() - start
         load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        planned = {cell_key(c) for c in spec.configs()}
+        finished = sum((sweep_dir / "cells" / f"{k}.json").is_file() for k in planned)
         timings[name] = {"seconds": seconds, "cells": len(report.done),
+                         "finished": finished, "planned": len(planned),
                          "skipped": len(report.skipped), "failed": len(report.failed),
-                         "load": load, "formula_mb": formula_bytes(base) / 1e6}
+                         "load": load, "formula_mb": formula_bytes(base) / 1e6,
+                         "where": where}
+        timings[name].update(close_sitting(sweep_dir, sitting, timings[name]))
         for f in report.failed:
             print(f"reproduce: FAILED {f.key}: {(f.error or '').splitlines()[0]}",
                   file=sys.stderr)
@@ -283,19 +409,30 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
             print(f"reproduce: {name}: no trade-off row ({exc})", file=sys.stderr)
         configs += list(cell_configs(sweep_dir, load_cells(sweep_dir)).values())
     header = setting_header(configs) + (
-        f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).")
+        f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).") + (
+        f" Approximate fits: stopped once they move < {overrides['fit_tol']:g} noise sd "
+        "(--fit-tol)." if (overrides or {}).get("fit_tol") is not None else "")
+    header += (f"\n\nMade by flaimsim commit {prov['commit']} on {prov['date']}, machine: "
+               f"{prov['machine']}.")
     text = format_report(rows, timings, header)
     write_text(out / "reproduce.md", text)
+    write_json(out / "reproduce.json",
+               {"header": header, **prov, "t_ratio": "DistAIM's T* / AugFLAIM (Private)'s T*",
+                "rows": rows, "timings": timings,
+                "poster": {k: asdict(v) for k, v in POSTER.items()}}, indent=1)
     with open_atomic(out / "reproduce.csv", "w", newline="") as fh:
         fields = ["dataset", *(f"poster_{k}" for k in asdict(next(iter(POSTER.values())))),
                   *dict.fromkeys(k for r in rows.values() for k in r),
-                  "seconds", "load"]
+                  "seconds", "seconds_total", "sittings", "where", "load", "commit", "date",
+                  "machine"]
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for name, r in rows.items():
             p = asdict(POSTER[name]) if name in POSTER else {}
             w.writerow({"dataset": name, **{f"poster_{k}": v for k, v in p.items()}, **r,
-                        "seconds": timings[name]["seconds"], "load": timings[name]["load"]})
+                        **{k: timings[name].get(k) for k in ("seconds", "seconds_total",
+                                                             "sittings", "where", "load")},
+                        **prov})
     return text
 
 
@@ -316,10 +453,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma list (default: every available one)")
     p.add_argument("--rounds", type=_list(int), default=None,
                    help="comma list of T (default: the paper's grid)")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                   help=f"seeds per cell (default {DEFAULT_REPEATS}; the authors ran 10)")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:8786",
+                   help="run the cells on this Dask distributed scheduler (`local`: a "
+                        "LocalCluster of --jobs workers); default: a local process pool")
     p.add_argument("--embedding", choices=("umap", "pca"), default="umap",
                    help="cluster split's embedding (default: the paper's UMAP)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: write the report from the cells finished so far")
+    p.add_argument("--fit-tol", type=float, default=None, metavar="TOL",
+                   help="faster, approximate: stop each model fit once it moves less than "
+                        "TOL noise standard deviations (default: none, every iteration runs; "
+                        "changes the results, and the cells' keys)")
     p.add_argument("--distaim-participation", choices=("poisson", "all"), default="poisson",
                    help="poisson (the authors' code) or all clients in round 0")
     p.set_defaults(func=command)
@@ -334,10 +481,14 @@ def command(args: argparse.Namespace) -> int:
                          f"{', '.join(available) or 'none'}); get them with {how_to_get(missing)}")
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else PAPER_ROUNDS)
     overrides = {"cluster_embedding": args.embedding,
-                 "distaim_participation": args.distaim_participation}
+                 "distaim_participation": args.distaim_participation,
+                 **({"fit_tol": args.fit_tol} if args.fit_tol is not None else {})}
     protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else PROTOCOLS)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     print(reproduce(args.out, wanted, rounds, protocols, repeats=args.repeats, jobs=args.jobs,
-                    overrides=overrides))
+                    overrides=overrides, scheduler=args.scheduler,
+                    report_only=args.report_only))
     print(f"wrote {args.out}/reproduce.md, {args.out}/reproduce.csv and per data set "
           f"{args.out}/<dataset>/ (table.md, error-vs-T.png, traffic-vs-T.png)")
     return 0

@@ -108,6 +108,7 @@ class CellOutcome:
 
 
 _PREPARED: dict[tuple, Any] = {}
+PREPARED_KEPT = 5  # prepared data sets a worker keeps (oldest dropped first)
 
 
 def _prepared(config: RunConfig):
@@ -116,7 +117,10 @@ def _prepared(config: RunConfig):
 
     key = tuple(getattr(config, f) for f in _DATA_FIELDS)
     if key not in _PREPARED:
-        _PREPARED.clear()  # one data set at a time: Adult's W+ answers are large
+        # A few at a time (Adult's prepared set pickles to ~6 MB): a T's cells come
+        # seed after seed, and re-preparing (split, k-means, workload) cost ~27 s a cell.
+        while len(_PREPARED) >= PREPARED_KEPT:
+            del _PREPARED[next(iter(_PREPARED))]
         _PREPARED[key] = prepare(config)
     return _PREPARED[key]
 

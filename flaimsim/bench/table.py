@@ -4,7 +4,10 @@ summary that the plots draw.
 For each (data set, ε, partition): DistAIM against AugFLAIM (Private), each at its best T,
 the T with the lowest workload error averaged over repeats (ties: the smaller T).
 
-* T ratio = T*_FLAIM / T*_DistAIM.
+* T ratio = T*_DistAIM / T*_FLAIM (the poster's direction: ≥ 1 when DistAIM's best T is the
+  larger). With repeats, each T's error is a mean ± standard error (SE = sd/√n); the T whose
+  mean lies within one SE of the best mean (the best's SE) are "as good as best", and the
+  T ratio over those two sets is reported as a range [min T_D / max T_F, max T_D / min T_F].
 * Client throughput (the paper's): a client's bytes sent + received, **averaged over all K
   clients** (non-participating clients count as 0); ratio = DistAIM / FLAIM.
 * Server side (left out by the paper): DistAIM's bytes sent + received per compute server
@@ -106,6 +109,11 @@ class Summary:
     cells: tuple[str, ...] = ()
     comm_rounds: float | None = None   # mean over seeds of the records' comm_rounds
 
+    @property
+    def error_se(self) -> float:
+        """Standard error of the mean error over repeats, sd/√n (0 for one repeat)."""
+        return self.error_std / math.sqrt(self.repeats) if self.repeats > 1 else 0.0
+
 
 def summarise(cells: Sequence[Cell], networks: Sequence[Network] = tuple(PRESETS.values())
               ) -> list[Summary]:
@@ -144,6 +152,17 @@ def best_t(summaries: Iterable[Summary], protocol: str) -> Summary | None:
     """The protocol's summary with the lowest mean workload error (ties: smaller T)."""
     rows = [s for s in summaries if s.protocol == protocol and s.error is not None]
     return min(rows, key=lambda s: (s.error, s.rounds)) if rows else None
+
+
+def near_best_t(summaries: Iterable[Summary], protocol: str) -> tuple[int, ...]:
+    """The T whose mean error lies within one standard error of the best T's mean:
+    {T : err_T ≤ err_T* + SE_T*}, ascending (only T* itself with one repeat)."""
+    summaries = list(summaries)
+    best = best_t(summaries, protocol)
+    if best is None:
+        return ()
+    return tuple(sorted(s.rounds for s in summaries if s.protocol == protocol
+                        and s.error is not None and s.error <= best.error + best.error_se))
 
 
 def client_traffic_by_round(ledger: Ledger, n_clients: int) -> dict[int, float]:
@@ -208,10 +227,20 @@ class TradeOff:
     distaim: Summary
     flaim: Summary
     crossovers: dict[str, tuple[float | None, bool, int | None]]
+    distaim_near: tuple[int, ...] = ()  # T within one SE of DistAIM's best (near_best_t)
+    flaim_near: tuple[int, ...] = ()
 
     @property
     def t_ratio(self) -> float:
-        return self.flaim.rounds / self.distaim.rounds
+        """T*_DistAIM / T*_FLAIM (the poster's direction)."""
+        return self.distaim.rounds / self.flaim.rounds
+
+    @property
+    def t_ratio_range(self) -> tuple[float, float]:
+        """The T ratio's range over the near-best sets: (min T_D / max T_F, max T_D / min T_F)."""
+        d = self.distaim_near or (self.distaim.rounds,)
+        f = self.flaim_near or (self.flaim.rounds,)
+        return min(d) / max(f), max(d) / min(f)
 
     @property
     def client_ratio(self) -> float | None:
@@ -249,7 +278,7 @@ def trade_offs(cells: Sequence[Cell], networks: Sequence[Network] = tuple(PRESET
         gcells = [c for c in cells if group_key(c.record) == g]
         cross = {p: crossover_for(gcells, p, d.client_bytes) for p in FLAIM_VARIANTS
                  if any(c.record["protocol"] == p for c in gcells)}
-        out.append(TradeOff(*g, d, f, cross))
+        out.append(TradeOff(*g, d, f, cross, near_best_t(ss, DISTAIM), near_best_t(ss, flaim)))
     if not out:
         raise TableError(f"no (data set, ε, partition) has both {DISTAIM} and {flaim} results")
     return out
@@ -259,6 +288,10 @@ def trade_offs(cells: Sequence[Cell], networks: Sequence[Network] = tuple(PRESET
 
 def _f(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
+
+
+def _ts(ts: Sequence[int]) -> str:
+    return ",".join(map(str, ts)) or "-"
 
 
 def _cross(v: tuple[float | None, bool, int | None]) -> str:
@@ -271,12 +304,15 @@ def _cross(v: tuple[float | None, bool, int | None]) -> str:
 def trade_off_rows(t: TradeOff, networks: Sequence[Network]) -> list[tuple[str, str, str, str]]:
     """(metric, DistAIM, AugFLAIM (Private), comparison) rows for one group."""
     d, f = t.distaim, t.flaim
+    lo, hi = t.t_ratio_range
     rows = [
         ("best T (by mean L1 W+ error)", str(d.rounds), str(f.rounds),
-         f"T ratio {t.t_ratio:.2f}x"),
+         f"T ratio DistAIM/FLAIM {t.t_ratio:.2f}x"),
+        ("T within 1 SE of the best", _ts(t.distaim_near), _ts(t.flaim_near),
+         f"T ratio range {lo:.2g}x–{hi:.2g}x"),
         ("repeats", str(d.repeats), str(f.repeats), ""),
-        ("L1 workload error W+ (mean ± sd)", f"{_f(d.error, '.4f')} ± {d.error_std:.4f}",
-         f"{_f(f.error, '.4f')} ± {f.error_std:.4f}",
+        ("L1 workload error W+ (mean ± SE)", f"{_f(d.error, '.4f')} ± {d.error_se:.4f}",
+         f"{_f(f.error, '.4f')} ± {f.error_se:.4f}",
          f"{_f(t.error_diff_pct, '+.1f')}% (FLAIM vs DistAIM)"),
         ("L1 error, 3-way marginals only", _f(d.error_3way, ".4f"), _f(f.error_3way, ".4f"),
          ""),
@@ -320,8 +356,11 @@ def _render(rows: Sequence[Sequence[str]], markdown: bool) -> str:
 NOTE = ("Client throughput is a client's bytes sent + received averaged over all K clients "
         "(/K; clients that never take part count as 0) or over the clients that took part at "
         "least once (/part.). Source: wire = counted on a socket, modelled = from the MPC cost "
-        "table. MB = 10^6 bytes. Best T = lowest mean "
-        "L1 workload error over repeats. Comm. wall time is the network model's estimate "
+        "table. MB = 10^6 bytes. Best T (T*) = lowest mean "
+        "L1 workload error over repeats; T ratio = T*_DistAIM / T*_FLAIM (the poster's "
+        "direction, >= 1 when DistAIM's best T is the larger); SE = sd / sqrt(repeats); its "
+        "range runs over the T whose mean lies within one SE of each protocol's best. "
+        "Comm. wall time is the network model's estimate "
         "(communication rounds counted on the wire x latency + the busiest link's bytes / "
         "bandwidth; messages where a ledger has no round counts), no compute; `flaimsim "
         "bench network` validates it against links emulated in user space. "
@@ -408,11 +447,11 @@ def format_trade_offs(items: Sequence[TradeOff], networks: Sequence[Network],
 def format_summary(summaries: Sequence[Summary], markdown: bool = False) -> str:
     """Per (group, protocol, T): error, per-client and server bytes, network times."""
     names = sorted({k for s in summaries for k in s.network_seconds})
-    head = ["dataset", "ε", "partition", "protocol", "T", "n", "L1 W+", "sd", "NLL",
+    head = ["dataset", "ε", "partition", "protocol", "T", "n", "L1 W+", "SE", "NLL",
             "client MB /K", "client MB /part.", "server MB", "source", "rounds",
             *[f"{n} s" for n in names]]
     rows = [[s.dataset, f"{s.epsilon:g}", s.partition, s.protocol, str(s.rounds),
-             str(s.repeats), _f(s.error, ".4f"), f"{s.error_std:.4f}", _f(s.nll, ".3f"),
+             str(s.repeats), _f(s.error, ".4f"), f"{s.error_se:.4f}", _f(s.nll, ".3f"),
              _f(None if s.client_bytes is None else s.client_bytes / 1e6, ".4g"),
              _f(None if s.client_bytes_participating is None
                 else s.client_bytes_participating / 1e6, ".4g"),
@@ -435,6 +474,9 @@ def trade_off_csv_row(t: TradeOff, networks: Sequence[Network]) -> dict[str, Any
     row: dict[str, Any] = {
         "dataset": t.dataset, "epsilon": t.epsilon, "partition": t.partition,
         "distaim_best_T": d.rounds, "flaim_best_T": f.rounds, "T_ratio": t.t_ratio,
+        "T_ratio_min": t.t_ratio_range[0], "T_ratio_max": t.t_ratio_range[1],
+        "distaim_T_within_se": _ts(t.distaim_near), "flaim_T_within_se": _ts(t.flaim_near),
+        "distaim_error_se": d.error_se, "flaim_error_se": f.error_se,
         "distaim_error": d.error, "flaim_error": f.error, "error_diff_pct": t.error_diff_pct,
         "distaim_nll": d.nll, "flaim_nll": f.nll, "nll_diff": t.nll_diff,
         "distaim_client_bytes": d.client_bytes, "flaim_client_bytes": f.client_bytes,
@@ -473,6 +515,7 @@ def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS
     with open_atomic(out / "summary.csv", "w", newline="") as fh:
         srows = [{**{k: v for k, v in asdict(s).items() if k not in ("network_seconds",
                                                                       "cells")},
+                  "error_se": s.error_se,
                   **{f"{k}_s": v for k, v in s.network_seconds.items()}} for s in summaries]
         w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in srows for k in r)))
         w.writeheader()
@@ -511,7 +554,8 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["Summary", "TradeOff", "TableError", "summarise", "best_t", "trade_offs",
+__all__ = ["Summary", "TradeOff", "TableError", "summarise", "best_t", "near_best_t",
+           "trade_offs",
            "client_throughput", "server_throughput", "client_traffic_by_round",
            "crossover_round", "crossover_for", "write_table", "format_trade_offs",
            "format_summary"]

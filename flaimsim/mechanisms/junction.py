@@ -13,6 +13,7 @@ a call is its ~10 numpy calls per message, with no JIT to compile when the cliqu
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import opt_einsum
 
+from flaimsim.mechanisms import memo
 from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
@@ -62,7 +64,9 @@ def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
         return x
     peak = x.max(axis=axes, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0.0)
-    return np.log(np.exp(x - peak).sum(axis=axes)) + peak.reshape(
+    shifted = x - peak
+    np.exp(shifted, out=shifted)  # in place: the same values, one array fewer
+    return np.log(shifted.sum(axis=axes)) + peak.reshape(
         [s for i, s in enumerate(x.shape) if i not in axes])
 
 
@@ -102,9 +106,17 @@ class JunctionTree:
                                          embed_shape(domain, sep, b), embed_shape(domain, sep, a)))
 
         self.edges = sorted({tuple(sorted((m.source, m.target))) for m in self.messages})
+        # axes of each clique's home node summed out to reach it (clique_marginals)
+        self.clique_axes = [summed_axes(c, self.nodes[h]) for c, h in zip(self.cliques,
+                                                                          self.home)]
+        self._node_of: dict[Clique, int | None] = {}   # memo: pure functions of the tree
+        self._steiner: dict[Clique, tuple[list[int], list[tuple[int, int]]]] = {}
 
     def node_of(self, clique: Sequence[str]) -> int | None:
         """The smallest node containing ``clique``, or None."""
+        return memo.remember(self._node_of, tuple(clique), self._find_node)
+
+    def _find_node(self, clique: Sequence[str]) -> int | None:
         scope = set(clique)
         fits = [i for i, n in enumerate(self.nodes) if scope <= set(n)]
         return min(fits, key=lambda i: np.prod(self.node_shapes[i])) if fits else None
@@ -116,8 +128,9 @@ class JunctionTree:
         distribute passes, b_n(x_n) = log Σ_{x ∖ x_n} exp(Σ_c θ_c) + const for each node.
         """
         beliefs = [np.zeros(s) for s in self.node_shapes]
-        for k, theta in enumerate(potentials):
-            beliefs[self.home[k]] = beliefs[self.home[k]] + theta.reshape(self.embed[k])
+        for k, theta in enumerate(potentials):  # in place: the same sums, no copies
+            np.add(beliefs[self.home[k]], theta.reshape(self.embed[k]),
+                   out=beliefs[self.home[k]])
         sent: dict[tuple[int, int], np.ndarray] = {}
         for m in self.messages:
             back = sent.get((m.target, m.source))
@@ -134,15 +147,16 @@ class JunctionTree:
         out = []
         for b in self.beliefs(potentials):
             peak = b.max()
-            p = np.exp(b - peak)
-            out.append(p * (total / p.sum()))
+            p = b - peak
+            np.exp(p, out=p)
+            p *= total / p.sum()
+            out.append(p)
         return out
 
     def clique_marginals(self, nodes: Sequence[np.ndarray]) -> list[np.ndarray]:
         """μ_c for each clique, summed from its home node's marginal."""
-        return [nodes[h] if nodes[h].ndim == len(c) else
-                nodes[h].sum(axis=summed_axes(c, self.nodes[h]))
-                for c, h in zip(self.cliques, self.home)]
+        return [nodes[h] if nodes[h].ndim == len(c) else nodes[h].sum(axis=axes)
+                for c, h, axes in zip(self.cliques, self.home, self.clique_axes)]
 
     def project(self, nodes: Sequence[np.ndarray], clique: Sequence[str]) -> np.ndarray | None:
         """Domain-ordered marginal on ``clique`` if one node holds it, else None."""
@@ -155,6 +169,9 @@ class JunctionTree:
     def steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         """The smallest subforest whose nodes cover ``clique``: leaves that are not needed
         are pruned until every leaf holds an attribute of ``clique`` no other node gives."""
+        return memo.remember(self._steiner, tuple(clique), self._find_steiner)
+
+    def _find_steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         wanted = set(clique)
         terminals = {self.node_of((a,)) for a in wanted}
         keep = set(range(len(self.nodes)))
@@ -227,9 +244,25 @@ def model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]]) -> float:
     """``mbi.junction_tree.hypothetical_model_size``: 8-byte cells over the junction tree's
     nodes, in MB. The nodes are the maximal elimination cliques (the maximal cliques of the
     triangulated graph). A tree-shaped graph is eliminated leaf-first by ``mbi``, so that case
-    is handed to ``mbi`` itself."""
+    is handed to ``mbi`` itself.
+
+    The size depends on the cliques only through their interaction graph (edges and
+    covered attributes): memoised on those (:mod:`~flaimsim.mechanisms.memo`), so the many
+    candidates of a round that add no edge to the model's graph cost one computation."""
+    edges = frozenset(frozenset(e) for c in cliques for e in itertools.combinations(c, 2))
+    if len(_SIZES) >= 200_000:
+        _SIZES.clear()
+    key = (tuple(domain.attributes), tuple(domain.shape), edges,
+           frozenset(a for c in cliques for a in c))
+    return memo.remember(_SIZES, key, lambda _: _model_size_mb(domain, cliques, edges))
+
+
+_SIZES: dict[tuple, float] = {}
+
+
+def _model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]],
+                   edges: frozenset[frozenset[str]]) -> float:
     attrs = list(domain.attributes)
-    edges = {frozenset(e) for c in cliques for e in itertools.combinations(c, 2)}
     if edges and len(edges) == len(attrs) - 1:  # possibly a tree: mbi's other branch
         return float(junction_tree.hypothetical_model_size(domain, [tuple(c) for c in cliques]))
     elim = greedy_elimination_cliques(domain, cliques)
@@ -237,6 +270,14 @@ def model_size_mb(domain: Domain, cliques: Sequence[Sequence[str]]) -> float:
     size = dict(zip(attrs, domain.shape))
     cells = sum(math.prod(size[a] for a in c) for c in nodes)
     return cells * 8 / 2**20
+
+
+@functools.lru_cache(maxsize=4096)
+def _greedy_path(equation: str, shapes: tuple[tuple[int, ...], ...]
+                 ) -> tuple[tuple[int, ...], ...]:
+    """opt_einsum's greedy contraction path: a function of the equation and shapes only."""
+    path, _ = opt_einsum.contract_path(equation, *shapes, optimize="greedy", shapes=True)
+    return tuple(tuple(step) for step in path)
 
 
 def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]],
@@ -257,8 +298,9 @@ def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]
     sym = opt_einsum.get_symbol
     equation = ",".join("".join(sym(i) for i in idx) for _, idx in ops) + "->" + "".join(
         sym(i) for i in wanted)
-    path, _ = opt_einsum.contract_path(equation, *[arr.shape for arr, _ in ops],
-                                       optimize="greedy", shapes=True)
+    shapes = tuple(arr.shape for arr, _ in ops)
+    path = (_greedy_path(equation, shapes) if memo.enabled()
+            else _greedy_path.__wrapped__(equation, shapes))
     log_scale = 0.0
     for step in path:
         picked = [ops[i] for i in step]

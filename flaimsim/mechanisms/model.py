@@ -22,7 +22,7 @@ import numpy as np
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.junction import (JunctionTree, contract, from_canonical,
                                           model_size_mb, to_canonical)
-from flaimsim.mechanisms import mbi_setup
+from flaimsim.mechanisms import mbi_setup, memo
 from flaimsim.mechanisms.mbi_setup import Domain
 from flaimsim.mechanisms.mirror_descent import FitResult, FitSettings, MirrorDescent
 from flaimsim.mechanisms.sampling import synthetic_records
@@ -96,6 +96,10 @@ class GraphicalModel:
     result: FitResult | None = field(default=None, repr=False)
     _log_tables: dict[Clique, np.ndarray] = field(default_factory=dict, repr=False)
     _mrf: mbi.MarkovRandomField | None = field(default=None, repr=False)
+    # memo (:mod:`~flaimsim.mechanisms.memo`): size of (model cliques ∪ {r}) per r, valid
+    # while the model's clique set is the one in the key
+    _sizes: tuple[tuple[Clique, ...], dict[Clique, float]] = field(
+        default=((), {}), repr=False)
 
     def __post_init__(self) -> None:
         if self.fitter not in FITTERS:
@@ -235,6 +239,16 @@ class GraphicalModel:
         cliques = (self.cliques if self.result is not None else []) + [tuple(c) for c in extra]
         return model_size_mb(self.domain, cliques)
 
+    def size_with(self, candidate: Clique) -> float:
+        """``size_mb([candidate])``, memoised per model clique set (the size depends on the
+        cliques alone, not on the fitted values)."""
+        if not memo.enabled():
+            return self.size_mb([candidate])
+        key = tuple(self.cliques) if self.result is not None else ()
+        if self._sizes[0] != key:
+            self._sizes = (key, {})
+        return memo.remember(self._sizes[1], candidate, lambda r: self.size_mb([r]))
+
     def in_model(self, clique: Sequence[str]) -> bool:
         return self.result is not None and any(set(clique) <= set(c) for c in self.cliques)
 
@@ -254,7 +268,7 @@ def filter_by_size(model: GraphicalModel, candidates: Sequence[Clique], max_size
     """AIM's size filter: keep r if the junction tree of (cliques ∪ {r}) is at most
     max_size · (spent / ρ) MB, or r already lies inside a model clique."""
     limit = max_size_mb * spent_fraction
-    return [r for r in candidates if model.in_model(r) or model.size_mb([r]) <= limit]
+    return [r for r in candidates if model.in_model(r) or model.size_with(r) <= limit]
 
 
 def fit_with_mbi(problem: MirrorDescent, merged: Sequence[Measurement], settings: FitSettings,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from flaimsim.mechanisms import memo
 from flaimsim.mechanisms.accounting import PrivacyLedger, cdp_rho
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.dp import (exponential_mechanism, gaussian_mechanism,
@@ -36,9 +37,11 @@ from flaimsim.protocols.result import RunResult, build_record, finite_record
 Clique = tuple[str, ...]
 
 
-def l1_distances(table: Table, cliques: Sequence[Clique], model: GraphicalModel) -> np.ndarray:
-    """‖M_r(D) − M̂_r‖₁ for each clique."""
-    return np.array([np.abs(table.marginal(c) - model.marginal(c)).sum() for c in cliques])
+def l1_distances(table: Table, cliques: Sequence[Clique], model: GraphicalModel,
+                 counts: Callable[[Clique], np.ndarray] | None = None) -> np.ndarray:
+    """‖M_r(D) − M̂_r‖₁ for each clique (``counts``: M_r(D), default ``table.marginal``)."""
+    counts = counts or table.marginal
+    return np.array([np.abs(counts(c) - model.marginal(c)).sum() for c in cliques])
 
 
 class CuratorBackend:
@@ -46,6 +49,11 @@ class CuratorBackend:
 
     def __init__(self, table: Table, workload: Workload, rng: np.random.Generator) -> None:
         self.table, self.workload, self.rng = table, workload, rng
+        self._counts: dict[Clique, np.ndarray] = {}  # memo: the data do not change
+
+    def counts(self, clique: Clique) -> np.ndarray:
+        """M_r(D), computed once per clique (:mod:`~flaimsim.mechanisms.memo`)."""
+        return memo.remember(self._counts, clique, self.table.marginal)
 
     def n_measurements(self, rounds: int, d1: int) -> int:
         return rounds + d1
@@ -56,7 +64,7 @@ class CuratorBackend:
         std = float(np.sqrt(gaussian_noise_variance(sigma)))
         for c in cliques:
             charge = privacy.spend_gaussian(round, sigma, "|".join(c))
-            noisy = gaussian_mechanism(self.table.marginal(c), sigma, self.rng)
+            noisy = gaussian_mechanism(self.counts(c), sigma, self.rng)
             privacy.release(charge, f"noisy marginal {'|'.join(c)}")
             out.append(Measurement(c, noisy.astype(float), std))
         return out
@@ -67,8 +75,8 @@ class CuratorBackend:
     def select(self, round, candidates, model, sigma, epsilon, privacy):
         weights = np.array([self.workload.weight(c) for c in candidates])
         sizes = np.array([self.workload.n_cells(c) for c in candidates])
-        scores = aim_score_from_l1(l1_distances(self.table, candidates, model), sigma, sizes,
-                                   weights)
+        scores = aim_score_from_l1(l1_distances(self.table, candidates, model, self.counts),
+                                   sigma, sizes, weights)
         charge = privacy.spend_exponential(round, epsilon, f"{len(candidates)} candidates")
         # Δ over the whole candidate set (public), not only the kept ones.
         idx = exponential_mechanism(scores, epsilon, score_sensitivity(self.workload.weights),

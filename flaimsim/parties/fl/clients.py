@@ -40,6 +40,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
+from flaimsim.mechanisms import memo
 from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.dp import exponential_mechanism
 from flaimsim.mechanisms.scores import aim_score_from_l1
@@ -91,6 +92,10 @@ class FLClient:
     cid: int
     data: Table
     _one_way: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # memo (:mod:`~flaimsim.mechanisms.memo`): sparse local counts per candidate, int32
+    # (cell indices < 2^31, counts ≤ n_k); the client's data do not change
+    _sparse: dict[Clique, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict,
+                                                                repr=False)
 
     @property
     def n(self) -> int:
@@ -109,11 +114,28 @@ class FLClient:
         """The concatenation of M_a(D_k) over ``one_ways`` (AugFLAIM's proxy submission)."""
         return np.concatenate([self.one_way(c[0]) for c in one_ways])
 
+    def sparse(self, clique: Clique) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`sparse_marginal` of the local data, computed once per clique."""
+        if not memo.enabled():
+            return sparse_marginal(self.data, clique)
+        return memo.remember(self._sparse, clique, self._sparse_int32)
+
+    def _sparse_int32(self, clique: Clique) -> tuple[np.ndarray, np.ndarray]:
+        cells, counts = sparse_marginal(self.data, clique)
+        return cells.astype(np.int32), counts.astype(np.int32)
+
     # ---- local scores ------------------------------------------------------------------
-    def private_tau(self, clique: Clique, proxy: Mapping[str, np.ndarray]) -> float:
-        """τ̃_k(r) = mean_{a∈r} ‖ŷ_a − M_a(D_k)/n_k‖₁ (ŷ_a already on the simplex)."""
-        return float(np.mean([np.abs(proxy[a] - self.one_way(a) / self.n).sum()
-                              for a in clique]))
+    def attribute_tau(self, attribute: str, proxy: Mapping[str, np.ndarray]) -> float:
+        """‖ŷ_a − M_a(D_k)/n_k‖₁ for one attribute a."""
+        return np.abs(proxy[attribute] - self.one_way(attribute) / self.n).sum()
+
+    def private_tau(self, clique: Clique, proxy: Mapping[str, np.ndarray],
+                    per_attribute: Mapping[str, float] | None = None) -> float:
+        """τ̃_k(r) = mean_{a∈r} ‖ŷ_a − M_a(D_k)/n_k‖₁ (ŷ_a already on the simplex);
+        ``per_attribute``: those norms, computed once for all candidates."""
+        if per_attribute is None:
+            return float(np.mean([self.attribute_tau(a, proxy) for a in clique]))
+        return float(np.mean([per_attribute[a] for a in clique]))
 
     def scores(self, candidates: Sequence[Clique], model_dists: Mapping[Clique, np.ndarray],
                sigma: float, weights: Sequence[float], sizes: Sequence[int], variant: str,
@@ -128,8 +150,11 @@ class FLClient:
             raise LocalSelectionError(f"unknown FLAIM variant {variant!r}")
         n = float(self.n)
         l1 = np.empty(len(candidates))
+        per_attribute = None
+        if variant == "private" and proxy is not None and memo.enabled():
+            per_attribute = {a: self.attribute_tau(a, proxy) for a in proxy}
         for i, r in enumerate(candidates):
-            cells, counts = sparse_marginal(self.data, r)
+            cells, counts = self.sparse(r)
             l1[i] = l1_to_scaled(cells, counts, n, model_dists[r])
             if variant == "oracle":
                 if reference is None:
@@ -139,7 +164,7 @@ class FLClient:
             elif variant == "private":
                 if proxy is None:
                     raise LocalSelectionError("the private variant needs the one-way proxy")
-                l1[i] -= n * self.private_tau(r, proxy)
+                l1[i] -= n * self.private_tau(r, proxy, per_attribute)
         return np.asarray(aim_score_from_l1(l1, sigma, np.asarray(sizes, dtype=float),
                                             np.asarray(weights, dtype=float)), dtype=float)
 
