@@ -152,7 +152,7 @@ def test_report_of_a_sweep_and_a_reproduce_folder(tmp_path: Path):
     page = build_report(sweep_dir)
     assert page.count('data-chart="error-vs-T-toy"') == 1
     assert page.count('data-chart="traffic-vs-T-toy"') == 1
-    assert "best T (by mean L1 W+ error)" in page and "T ratio 1.00x" in page
+    assert "best T (by mean L1 W+ error)" in page and "T ratio DistAIM/FLAIM 1.00x" in page
     # A reproduce folder: one sweep per data set, the poster's row beside ours.
     for cell in (sweep_dir / "cells").glob("*.json"):
         d = json.loads(cell.read_text())
