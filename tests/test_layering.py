@@ -11,12 +11,14 @@ where data lives and its fetch codes data with ``mechanisms.raw_data``.)
 
 Inside ``parties`` (lowest first; rooms of the same rank do not import each other):
 
-    ledger, rounds  <  transport, profile  <  mpc, secagg  <  distaim, fl
+    ledger, rounds  <  transport, profile  <  star, mpc  <  secagg  <  distaim, fl
 
-``parties.mpc`` is the generic compute-server runtime (server program, loop, launcher, wire
-counters, input sharing, resharing, field): it never imports DistAIM's room
-(``parties.distaim``), FLAIM's (``parties.fl``) or SecAgg+ (``parties.secagg``). DistAIM's room
-builds on ``mpc``; FLAIM's on ``mpc`` (server-side aggregation) and ``secagg``.
+``parties.star`` is FLAIM's aggregator-to-clients network, built on ``transport``'s frames;
+SecAgg+ (``parties.secagg``) runs over it. ``parties.mpc`` is the generic compute-server
+runtime (server program, loop, launcher, wire counters, input sharing, resharing, field): it
+never imports DistAIM's room (``parties.distaim``), FLAIM's (``parties.fl``) or SecAgg+
+(``parties.secagg``). DistAIM's room builds on ``mpc``; FLAIM's on ``mpc`` (server-side
+aggregation) and ``secagg``.
 
 One exception: the root package re-exports the Python API (``flaimsim.run``,
 ``flaimsim.sweep``) from ``bench.api``, imported lazily on first use (``FACADE``).
@@ -35,7 +37,7 @@ ROOT = Path(flaimsim.__file__).parent
 LAYERS = {"safe_output": -1, "mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2,
           "bench": 3}
 PARTIES = {"ledger": 0, "rounds": 0, "links": 0, "netem": 0, "sampler": 0, "transport": 1,
-           "profile": 1, "mpc": 2, "secagg": 2, "distaim": 3, "fl": 3}
+           "profile": 1, "star": 2, "mpc": 2, "secagg": 3, "distaim": 4, "fl": 4}
 FACADE = {("flaimsim", "flaimsim.bench.api")}  # the package's lazy re-export of the API
 
 

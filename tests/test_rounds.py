@@ -94,7 +94,7 @@ def test_secagg_session_takes_seven_rounds():
 def test_rounds_do_not_change_a_byte_of_the_star_network():
     """The same session with stamps kept out of band writes exactly the frames' sizes."""
     from flaimsim.parties.secagg.protocol import secure_aggregate
-    from flaimsim.parties.transport import StarNetwork
+    from flaimsim.parties.star import StarNetwork
 
     with StarNetwork() as net:
         led = Ledger()

@@ -9,7 +9,8 @@ from scipy import stats
 from flaimsim.parties.secagg import crypto as sc
 from flaimsim.parties.secagg import wire as sw
 from flaimsim.parties.ledger import Ledger
-from flaimsim.parties.transport import FRAME_HEADER_BYTES, StarNetwork
+from flaimsim.parties.star import StarNetwork
+from flaimsim.parties.transport import FRAME_HEADER_BYTES
 from flaimsim.parties.secagg.protocol import (SecAggAggregator, SecAggClient, SecAggError,
                                      SecAggInputError, Session, advertise_keys,
                                      collect_masked_inputs, neighbour_graph, secure_aggregate,

@@ -82,7 +82,7 @@ from flaimsim.parties import profile
 from flaimsim.parties.fl import distributed_noise as dn
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.secagg.protocol import SecAggError
-from flaimsim.parties.transport import StarNetwork
+from flaimsim.parties.star import StarNetwork
 from flaimsim.protocols.aim import run_fixed
 from flaimsim.protocols.config import Aggregation, ConfigError, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, prepare, wire_record_bound

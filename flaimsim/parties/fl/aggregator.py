@@ -6,7 +6,7 @@ aggregation orchestration and central Gaussian noise.
   sample on |S| ≥ 2, which changes the sampling law slightly; the accountant does not use
   amplification by subsampling, so the privacy analysis is unaffected.
 - Transport: every message crosses a loopback TCP connection of the
-  :class:`~flaimsim.parties.transport.StarNetwork` as one frame (14-byte header + payload),
+  :class:`~flaimsim.parties.star.StarNetwork` as one frame (14-byte header + payload),
   counted where it is written and again where it is read.
 - Model broadcast: one MODEL frame per sampled client carrying the serialised model
   (:func:`serialise_model`: each clique's name and its float64 potential table as ``np.save``
@@ -39,7 +39,8 @@ from flaimsim.mechanisms.model import GraphicalModel
 from flaimsim.parties import profile
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
 from flaimsim.parties.secagg.protocol import SecAggError, SecAggResult, secure_aggregate
-from flaimsim.parties.transport import FrameKind, StarNetwork, TransportError, sender_name
+from flaimsim.parties.star import StarNetwork
+from flaimsim.parties.transport import FrameKind, TransportError, sender_name
 
 Clique = tuple[str, ...]
 CHOICE = struct.Struct("<I")

@@ -64,7 +64,7 @@ from flaimsim.parties import profile
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
 from flaimsim.parties.secagg import crypto as sc
 from flaimsim.parties.secagg import wire as sw
-from flaimsim.parties.transport import StarNetwork
+from flaimsim.parties.star import StarNetwork
 
 DEFAULT_THRESHOLD = 2 / 3
 

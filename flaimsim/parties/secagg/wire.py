@@ -43,7 +43,8 @@ from enum import IntEnum
 import numpy as np
 
 from flaimsim.parties.ledger import AGGREGATOR, client
-from flaimsim.parties.transport import FrameKind, StarNetwork
+from flaimsim.parties.star import StarNetwork
+from flaimsim.parties.transport import FrameKind
 from flaimsim.parties.secagg.crypto import KEY_BYTES, NONCE_BYTES, SHARE_BYTES, TAG_BYTES
 
 VERSION = 1
@@ -183,7 +184,7 @@ class TransportRecord:
 
 
 class Transport:
-    """A SecAgg+ session's view of the :class:`~flaimsim.parties.transport.StarNetwork`.
+    """A SecAgg+ session's view of the :class:`~flaimsim.parties.star.StarNetwork`.
 
     Each message travels as one ``SECAGG`` frame over the sender's loopback connection and is
     counted where it is written (the network's ``sent`` log, flushed to the ledger as ``wire``
