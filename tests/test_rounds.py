@@ -82,7 +82,7 @@ def test_secagg_session_takes_seven_rounds():
     """SecAgg+'s four steps, counted as message hops on the critical path: advertise keys
     (up, neighbours' keys down: 2), share keys (up, forwarded down: 2), masked input (up: 1),
     unmask (request down, shares up: 2)."""
-    from flaimsim.parties.secagg.protocol import secure_aggregate
+    from flaimsim.parties.secagg.aggregate import secure_aggregate
 
     led = Ledger()
     secure_aggregate({k: np.arange(4) + k for k in range(6)}, 50, led, 1,
@@ -93,7 +93,7 @@ def test_secagg_session_takes_seven_rounds():
 
 def test_rounds_do_not_change_a_byte_of_the_star_network():
     """The same session with stamps kept out of band writes exactly the frames' sizes."""
-    from flaimsim.parties.secagg.protocol import secure_aggregate
+    from flaimsim.parties.secagg.aggregate import secure_aggregate
     from flaimsim.parties.star import StarNetwork
 
     with StarNetwork() as net:
@@ -131,7 +131,7 @@ def test_a_section_follows_the_work_it_set_up_into_later_tasks():
 
 def test_secagg_profile_has_the_four_steps_and_adds_up_to_the_ledger():
     from flaimsim.parties import profile
-    from flaimsim.parties.secagg.protocol import secure_aggregate
+    from flaimsim.parties.secagg.aggregate import secure_aggregate
 
     led = Ledger()
     with profile.collecting() as prof:

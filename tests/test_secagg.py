@@ -11,10 +11,10 @@ from flaimsim.parties.secagg import wire as sw
 from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.star import StarNetwork
 from flaimsim.parties.transport import FRAME_HEADER_BYTES
+from flaimsim.parties.secagg.aggregate import secure_aggregate, secure_aggregate_keyed
 from flaimsim.parties.secagg.protocol import (SecAggAggregator, SecAggClient, SecAggError,
                                      SecAggInputError, Session, advertise_keys,
-                                     collect_masked_inputs, neighbour_graph, secure_aggregate,
-                                     secure_aggregate_keyed, share_keys, unmask)
+                                     collect_masked_inputs, neighbour_graph, share_keys, unmask)
 
 
 def _vectors(rng: np.random.Generator, n: int, length: int, max_value: int) -> dict[int, np.ndarray]:

@@ -21,7 +21,8 @@ import numpy as np
 
 from flaimsim.parties.secagg import wire as sw
 from flaimsim.parties.ledger import Ledger, client
-from flaimsim.parties.secagg.protocol import DEFAULT_THRESHOLD, secure_aggregate
+from flaimsim.parties.secagg.aggregate import secure_aggregate
+from flaimsim.parties.secagg.protocol import DEFAULT_THRESHOLD
 
 PHASES = ("secagg-keys", "secagg-masked-input", "secagg-unmask")
 

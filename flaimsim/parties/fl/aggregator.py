@@ -38,7 +38,8 @@ from flaimsim.mechanisms.dp import gaussian_mechanism
 from flaimsim.mechanisms.model import GraphicalModel
 from flaimsim.parties import profile
 from flaimsim.parties.ledger import AGGREGATOR, Ledger, client
-from flaimsim.parties.secagg.protocol import SecAggError, SecAggResult, secure_aggregate
+from flaimsim.parties.secagg.aggregate import SecAggResult, secure_aggregate
+from flaimsim.parties.secagg.protocol import SecAggError
 from flaimsim.parties.star import StarNetwork
 from flaimsim.parties.transport import FrameKind, TransportError, sender_name
 
