@@ -287,7 +287,7 @@ def sweep_section(out: Path, title: str, poster: bool = True) -> str:
     beside ours, where the poster has the data set)."""
     from flaimsim.bench.network import PRESETS
     from flaimsim.bench.reproduce import POSTER, our_row
-    from flaimsim.bench.sweep import load_cells
+    from flaimsim.bench.sweep_dir import load_cells
     from flaimsim.bench.table import (TableError, cell_configs, format_summary,
                                       setting_header, summarise, trade_off_rows, trade_offs)
 

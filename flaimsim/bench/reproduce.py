@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from flaimsim.bench.sweep import SweepReport, SweepSpec, cell_key, load_cells, run_sweep
+from flaimsim.bench.sweep import SweepReport, SweepSpec, run_sweep
+from flaimsim.bench.sweep_dir import cell_key, load_cells
 from flaimsim.safe_output import open_atomic, write_json, write_text
 from flaimsim.protocols.config import PRESETS, RunConfig
 

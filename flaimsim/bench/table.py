@@ -34,7 +34,7 @@ from typing import Any, Iterable, Sequence
 from flaimsim.parties.ledger import Ledger, party_kind
 from flaimsim.bench.network import PRESETS, Network, parse_network, wall_time
 from flaimsim.bench.runs import human_bytes
-from flaimsim.bench.sweep import Cell, load_cells
+from flaimsim.bench.sweep_dir import Cell, load_cells
 from flaimsim.safe_output import open_atomic, write_text
 
 DISTAIM = "distaim"
