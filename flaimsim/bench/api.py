@@ -118,7 +118,7 @@ class SweepOutput:
         """One row per finished cell in the directory (every scalar record field)."""
         import pandas as pd
 
-        from flaimsim.bench.sweep import load_cells
+        from flaimsim.bench.sweep_dir import load_cells
 
         return pd.DataFrame([{"cell": c.key, **{k: v for k, v in c.record.items()
                                                 if not isinstance(v, (dict, list))}}

@@ -22,9 +22,9 @@ from typing import Any, Sequence
 from flaimsim.parties.ledger import PHASES, party_kind
 from flaimsim.bench.network import PRESETS, Network
 from flaimsim.bench.runs import human_bytes
-from flaimsim.bench.sweep import Cell, load_cells
+from flaimsim.bench.sweep_dir import Cell, load_cells
 from flaimsim.safe_output import atomic_path
-from flaimsim.bench.table import (DISTAIM, FLAIM_VARIANTS, GroupKey, Summary, best_t,
+from flaimsim.bench.trade_off import (DISTAIM, FLAIM_VARIANTS, GroupKey, Summary, best_t,
                     client_traffic_by_round, crossover_round, group_key, mean_curve,
                     summarise)
 

@@ -256,7 +256,7 @@ def run_report(out: Path) -> str:
 
 def overview_html(records: Sequence[dict[str, Any]]) -> str:
     """The headline chart from the table's own figures (sent + received)."""
-    from flaimsim.bench.table import client_throughput, server_throughput
+    from flaimsim.bench.trade_off import client_throughput, server_throughput
 
     rows = [(r["protocol"], client_throughput(r), server_throughput(r)) for r in records]
     if not any(c or s for _, c, s in rows):
@@ -287,9 +287,9 @@ def sweep_section(out: Path, title: str, poster: bool = True) -> str:
     beside ours, where the poster has the data set)."""
     from flaimsim.bench.network import PRESETS
     from flaimsim.bench.reproduce import POSTER, our_row
-    from flaimsim.bench.sweep import load_cells
-    from flaimsim.bench.table import (TableError, cell_configs, format_summary,
-                                      setting_header, summarise, trade_off_rows, trade_offs)
+    from flaimsim.bench.sweep_dir import load_cells
+    from flaimsim.bench.table import cell_configs, format_summary, setting_header, trade_off_rows
+    from flaimsim.bench.trade_off import TableError, summarise, trade_offs
 
     cells = load_cells(out)
     if not cells:

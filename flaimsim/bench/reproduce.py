@@ -33,7 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from flaimsim.bench.sweep import SweepReport, SweepSpec, cell_key, load_cells, run_sweep
+from flaimsim.bench.sweep import SweepReport, SweepSpec, run_sweep
+from flaimsim.bench.sweep_dir import cell_key, load_cells
 from flaimsim.safe_output import open_atomic, write_json, write_text
 from flaimsim.protocols.config import PRESETS, RunConfig
 
@@ -130,7 +131,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def our_row(sweep_dir: Path) -> dict[str, Any]:
     """Our figures for one data set's sweep (see the module docstring)."""
-    from flaimsim.bench.table import trade_offs
+    from flaimsim.bench.trade_off import trade_offs
 
     cells = load_cells(sweep_dir)
     t = trade_offs(cells)[0]   # with the network model's LAN and WAN times
@@ -208,7 +209,7 @@ def stamp_png(path: Path, text: str) -> None:
 
 def plot_dataset(sweep_dir: Path) -> list[Path]:
     from flaimsim.bench.plots import plot_error, plot_traffic
-    from flaimsim.bench.table import summarise
+    from flaimsim.bench.trade_off import summarise
 
     summaries = summarise(load_cells(sweep_dir), networks=())
     groups = sorted({(s.dataset, s.epsilon, s.partition) for s in summaries})

@@ -8,25 +8,13 @@ workers need no shared file system and a killed worker cannot leave half a cell.
 reschedules the cells of a worker that dies; whatever is still missing runs on the next
 invocation with the same arguments (resume).
 
-Layout of a sweep directory ``DIR``::
-
-    DIR/sweep-config.json          the resolved base configuration and the axes (a later
-                                   sweep into DIR adds its cells to the list)
-    DIR/cells/<key>.json           one finished cell: its config, record and notes
-    DIR/cells/<key>.ledger.csv     that cell's communication ledger
-    DIR/sweep.csv                  one row per finished cell: every record field
-    DIR/failures.json              cells that raised (retried on the next run)
-
-A cell's key is readable (protocol, data set, partition, ε, T, seed) plus a hash of its full
-configuration, so that changing any other option never reuses a stale result. A cell counts
-as done when its JSON exists; the JSON is written last and atomically.
+The sweep directory (its layout, cell keys, reading cells back, sweep.csv) is
+:mod:`flaimsim.bench.sweep_dir`'s; its names are re-exported here.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import json
 import multiprocessing
 import os
@@ -37,19 +25,19 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from flaimsim.bench.dask_sweep import run_on_dask
 from flaimsim.bench.signals import Terminated, shielded, stop_processes, worker_init
+from flaimsim.bench.sweep_dir import (CELLS, Cell, CellError, cell_key, load_cells, read_cell,
+                                      read_config, set_aside, write_sweep_csv)
 from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
-from flaimsim.safe_output import OutFolder, open_atomic, write_json, write_text
+from flaimsim.safe_output import OutFolder, write_json, write_text
 
 DEFAULT_ROUNDS = (2, 4, 8, 10, 16, 32)
 # The pair the trade-off table compares; add naive-flaim, aug-flaim-oracle and central with
 # --protocols (each Adult cell costs 1–8 minutes of model fitting on 2 cores).
 DEFAULT_PROTOCOLS = ("distaim", "aug-flaim-private")
-CELLS = "cells"
-CORRUPT = "corrupt"  # cells/corrupt/: cell files that could not be read, set aside
 # Fields that determine the prepared data (load, split, federation, workload).
 _DATA_FIELDS = ("dataset", "data_dir", "max_bins", "label", "seed", "test_fraction",
                 "partition", "clients", "beta", "cluster_embedding", "synthfs_features",
@@ -87,14 +75,6 @@ class SweepSpec:
         return {"base": self.base.to_dict(), "protocols": list(self.protocols),
                 "rounds": list(self.rounds), "epsilons": list(self.epsilons),
                 "partitions": list(self.partitions), "seeds": list(self.seeds)}
-
-
-def cell_key(config: RunConfig) -> str:
-    """``<protocol>-<dataset>-<partition>-e<ε>-T<T>-s<seed>-<hash of the full config>``."""
-    digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True, default=str)
-                          .encode()).hexdigest()[:8]
-    return (f"{config.protocol}-{config.dataset}-{config.partition}-e{config.epsilon:g}"
-            f"-T{config.rounds}-s{config.seed}-{digest}")
 
 
 @dataclass(frozen=True)
@@ -221,7 +201,7 @@ def _run_claimed(spec: SweepSpec, out: Path, jobs: int,
     keys = [cell_key(c) for c in configs]
     # A later sweep into the same directory adds its cells (e.g. more protocols or T):
     # table and plot read the union; "runs" keeps every invocation's axes.
-    previous = _read_config(out)
+    previous = read_config(out)
     listed = list(dict.fromkeys([*previous.get("cells", []), *keys]))
     runs = [*previous.get("runs", []), {**spec.to_dict(), "jobs": jobs}]
     write_json(out / "sweep-config.json",
@@ -313,125 +293,6 @@ def _write_summary(out: Path, report: SweepReport, listed: Sequence[str]) -> Non
     failures = [{"key": f.key, "error": f.error} for f in report.failed]
     write_json(out / "failures.json", failures, indent=1)
     write_sweep_csv(out, listed)
-
-
-def _read_config(out: Path) -> dict[str, Any]:
-    path = out / "sweep-config.json"
-    if not path.is_file():
-        return {}
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CellError(f"{path}: not valid JSON ({exc}); move it aside to start the "
-                        "sweep's list of cells afresh") from None
-    if not isinstance(doc, dict):
-        raise CellError(f"{path}: expected a JSON object")
-    return doc
-
-
-# ---- reading a sweep directory -------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Cell:
-    """One finished cell as read back: its record and where its ledger is."""
-
-    key: str
-    record: dict[str, Any]
-    ledger_path: Path | None
-
-    def ledger(self):
-        from flaimsim.parties.ledger import Ledger
-
-        if self.ledger_path is None or not self.ledger_path.is_file():
-            raise FileNotFoundError(f"cell {self.key}: ledger not found at {self.ledger_path}")
-        return Ledger.read_csv(self.ledger_path)
-
-
-class CellError(ValueError):
-    """A cell file that cannot be read (cut, empty or of the wrong shape), named."""
-
-
-def read_cell(path: Path) -> Cell:
-    """One cell JSON; :class:`CellError` naming the file when it is not a finished cell."""
-    try:
-        d = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CellError(f"{path}: not a complete cell file (cut or empty?): {exc}") from None
-    if not isinstance(d, dict) or not isinstance(d.get("key"), str) \
-            or not isinstance(d.get("record"), dict):
-        raise CellError(f"{path}: not a cell file (expected an object with 'key' and "
-                        f"'record')")
-    ledger = d.get("ledger")
-    return Cell(d["key"], d["record"], path.parent / ledger if ledger else None)
-
-
-def set_aside(path: Path) -> Path:
-    """Move a corrupt cell file (and its ledger) to ``cells/corrupt/``; where it went."""
-    corrupt = path.parent / CORRUPT
-    corrupt.mkdir(exist_ok=True)
-    target = corrupt / path.name
-    os.replace(path, target)
-    ledger = path.with_name(path.name[:-len(".json")] + ".ledger.csv")
-    if ledger.is_file():
-        os.replace(ledger, corrupt / ledger.name)
-    return target
-
-
-def load_cells(out_dir: str | Path, keys: Iterable[str] | None = None,
-               on_corrupt: Callable[[CellError], None] | None = None) -> list[Cell]:
-    """Finished cells of a sweep directory (those listed in sweep-config.json if present).
-    A corrupt cell file is passed to ``on_corrupt`` and skipped (default: one line on
-    stderr naming it)."""
-    out = Path(out_dir)
-    cells_dir = out / CELLS
-    if not cells_dir.is_dir():
-        raise FileNotFoundError(f"{out} is not a sweep directory (no {CELLS}/ folder)")
-    if keys is None and (out / "sweep-config.json").is_file():
-        keys = _read_config(out).get("cells")
-    paths = ([cells_dir / f"{k}.json" for k in keys] if keys is not None
-             else sorted(p for p in cells_dir.glob("*.json") if not p.name.startswith(".")))
-    cells = []
-    for p in paths:
-        if not p.is_file():
-            continue
-        try:
-            cells.append(read_cell(p))
-        except CellError as exc:
-            (on_corrupt or _warn_corrupt)(exc)
-    return cells
-
-
-def _warn_corrupt(exc: CellError) -> None:
-    print(f"flaimsim: skipping a corrupt cell: {exc} (a resumed sweep reruns it)",
-          file=sys.stderr)
-
-
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, (list, tuple)):
-        return ";".join(map(str, v))
-    if isinstance(v, dict):
-        return json.dumps(v, sort_keys=True)
-    return "" if v is None else v
-
-
-def write_sweep_csv(out_dir: str | Path, keys: Sequence[str] | None = None) -> Path:
-    """DIR/sweep.csv: one row per finished cell, every record field plus cell and ledger."""
-    out = Path(out_dir)
-    cells = load_cells(out, keys)
-    columns: list[str] = ["cell"]
-    for c in cells:
-        columns += [k for k in c.record if k not in columns]
-    columns.append("ledger")
-    path = out / "sweep.csv"
-    with open_atomic(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns)
-        w.writeheader()
-        for c in cells:
-            row = {k: _csv_value(v) for k, v in c.record.items()}
-            row["cell"] = c.key
-            row["ledger"] = (str(c.ledger_path.relative_to(out)) if c.ledger_path else "")
-            w.writerow(row)
-    return path
 
 
 # ---- command line --------------------------------------------------------------------------
