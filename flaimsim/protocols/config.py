@@ -49,7 +49,7 @@ class Aggregation(StrEnum):
 
 
 class FlaimNoise(StrEnum):
-    """``--flaim-noise``: who adds FLAIM's noise (protocols/flaim.py, docs/privacy.md)."""
+    """``--flaim-noise``: who adds FLAIM's noise (protocols/flaim_sessions.py, docs/privacy.md)."""
 
     CENTRAL = "central"           # the aggregator, to exact sums of >= 2 choosers (a lone
                                   # chooser's group adds noise shares)

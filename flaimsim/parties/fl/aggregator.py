@@ -17,7 +17,8 @@ aggregation orchestration and central Gaussian noise.
   chose it (:mod:`flaimsim.parties.secagg`). A marginal chosen by a single client cannot be
   aggregated alone; other sampled clients join as *covers* with zero vectors (they pay the
   bytes; the protocol module decides how many), and the group's clients add distributed
-  noise shares, so the aggregator never learns that client's exact vector (protocols/flaim.py).
+  noise shares, so the aggregator never learns that client's exact vector
+  (protocols/flaim_sessions.py).
   With >= 2 choosers the aggregator learns the exact sum before it adds the noise: secure
   aggregation hides individual vectors among the contributors, never the sum, and DP protects
   what leaves the aggregator (the model and the synthetic data).
