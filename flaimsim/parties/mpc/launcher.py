@@ -1,15 +1,15 @@
-"""Start m compute-server processes on loopback, drive them in lockstep, and watch them.
+"""Start m compute-server processes on loopback, keep them for a run, and watch them.
 
 :class:`ServerLauncher` picks free ports (bind to port 0), starts
-``python -m flaimsim.parties.mpc.server_loop`` once per party in its own process group, keeps the
-processes for every round of a run, and sends each command to all servers over their control
-connections (:meth:`ServerLauncher.call`). A watchdog runs while waiting for replies: if a
-party exits, a command fails at any party, or a reply takes longer than the timeout, every
-party's process group is killed and :class:`PartyFailure` is raised with each party's exit code
-and stderr tail. Closing (context manager, ``close()``, interpreter exit via ``atexit``, or
-SIGTERM/SIGINT to the driver: :func:`install_signal_cleanup` runs on every start) leaves no
-party process running. The servers watch for themselves too (``server.py``): a server whose
-driver or peer disconnects, or whose command overruns, exits on its own.
+``python -m flaimsim.parties.mpc.server_loop`` once per party in its own process group and keeps
+the processes for every round of a run; its commands go to all servers in lockstep
+(``call``: :mod:`flaimsim.parties.mpc.server_commands`). A watchdog runs while waiting for
+replies: if a party exits, a command fails at any party, or a reply takes longer than the
+timeout, every party's process group is killed and :class:`PartyFailure` is raised with each
+party's exit code and stderr tail. Closing (context manager, ``close()``, interpreter exit via
+``atexit``, or SIGTERM/SIGINT to the driver: :func:`install_signal_cleanup` runs on every
+start) leaves no party process running. The servers watch for themselves too (``server.py``):
+a server whose driver or peer disconnects, or whose command overruns, exits on its own.
 
 :class:`RemoteServers` drives servers that are already running on their own hosts
 (``flaimsim serve``) instead of spawning them: same commands and watchdog, but closing
@@ -24,7 +24,6 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
@@ -33,24 +32,16 @@ import tempfile
 import threading
 import time
 import weakref
-from contextlib import contextmanager
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Sequence
 
 from flaimsim.parties.mpc.field import FieldSpec
-from flaimsim.parties.ledger import Ledger
 from flaimsim.parties.transport import (
     DRIVER, Frame, FrameKind, TransportError, dumps, loads, read_frame_sync)
-from flaimsim.parties.mpc.faults import blame, connect_reason, process_state
-from flaimsim.parties.mpc.wire import WireSnapshot, add_wire_rows, step_events
-from flaimsim.parties import profile
+from flaimsim.parties.mpc.faults import blame, connect_reason
+from flaimsim.parties.mpc.server_commands import (  # NOT_PRIVATE_NOTE: importable from here too
+    NOT_PRIVATE_NOTE, PartyFailure, ServerCommands)
 
 EXIT_PORT_IN_USE = 98  # mirrors mpc_server.EXIT_PORT_IN_USE (not imported: it imports mpyc.runtime)
-NOT_PRIVATE_NOTE = ("not private (t=0): with m=2 MPyC shares equal the secrets; "
-                    "this run only shows the shape of the costs")
-
-
-class PartyFailure(RuntimeError):
-    """A compute server died, failed a command, or missed its deadline; all were killed."""
 
 
 class PortInUseError(PartyFailure):
@@ -116,7 +107,7 @@ def install_signal_cleanup(signals: Sequence[int] = (signal.SIGTERM, signal.SIGI
     return True
 
 
-class ServerLauncher:
+class ServerLauncher(ServerCommands):
     """m MPyC compute servers on this machine, driven over control connections."""
 
     def __init__(self, m: int = 3, threshold: int | None = None, bit_length: int = 32,
@@ -150,15 +141,6 @@ class ServerLauncher:
         self.last_events: list[dict[str, Any]] = []
         self._closed = False
         self.prestart_ready_s: float | None = None   # set by warm_start when prestarted
-
-    # ---- privacy ------------------------------------------------------------------------------
-    @property
-    def private(self) -> bool:
-        return self.threshold >= 1
-
-    @property
-    def privacy_note(self) -> str:
-        return "" if self.private else NOT_PRIVATE_NOTE
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "ServerLauncher":
@@ -235,55 +217,6 @@ class ServerLauncher:
     @property
     def control_addresses(self) -> list[tuple[str, int]]:
         return [(self.host, p) for p in self.control_ports]
-
-    def _connect_control(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        socks: list[socket.socket | None] = [None] * self.m
-        try:
-            self._connect_loop(socks, deadline)
-        except BaseException:
-            for s in socks:
-                if s is not None:
-                    s.close()
-            raise
-        self.control = [s for s in socks if s is not None]
-
-    def _connect_loop(self, socks: list[socket.socket | None], deadline: float) -> None:
-        why: dict[int, str] = {}
-        while not all(socks):
-            self._check_alive("starting")
-            for i in range(self.m):
-                if socks[i] is None:
-                    try:
-                        s = socket.create_connection(self.control_addresses[i], 1.0)
-                        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                        socks[i] = s
-                    except OSError as exc:
-                        why[i] = connect_reason(exc)
-            if not all(socks):
-                if time.monotonic() > deadline:
-                    missing = "; ".join(f"server {i} at {self._where(i)}: {why.get(i, '?')}"
-                                        for i in range(self.m) if socks[i] is None)
-                    self._fail(f"could not connect within {self.start_timeout} s to {missing}")
-                time.sleep(0.05)
-
-    def _where(self, i: int) -> str:
-        host, port = self.control_addresses[i]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    def _stalled(self, done: Sequence[bool]) -> str:
-        """Which servers had not replied, and in what state their processes are."""
-        parts = []
-        for i, ok in enumerate(done):
-            if ok:
-                continue
-            state = process_state(self.procs[i].pid) if i < len(self.procs) else None
-            parts.append(f"server {i}" + (f" (pid {self.procs[i].pid}) {state}" if state
-                                          else f" at {self._where(i)}"))
-        stopped = [p for p in parts if "stopped" in p]
-        head = (f"{'; '.join(stopped)} (the others wait for it)" if stopped
-                else f"no reply from {', '.join(parts)}")
-        return head
 
     def __enter__(self) -> "ServerLauncher":
         return self.start()
@@ -374,135 +307,6 @@ class ServerLauncher:
         msg = self._report(reason) if self.logs else reason
         self.kill()
         raise PartyFailure(msg)
-
-    # ---- commands -----------------------------------------------------------------------------
-    def call(self, cmd: str, timeout: float | None = None,
-             per_party: Sequence[dict[str, Any]] | None = None, **kwargs: Any) -> list[Any]:
-        """Run command ``cmd`` at every server (same kwargs, plus ``per_party[i]``).
-
-        Returns the m results in party order. ``timeout`` (seconds, default
-        ``command_timeout``) and ``per_party`` belong to the driver, so server commands must
-        not use these keyword names. Any failure (a party exits, an error at any party, the
-        timeout) kills all servers and raises :class:`PartyFailure`.
-        """
-        if self._closed or not self.control:
-            raise PartyFailure(f"servers are not running (command {cmd!r})")
-        timeout = self.command_timeout if timeout is None else timeout
-        seq, self._seq = self._seq, self._seq + 1
-        deadline = time.monotonic() + timeout
-        try:
-            for i, s in enumerate(self.control):
-                kw = dict(kwargs, **(per_party[i] if per_party else {}))
-                payload = dumps({"seq": seq, "cmd": cmd, "kwargs": kw})
-                s.settimeout(max(1.0, timeout))
-                s.sendall(Frame(FrameKind.CONTROL, DRIVER, 0, "setup", payload).encode())
-        except OSError as exc:
-            self._check_alive(f"sending {cmd!r}")
-            self._fail(f"could not send {cmd!r}: {exc}")
-        replies: list[Any] = [None] * self.m
-        done = [False] * self.m
-        with selectors.DefaultSelector() as sel:
-            for i, s in enumerate(self.control):
-                sel.register(s, selectors.EVENT_READ, i)
-            while not all(done):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._fail(f"command {cmd!r} exceeded its timeout of {timeout} s "
-                               f"(--party-timeout): {self._stalled(done)}")
-                for key, _ in sel.select(min(0.2, left)):
-                    i = key.data
-                    try:
-                        key.fileobj.settimeout(max(1.0, left))  # type: ignore[union-attr]
-                        rep = loads(read_frame_sync(key.fileobj).payload)  # type: ignore[arg-type]
-                    except (TransportError, ValueError, KeyError) as exc:
-                        self._fail(f"server {i} at {self._where(i)} answered {cmd!r} with "
-                                   f"something that is not a flaimsim reply ({exc}): is a "
-                                   "flaimsim server listening there?")
-                    except (OSError, ConnectionError):
-                        if cmd == "shutdown":
-                            rep = {"seq": seq, "ok": True, "result": "closed"}
-                        else:  # the party is probably exiting: let its exit code show
-                            try:
-                                if i < len(self.procs):
-                                    self.procs[i].wait(2.0)
-                            except subprocess.TimeoutExpired:
-                                pass
-                            self._check_alive(f"running {cmd!r}")
-                            self._fail(f"lost the control connection of server {i} at "
-                                       f"{self._where(i)} during {cmd!r}")
-                    if rep.get("seq") != seq:
-                        self._fail(f"server {i} replied to #{rep.get('seq')}, expected #{seq}")
-                    if not rep["ok"]:
-                        self._fail(f"command {cmd!r} failed at server {i}: {rep['error']}")
-                    replies[i], done[i] = rep["result"], True
-                    sel.unregister(key.fileobj)
-                if cmd != "shutdown":
-                    self._check_alive(f"running {cmd!r}")
-        return replies
-
-    # ---- conveniences -------------------------------------------------------------------------
-    @property
-    def field_spec(self) -> FieldSpec:
-        """The field of the servers' default SecInt(bit_length)."""
-        return FieldSpec.from_info(self.info[0])
-
-    def field_spec_for(self, bit_length: int | None = None) -> FieldSpec:
-        """The field of SecInt(bit_length) at the servers (asked once per bit length)."""
-        if bit_length is None or bit_length == self.bit_length:
-            return self.field_spec
-        if bit_length not in self._fields:
-            info = self.call("field_info", bit_length=bit_length)
-            if any(i != info[0] for i in info):
-                raise PartyFailure(f"servers disagree on the field of SecInt({bit_length})")
-            self._fields[bit_length] = FieldSpec(int(info[0]["modulus"]), self.m,
-                                                 self.threshold)
-        return self._fields[bit_length]
-
-    @property
-    def client_addresses(self) -> list[tuple[str, int]]:
-        """Where clients send their share frames: the address each server publishes."""
-        return [tuple(i["client_address"]) if i.get("client_address") else a  # type: ignore
-                for i, a in zip(self.info, self.control_addresses)]
-
-    def counters(self, timeout: float | None = None) -> list[WireSnapshot]:
-        """Every server's wire counters; keeps the round logs they drained (``last_events``)."""
-        replies = self.call("counters", timeout)
-        self.last_events = [r.get("events", {"start": 0, "events": []}) for r in replies]
-        return [WireSnapshot.from_dict(r["wire"]) for r in replies]
-
-    def step_events(self, before: Sequence[WireSnapshot], after: Sequence[WireSnapshot]
-                    ) -> list[list[tuple[Any, ...]]]:
-        """The servers' round logs between ``before`` and ``after``, the last two calls of
-        :meth:`counters`."""
-        return step_events(before, after, self.last_events)
-
-    @contextmanager
-    def measure(self, ledger: Ledger, round: int, phase: str, op: str | None = None
-                ) -> Iterator[list[WireSnapshot]]:
-        """Charge the MPyC traffic of the block to ``ledger`` as ``server:i -> server:j`` rows.
-
-        Yields a list that holds the per-server differences once the block is done. The
-        block's operations (sections; untagged work: ``op``, default the phase) go to the
-        run's profile (:mod:`flaimsim.parties.profile`).
-        """
-        diffs: list[WireSnapshot] = []
-        before = self.counters()
-        yield diffs
-        after = self.counters()
-        events = self.step_events(before, after)
-        diffs.extend(add_wire_rows(ledger, before, after, round, phase, events))
-        for o in profile.mpc_step_ops(events, round, phase, op or phase):
-            profile.record(o.round, o.phase, o.op, o.bytes, o.messages, o.rounds, o.seconds)
-
-    def open(self, name: str, label: str = "", timeout: float | None = None) -> Any:
-        """Open secure array ``name`` (recorded in every server's reveal log)."""
-        return self.call("open", timeout, name=name, label=label)[0]["values"]
-
-    def reveal_log(self) -> list[dict[str, Any]]:
-        logs = self.call("reveal_log")
-        if any(lg != logs[0] for lg in logs):
-            raise PartyFailure(f"servers disagree on what was revealed: {logs}")
-        return logs[0]
 
 
 class RemoteServers(ServerLauncher):
