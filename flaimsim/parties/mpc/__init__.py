@@ -1,1 +1,1 @@
-"""The compute servers' generic runtime: the server program and loop, launcher and watchdog, wire counters, openings hook, client input sharing, resharing and the field (DistAIM's steps live in ``parties.distaim``)."""
+"""The compute servers' generic runtime: the server program and loop, launcher and watchdog, control (the driver's side of the control connections), wire counters, openings hook, client input sharing, resharing and the field (DistAIM's steps live in ``parties.distaim``)."""

@@ -3,7 +3,7 @@
 :class:`ServerLauncher` picks free ports (bind to port 0), starts
 ``python -m flaimsim.parties.mpc.server_loop`` once per party in its own process group and keeps
 the processes for every round of a run; its commands go to all servers in lockstep
-(``call``: :mod:`flaimsim.parties.mpc.server_commands`). A watchdog runs while waiting for
+(``call``: :mod:`flaimsim.parties.mpc.control`). A watchdog runs while waiting for
 replies: if a party exits, a command fails at any party, or a reply takes longer than the
 timeout, every party's process group is killed and :class:`PartyFailure` is raised with each
 party's exit code and stderr tail. Closing (context manager, ``close()``, interpreter exit via
@@ -38,7 +38,7 @@ from flaimsim.parties.mpc.field import FieldSpec
 from flaimsim.parties.transport import (
     DRIVER, Frame, FrameKind, TransportError, dumps, loads, read_frame_sync)
 from flaimsim.parties.mpc.faults import blame, connect_reason
-from flaimsim.parties.mpc.server_commands import (  # NOT_PRIVATE_NOTE: importable from here too
+from flaimsim.parties.mpc.control import (  # NOT_PRIVATE_NOTE: importable from here too
     NOT_PRIVATE_NOTE, PartyFailure, ServerCommands)
 
 EXIT_PORT_IN_USE = 98  # mirrors mpc_server.EXIT_PORT_IN_USE (not imported: it imports mpyc.runtime)
