@@ -3,9 +3,9 @@ functions included), and no import cycle between modules.
 
 Layers, lowest first; a module imports only from its own layer or lower ones:
 
-    safe_output  <  mechanisms, datasets  <  parties  <  protocols  <  bench
+    safe_output, text_table  <  mechanisms, datasets  <  parties  <  protocols  <  bench
 
-(``safe_output``, the one atomic file writer, imports nothing from flaimsim.
+(``safe_output``, the one atomic file writer, and ``text_table`` import nothing from flaimsim.
 ``datasets``, the shipped and fetched data, sits beside ``mechanisms``: its loaders ask it
 where data lives and its fetch codes data with ``mechanisms.raw_data``.)
 
@@ -34,7 +34,7 @@ import pytest
 import flaimsim
 
 ROOT = Path(flaimsim.__file__).parent
-LAYERS = {"safe_output": -1, "mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2,
+LAYERS = {"safe_output": -1, "text_table": -1, "mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2,
           "bench": 3}
 PARTIES = {"ledger": 0, "rounds": 0, "links": 0, "netem": 0, "sampler": 0, "transport": 1,
            "profile": 1, "star": 2, "mpc": 2, "secagg": 3, "distaim": 4, "fl": 4}

@@ -22,6 +22,7 @@ from typing import Any
 
 from flaimsim.bench.emulated import NETWORK_FIELDS, runs_on_networks
 from flaimsim.protocols.prepare import prepare
+from flaimsim.text_table import text_table
 
 TARGET = 0.10
 MAIN_JOB = dict(dataset="synthfs", rounds=4, epsilon=1.0)
@@ -79,11 +80,7 @@ def format_network_bench(rows: list[dict[str, Any]]) -> str:
              f"{r['network_estimate_s']:.2f}", f"{r['network_estimate_error']:+.1%}",
              str(r["comm_rounds"]) if r["comm_rounds"] else "- (messages)")
             for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    lines = text_table(head, body)
     lines.append("measured: wall time over links emulated in user space (wire); compute: the "
                  "same seeded run without emulation; estimate = compute + model comm "
                  f"(rounds x latency + busiest link's bytes / bandwidth); target |error| <= "

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 from flaimsim.parties.rounds import message_stamps
+from flaimsim.text_table import text_table
 
 SECTION: contextvars.ContextVar[str] = contextvars.ContextVar("flaimsim_section", default="")
 
@@ -179,11 +180,7 @@ def format_profile(rows: Sequence[Mapping[str, Any]]) -> str:
              f"{r['bytes'] / 1e6:.4f}", str(r["messages"]),
              "-" if r["rounds"] is None else str(r["rounds"]),
              "-" if r["seconds"] is None else f"{r['seconds']:.3f}") for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    lines = text_table(head, body)
     lines.append("rounds: the operation's own critical path, summed over its steps (operations "
                  "of a phase may overlap: see the ledger for the phase's rounds); seconds: "
                  "from its first to its last message (MPC) or wall time of the step (SecAgg+, "
