@@ -104,3 +104,25 @@ def test_sigstop_names_the_stalled_server() -> None:
     assert f"server 1 (pid {pids[1]}) is stopped" in first, first
     assert "server 0" not in first.split("stopped")[0]
     assert not any(alive(p) for p in pids)
+
+
+def test_connect_timeout_bounds_the_wait_for_standing_servers(capsys) -> None:
+    """`run --connect-timeout` reaches the driver's connection to `--servers-at`: sockets that
+    accept but never answer are refused by address within that many seconds, in one line."""
+    import socket
+
+    from flaimsim.bench.cli import main
+
+    silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]  # accept, never reply
+    ports = [s.getsockname()[1] for s in silent]
+    try:
+        code = main(["run", "--protocol", "distaim", "--mpc", "real", "--dataset", "synthfs",
+                     "--rounds", "1", "--servers-at",
+                     ",".join(f"127.0.0.1:{p}" for p in ports), "--connect-timeout", "1"])
+    finally:
+        for s in silent:
+            s.close()
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert f"server 0 at 127.0.0.1:{ports[0]} accepted the connection but sent no reply " \
+           "within 1 s (--connect-timeout" in err

@@ -157,6 +157,9 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False,
     opt(mpc, "--servers-at", "drive compute servers already running (`flaimsim serve`) at "
         "these control addresses, in party order, instead of spawning them",
         metavar="H0:C0,H1:C1,H2:C2")
+    opt(mpc, "--connect-timeout", "with --servers-at: seconds to reach each standing server "
+        "and hear its reply; past it the run is refused, naming the address and why",
+        dest="connect_timeout_s", type=float, metavar="S")
     opt(mpc, "--sharing", "client shares: compact (additive mod 2^b, b = width of the public "
         "record bound), shamir, or additive mod p", choices=("compact", "shamir", "additive"))
     opt(mpc, "--score", "DistAIM's quality score (l1 is AIM's)", choices=("l1", "l2"))

@@ -125,6 +125,9 @@ class RunConfig:
     # Compute servers already running (`flaimsim serve`): control HOST:PORT of party 0,1,...
     # in order, comma-separated; None spawns them on this machine.
     servers_at: str | None = None
+    # --servers-at: seconds to reach each standing server and hear its reply, else the run is
+    # refused naming the address
+    connect_timeout_s: float = 60.0
     # FLAIM
     dropout: float = 0.0
     aggregation: Aggregation = Aggregation.SECAGG  # secagg | servers
@@ -170,6 +173,8 @@ class RunConfig:
             raise ConfigError(f"participation rate must be in (0, 1], got {self.participation}")
         if self.party_timeout_s <= 0:
             raise ConfigError(f"party_timeout_s must be positive, got {self.party_timeout_s}")
+        if not self.connect_timeout_s > 0:
+            raise ConfigError(f"--connect-timeout must be positive, got {self.connect_timeout_s}")
         if self.check_model and self.mpc is not MpcMode.REAL:
             raise ConfigError("--check-model compares a real MPC run with the model: use --mpc real")
         if self.servers not in (2, 3):

@@ -379,7 +379,8 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
     if config.mpc == MpcMode.REAL:
         engine: SecureEngine = MpcEngine(ledger, options, command_timeout=config.party_timeout_s,
                                          servers_at=config.server_addresses,
-                                         network=config.network_spec)
+                                         network=config.network_spec,
+                                         connect_timeout=config.connect_timeout_s)
     else:
         table, fresh = cost_table(config, setting)
         if fresh:

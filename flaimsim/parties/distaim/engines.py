@@ -249,14 +249,17 @@ class MpcEngine(EngineBase):
     def __init__(self, ledger: Ledger, options: DistAimOptions = DistAimOptions(),
                  command_timeout: float = 600.0,
                  servers_at: Sequence[tuple[str, int]] | None = None,
-                 network: Any = None) -> None:
+                 network: Any = None, connect_timeout: float = 60.0) -> None:
         super().__init__(ledger, options)
         self.bits = options.count_bits
         self.candidate_of: dict[int, int] = {}
-        # servers_at: servers already running on their hosts (`flaimsim serve`)
+        # servers_at: servers already running on their hosts (`flaimsim serve`), reached
+        # within connect_timeout
         self.launcher = connect_servers(options.m, servers_at,
                                         **launcher_options(command_timeout, options.sec_param,
-                                                          network))
+                                                          network),
+                                        **({"start_timeout": connect_timeout}
+                                           if servers_at else {}))
         want = 30 if options.sec_param is None else options.sec_param   # MPyC's default: 30
         ran = {int(i.get("sec_param", 30)) for i in self.launcher.info}
         if ran != {want}:

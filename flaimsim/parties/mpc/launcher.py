@@ -357,8 +357,8 @@ class RemoteServers(ServerLauncher):
                 info[i] = rep["result"]
             except (socket.timeout, TimeoutError):
                 why[i] = (f"accepted the connection but sent no reply within "
-                          f"{self.start_timeout:g} s (not a flaimsim server, or one still "
-                          "waiting for its peers?)")
+                          f"{self.start_timeout:g} s (--connect-timeout; not a flaimsim "
+                          "server, or one still waiting for its peers?)")
             except (TransportError, ValueError, KeyError) as exc:
                 why[i] = f"answered, but not as a flaimsim server ({exc})"
             except OSError as exc:
