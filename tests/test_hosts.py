@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from flaimsim.parties.ledger import Ledger, LedgerRow
+from flaimsim.parties.mpc.faults import server_processes
 from flaimsim.parties.mpc.addresses import format_addresses, parse_addresses
 from flaimsim.parties.distaim.engines import MpcEngine
 from flaimsim.parties.distaim.options import DistAimOptions
@@ -31,7 +32,6 @@ from flaimsim.parties.mpc.launcher import (
 from flaimsim.parties.transport import DRIVER, Frame, FrameKind, dumps
 from flaimsim.protocols.config import PRESETS, ConfigError, RunConfig
 
-SERVER_MODULE = "flaimsim.parties.mpc.server_loop"
 EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_COMMAND_TIMEOUT = 3, 5, 6
 # With fixed-width encoding MPyC's byte counts do not depend on secret values, only on sizes.
 # The MPC randomness (EM choice, noise) cannot be seeded, so a round >= 1 "measure" row depends
@@ -71,22 +71,9 @@ def alive(pid: int) -> bool:
 
 def server_children(ppid: int) -> dict[int, list[int]]:
     """Compute-server processes started by ``ppid``: pid -> the ports on their command line."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) != ppid or SERVER_MODULE.encode() not in cmd:
-            continue
-        args = [a.decode() for a in cmd]
-        ports = [int(args[i + 1].rsplit(":", 1)[1]) for i, a in enumerate(args) if a == "-P"]
-        ports.append(int(args[args.index("--control-port") + 1]))
-        out[int(entry)] = ports
-    return out
+    return {pid: [int(args[i + 1].rsplit(":", 1)[1]) for i, a in enumerate(args) if a == "-P"]
+            + [int(args[args.index("--control-port") + 1])]
+            for pid, args in server_processes(ppid).items()}
 
 
 def port_free(port: int) -> bool:

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from flaimsim.parties.mpc.faults import server_processes
+
 TINY = ["--dataset", "synthfs", "--clients", "4", "--synthfs-features", "4",
         "--synthfs-records", "60", "--synthfs-bins", "4", "--workload-marginals", "4",
         "--rounds", "2", "--iters-round", "30", "--iters-final", "50"]
@@ -89,19 +91,8 @@ def run_case(name: str, item: int, cmd: list[str], timeout: float = 600,
 
 def server_pids(driver: int) -> dict[int, int]:
     """Party index -> pid of the compute servers started by ``driver`` (from /proc)."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().decode().split("\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == driver and "-I" in args and \
-                any(a.startswith("flaimsim.parties.mpc.server") for a in args):
-            out[int(args[args.index("-I") + 1])] = int(entry)
-    return out
+    return {int(argv[argv.index("-I") + 1]): pid
+            for pid, argv in server_processes(driver).items() if "-I" in argv}
 
 
 def signal_server(party: int, sig: int, after_s: float) -> Callable[[subprocess.Popen], None]:

@@ -4,9 +4,13 @@ control connection could not be made. Used by :mod:`flaimsim.parties.mpc.launche
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+from pathlib import Path
 from typing import Any, Sequence
+
+SERVER_PROGRAM = "flaimsim.parties.mpc.server_loop"  # what `python -m` runs for a server
 
 # Exit codes that are consequences of another party's failure (server.py's EXIT_*).
 CONSEQUENCES = {3: "its driver connection dropped", 5: "an MPyC peer disconnected"}
@@ -38,6 +42,23 @@ def process_state(pid: int) -> str | None:
     return {"T": "is stopped (SIGSTOP or SIGTSTP)", "t": "is stopped by a debugger",
             "Z": "has exited", "D": "is blocked in the kernel (disk or network)"}.get(
                 code, "is running")
+
+
+def server_processes(ppid: int) -> dict[int, list[str]]:
+    """The compute-server processes whose parent is ``ppid``: pid -> command line (from /proc,
+    Linux; processes that vanish while being read are skipped)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == ppid and SERVER_PROGRAM in argv:
+            out[int(entry)] = argv
+    return out
 
 
 def connect_reason(exc: OSError) -> str:
