@@ -236,6 +236,9 @@ class PrivacyLedger:
     events: list[PrivacyEvent] = field(default_factory=list)
     # Floating-point slack only: schedules are built to spend exactly ρ.
     tolerance: float = 1e-9
+    # (events list, how many of its events are indexed, charges by id, refunded charge ids)
+    _index: tuple = field(default_factory=lambda: (None, 0, {}, set()), init=False,
+                          repr=False, compare=False)
 
     @property
     def rho_spent(self) -> float:
@@ -282,14 +285,30 @@ class PrivacyLedger:
     def spend_exponential(self, round: int, epsilon: float, detail: str = "") -> int:
         return self.spend(round, "exponential", exponential_cost(epsilon), detail)
 
+    def _event_index(self) -> tuple[dict[int, PrivacyEvent], set[int]]:
+        """The charges by id and the refunded charge ids, over the events logged so far
+        (extended, not rebuilt, as events are appended: a long run releases thousands of
+        outputs, and a scan of the log per release made that quadratic)."""
+        events, done, charges, refunded = self._index
+        if events is not self.events or done > len(self.events):  # a new or cut log
+            done, charges, refunded = 0, {}, set()
+        for e in self.events[done:]:
+            if e.kind == "charge":
+                charges.setdefault(e.seq, e)
+            elif e.kind == "refund":
+                refunded.add(e.charge)
+        self._index = (self.events, len(self.events), charges, refunded)
+        return charges, refunded
+
     def release(self, charge: int, what: str) -> int:
         """Record that an output paid for by ``charge`` left the mechanism (after the charge)."""
-        paid = [e for e in self.events if e.seq == charge and e.kind == "charge"]
-        if not paid:
+        charges, refunded = self._event_index()
+        paid = charges.get(charge)
+        if paid is None:
             raise PrivacyOrderError(f"{what} released without a prior charge (id {charge})")
-        if any(e.kind == "refund" and e.charge == charge for e in self.events):
+        if charge in refunded:
             raise PrivacyOrderError(f"{what} released on a refunded charge (id {charge})")
-        return self._log("release", paid[0].round, paid[0].mechanism, charge, detail=what)
+        return self._log("release", paid.round, paid.mechanism, charge, detail=what)
 
     def refund(self, charge: int, reason: str) -> None:
         """Undo ``charge`` (and the slack charged with it) if nothing it paid was released."""
