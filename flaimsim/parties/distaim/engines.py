@@ -144,12 +144,18 @@ class SecureEngine(Protocol):
 
 
 def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_count: int,
-               frac_bits: int) -> Step:
-    """The score step's size, with the public plan of its comparisons (what it costs)."""
-    plan = comparison_plan(round_public_marginal(np.asarray(public_c, dtype=float), frac_bits),
-                           int(max_count).bit_length(), frac_bits)
-    segment_of = np.repeat(np.arange(len(lengths)), np.asarray(lengths, dtype=np.int64))
-    dots = int(np.unique(segment_of[plan.inside]).size)
+               frac_bits: int, c_int: np.ndarray | None = None) -> Step:
+    """The score step's size, with the public plan of its comparisons (what it costs).
+    ``c_int``: round_public_marginal(public_c, frac_bits) if the caller has it already."""
+    if c_int is None:
+        c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
+    plan = comparison_plan(c_int, int(max_count).bit_length(), frac_bits)
+    # dots: the candidates (segments) with at least one priced comparison
+    lengths = np.asarray(lengths, dtype=np.int64)
+    priced = np.zeros(int(lengths.sum()), dtype=bool)
+    priced[plan.inside] = True
+    dots = int(np.count_nonzero(np.logical_or.reduceat(priced, np.cumsum(lengths) - lengths)
+                                & (lengths > 0))) if priced.size else 0
     return Step(round, "score", cells=int(np.sum(lengths)), k=len(lengths), mults=plan.mults,
                 steps=plan.steps, dots=dots)
 
@@ -235,12 +241,15 @@ class EngineBase:
             self._decompose_cells(round, np.arange(offset, offset + length), "measure")
 
     def _score_l1_step(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
-                       public_c: np.ndarray) -> Step:
-        """The bits of the newly priced cells, then the score step's size."""
+                       public_c: np.ndarray, c_int: np.ndarray | None = None) -> Step:
+        """The bits of the newly priced cells, then the score step's size (``c_int``: the
+        rounded public marginal, if the caller has it)."""
         o = self.options
+        if c_int is None:
+            c_int = round_public_marginal(np.asarray(public_c, dtype=float), o.frac_bits)
         self._decompose_cells(round, scored_priced_cells(offsets, lengths, public_c,
-                                                         o.frac_bits), "score")
-        return score_step(round, lengths, public_c, o.max_count, o.frac_bits)
+                                                         o.frac_bits, c_int), "score")
+        return score_step(round, lengths, public_c, o.max_count, o.frac_bits, c_int)
 
 
 class MpcEngine(EngineBase):
@@ -462,7 +471,7 @@ class IdealEngine(EngineBase):
                                                np.asarray(weights, float))
             self._charge(Step(round, "score-l2", cells=int(cells.size), k=len(lengths)))
             return
-        step = self._score_l1_step(round, offsets, lengths, public_c)
+        step = self._score_l1_step(round, offsets, lengths, public_c, c)
         diffs = np.abs(self.aggregate[cells] * (1 << f) - c)
         ends = np.cumsum(lengths)
         l1 = np.add.reduceat(diffs, ends - np.asarray(lengths)) / float(1 << f)

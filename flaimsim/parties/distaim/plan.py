@@ -227,7 +227,9 @@ class DecomposedCells:
     def claim(self, cells: np.ndarray, eager_below: int = 0) -> np.ndarray:
         """The cells of ``cells`` not decomposed yet (sorted, unique), now marked done; if
         some are new and at most ``eager_below`` cells are left undecomposed, all of those."""
-        cells = np.unique(np.asarray(cells, dtype=np.int64))
+        cells = np.asarray(cells, dtype=np.int64)
+        if cells.size > 1 and not np.all(cells[1:] > cells[:-1]):  # else sorted and unique
+            cells = np.unique(cells)
         if cells.size and (cells[0] < 0 or cells[-1] >= self.done.size):
             raise ValueError(f"cells {int(cells[0])}..{int(cells[-1])} outside the aggregate's "
                              f"{self.done.size} cells (no decompose step for this set yet?)")
@@ -260,9 +262,11 @@ def kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
 
 
 def scored_priced_cells(offsets: Sequence[int], lengths: Sequence[int], public_c: np.ndarray,
-                        frac_bits: int) -> np.ndarray:
-    """The aggregate's cells that a score step prices (round_f(c) > 0): those needing bits."""
-    c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
+                        frac_bits: int, c_int: np.ndarray | None = None) -> np.ndarray:
+    """The aggregate's cells that a score step prices (round_f(c) > 0): those needing bits.
+    ``c_int``: round_public_marginal(public_c, frac_bits) if the caller has it already."""
+    if c_int is None:
+        c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
     return kept_cells(offsets, lengths)[priced_cells(c_int)]
 
 

@@ -1,0 +1,45 @@
+"""The large-T cells' faster paths (issue 26) give what the plain computations give: the
+DistAIM score step's bookkeeping, the lazy decomposition's claim, and the model's marginals
+and fit (same values to the last digit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flaimsim.parties.distaim.engines import score_step
+from flaimsim.parties.distaim.plan import (DecomposedCells, comparison_plan,
+                                           round_public_marginal)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_score_step_counts_the_candidates_with_a_priced_cell(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 40, size=rng.integers(1, 12))
+    # mostly zero (publicly false comparisons), some large, some in range
+    c = rng.uniform(0, 300, int(lengths.sum())) * (rng.random(int(lengths.sum())) < 0.2)
+    step = score_step(3, lengths, c, 1000, 2)
+    plan = comparison_plan(round_public_marginal(c, 2), (1000).bit_length(), 2)
+    segment_of = np.repeat(np.arange(len(lengths)), lengths)
+    assert step.dots == np.unique(segment_of[plan.inside]).size   # the plain count
+    assert (step.mults, step.steps) == (plan.mults, plan.steps)
+    assert score_step(3, lengths, c, 1000, 2, round_public_marginal(c, 2)) == step
+
+
+def test_score_step_without_priced_cells() -> None:
+    assert score_step(1, [3, 4], np.zeros(7), 1000, 2).dots == 0
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_claim_takes_sorted_cells_as_they_are(ordered: bool) -> None:
+    rng = np.random.default_rng(1)
+    plain, fast = DecomposedCells.of(500), DecomposedCells.of(500)
+    for _ in range(6):
+        cells = np.unique(rng.integers(0, 500, 80))
+        if not ordered:
+            cells = rng.permutation(np.concatenate([cells, cells[:5]]))
+        want = np.unique(cells)
+        want = want[~plain.done[want]]
+        plain.done[want] = True
+        got = fast.claim(cells)
+        assert np.array_equal(got, want) and np.array_equal(fast.done, plain.done)
