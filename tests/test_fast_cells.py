@@ -43,3 +43,28 @@ def test_claim_takes_sorted_cells_as_they_are(ordered: bool) -> None:
         plain.done[want] = True
         got = fast.claim(cells)
         assert np.array_equal(got, want) and np.array_equal(fast.done, plain.done)
+
+
+@pytest.mark.parametrize("variant", ["naive", "oracle"])
+def test_client_scores_with_the_rounds_sums_are_the_plain_scores(variant: str) -> None:
+    """FLAIM's select hands every client p̂_r.sum() (and the oracle's reference sum) once per
+    round; a client's scores are those it computes with its own sums, to the last digit."""
+    from flaimsim.mechanisms.data import Table
+    from flaimsim.parties.fl.clients import FLClient
+
+    rng = np.random.default_rng(2)
+    cols, sizes = ("a", "b", "c"), (4, 7, 3)
+    client = FLClient(0, Table(cols, sizes, np.stack([rng.integers(0, s, 40) for s in sizes],
+                                                     axis=1)))
+    cands = [("a",), ("a", "b"), ("b", "c"), ("a", "b", "c")]
+
+    def dist(c):
+        p = rng.random(int(np.prod([sizes[cols.index(a)] for a in c])))
+        return p / p.sum()
+
+    dists = {c: dist(c) for c in cands}
+    reference = {c: dist(c) for c in cands} if variant == "oracle" else None
+    sums = {c: (dists[c].sum(), None if reference is None else reference[c].sum())
+            for c in cands}
+    args = (cands, dists, 3.0, [1.0] * 4, [dists[c].size for c in cands], variant, reference)
+    assert np.array_equal(client.scores(*args, None, sums), client.scores(*args))

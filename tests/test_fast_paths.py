@@ -19,7 +19,8 @@ SMALL = dict(dataset="synthfs", clients=10, synthfs_features=7, synthfs_records=
 SAME = ("selected", "l1_workload_error", "l1_workload_error_3way", "nll")
 
 
-@pytest.mark.parametrize("protocol", ["central", "aug-flaim-private", "naive-flaim"])
+@pytest.mark.parametrize("protocol", ["central", "aug-flaim-private", "naive-flaim",
+                                      "aug-flaim-oracle"])
 def test_fast_path_selects_the_same_as_the_plain_path(protocol: str) -> None:
     config = RunConfig(**{**SMALL, "protocol": protocol})
     data = prepare(config)

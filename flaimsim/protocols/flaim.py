@@ -49,6 +49,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from flaimsim.mechanisms import memo
 from flaimsim.mechanisms.accounting import PrivacyLedger, worst_slack
 from flaimsim.mechanisms.model import GraphicalModel, Measurement
 from flaimsim.parties.fl.aggregator import (FlaimRoundError, broadcast_model, collect_choices,
@@ -154,11 +155,13 @@ class FlaimBackend(FlaimSessions):
         proxy = self.proxy_estimates() if self.variant == "private" else None
         weights = [self.weights[c] for c in cands]
         sizes = [self.workload.n_cells(c) for c in cands]
+        sums = {c: (dists[c].sum(), None if reference is None else reference[c].sum())
+                for c in cands} if memo.enabled() else None
         with profile.star_step(self.network.sent, round, "select", "local EM and choice"):
             for k in sampled:
                 cl = self.clients[k]
                 scores = cl.scores(cands, dists, sigma, weights, sizes, self.variant,
-                                   reference, proxy)
+                                   reference, proxy, sums)
                 idx = cl.choose(cands, scores, epsilon, self.delta_local, self.rng_select)
                 send_choice(int(k), self.index[cands[idx]], self.network, round)
         arrived = collect_choices(self.network, round)

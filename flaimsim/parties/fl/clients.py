@@ -72,10 +72,13 @@ def sparse_marginal(table: Table, clique: Sequence[str]) -> tuple[np.ndarray, np
     return cells, counts.astype(np.int64)
 
 
-def l1_to_scaled(cells: np.ndarray, counts: np.ndarray, n: float, dist: np.ndarray) -> float:
-    """‖x − n·dist‖₁ for a sparse x (cells, counts) and a dense non-negative ``dist``."""
+def l1_to_scaled(cells: np.ndarray, counts: np.ndarray, n: float, dist: np.ndarray,
+                 dist_sum: float | None = None) -> float:
+    """‖x − n·dist‖₁ for a sparse x (cells, counts) and a dense non-negative ``dist``;
+    ``dist_sum``: ``dist.sum()`` if the caller has it (it is the same for every client)."""
     scaled = n * dist[cells]
-    return float(n * dist.sum() + np.sum(np.abs(counts - scaled) - scaled))
+    total = dist.sum() if dist_sum is None else dist_sum
+    return float(n * total + np.sum(np.abs(counts - scaled) - scaled))
 
 
 def simplex_projection(y: np.ndarray) -> np.ndarray:
@@ -140,11 +143,15 @@ class FLClient:
     def scores(self, candidates: Sequence[Clique], model_dists: Mapping[Clique, np.ndarray],
                sigma: float, weights: Sequence[float], sizes: Sequence[int], variant: str,
                reference: Mapping[Clique, np.ndarray] | None = None,
-               proxy: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+               proxy: Mapping[str, np.ndarray] | None = None,
+               sums: Mapping[Clique, tuple[float, float | None]] | None = None
+               ) -> np.ndarray:
         """u_k(r) for every candidate (module docstring).
 
         ``model_dists[r]``: p̂_r (sums to 1). ``reference[r]``: M_r(D)/N (oracle only).
-        ``proxy[a]``: ŷ_a on the simplex (private only).
+        ``proxy[a]``: ŷ_a on the simplex (private only). ``sums[r]``: (p̂_r.sum(),
+        reference[r].sum() or None), the same for every client of a round: given, a
+        client's score costs its own cells only (else two sums over all of r's cells).
         """
         if variant not in VARIANTS:
             raise LocalSelectionError(f"unknown FLAIM variant {variant!r}")
@@ -155,12 +162,13 @@ class FLClient:
             per_attribute = {a: self.attribute_tau(a, proxy) for a in proxy}
         for i, r in enumerate(candidates):
             cells, counts = self.sparse(r)
-            l1[i] = l1_to_scaled(cells, counts, n, model_dists[r])
+            model_sum, reference_sum = sums[r] if sums is not None else (None, None)
+            l1[i] = l1_to_scaled(cells, counts, n, model_dists[r], model_sum)
             if variant == "oracle":
                 if reference is None:
                     raise LocalSelectionError("the oracle variant needs the true marginals")
                 # n·τ = ‖x − n·M_r(D)/N‖₁
-                l1[i] -= l1_to_scaled(cells, counts, n, reference[r])
+                l1[i] -= l1_to_scaled(cells, counts, n, reference[r], reference_sum)
             elif variant == "private":
                 if proxy is None:
                     raise LocalSelectionError("the private variant needs the one-way proxy")
