@@ -68,3 +68,23 @@ def test_client_scores_with_the_rounds_sums_are_the_plain_scores(variant: str) -
             for c in cands}
     args = (cands, dists, 3.0, [1.0] * 4, [dists[c].size for c in cands], variant, reference)
     assert np.array_equal(client.scores(*args, None, sums), client.scores(*args))
+
+
+def test_reproduce_passes_the_fit_iterations_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``reproduce --iters-round/--iters-final`` (the faster, approximate fit) reach the
+    cells' configs; without them the cells keep RunConfig's defaults."""
+    import argparse
+
+    from flaimsim.bench import reproduce as rep
+
+    seen = []
+    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: seen.append(k["overrides"]) or "")
+    monkeypatch.setattr(rep, "available_datasets", lambda: ["adult"])
+    parser = argparse.ArgumentParser()
+    rep.add_parser(parser.add_subparsers())
+    for argv in (["--iters-round", "50", "--iters-final", "500"], []):
+        args = parser.parse_args(["reproduce", "--datasets", "adult", *argv])
+        args.func(args)
+    assert seen[0]["iters_round"] == 50 and seen[0]["iters_final"] == 500
+    assert "iters_round" not in seen[1] and "iters_final" not in seen[1]
+    assert rep.base_config("adult", **seen[0]).iters_round == 50

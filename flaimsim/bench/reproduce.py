@@ -468,6 +468,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="faster, approximate: stop each model fit once it moves less than "
                         "TOL noise standard deviations (default: none, every iteration runs; "
                         "changes the results, and the cells' keys)")
+    p.add_argument("--iters-round", type=int, default=None, metavar="N",
+                   help="faster, approximate: N model-fitting iterations per round (default "
+                        "200; the authors' code ran 50); changes the results and the cells' "
+                        "keys (docs/fitting.md has the measured effect)")
+    p.add_argument("--iters-final", type=int, default=None, metavar="N",
+                   help="iterations of the final fit (default 1000; the authors' 500)")
     p.add_argument("--distaim-participation", choices=("poisson", "all"), default="poisson",
                    help="poisson (the authors' code) or all clients in round 0")
     p.set_defaults(func=command)
@@ -483,7 +489,9 @@ def command(args: argparse.Namespace) -> int:
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else PAPER_ROUNDS)
     overrides = {"cluster_embedding": args.embedding,
                  "distaim_participation": args.distaim_participation,
-                 **({"fit_tol": args.fit_tol} if args.fit_tol is not None else {})}
+                 **({"fit_tol": args.fit_tol} if args.fit_tol is not None else {}),
+                 **{name: getattr(args, name) for name in ("iters_round", "iters_final")
+                    if getattr(args, name) is not None}}
     protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else PROTOCOLS)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
