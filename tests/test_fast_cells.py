@@ -88,3 +88,23 @@ def test_reproduce_passes_the_fit_iterations_on(monkeypatch: pytest.MonkeyPatch)
     assert seen[0]["iters_round"] == 50 and seen[0]["iters_final"] == 500
     assert "iters_round" not in seen[1] and "iters_final" not in seen[1]
     assert rep.base_config("adult", **seen[0]).iters_round == 50
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kept_cells_and_comparison_steps_match_their_plain_forms(seed: int) -> None:
+    from flaimsim.parties.distaim.plan import kept_cells
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 30, size=rng.integers(1, 10))
+    offsets = np.sort(rng.choice(1000, size=lengths.size, replace=False)) * 30
+    plain = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+    assert np.array_equal(kept_cells(offsets, lengths), plain)
+    c = rng.integers(0, 2 ** 20, int(lengths.sum())) * (rng.random(int(lengths.sum())) < 0.5)
+    plan = comparison_plan(c, 18, 2)
+    i = plan.inside
+    lo, hi = np.maximum(plan.t0[i], 2), plan.h[i]
+    used = np.zeros(int(hi.max()) + 1 if i.size else 1, dtype=bool)
+    for a, b in set(zip(lo.tolist(), hi.tolist())):   # the plain form
+        used[a:b] = True
+    assert plan.steps == int(used.sum())
+    assert kept_cells([], []).size == 0 and comparison_plan(np.zeros(4, np.int64), 8, 2).steps == 0

@@ -241,14 +241,15 @@ class EngineBase:
             self._decompose_cells(round, np.arange(offset, offset + length), "measure")
 
     def _score_l1_step(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
-                       public_c: np.ndarray, c_int: np.ndarray | None = None) -> Step:
+                       public_c: np.ndarray, c_int: np.ndarray | None = None,
+                       cells: np.ndarray | None = None) -> Step:
         """The bits of the newly priced cells, then the score step's size (``c_int``: the
-        rounded public marginal, if the caller has it)."""
+        rounded public marginal, ``cells``: the kept cells, if the caller has them)."""
         o = self.options
         if c_int is None:
             c_int = round_public_marginal(np.asarray(public_c, dtype=float), o.frac_bits)
         self._decompose_cells(round, scored_priced_cells(offsets, lengths, public_c,
-                                                         o.frac_bits, c_int), "score")
+                                                         o.frac_bits, c_int, cells), "score")
         return score_step(round, lengths, public_c, o.max_count, o.frac_bits, c_int)
 
 
@@ -471,7 +472,7 @@ class IdealEngine(EngineBase):
                                                np.asarray(weights, float))
             self._charge(Step(round, "score-l2", cells=int(cells.size), k=len(lengths)))
             return
-        step = self._score_l1_step(round, offsets, lengths, public_c, c)
+        step = self._score_l1_step(round, offsets, lengths, public_c, c, cells)
         diffs = np.abs(self.aggregate[cells] * (1 << f) - c)
         ends = np.cumsum(lengths)
         l1 = np.add.reduceat(diffs, ends - np.asarray(lengths)) / float(1 << f)

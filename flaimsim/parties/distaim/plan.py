@@ -164,10 +164,11 @@ class ComparisonPlan:
         """Bit positions j ≥ f at which some cell multiplies (one vectorised message each)."""
         i = self.inside
         lo, hi = np.maximum(self.t0[i], self.frac_bits), self.h[i]
-        used = np.zeros(int(hi.max()) + 1 if i.size else 1, dtype=bool)
-        for a, b in set(zip(lo.tolist(), hi.tolist())):
-            used[a:b] = True
-        return int(used.sum())
+        size = int(hi.max()) + 1 if i.size else 1
+        lo, hi = lo[lo < hi], hi[lo < hi]
+        # position j is used iff some cell has lo <= j < hi: +1 at lo, -1 at hi, running sum
+        opened = np.cumsum(np.bincount(lo, minlength=size) - np.bincount(hi, minlength=size))
+        return int(np.count_nonzero(opened[:size] > 0))
 
 
 def comparison_plan(c_int: np.ndarray, count_bits: int, frac_bits: int) -> ComparisonPlan:
@@ -257,17 +258,26 @@ def anchor_cells(lengths: Sequence[int], n: int) -> np.ndarray:
 
 def kept_cells(offsets: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
     """The cells of the candidates at ``offsets`` with ``lengths``, in order."""
-    return np.concatenate([np.arange(int(o), int(o) + int(n), dtype=np.int64)
-                           for o, n in zip(offsets, lengths)])
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not lengths.size:
+        return np.zeros(0, dtype=np.int64)
+    # cell i of the concatenation is offset_r + (i − start_r) for its candidate r
+    starts = np.cumsum(lengths) - lengths
+    shift = np.asarray(offsets, dtype=np.int64) - starts
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(shift, lengths)
 
 
 def scored_priced_cells(offsets: Sequence[int], lengths: Sequence[int], public_c: np.ndarray,
-                        frac_bits: int, c_int: np.ndarray | None = None) -> np.ndarray:
+                        frac_bits: int, c_int: np.ndarray | None = None,
+                        cells: np.ndarray | None = None) -> np.ndarray:
     """The aggregate's cells that a score step prices (round_f(c) > 0): those needing bits.
-    ``c_int``: round_public_marginal(public_c, frac_bits) if the caller has it already."""
+    ``c_int``: round_public_marginal(public_c, frac_bits), ``cells``: kept_cells(offsets,
+    lengths), if the caller has them already."""
     if c_int is None:
         c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
-    return kept_cells(offsets, lengths)[priced_cells(c_int)]
+    if cells is None:
+        cells = kept_cells(offsets, lengths)
+    return cells[priced_cells(c_int)]
 
 
 # ---------------------------------------------------------------- noise shares
