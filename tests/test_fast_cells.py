@@ -1,6 +1,7 @@
 """The large-T cells' faster paths (issue 26) give what the plain computations give: the
-DistAIM score step's bookkeeping, the lazy decomposition's claim, and the model's marginals
-and fit (same values to the last digit)."""
+modelled DistAIM score step's bookkeeping (priced candidates, kept cells, comparison steps),
+the lazy decomposition's claim, FLAIM's client scores with the round's sums; and reproduce
+passes the approximate fit's options on."""
 
 from __future__ import annotations
 
