@@ -109,3 +109,15 @@ def test_kept_cells_and_comparison_steps_match_their_plain_forms(seed: int) -> N
         used[a:b] = True
     assert plan.steps == int(used.sum())
     assert kept_cells([], []).size == 0 and comparison_plan(np.zeros(4, np.int64), 8, 2).steps == 0
+
+
+def test_setting_header_names_the_fit_iterations_the_cells_ran() -> None:
+    """A grid run with the approximate fit is not labelled with the default iterations."""
+    from flaimsim.bench.reproduce import base_config
+    from flaimsim.bench.table import setting_header
+
+    default = base_config("adult").to_dict()
+    assert "fits of 200/1000 mirror-descent" in setting_header([default])
+    fast = base_config("adult", iters_round=50, iters_final=500).to_dict()
+    assert "fits of 50/500 mirror-descent" in setting_header([fast])
+    assert "200/1000 and 50/500" in setting_header([default, fast])

@@ -135,12 +135,28 @@ def setting_header(configs: Iterable[dict[str, Any]]) -> str:
     differs = {k: v for k, v in differs.items() if v}
     described = ("K = 100 clients, Poisson p = 0.1, δ = 1e-5, 64 random 3-way marginals "
                  "(seed 123), 80 MB model cap, cluster split (UMAP + k-means), DistAIM in "
-                 "cumulative Poisson participation, α = 0.9; fits of 200/1000 mirror-descent "
-                 "iterations (the authors used 50/500)")
+                 "cumulative Poisson participation, α = 0.9; fits of "
+                 f"{fit_iterations(configs)} mirror-descent iterations (the authors used "
+                 "50/500)")
     if not differs:
         return f"Setting: the paper's (preset 'paper': {described})."
     diff = "; ".join(f"{k} = {', '.join(v)} (paper: {paper[k]})" for k, v in differs.items())
     return f"Setting: the paper's ({described}) except {diff}."
+
+
+def fit_iterations(configs: Sequence[dict[str, Any]]) -> str:
+    """The cells' fit iterations per round / final (RunConfig's defaults where a config
+    leaves them out), with ``--fit-tol`` where set; several settings joined by " and "."""
+    from flaimsim.protocols.config import RunConfig
+
+    default = RunConfig.__dataclass_fields__
+    fits = sorted({(c.get("iters_round", default["iters_round"].default),
+                    c.get("iters_final", default["iters_final"].default), c.get("fit_tol"))
+                   for c in configs} or {(default["iters_round"].default,
+                                          default["iters_final"].default, None)},
+                  key=str)
+    return " and ".join(f"{r}/{f}" + (f" (fit tolerance {t})" if t is not None else "")
+                        for r, f, t in fits)
 
 
 def group_labels(items: Sequence[TradeOff], configs: dict[str, dict[str, Any]]
