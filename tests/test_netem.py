@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from flaimsim.parties.links import Network, NetworkError, PRESETS, parse_network
-from flaimsim.parties.netem import LinkClock, LinkEmulator, chunk_bytes
+from flaimsim.parties.links import RELAY_ONLY, Network, NetworkError, PRESETS, parse_network
+from flaimsim.parties.netem import LinkClock, LinkEmulator, PreciseEpollSelector, chunk_bytes
 
 
 def _echo_server(handler) -> tuple[socket.socket, threading.Thread]:
@@ -160,7 +160,8 @@ def test_chunks_stay_short_on_the_link() -> None:
     ("lan", PRESETS["lan"]), ("WAN", PRESETS["wan"]),
     ("20,50", Network("20ms/50Mbit", 0.02, 50e6)),
     ("20,50,party", Network("20ms/50Mbit", 0.02, 50e6, "party")),
-    ("wan,party", Network("WAN-party", 0.05, 100e6, "party"))])
+    ("wan,party", Network("WAN-party", 0.05, 100e6, "party")),
+    ("relay", RELAY_ONLY)])
 def test_parse_network(spec: str, expected: Network) -> None:
     assert parse_network(spec) == expected
 
@@ -188,3 +189,24 @@ def test_a_session_started_by_the_driver_adds_a_round() -> None:
     assert fresh == echo + 1
     assert clocks.charge([(1, "secagg-keys", "client:7", "aggregator", fresh)]) == {
         (1, "secagg-keys", "client:7", "aggregator"): 1}
+
+
+def test_relay_timers_wait_sub_millisecond_timeouts_exactly(monkeypatch) -> None:
+    """epoll rounds a timeout up to whole ms (a 0.5 ms LAN hop took 1.2-1.4 ms); the relay's
+    selector hands the exact timeout to select() on the epoll descriptor, then polls with 0."""
+    import select as select_module
+    waits: list[float] = []
+    real_select = select_module.select
+
+    def spy(r, w, x, timeout=None):
+        waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(select_module, "select", spy)
+    selector = PreciseEpollSelector()
+    try:
+        assert selector.select(0.0005) == []     # nothing registered: the timeout elapses
+        assert selector.select(0) == []           # a zero timeout polls without waiting
+    finally:
+        selector.close()
+    assert waits == [0.0005]

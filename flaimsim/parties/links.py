@@ -51,12 +51,21 @@ PRESETS: dict[str, Network] = {
     "wan": Network("WAN", 50e-3, 100e6),
 }
 
+# The relay alone: every socket routed through the emulator with no latency and unlimited
+# bandwidth. Its wall time is the compute time of an emulated run (the relay's own copying
+# and scheduling included, as in the emulated run), so that measured − compute is what the
+# links' latency and bandwidth add (``flaimsim.bench.emulated``). Not a network preset.
+RELAY_ONLY = Network("relay only", 0.0, float("inf"))
+
 
 def parse_network(spec: str) -> Network:
-    """``lan``, ``wan`` or ``LATENCY_MS,BANDWIDTH_MBIT`` (optionally ``,link`` or ``,party``)."""
+    """``lan``, ``wan`` or ``LATENCY_MS,BANDWIDTH_MBIT`` (optionally ``,link`` or ``,party``);
+    ``relay`` is :data:`RELAY_ONLY`."""
     key = spec.strip().lower()
     if key in PRESETS:
         return PRESETS[key]
+    if key == "relay":
+        return RELAY_ONLY
     parts = [p.strip() for p in key.split(",")]
     if len(parts) == 2 and parts[0] in PRESETS and parts[1] in ("link", "party"):
         base = PRESETS[parts[0]]
@@ -75,4 +84,4 @@ def parse_network(spec: str) -> Network:
                    per)  # type: ignore[arg-type]
 
 
-__all__ = ["Network", "NetworkError", "PRESETS", "parse_network"]
+__all__ = ["Network", "NetworkError", "PRESETS", "RELAY_ONLY", "parse_network"]
