@@ -112,35 +112,12 @@ def test_other_fields_and_points_go_to_mpyc(installed):
     assert [v % field.modulus for v in at_1[0]] == [int(shares[0][0]), int(shares[0][1])]
 
 
-@pytest.mark.parametrize("bound", [2, 1 << 64, (1 << 89) - 1, 1000003] + [
-    prime_field(b).modulus for b in FIELD_BITS + [76]])
-@pytest.mark.parametrize("n", [None, 5, 64, 1000, (70,), (40, 3)])
-def test_prf_gives_mpycs_values(bound, n):
-    """PRSS needs every party's PRF to agree with the others': the same values as MPyC's."""
-    prf = thresha.PRF(secrets.token_bytes(16), bound)
-    inputs = secrets.token_bytes(8)
-    vr.install()
-    try:
-        mine = thresha.PRF.__call__(prf, inputs, n)
-    finally:
-        vr.uninstall()
-    theirs = prf(inputs, n)
-    if isinstance(n, tuple):
-        assert mine.shape == theirs.shape and mine.dtype == object
-        assert all(type(a) is int for a in mine.reshape(-1))
-        assert mine.tolist() == theirs.tolist()
-    else:
-        assert mine == theirs
-
-
 def test_install_and_uninstall():
     vr.install()
     vr.install()  # idempotent
     assert thresha.random_split is vr.random_split
-    assert thresha.PRF.__call__ is vr.prf_values
     vr.uninstall()
     assert thresha.random_split is not vr.random_split
-    assert thresha.PRF.__call__ is not vr.prf_values
     assert finfields.PrimeFieldElement.to_bytes.__func__ is \
         finfields.FiniteFieldElement.to_bytes.__func__
 

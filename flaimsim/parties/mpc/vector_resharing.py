@@ -8,19 +8,13 @@ loops in ``thresha.recombine`` and in the field's ``to_bytes`` / ``from_bytes``.
 multiplication's resharing, every input and every output runs through them: about 3.9 µs
 per element per party, more than half of a server's busy time in a bit decomposition.
 
-:func:`install` replaces those four functions, and the PRF behind MPyC's pseudorandom secret
-sharing (PRSS), in the server process by vector versions:
+:func:`install` replaces those four functions in the server process by vector versions:
 
 - the same polynomials f(X) = s + c_{t-1}X + … + c_0X^t, evaluated at X = 1..m by Horner's
   rule, with the coefficients c uniform on [0, p) from ``os.urandom`` (the CSPRNG behind
   ``secrets``; L-bit words, the ones ≥ p rejected);
 - the same recombination Σ_i λ_i·y_i with MPyC's own Lagrange vector (for x = 0);
-- byte for byte the same encoding: little-endian words of the field's ``byte_length``;
-- the same PRF outputs (:func:`prf_values`): MPyC's ``thresha.PRF`` cuts one SHAKE-128 digest
-  into l-byte little-endian integers mod the bound with one ``int.from_bytes`` per value; a
-  random bit takes four of them (a PRSS share and a PRSS zero share of degree 2t, two
-  subsets each), ~17 % of a bit decomposition's busy time. Here the digest is read as 64-bit
-  words and joined with a few whole-array operations.
+- byte for byte the same encoding: little-endian words of the field's ``byte_length``.
 
 Values below 2^62 are handled in uint64 limbs, larger ones as Python ints in object arrays.
 Anything else (extension fields, a recombination at other points, values that do not fit the
@@ -30,8 +24,6 @@ width) is passed to MPyC's own code, which also raises its own errors.
 from __future__ import annotations
 
 import os
-from hashlib import shake_128
-from math import prod
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -177,37 +169,14 @@ def from_bytes(cls: type, data: bytes) -> list[int]:
     return words.to_list()
 
 
-def prf_values(prf: Any, s: bytes, n: Any = None) -> Any:
-    """``thresha.PRF.__call__`` with the same outputs: pseudorandom ints in range(prf.max)
-    from SHAKE-128(key ‖ s), l = ``prf.byte_length`` bytes each, little-endian, mod the bound.
-    A single value or a short list goes to MPyC's own code."""
-    shape = n if isinstance(n, tuple) else None
-    count = prod(shape) if shape is not None else n
-    width = prf.byte_length
-    if count is None or count < 64 or not width:
-        return _ORIGINAL["prf_call"](prf, s, n)
-    digest = shake_128(prf.key + s).digest(count * width)
-    words = -(-width // 8)
-    raw = np.zeros((count, 8 * words), dtype=np.uint8)
-    raw[:, :width] = np.frombuffer(digest, dtype=np.uint8).reshape(count, width)
-    limbs = raw.view("<u8")
-    values = limbs[:, words - 1].astype(object)
-    for k in range(words - 2, -1, -1):
-        values = (values << 64) | limbs[:, k].astype(object)
-    values %= prf.max
-    return values.reshape(shape) if shape is not None else values.tolist()
-
-
 def install() -> None:
     """Put the vector versions in place of MPyC's (idempotent; in a server process)."""
     if _ORIGINAL:
         return
     _ORIGINAL.update(random_split=thresha.random_split, recombine=thresha.recombine,
                      to_bytes=FiniteFieldElement.__dict__["to_bytes"].__func__,
-                     from_bytes=FiniteFieldElement.__dict__["from_bytes"].__func__,
-                     prf_call=thresha.PRF.__call__)
+                     from_bytes=FiniteFieldElement.__dict__["from_bytes"].__func__)
     thresha.random_split = random_split
-    thresha.PRF.__call__ = prf_values
     thresha.recombine = recombine
     PrimeFieldElement.to_bytes = classmethod(to_bytes)
     PrimeFieldElement.from_bytes = classmethod(from_bytes)
@@ -219,7 +188,6 @@ def uninstall() -> None:
         return
     thresha.random_split = _ORIGINAL["random_split"]
     thresha.recombine = _ORIGINAL["recombine"]
-    thresha.PRF.__call__ = _ORIGINAL["prf_call"]
     for name in ("to_bytes", "from_bytes"):
         if name in PrimeFieldElement.__dict__:
             delattr(PrimeFieldElement, name)
