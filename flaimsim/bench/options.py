@@ -188,6 +188,10 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False,
         "of the same run through the relay with no latency and the model's estimate; "
         "'relay' alone routes every socket through the relay with no delay",
         metavar="lan|wan|MS,MBIT[,link|party]")
+    opt(net, "--network-compute", "with --network: relay measures the compute time by the "
+        "same run through the relay with no delay (the protocol runs three times: plain, "
+        "emulated, relay only); none runs it once, over the emulated links, with no compute "
+        "time or estimate (default: relay)", dest="network_compute", choices=("relay", "none"))
 
     flaim = p.add_argument_group("FLAIM")
     opt(flaim, "--dropout", "share of sampled clients that drop out of a round", type=float)
