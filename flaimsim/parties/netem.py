@@ -12,12 +12,13 @@ connector.
 
 Timing of one chunk of n bytes read by the relay at time t (all times ``time.monotonic``)::
 
-    per="link":   start = max(t, free[src→dst]);  done = start + 8n/B;  free[src→dst] = done
-    per="party":  up   = max(t, free_up[src]) + 8n/B;                  free_up[src] = up
-                  done = max(up, max(t, free_down[dst]) + 8n/B);       free_down[dst] = done
+    per="link":   start = max(t, free[src→dst]);  done = start + 8nF/B;  free[src→dst] = done
+    per="party":  up   = max(t, free_up[src]) + 8nF/B;                 free_up[src] = up
+                  done = max(up, max(t, free_down[dst]) + 8nF/B);      free_down[dst] = done
     delivered at  done + L
 
-so a chunk arrives no sooner than the one-way latency L after it was sent and no sooner than
+(F = ``links.TCP_FRAMING``: the TCP/IP headers a real link carries with the payload), so a
+chunk arrives no sooner than the one-way latency L after it was sent and no sooner than
 the link (or the sender's uplink and the receiver's downlink) can carry it, behind everything
 sent on it before. Chunks are at most ``chunk_bytes(B)`` (≈ 1 ms of serialisation), so a
 message's last byte is held back at most that long by the next one's first. Within a direction, bytes
@@ -47,6 +48,8 @@ import sys
 import threading
 from collections import defaultdict
 from typing import Any, Literal, Protocol
+
+from flaimsim.parties.links import TCP_FRAMING
 
 MIN_CHUNK, MAX_CHUNK = 4096, 65536
 
@@ -85,7 +88,7 @@ class LinkClock:
         self.relayed: dict[tuple[str, str], int] = defaultdict(int)
 
     def deliver_at(self, src: str, dst: str, nbytes: int, now: float) -> float:
-        tx = 8.0 * nbytes / self.bandwidth_bps
+        tx = 8.0 * nbytes * TCP_FRAMING / self.bandwidth_bps
         self.relayed[(src, dst)] += nbytes
         if self.per == "link":
             done = max(now, self.free[(src, dst)]) + tx
