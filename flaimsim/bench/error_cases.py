@@ -146,9 +146,12 @@ def cases(tmp: Path, controls: list[str], http_port: int, unused_port: int
         ("epsilon 1e9", 11, flaimsim(*run, "--epsilon", "1e9"), {}),
         ("epsilon 1e6", 11, flaimsim(*run, "--epsilon", "1e6"), {}),
         ("seed -1", 11, flaimsim(*run, "--seed", "-1"), {}),
-        ("dropout 0.3 on FLAIM", 12, flaimsim(
-            "run", "--protocol", "naive-flaim", *TINY, "--dropout", "0.3"),
-         {"expect_error": None}),
+        ("dropout 0.3 on FLAIM (runs)", 12, flaimsim(
+            "run", "--protocol", "naive-flaim", *TINY, "--clients", "20", "--dropout", "0.3"),
+         {"expect_error": False}),
+        ("dropout 0.5 on FLAIM (no round can succeed)", 12, flaimsim(
+            "run", "--protocol", "naive-flaim", *TINY, "--clients", "20", "--dropout", "0.5"),
+         {}),
         ("CSV with a byte-order mark (read)", 11, flaimsim(
             *run, "--dataset", "custom", "--data-name", "bom", "--data-dir", str(tmp),
             "--clients", "2", "--workload-marginals", "1"), {"expect_error": False}),
