@@ -127,8 +127,8 @@ def phase_text(protocol: str, phase: str, config: RunConfig) -> str:
     m = config.servers
     texts = {
         "setup": f"MPyC connects the {m} servers pairwise: each connection opens with the "
-                 "connecting server's id (2 B) and its PRSS keys, counted where written and "
-                 "read",
+                 "connecting server's id (2 B) and its PRSS keys; then each server sends every "
+                 "other the digest of its --peers list; counted where written and read",
         "share-inputs": _share_inputs(config), "score": _score(config),
         "select": _select(config), "measure": _measure(config),
     }
