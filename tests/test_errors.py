@@ -75,3 +75,69 @@ def test_absurd_rounds_need_force(capsys):
     line = one_line_error(["run", "--protocol", "central", *TINY, "--rounds", "1000000"],
                           capsys)
     assert "at least 28 hours" in line and "--force" in line
+
+
+def _free_run(n: int) -> int:
+    """A port P with P..P+n-1 all free a moment ago."""
+    from flaimsim.parties.mpc.launcher import port_in_use
+
+    for _ in range(100):
+        p = free_ports(1)[0]
+        if p + n < 65536 and not any(port_in_use("127.0.0.1", q) for q in range(p, p + n)):
+            return p
+    raise RuntimeError(f"no run of {n} free ports found")
+
+
+@pytest.mark.parametrize("protocol, held, role", [
+    (["--protocol", "distaim", "--mpc", "real"], 4, "server 1's control port"),
+    (["--protocol", "naive-flaim", "--aggregation", "servers"], 6 + 2, "server 2's MPyC port"),
+])
+def test_a_port_in_use_names_the_port_and_base_port(protocol, held, role, capsys):
+    """--base-port P fixes the spawned servers' ports (DistAIM's P..P+5, FLAIM's --aggregation
+    servers P+6..P+11); a held one is named with the option that moves it, before any
+    server starts. Checked: without the ports reaching the launcher this fails."""
+    base = _free_run(12)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", base + held))
+        sock.listen()
+        line = one_line_error(["run", *protocol, *TINY, "--rounds", "1", "--base-port",
+                               str(base)], capsys)
+    assert f"port {base + held} on 127.0.0.1 ({role}) is in use by another program: " \
+           "choose another --base-port" in line
+
+
+def test_base_port_out_of_range_or_with_servers_at_is_named(capsys):
+    assert "--base-port 65530" in one_line_error(
+        ["run", "--protocol", "central", *TINY, "--base-port", "65530"], capsys)
+    assert "--base-port sets the ports of servers this run spawns" in one_line_error(
+        ["run", "--protocol", "distaim", "--mpc", "real", *TINY, "--base-port", "20000",
+         "--servers-at", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"], capsys)
+
+
+def test_base_port_is_where_the_servers_listen(capsys):
+    import os
+    import threading
+
+    from flaimsim.parties.mpc.faults import server_processes
+
+    base, seen, done = _free_run(12), set(), threading.Event()
+
+    def watch() -> None:   # the spawned servers' command lines, from /proc
+        while not done.is_set():
+            for argv in server_processes(os.getpid()).values():
+                seen.update(a for a in argv if a.startswith("127.0.0.1:"))
+                if "--control-port" in argv:
+                    seen.add(f"control:{argv[argv.index('--control-port') + 1]}")
+            done.wait(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        assert main(["run", "--protocol", "distaim", "--mpc", "real", *TINY, "--rounds", "1",
+                     "--base-port", str(base)]) == 0
+    finally:
+        done.set()
+        thread.join()
+    capsys.readouterr()
+    assert seen == {f"127.0.0.1:{base + i}" for i in range(3)} | {
+        f"control:{base + 3 + i}" for i in range(3)}

@@ -191,6 +191,8 @@ def cases(tmp: Path, controls: list[str], http_port: int, unused_port: int
             "--control", f"127.0.0.1:{_free_port()}", "--connect-timeout", "3"), {}),
         ("serve with a different --peers list", 9, mismatched_serve(),
          {"during": start_peers_for_mismatch}),
+        ("run --base-port with a port in the range held", 10, flaimsim(
+            "run", *MPC_TINY, "--rounds", "1", "--base-port", str(http_port - 3)), {}),
         ("serve --control on a port in use", 10, flaimsim(
             "serve", "--party", "0", "--peers", f"127.0.0.1:{unused_port},{b},{c}",
             "--control", f"127.0.0.1:{http_port}"), {}),

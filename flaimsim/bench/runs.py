@@ -259,7 +259,8 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
 
                 kappa = resolve_kappa(base, data.workload, wire_record_bound(data))
                 warm_start.prestart_servers(base.servers, **launcher_options(
-                    base.party_timeout_s, mpyc_option(kappa), base.network_spec))
+                    base.party_timeout_s, mpyc_option(kappa), base.network_spec,
+                    base.server_ports()))
             described = data.describe()
             resolved = {**asdict(base), "preset": preset, "protocols": protocols,
                         "data": described}

@@ -170,7 +170,8 @@ class FlaimSessions:
             self.servers = ServerAggregation(config.servers, self.max_value,
                                              config.party_timeout_s,
                                              servers_at=config.server_addresses,
-                                             network=config.network_spec)
+                                             network=config.network_spec,
+                                             ports=config.server_ports(block=1))
             self.servers.charge_setup(ledger)
 
     # ---- one session ----------------------------------------------------------------------
