@@ -102,7 +102,7 @@ def test_a_port_in_use_names_the_port_and_base_port(protocol, held, role, capsys
         sock.listen()
         line = one_line_error(["run", *protocol, *TINY, "--rounds", "1", "--base-port",
                                str(base)], capsys)
-    assert f"port {base + held} on 127.0.0.1 ({role}) is in use by another program: " \
+    assert f"port {base + held} in use on 127.0.0.1 ({role}) by another program: " \
            "choose another --base-port" in line
 
 

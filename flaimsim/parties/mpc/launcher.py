@@ -182,10 +182,11 @@ class ServerLauncher(ServerCommands):
         for port, role in self._port_roles():
             if port_in_use(self.host, port):
                 ports = sorted(self.mpc_ports + self.control_ports)
+                span = (f"{ports[0]}..{ports[-1]}" if ports[-1] - ports[0] == len(ports) - 1
+                        else ", ".join(map(str, ports)))
                 raise PortInUseError(
-                    f"port {port} on {self.host} ({role}) is in use by another program: "
-                    f"choose another {self.ports_option} (the servers use ports "
-                    f"{ports[0]}..{ports[-1]})", port)
+                    f"port {port} in use on {self.host} ({role}) by another program: "
+                    f"choose another {self.ports_option} (the servers use ports {span})", port)
 
     def _launch(self) -> None:
         install_signal_cleanup()
