@@ -217,6 +217,9 @@ class ServerLauncher(ServerCommands):
                    "--command-timeout", str(self.server_command_timeout)]
             if self.sec_param is not None:
                 cmd += ["-K", str(int(self.sec_param))]
+            if self.network is not None:  # -P routes through relays: compare the real list
+                cmd += ["--compare-peers",
+                        ",".join(f"{self.host}:{p}" for p in self.mpc_ports)]
             for mod in self.load:
                 cmd += ["--load", mod]
             logf = tempfile.TemporaryFile(prefix=f"flaimsim-server{i}-")

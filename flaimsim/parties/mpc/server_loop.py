@@ -46,6 +46,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
                          "and between sessions (default: --connect-timeout; 0: for ever)")
     ap.add_argument("--command-timeout", type=float, default=3600.0,
                     help="exit if one command runs longer than this (0: no limit)")
+    ap.add_argument("--compare-peers", default=None, metavar="H0:P0,H1:P1,...",
+                    help="the list to compare with the peers' (default: the -P list); the "
+                         "launcher passes its real addresses when -P routes through relays")
     ap.add_argument("--load", action="append", default=[],
                     help="import MODULE to register more commands")
     return ap.parse_args(argv)
@@ -74,12 +77,14 @@ def peer_list_digest(addresses: list[str]) -> str:
     return sha256("\n".join(addresses).encode()).hexdigest()[:16]
 
 
-async def compare_peer_lists(mpc: Any) -> str | None:
+async def compare_peer_lists(mpc: Any, compared: list[str] | None = None) -> str | None:
     """Each server sends every other the digest of its ``--peers`` list (and the list, to
     name the difference) before any protocol work; the first party whose list differs from
     this server's, in words, or None. MPyC connects on a party's own entry and the entries
-    above it only, so servers started with different lists can connect without noticing."""
-    own = [f"{p.host}:{p.port}" for p in mpc.parties]
+    above it only, so servers started with different lists can connect without noticing.
+    ``compared``: the list to compare instead of the ``-P`` list (emulated links give each
+    party its own ``-P`` list of relays)."""
+    own = compared or [f"{p.host}:{p.port}" for p in mpc.parties]
     mine = peer_list_digest(own)
     for j, (digest, theirs) in enumerate(await mpc.transfer((mine, own))):
         if digest == mine:
@@ -199,7 +204,9 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
             return EXIT_PORT_IN_USE
         raise
     try:
-        differ = await asyncio.wait_for(compare_peer_lists(mpc), args.connect_timeout)
+        compared = args.compare_peers.split(",") if args.compare_peers else None
+        differ = await asyncio.wait_for(compare_peer_lists(mpc, compared),
+                                        args.connect_timeout)
     except asyncio.TimeoutError:
         log(pid, f"the peers did not send their --peers digest within --connect-timeout "
                  f"{args.connect_timeout} s; exiting")
