@@ -78,7 +78,8 @@ def _check_vectors(vectors: Mapping[int, np.ndarray], max_value: int) -> dict[in
 def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: Ledger,
                      round: int, rng: np.random.Generator, dropout: Collection[int] = (),
                      late_dropout: Collection[int] = (),
-                     threshold: float | int | str = DEFAULT_THRESHOLD, neighbours: int | None = None,
+                     threshold: float | int | str = DEFAULT_THRESHOLD,
+                     neighbours: int | None = None,
                      keep_payloads: bool = True, network: StarNetwork | None = None,
                      phase: str | None = None) -> SecAggResult:
     """Run one SecAgg+ session over ``vectors`` (client id -> int vector in [0, max_value]^L).
