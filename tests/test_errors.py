@@ -74,7 +74,8 @@ def test_serve_refusals_name_the_option(capsys):
 def test_absurd_rounds_need_force(capsys):
     line = one_line_error(["run", "--protocol", "central", *TINY, "--rounds", "1000000"],
                           capsys)
-    assert "at least 28 hours" in line and "--force" in line
+    assert "this run would take about 3 h" in line and "1,000,000 rounds × (central 0.0121 s)" \
+        in line and "cells of the candidate marginals" in line and "--force" in line
 
 
 def _free_run(n: int) -> int:
@@ -141,3 +142,36 @@ def test_base_port_is_where_the_servers_listen(capsys):
     capsys.readouterr()
     assert seen == {f"127.0.0.1:{base + i}" for i in range(3)} | {
         f"control:{base + 3 + i}" for i in range(3)}
+
+
+def test_absurd_settings_are_refused_with_the_estimate_unless_forced():
+    from flaimsim.bench.estimate import LIMIT_S, check_time
+    from flaimsim.protocols.config import PRESETS, RunConfig
+
+    # Adult at DistAIM's real-MPC cost (~70 s a round): T = 200 is hours; T = 10 is not.
+    adult = RunConfig(**dict(PRESETS["adult-paper"], protocol="distaim", mpc="real",
+                             rounds=200))
+    with pytest.raises(ConfigError, match=r"--rounds 200: this run would take about 3 h .* "
+                                          r"2,870,490 cells of the candidate marginals .* "
+                                          r"pass --force"):
+        check_time(adult, ["distaim"], force=False)
+    assert check_time(adult, ["distaim"], force=True).seconds > LIMIT_S
+    assert check_time(adult.replace(rounds=10), ["distaim"], force=False).seconds < LIMIT_S
+
+
+def test_a_long_round_still_shows_progress(capsys):
+    """Off a terminal, a line every few seconds even while no round ends (was: only when a
+    round ended, so one long round, or round 0, was silent)."""
+    import time
+
+    from flaimsim.bench.runs import progress_callback
+
+    update, close = progress_callback(5, "central", every_s=0.05)
+    try:
+        deadline, seen = time.monotonic() + 20, ""
+        while "central: round 0/5 done" not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen += capsys.readouterr().err
+    finally:
+        close()
+    assert "central: round 0/5 done" in seen

@@ -161,6 +161,8 @@ def cases(tmp: Path, controls: list[str], http_port: int, unused_port: int
         ("test fraction leaves no test record", 11, flaimsim(*run, "--test-fraction", "0.001"),
          {}),
         ("--command-timeout given to run", 11, flaimsim(*run, "--command-timeout", "5"), {}),
+        ("T = 10^6 (refused with the time estimate)", 6, flaimsim(*run, "--rounds",
+                                                                  "1000000"), {}),
         ("--out is a file", 3, flaimsim(*run, "--out", str(tmp / "bom.csv")), {}),
         ("SIGINT to run", 6, flaimsim("run", "--protocol", "central", *TINY, "--rounds",
                                       "20000"), {"during": signal_driver(signal.SIGINT, 6.0)}),
