@@ -11,7 +11,7 @@ where data lives and its fetch codes data with ``mechanisms.raw_data``.)
 
 Inside ``parties`` (lowest first; rooms of the same rank do not import each other):
 
-    ledger, rounds  <  transport, profile  <  star, mpc  <  secagg  <  distaim, fl
+    ledger, rounds, links, sampler  <  netem  <  transport, profile  <  star, mpc  <  secagg  <  distaim, fl
 
 ``parties.star`` is FLAIM's aggregator-to-clients network, built on ``transport``'s frames;
 SecAgg+ (``parties.secagg``) runs over it. ``parties.mpc`` is the generic compute-server
@@ -36,8 +36,8 @@ import flaimsim
 ROOT = Path(flaimsim.__file__).parent
 LAYERS = {"safe_output": -1, "text_table": -1, "mechanisms": 0, "datasets": 0, "parties": 1, "protocols": 2,
           "bench": 3}
-PARTIES = {"ledger": 0, "rounds": 0, "links": 0, "netem": 0, "sampler": 0, "transport": 1,
-           "profile": 1, "star": 2, "mpc": 2, "secagg": 3, "distaim": 4, "fl": 4}
+PARTIES = {"ledger": 0, "rounds": 0, "links": 0, "netem": 1, "sampler": 0, "transport": 2,
+           "profile": 2, "star": 3, "mpc": 3, "secagg": 4, "distaim": 5, "fl": 5}
 FACADE = {("flaimsim", "flaimsim.bench.api")}  # the package's lazy re-export of the API
 
 

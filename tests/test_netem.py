@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from flaimsim.parties.links import Network, NetworkError, PRESETS, parse_network
-from flaimsim.parties.netem import LinkClock, LinkEmulator, chunk_bytes
+from flaimsim.parties.links import RELAY_ONLY, TCP_FRAMING, Network, NetworkError, PRESETS, parse_network
+from flaimsim.parties.netem import LinkClock, LinkEmulator, PreciseEpollSelector, chunk_bytes
 
 
 def _echo_server(handler) -> tuple[socket.socket, threading.Thread]:
@@ -142,14 +142,16 @@ def test_refused_target_resets_the_connector() -> None:
 
 def test_clock_orders_chunks_and_charges_serialisation() -> None:
     clock = LinkClock(0.01, 8e6, "link")             # 1 MB/s
-    a = clock.deliver_at("a", "b", 1000, 0.0)        # 1 ms on the link, then 10 ms
+    tx = 1e-3 * TCP_FRAMING                          # 1,000 payload bytes and their headers
+    a = clock.deliver_at("a", "b", 1000, 0.0)        # tx on the link, then 10 ms
     b = clock.deliver_at("a", "b", 1000, 0.0)        # queued behind the first
     c = clock.deliver_at("b", "a", 1000, 0.0)        # the other direction is free
-    assert a == pytest.approx(0.011) and b == pytest.approx(0.012)
-    assert c == pytest.approx(0.011)
+    assert a == pytest.approx(0.01 + tx) and b == pytest.approx(0.01 + 2 * tx)
+    assert c == pytest.approx(0.01 + tx)
+    assert Network("x", 0.01, 8e6).transfer_s(1000) == pytest.approx(tx)   # the model's too
     party = LinkClock(0.0, 8e6, "party")
     party.deliver_at("c:1", "s", 1000, 0.0)
-    assert party.deliver_at("c:2", "s", 1000, 0.0) == pytest.approx(0.002)  # s's downlink
+    assert party.deliver_at("c:2", "s", 1000, 0.0) == pytest.approx(2 * tx)  # s's downlink
 
 
 def test_chunks_stay_short_on_the_link() -> None:
@@ -160,7 +162,8 @@ def test_chunks_stay_short_on_the_link() -> None:
     ("lan", PRESETS["lan"]), ("WAN", PRESETS["wan"]),
     ("20,50", Network("20ms/50Mbit", 0.02, 50e6)),
     ("20,50,party", Network("20ms/50Mbit", 0.02, 50e6, "party")),
-    ("wan,party", Network("WAN-party", 0.05, 100e6, "party"))])
+    ("wan,party", Network("WAN-party", 0.05, 100e6, "party")),
+    ("relay", RELAY_ONLY)])
 def test_parse_network(spec: str, expected: Network) -> None:
     assert parse_network(spec) == expected
 
@@ -188,3 +191,48 @@ def test_a_session_started_by_the_driver_adds_a_round() -> None:
     assert fresh == echo + 1
     assert clocks.charge([(1, "secagg-keys", "client:7", "aggregator", fresh)]) == {
         (1, "secagg-keys", "client:7", "aggregator"): 1}
+
+
+def test_relay_timers_wait_sub_millisecond_timeouts_exactly(monkeypatch) -> None:
+    """epoll rounds a timeout up to whole ms (a 0.5 ms LAN hop took 1.2-1.4 ms); the relay's
+    selector hands the exact timeout to select() on the epoll descriptor, then polls with 0."""
+    import select as select_module
+    waits: list[float] = []
+    real_select = select_module.select
+
+    def spy(r, w, x, timeout=None):
+        waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(select_module, "select", spy)
+    selector = PreciseEpollSelector()
+    try:
+        assert selector.select(0.0005) == []     # nothing registered: the timeout elapses
+        assert selector.select(0) == []           # a zero timeout polls without waiting
+    finally:
+        selector.close()
+    assert waits == [0.0005]
+
+
+def _netns_works() -> bool:
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"):
+        return False
+    name = f"flaimsim-probe-{os.getpid()}"
+    ok = subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode == 0
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return ok
+
+
+@pytest.mark.skipif(not _netns_works(), reason="needs root, ip netns and tc")
+def test_relay_bandwidth_matches_the_kernels_token_bucket() -> None:
+    """The same bulk transfer through `tc tbf` (in a network namespace) and through the relay
+    at 20 Mbit/s: neither carries more payload than the rate less the TCP/IP headers (a
+    bound from physics; the bench compares the two: `flaimsim bench tbf`)."""
+    from flaimsim.bench.tbf_check import tbf_check
+    (row,) = tbf_check(rates_mbit=(20.0,), mbytes=2.0)
+    payload_rate = 20.0 / TCP_FRAMING
+    # the kernel's bucket starts full (64 KiB): a 2 MB transfer may beat the rate by ~3 %
+    assert 0 < row["kernel_tbf_mbit"] <= (2e6 + 65536) / 2e6 * 20.0
+    assert 0 < row["relay_mbit"] <= payload_rate * 1.01

@@ -110,3 +110,28 @@ def test_run_with_network_records_wall_compute_and_estimate(tmp_path) -> None:
     assert rec["network_estimate_error"] == pytest.approx(
         rec["network_estimate_s"] / rec["wall_seconds"] - 1)
     assert rec["bytes_emulated"] == rec["bytes_unemulated"] > 0
+
+
+def test_network_compute_none_runs_once_over_the_links(monkeypatch) -> None:
+    """``--network-compute none``: one run, over the emulated links; no compute time and no
+    estimate are claimed, the model's communication time is given."""
+    from flaimsim.bench import emulated
+    config = RunConfig(protocol="naive-flaim", network=NET, network_compute="none", **SMALL)
+    data = prepare(config)
+    fresh_relay(config)
+    seen: list = []
+    real_runner = emulated.runner
+
+    def counting_runner(name):
+        run = real_runner(name)
+        return lambda cfg, **kw: seen.append(cfg.network) or run(cfg, **kw)
+
+    monkeypatch.setattr(emulated, "runner", counting_runner)
+    record = emulated.run_on_network(config, data).record
+    assert seen == [NET]
+    assert record["compute_seconds"] is None and "network_estimate_s" not in record
+    assert record["network_comm_estimate_s"] > 0 and record["bytes_emulated"] > 0
+    line, = emulated.format_network_lines([record])
+    assert "compute not measured" in line
+    with pytest.raises(ConfigError, match="network-compute"):
+        RunConfig(protocol="naive-flaim", network=NET, network_compute="plain", **SMALL)

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from flaimsim.protocols.config import RunConfig
+from flaimsim.protocols.config import ConfigError, RunConfig
 
 
 def bench_central(config: RunConfig) -> dict[str, Any]:
@@ -84,6 +84,16 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
         rows = bench_network(args)
         if not getattr(args, "json", False):
             print(format_network_bench(rows))
+        return rows
+    if what == "tbf":
+        from flaimsim.bench.tbf_check import TbfError, format_tbf_check, tbf_check
+
+        try:
+            rows = tbf_check()
+        except TbfError as exc:
+            raise ConfigError(f"bench tbf needs root and ip netns: {exc}") from None
+        if not getattr(args, "json", False):
+            print(format_tbf_check(rows))
         return rows
     if what == "resharing":
         from flaimsim.bench.resharing_bench import bench_resharing

@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     p_bench.add_argument("what", choices=("central", "transport", "scoring", "em", "secagg",
                                                "noise", "options", "resharing",
-                                               "flaim-options", "network", "fastpaths"))
+                                               "flaim-options", "network", "fastpaths",
+                                               "tbf"))
     add_run_options(p_bench)
     p_bench.add_argument("--json", action="store_true", help="one JSON object on one line")
     p_bench.add_argument("--repeats", type=int, default=1,

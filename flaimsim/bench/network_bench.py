@@ -1,7 +1,7 @@
 """``flaimsim bench network``: the network model against links emulated in user space.
 
-Per case (a protocol on a data set), the runs without emulation give the compute time
-(:func:`~flaimsim.bench.emulated.runs_on_networks`) and, per network (LAN and WAN unless ``--network`` names one), the same seeded run over
+Per case (a protocol on a data set), the runs through the relay with no latency give the
+compute time (:func:`~flaimsim.bench.emulated.runs_on_networks`) and, per network (LAN and WAN unless ``--network`` names one), the same seeded run over
 emulated links (:mod:`flaimsim.bench.emulated`) gives the measured wall time. The model's
 estimate is compute + communication from that run's ledger (:func:`flaimsim.bench.network.
 wall_time`: the wire's communication rounds × latency + the busiest link's bytes / bandwidth).
@@ -82,7 +82,7 @@ def format_network_bench(rows: list[dict[str, Any]]) -> str:
             for r in rows]
     lines = text_table(head, body)
     lines.append("measured: wall time over links emulated in user space (wire); compute: the "
-                 "same seeded run without emulation; estimate = compute + model comm "
+                 "same seeded run through the relay with no latency and unlimited bandwidth; estimate = compute + model comm "
                  f"(rounds x latency + busiest link's bytes / bandwidth); target |error| <= "
                  f"{TARGET:.0%}")
     return "\n".join(lines)

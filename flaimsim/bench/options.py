@@ -190,8 +190,13 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False,
         "peers, client<->server, FLAIM's star; not the driver's control channel): "
         f"{presets} or LATENCY_MS,BANDWIDTH_MBIT; ',party' shares one access link per party "
         "(--mpc real for DistAIM); the record gets the measured wall time, the compute time "
-        "of the same run without emulation and the model's estimate",
+        "of the same run through the relay with no latency and the model's estimate; "
+        "'relay' alone routes every socket through the relay with no delay",
         metavar="lan|wan|MS,MBIT[,link|party]")
+    opt(net, "--network-compute", "with --network: relay measures the compute time by the "
+        "same run through the relay with no delay (the protocol runs three times: plain, "
+        "emulated, relay only); none runs it once, over the emulated links, with no compute "
+        "time or estimate (default: relay)", dest="network_compute", choices=("relay", "none"))
 
     flaim = p.add_argument_group("FLAIM")
     opt(flaim, "--dropout", "share of sampled clients that drop out of a round", type=float)

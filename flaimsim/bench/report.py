@@ -183,7 +183,7 @@ def timing_html(record: dict[str, Any], ledger: Ledger) -> str:
         rows.append(("measured wall time of the run" + (" on that network" if network else ""),
                      f"{record['wall_seconds']:.1f} s"))
     if record.get("compute_seconds") is not None:
-        rows.append(("compute time (the same run without emulation)",
+        rows.append(("compute time (the same run through the relay, no latency)",
                      f"{record['compute_seconds']:.1f} s"))
     estimate = record.get("network_estimate_s")
     if isinstance(estimate, (int, float)):

@@ -12,12 +12,13 @@ connector.
 
 Timing of one chunk of n bytes read by the relay at time t (all times ``time.monotonic``)::
 
-    per="link":   start = max(t, free[src→dst]);  done = start + 8n/B;  free[src→dst] = done
-    per="party":  up   = max(t, free_up[src]) + 8n/B;                  free_up[src] = up
-                  done = max(up, max(t, free_down[dst]) + 8n/B);       free_down[dst] = done
+    per="link":   start = max(t, free[src→dst]);  done = start + 8nF/B;  free[src→dst] = done
+    per="party":  up   = max(t, free_up[src]) + 8nF/B;                 free_up[src] = up
+                  done = max(up, max(t, free_down[dst]) + 8nF/B);      free_down[dst] = done
     delivered at  done + L
 
-so a chunk arrives no sooner than the one-way latency L after it was sent and no sooner than
+(F = ``links.TCP_FRAMING``: the TCP/IP headers a real link carries with the payload), so a
+chunk arrives no sooner than the one-way latency L after it was sent and no sooner than
 the link (or the sender's uplink and the receiver's downlink) can carry it, behind everything
 sent on it before. Chunks are at most ``chunk_bytes(B)`` (≈ 1 ms of serialisation), so a
 message's last byte is held back at most that long by the next one's first. Within a direction, bytes
@@ -39,12 +40,16 @@ import atexit
 import json
 import os
 import resource
+import select
+import selectors
 import socket
 import subprocess
 import sys
 import threading
 from collections import defaultdict
 from typing import Any, Literal, Protocol
+
+from flaimsim.parties.links import TCP_FRAMING
 
 MIN_CHUNK, MAX_CHUNK = 4096, 65536
 
@@ -83,7 +88,7 @@ class LinkClock:
         self.relayed: dict[tuple[str, str], int] = defaultdict(int)
 
     def deliver_at(self, src: str, dst: str, nbytes: int, now: float) -> float:
-        tx = 8.0 * nbytes / self.bandwidth_bps
+        tx = 8.0 * nbytes * TCP_FRAMING / self.bandwidth_bps
         self.relayed[(src, dst)] += nbytes
         if self.per == "link":
             done = max(now, self.free[(src, dst)]) + tx
@@ -97,6 +102,27 @@ class LinkClock:
 
 
 _EOF, _ABORT = object(), object()
+
+
+class PreciseEpollSelector(selectors.EpollSelector):
+    """epoll with microsecond timeouts, so that a relay's timers fire when they are due.
+
+    ``epoll.poll`` rounds its timeout up to whole milliseconds, so every asyncio timer
+    (``asyncio.sleep(0.0005)``) wakes at the next millisecond boundary or later: a 0.5 ms LAN
+    hop took 1.2–1.4 ms (ping-pong through the relay, 2026-12-05). Waiting first in
+    ``select.select`` on the epoll descriptor itself (readable when any registered socket is
+    ready; its timeout is a ``timeval``) and then collecting the events with a zero timeout
+    keeps the wakeup within the kernel's timer slack (~50 µs).
+    """
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout > 0:
+            try:
+                select.select([self._selector.fileno()], [], [], timeout)
+            except InterruptedError:
+                pass
+            timeout = 0
+        return super().select(timeout)
 
 
 class RelayHub:
@@ -209,7 +235,7 @@ def serve(latency_s: float, bandwidth_bps: float, per: str, host: str = "127.0.0
           connect_wait_s: float = 60.0) -> None:
     """The relay process: commands on stdin, answers on stdout, until stdin closes."""
     _raise_fd_limit()
-    loop = asyncio.new_event_loop()
+    loop = asyncio.SelectorEventLoop(PreciseEpollSelector())
     hub = RelayHub(LinkClock(latency_s, bandwidth_bps, per), host, connect_wait_s)
 
     def read_commands() -> None:

@@ -143,6 +143,10 @@ class RunConfig:
     # Emulated links (flaimsim.parties.netem) for every protocol socket: lan, wan or
     # LATENCY_MS,BANDWIDTH_MBIT[,link|party]; None runs on plain loopback.
     network: str | None = None
+    # With network: how the compute time is measured. relay: the same run again through the
+    # relay with no delay (flaimsim.bench.emulated); none: not measured (one run only, e.g.
+    # a full-size run whose compute time comes from a separate loopback run).
+    network_compute: str = "relay"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -214,6 +218,9 @@ class RunConfig:
                 raise ConfigError("--base-port sets the ports of servers this run spawns; "
                                   "servers at --servers-at have their own (`flaimsim serve "
                                   "--peers/--control`)")
+        if self.network_compute not in ("relay", "none"):
+            raise ConfigError(f"--network-compute must be relay or none, got "
+                              f"{self.network_compute!r}")
         if self.network is not None:
             self.network_spec  # a clear error for a bad spec
             if self.protocol == "distaim" and self.mpc != "real":

@@ -107,11 +107,19 @@ def random_split(field: type, s: Any, t: int, m: int) -> list[Any]:
                 y = (y + c) * np.uint64(x) % p64
             shares.append(((y + base) % p64).tolist())
         return shares
+    coefficients = [c.astype(object) for c in coefficients]   # once, not once per point
+    if t == 1:   # f(x) = s + c·x: each next point adds c (one addition and one mod per share)
+        (c,) = coefficients
+        shares, y = [], values
+        for _ in range(m):
+            y = (y + c) % p
+            shares.append(y.tolist())
+        return shares
     shares = []
     for x in range(1, m + 1):
         y = np.zeros(n, dtype=object)
         for c in coefficients:
-            y = (y + c.astype(object)) * x % p
+            y = (y + c) * x % p
         shares.append(((y + values) % p).tolist())
     return shares
 
