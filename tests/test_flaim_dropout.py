@@ -17,7 +17,7 @@ T = RunConfig(**SMALL).rounds
 def test_at_30_percent_dropout_most_rounds_succeed(protocol):
     # Every session of a round runs over the whole sample with the majority threshold
     # t = floor(k/2) + 1: round(0.3·|S|) dropouts leave enough shares whenever 2d < |S| - 1
-    # (seeds 0-2: no round fails). Before (groups of 4, t = ceil(2k/3)) all 10 failed.
+    # (seeds 0-2: no round fails). Before (groups of 4, t = ceil(2k/3)) 10, 9, 10 of 10 failed.
     result, backend = simulate_flaim(RunConfig(**dict(SMALL, protocol=protocol),
                                                dropout=0.3, rounds=5))
     assert result.record["late_dropouts"] > 0  # dropouts were exercised
