@@ -175,3 +175,29 @@ def test_a_long_round_still_shows_progress(capsys):
     finally:
         close()
     assert "central: round 0/5 done" in seen
+
+
+def test_no_free_port_or_lost_races_name_base_port(monkeypatch):
+    """Every port grabbed (binding port 0 fails), or the free ports taken before the servers
+    bind them on every try: one line naming --base-port, no OSError traceback."""
+    import errno
+
+    import flaimsim.parties.mpc.launcher as launcher
+
+    def grabbed(n: int, host: str = "") -> list[int]:
+        raise OSError(errno.EADDRINUSE, "Address already in use")
+
+    monkeypatch.setattr(launcher, "free_ports", grabbed)
+    with pytest.raises(launcher.PortInUseError, match="no free port on this host for the 3 "
+                                                      "servers .* --base-port"):
+        launcher.ServerLauncher(m=3).start()
+    monkeypatch.undo()
+
+    def lost(self) -> None:
+        raise launcher.PortInUseError("server 1 could not bind: port 1234 in use", 1234)
+
+    monkeypatch.setattr(launcher.ServerLauncher, "_launch", lost)
+    with pytest.raises(launcher.PortInUseError, match=r"could not bind their ports on 3 tries "
+                                                      r"\(last: port 1234 in use\): choose "
+                                                      "the ports with --base-port"):
+        launcher.ServerLauncher(m=3).start()

@@ -164,8 +164,8 @@ class ServerLauncher(ServerCommands):
                 return self
             except PortInUseError as exc:
                 self.kill()
-                if attempt + 1 == attempts:
-                    if self.fixed_ports:
+                if attempt + 1 == attempts or not exc.port:   # port 0: no free port at all
+                    if self.fixed_ports or not exc.port:
                         raise
                     raise PortInUseError(f"the servers could not bind their ports on {attempts} "
                                          f"tries (last: port {exc.port} in use): choose the "
