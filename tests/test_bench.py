@@ -10,6 +10,7 @@ import pytest
 
 from flaimsim.bench import network, sweep, table
 from flaimsim.bench.network import Network, NetworkError, parse_network, step_costs, wall_time
+from flaimsim.parties.links import TCP_FRAMING as F   # payload -> bytes on the link
 from flaimsim.parties.ledger import Ledger, LedgerRow
 from flaimsim.protocols.config import RunConfig
 
@@ -24,7 +25,7 @@ def row(rnd: int, phase: str, sender: str, receiver: str, nbytes: int, messages:
 # ---- network model -------------------------------------------------------------------------
 
 def test_network_hand_computed_link_model():
-    net = Network("test", latency_s=0.01, bandwidth_bps=8000)  # 1000 bytes/s per link
+    net = Network("test", latency_s=0.01, bandwidth_bps=8000 * F)  # 1000 payload B/s per link
     rows = [row(1, "select", "server:0", "server:1", 1000, 10),
             row(1, "select", "server:1", "server:0", 500, 4),
             row(1, "measure", "server:0", "server:1", 250, 1)]
@@ -37,7 +38,7 @@ def test_network_hand_computed_link_model():
 
 @pytest.mark.parametrize("per, expected", [("link", 0.01 + 1.0), ("party", 0.01 + 2.0)])
 def test_network_parallel_uploads_and_aggregator_bottleneck(per, expected):
-    net = Network("test", 0.01, 8000, per=per)
+    net = Network("test", 0.01, 8000 * F, per=per)   # 1000 payload bytes/s
     rows = [row(0, "secagg-masked-input", "client:0", "aggregator", 1000),
             row(0, "secagg-masked-input", "client:1", "aggregator", 1000)]
     # Per link the two uploads overlap; per party the aggregator receives 2000 bytes.
@@ -54,7 +55,7 @@ def test_network_charges_the_wire_rounds_not_messages():
     steps = step_costs(counted + legacy, net)
     assert [(s.phase, s.message_rounds, s.counted) for s in steps] == [
         ("score", 6, "rounds"), ("select", 5, "messages")]
-    assert wall_time(counted + legacy, net) == pytest.approx(11 * 0.01 + 2 * 8 * 100 / 8e9)
+    assert wall_time(counted + legacy, net) == pytest.approx(11 * 0.01 + 2 * 8 * 100 * F / 8e9)
 
 
 def test_network_steps_are_sequential_across_rounds_and_ordered():

@@ -46,10 +46,12 @@ def test_real_run_spends_budget_and_opens_only_indices_and_noisy_marginals(real_
     assert rec["server_opened_elements"] == sum(int(np.prod(r["shape"])) for r in reveals)
     phases = res.ledger.by_phase()
     assert set(phases) == {"setup", "share-inputs", "score", "select", "measure"}
-    # MPyC's connection handshakes: each ordered pair once, written = read (checked when
-    # the rows were added), 2 bytes of pid plus the PRSS keys.
+    # MPyC's connection handshakes (the connecting server's 2-byte pid plus PRSS keys, once
+    # per pair) and the --peers digests (every ordered pair): written = read (checked when
+    # the rows were added); the handshake side is the larger.
     setup = [r for r in res.ledger.rows if r.phase == "setup"]
-    assert len(setup) == cfg.servers * (cfg.servers - 1) // 2 and all(r.bytes > 2 for r in setup)
+    assert len(setup) == cfg.servers * (cfg.servers - 1) and all(r.bytes > 12 for r in setup)
+    assert len({r.bytes for r in setup}) > 1
     assert all(r.source == "wire" for r in res.ledger.rows)
 
 
@@ -213,12 +215,13 @@ def test_lazy_decomposition_same_steps_real_and_ideal_and_measure_needs_bits(
 
 def test_real_run_counts_rounds_in_every_phase(real_run):
     """Rounds counted on the wire (out of band): every phase of a real run has a positive
-    critical-path depth, the record's comm_rounds is their sum, and the handshakes are one."""
+    critical-path depth, the record's comm_rounds is their sum, and the setup is two (the
+    handshakes, then the --peers digests)."""
     _, res = real_run
     by_phase = res.ledger.rounds_by_phase()
     assert set(by_phase) == {"setup", "share-inputs", "score", "select", "measure"}
     assert all(by_phase[p] > 0 for p in by_phase), by_phase
-    assert by_phase["setup"] == 1
+    assert by_phase["setup"] == 2
     assert res.record["comm_rounds"] == sum(by_phase.values()) == res.ledger.comm_rounds
     assert res.record["comm_rounds_by_phase"] == by_phase
     # fewer rounds than messages: independent messages share rounds

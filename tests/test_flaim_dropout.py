@@ -13,9 +13,28 @@ SMALL = dict(PRESETS["synthfs-small"], protocol="naive-flaim")
 T = RunConfig(**SMALL).rounds
 
 
+@pytest.mark.parametrize("protocol", ["naive-flaim", "aug-flaim-private"])
+def test_at_30_percent_dropout_most_rounds_succeed(protocol):
+    # Every session of a round runs over the whole sample with the majority threshold
+    # t = floor(k/2) + 1: round(0.3·|S|) dropouts leave enough shares whenever 2d < |S| - 1
+    # (seeds 0-2: no round fails). Before (groups of 4, t = ceil(2k/3)) 10, 9, 10 of 10 failed.
+    result, backend = simulate_flaim(RunConfig(**dict(SMALL, protocol=protocol),
+                                               dropout=0.3, rounds=5))
+    assert result.record["late_dropouts"] > 0  # dropouts were exercised
+    assert result.record["failed_rounds"] < 5 / 2
+    assert sum(not r.failed for r in backend.rounds if r.round > 0) > 5 / 2
+
+
+def test_the_default_threshold_is_the_majority_of_the_neighbours():
+    from flaimsim.parties.secagg.protocol import DEFAULT_THRESHOLD, resolve_threshold
+
+    assert [resolve_threshold(DEFAULT_THRESHOLD, k) for k in (1, 2, 3, 8, 9)] == [1, 2, 2, 5, 5]
+
+
 def test_failed_rounds_are_skipped_and_only_their_gaussians_refunded():
-    # At 15% dropout some of synthfs-small's rounds lose too many shares (seed 0: 3 of 10).
-    result, backend = simulate_flaim(RunConfig(**SMALL, dropout=0.15))
+    # At 40% dropout a sample of 9 loses 4 (2d = 8 >= |S| - 1, too few shares): seed 1
+    # fails 5 of 10 rounds.
+    result, backend = simulate_flaim(RunConfig(**SMALL, dropout=0.4, seed=1))
     failed = [r.round for r in backend.rounds if r.failed]
     assert failed and len(failed) < T
     assert result.record["failed_rounds"] == len(failed)
@@ -30,6 +49,7 @@ def test_failed_rounds_are_skipped_and_only_their_gaussians_refunded():
 
 
 def test_round_zero_failing_every_fresh_sample_is_one_clear_error():
+    # round(|S|/2) dropped always leave a live client fewer than t = floor(k/2) + 1 shares
     with pytest.raises(FlaimRoundError, match="5 fresh samples all failed .* no round can "
                                               "succeed: lower --dropout"):
         simulate_flaim(RunConfig(**SMALL, dropout=0.5))

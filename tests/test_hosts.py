@@ -352,6 +352,40 @@ def test_remote_servers_refuse_a_wrong_order(serves) -> None:
         RemoteServers([addresses[1], addresses[0], addresses[2]], start_timeout=10).start()
 
 
+def test_different_peer_lists_are_refused_when_mpyc_connects(tmp_path) -> None:
+    """Party 2 is started with a wrong entry for party 0. MPyC connects anyway (a party
+    dials only the parties above it, so party 2 never uses that entry); right after, the
+    servers exchange --peers digests and every one exits (code 7) with one line naming the
+    difference, before any driver comes. Checked: without the digest exchange all three keep
+    serving and this fails."""
+    hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    ports = free_ports(7)
+    peers = [(h, p) for h, p in zip(hosts, ports)]
+    wrong = [("127.0.0.1", ports[6])] + peers[1:]
+    logs = [tmp_path / f"serve{i}.err" for i in range(3)]
+    procs = []
+    for i in range(3):
+        with open(logs[i], "w") as err:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "flaimsim.bench.cli", "serve", "--party", str(i),
+                 "--peers", format_addresses(wrong if i == 2 else peers), "--control",
+                 format_addresses([(hosts[i], ports[3 + i])]), "--connect-timeout", "60",
+                 "--idle-timeout", "600"], stdout=subprocess.DEVNULL, stderr=err))
+    try:
+        assert wait_until(lambda: all(p.poll() is not None for p in procs), 60), \
+            "servers with different --peers lists kept serving"
+        assert [p.returncode for p in procs] == [7, 7, 7]
+        last = [f.read_text().strip().splitlines()[-1] for f in logs]
+        assert all("Traceback" not in f.read_text() for f in logs)
+        assert f"party 0 is 127.0.0.1:{ports[0]} there, 127.0.0.1:{ports[6]} here" in last[2]
+        assert "--peers differ: party 0 was started with" in last[2]
+        for line in last[:2]:
+            assert f"--peers differ: party 2 was started with 127.0.0.1:{ports[6]}," in line
+            assert "start every server with the same --peers; exiting" in line
+    finally:
+        stop(procs)
+
+
 @pytest.mark.parametrize("text, error", [
     ("127.0.0.1:1,127.0.0.2", "HOST:PORT"), ("127.0.0.1:1,127.0.0.1:1,127.0.0.3:2", "twice"),
     ("127.0.0.1:1,127.0.0.2:2", "2 addresses for --servers 3")])

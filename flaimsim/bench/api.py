@@ -97,6 +97,9 @@ def run(protocols: Sequence[str] | str | None = None, dataset: str | None = None
     defaults = main_job_defaults(resolved) if chosen is None else None
     chosen = chosen or list(MAIN_JOB_PROTOCOLS)
     config = config_from_args(args, defaults).replace(protocol=chosen[0])
+    from flaimsim.bench.estimate import check_time
+
+    check_time(config, chosen, force)   # an absurdly long run needs force (bench.estimate)
     runs = run_set(config, chosen, out, preset=resolved, force=force)
     if out is not None:
         from flaimsim.bench.report import write_run_outputs

@@ -25,21 +25,11 @@ from flaimsim.bench.signals import Terminated, terminate_as_interrupt
 from flaimsim.protocols.config import ConfigError
 
 
-# Beyond this T a run takes hours to days (each round re-fits the model, >= 0.1 s on
-# SynthFS with 4 attributes, measured): --force needed.
-MAX_ROUNDS_WITHOUT_FORCE = 100_000
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from flaimsim.bench.api import given_options, run
     from flaimsim.bench.runs import fit_width
     from flaimsim.protocols.privacy import format_privacy
 
-    if (args.rounds or 0) > MAX_ROUNDS_WITHOUT_FORCE and not args.force:
-        raise ConfigError(f"--rounds {args.rounds}: every round re-fits the model (0.1 s or "
-                          "more even on the smallest data), so this run would take at least "
-                          f"{args.rounds * 0.1 / 3600:.0f} hours; pass --force to run it "
-                          "anyway")
     result = run(args.protocol, args.dataset, preset=args.preset, out=args.out,
                  force=args.force, **given_options(args))
     fit = (lambda text: text) if args.wide else fit_width

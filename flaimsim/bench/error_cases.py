@@ -146,9 +146,12 @@ def cases(tmp: Path, controls: list[str], http_port: int, unused_port: int
         ("epsilon 1e9", 11, flaimsim(*run, "--epsilon", "1e9"), {}),
         ("epsilon 1e6", 11, flaimsim(*run, "--epsilon", "1e6"), {}),
         ("seed -1", 11, flaimsim(*run, "--seed", "-1"), {}),
-        ("dropout 0.3 on FLAIM", 12, flaimsim(
-            "run", "--protocol", "naive-flaim", *TINY, "--dropout", "0.3"),
-         {"expect_error": None}),
+        ("dropout 0.3 on FLAIM (runs)", 12, flaimsim(
+            "run", "--protocol", "naive-flaim", *TINY, "--clients", "20", "--dropout", "0.3"),
+         {"expect_error": False}),
+        ("dropout 0.5 on FLAIM (no round can succeed)", 12, flaimsim(
+            "run", "--protocol", "naive-flaim", *TINY, "--clients", "20", "--dropout", "0.5"),
+         {}),
         ("CSV with a byte-order mark (read)", 11, flaimsim(
             *run, "--dataset", "custom", "--data-name", "bom", "--data-dir", str(tmp),
             "--clients", "2", "--workload-marginals", "1"), {"expect_error": False}),
@@ -158,6 +161,8 @@ def cases(tmp: Path, controls: list[str], http_port: int, unused_port: int
         ("test fraction leaves no test record", 11, flaimsim(*run, "--test-fraction", "0.001"),
          {}),
         ("--command-timeout given to run", 11, flaimsim(*run, "--command-timeout", "5"), {}),
+        ("T = 10^6 (refused with the time estimate)", 6, flaimsim(*run, "--rounds",
+                                                                  "1000000"), {}),
         ("--out is a file", 3, flaimsim(*run, "--out", str(tmp / "bom.csv")), {}),
         ("SIGINT to run", 6, flaimsim("run", "--protocol", "central", *TINY, "--rounds",
                                       "20000"), {"during": signal_driver(signal.SIGINT, 6.0)}),
@@ -186,10 +191,49 @@ def cases(tmp: Path, controls: list[str], http_port: int, unused_port: int
             "serve", "--party", "0", "--peers",
             f"127.0.0.1:{unused_port},127.0.0.9:{unused_port},127.0.0.10:{unused_port}",
             "--control", f"127.0.0.1:{_free_port()}", "--connect-timeout", "3"), {}),
+        ("serve with a different --peers list", 9, mismatched_serve(),
+         {"during": start_peers_for_mismatch}),
+        ("run --base-port with a port in the range held", 10, flaimsim(
+            "run", *MPC_TINY, "--rounds", "1", "--base-port", str(http_port - 3)), {}),
         ("serve --control on a port in use", 10, flaimsim(
             "serve", "--party", "0", "--peers", f"127.0.0.1:{unused_port},{b},{c}",
             "--control", f"127.0.0.1:{http_port}"), {}),
     ]
+
+
+_MISMATCH: dict[str, list] = {}
+
+
+def mismatched_serve() -> list[str]:
+    """Party 2 of three new servers, started with a wrong entry for party 0 (parties 0 and
+    1 are started by :func:`start_peers_for_mismatch` with the right list)."""
+    from flaimsim.parties.mpc.launcher import free_ports
+
+    ports = free_ports(7)
+    hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    peers = ",".join(f"{h}:{p}" for h, p in zip(hosts, ports))
+    wrong = ",".join([f"127.0.0.1:{ports[6]}"] + peers.split(",")[1:])
+    _MISMATCH["argv"] = [flaimsim("serve", "--party", str(i), "--peers", peers, "--control",
+                                  f"{hosts[i]}:{ports[3 + i]}", "--connect-timeout", "60")
+                         for i in range(2)]
+    return flaimsim("serve", "--party", "2", "--peers", wrong, "--control",
+                    f"127.0.0.3:{ports[5]}", "--connect-timeout", "60")
+
+
+def start_peers_for_mismatch(proc: subprocess.Popen) -> None:
+    """Start parties 0 and 1 (they exit with the same refusal; reaped, or ended after 90 s
+    if they keep serving)."""
+    peers = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=_env()) for argv in _MISMATCH["argv"]]
+
+    def reap() -> None:
+        for p in peers:
+            try:
+                p.wait(90)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    threading.Thread(target=reap, daemon=True).start()
 
 
 def _free_port() -> int:

@@ -26,7 +26,7 @@ from flaimsim.bench.runs import human_bytes
 
 # Why a phase takes the communication rounds it does (ledger comm_rounds, docs/rounds.md).
 WHY_ROUNDS: dict[str, str] = {
-    "setup": "all connections open at once: one round",
+    "setup": "all connections open at once, then the --peers digests: two rounds",
     "share-inputs": "clients upload at once (1 round); with additive or compact pieces the "
                     "servers then reshare them to Shamir form (a round per reshare)",
     "score": "bit decomposition and each priced comparison are chains of multiplications, "

@@ -86,8 +86,10 @@ def _flaim(c: RunConfig, phase: str) -> str:
                     if noise == "central" else
                     "already noisy: every contributor added an N_Z(0, σ²/n) share before "
                     "masking (distributed noise), and the aggregator adds none")
-    drop = (f"; clients drop out at rate {c.dropout:g}, and the survivors' key shares let "
-            "the aggregator unmask the rest" if c.dropout > 0 else "")
+    drop = (f"; clients drop out at rate {c.dropout:g}, so every session runs over the whole "
+            "sample (the other clients send zeros) and a majority of each client's "
+            "neighbours (t = floor(k/2) + 1) lets the aggregator unmask the rest"
+            if c.dropout > 0 else "")
     texts = {
         "setup": "the clients connect to the aggregator",
         "model-broadcast": "the aggregator sends the current model's parameters to the "
@@ -127,8 +129,8 @@ def phase_text(protocol: str, phase: str, config: RunConfig) -> str:
     m = config.servers
     texts = {
         "setup": f"MPyC connects the {m} servers pairwise: each connection opens with the "
-                 "connecting server's id (2 B) and its PRSS keys, counted where written and "
-                 "read",
+                 "connecting server's id (2 B) and its PRSS keys; then each server sends every "
+                 "other the digest of its --peers list; counted where written and read",
         "share-inputs": _share_inputs(config), "score": _score(config),
         "select": _select(config), "measure": _measure(config),
     }

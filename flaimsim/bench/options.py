@@ -160,6 +160,11 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False,
     opt(mpc, "--connect-timeout", "with --servers-at: seconds to reach each standing server "
         "and hear its reply; past it the run is refused, naming the address and why",
         dest="connect_timeout_s", type=float, metavar="S")
+    if not sweep:  # a sweep's parallel cells would all want the same ports
+        opt(mpc, "--base-port", "ports of the compute servers this run spawns: P..P+m-1 for "
+            "MPyC, P+m..P+2m-1 for their control connections (FLAIM's --aggregation servers: "
+            "the next 2m); a port in use is refused, naming it (none: ports the system "
+            "reports free)", type=int, metavar="P")
     opt(mpc, "--sharing", "client shares: compact (additive mod 2^b, b = width of the public "
         "record bound), shamir, or additive mod p", choices=("compact", "shamir", "additive"))
     opt(mpc, "--score", "DistAIM's quality score (l1 is AIM's)", choices=("l1", "l2"))

@@ -186,25 +186,38 @@ def format_table_markdown(records: Sequence[dict[str, Any]],
 
 
 def progress_callback(total: int, desc: str, every_s: float = 30.0):
-    """A tqdm bar over rounds on a terminal; elsewhere (a log file) one line per round at
-    most every ``every_s`` seconds, so that a long run is never silent."""
+    """A tqdm bar over rounds on a terminal, its clock refreshed every second; elsewhere (a
+    log file) a line every ``every_s`` seconds whether or not a round ended (round 0, a long
+    round and the final fit included), so that a long run is never silent."""
+    import threading
+    import time
+
+    stop = threading.Event()
+    start, done = time.monotonic(), [0]
     if not sys.stderr.isatty():
-        import time
+        def beat() -> None:
+            while not stop.wait(every_s):
+                print(f"{desc}: round {done[0]}/{total} done, {time.monotonic() - start:.0f} s",
+                      file=sys.stderr, flush=True)
+        update = lambda t: done.__setitem__(0, t)  # noqa: E731
+        close = stop.set
+    else:
+        from tqdm import tqdm
 
-        start = last = time.monotonic()
+        bar = tqdm(total=total, desc=desc, unit="round", leave=False)
 
-        def line(t: int) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= every_s or t == total and now - start >= every_s:
-                last = now
-                print(f"{desc}: round {t}/{total}, {now - start:.0f} s", file=sys.stderr,
-                      flush=True)
-        return line, lambda: None
-    from tqdm import tqdm
+        def beat() -> None:
+            while not stop.wait(1.0):
+                bar.refresh()
+        update = lambda t: bar.update(1)  # noqa: E731
 
-    bar = tqdm(total=total, desc=desc, unit="round", leave=False)
-    return (lambda t: bar.update(1)), bar.close
+        def close() -> None:
+            stop.set()
+            thread.join()
+            bar.close()
+    thread = threading.Thread(target=beat, name=f"progress-{desc}", daemon=True)
+    thread.start()
+    return update, close
 
 
 @dataclass(frozen=True)
@@ -259,7 +272,8 @@ def run_set(base: RunConfig, protocols: Iterable[str], out_dir: str | Path | Non
 
                 kappa = resolve_kappa(base, data.workload, wire_record_bound(data))
                 warm_start.prestart_servers(base.servers, **launcher_options(
-                    base.party_timeout_s, mpyc_option(kappa), base.network_spec))
+                    base.party_timeout_s, mpyc_option(kappa), base.network_spec,
+                    base.server_ports()))
             described = data.describe()
             resolved = {**asdict(base), "preset": preset, "protocols": protocols,
                         "data": described}

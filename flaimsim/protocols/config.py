@@ -128,6 +128,10 @@ class RunConfig:
     # --servers-at: seconds to reach each standing server and hear its reply, else the run is
     # refused naming the address
     connect_timeout_s: float = 60.0
+    # Spawned compute servers' ports: P..P+m-1 for MPyC, P+m..P+2m-1 for their control
+    # connections (FLAIM's --aggregation servers: the next 2m); None: ports the system
+    # reports free (bind to port 0)
+    base_port: int | None = None
     # FLAIM
     dropout: float = 0.0
     aggregation: Aggregation = Aggregation.SECAGG  # secagg | servers
@@ -204,6 +208,16 @@ class RunConfig:
         if self.servers_at is not None and len(self.server_addresses or ()) != self.servers:
             raise ConfigError(f"--servers-at lists {len(self.server_addresses or ())} "
                               f"addresses for --servers {self.servers}")
+        if self.base_port is not None:
+            if not 1 <= self.base_port <= 65536 - 4 * self.servers:
+                raise ConfigError(f"--base-port {self.base_port}: the {self.servers} servers "
+                                  f"use ports P..P+{4 * self.servers - 1} (DistAIM's, then "
+                                  "FLAIM's --aggregation servers), so P must be in "
+                                  f"1..{65536 - 4 * self.servers}")
+            if self.servers_at is not None:
+                raise ConfigError("--base-port sets the ports of servers this run spawns; "
+                                  "servers at --servers-at have their own (`flaimsim serve "
+                                  "--peers/--control`)")
         if self.network_compute not in ("relay", "none"):
             raise ConfigError(f"--network-compute must be relay or none, got "
                               f"{self.network_compute!r}")
@@ -227,6 +241,16 @@ class RunConfig:
             return parse_network(self.network)
         except NetworkError as exc:
             raise ConfigError(f"--network: {exc}") from None
+
+    def server_ports(self, block: int = 0) -> tuple[list[int], list[int]] | None:
+        """``base_port``'s (MPyC ports, control ports) of the spawned servers, or None.
+        Block 0 is DistAIM's servers (P..P+2m-1), block 1 FLAIM's ``--aggregation servers``
+        (the next 2m), so that both can be up in one run."""
+        if self.base_port is None:
+            return None
+        m = self.servers
+        p = self.base_port + 2 * m * block
+        return list(range(p, p + m)), list(range(p + m, p + 2 * m))
 
     @property
     def server_addresses(self) -> list[tuple[str, int]] | None:

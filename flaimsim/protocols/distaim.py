@@ -380,7 +380,8 @@ def make_engine(config: RunConfig, ledger: Ledger, setting: CostSetting
         engine: SecureEngine = MpcEngine(ledger, options, command_timeout=config.party_timeout_s,
                                          servers_at=config.server_addresses,
                                          network=config.network_spec,
-                                         connect_timeout=config.connect_timeout_s)
+                                         connect_timeout=config.connect_timeout_s,
+                                         ports=config.server_ports())
     else:
         table, fresh = cost_table(config, setting)
         if fresh:

@@ -6,7 +6,8 @@ cover, dropout and noise streams, and the records of every aggregate and round; 
 - one secure sum (:meth:`FlaimSessions._secure`), with the clients' distributed noise shares
   when asked (:mod:`flaimsim.parties.fl.distributed_noise`);
 - the lone-chooser grouping (:meth:`FlaimSessions._groups`): one group per chosen marginal,
-  topped up to ``min_group`` with seeded cover clients contributing zeros; a group with one
+  topped up to ``min_group`` (2; with dropouts the whole sample) with seeded cover clients
+  contributing zeros; a group with one
   real chooser (or every group, with ``--flaim-noise distributed``) adds noise shares;
 - round 0's one-way sums, retried on failure (:meth:`FlaimSessions.measure_initial`), and a
   later round's sums, skipped on failure (:meth:`FlaimSessions.aggregate_round`);
@@ -62,7 +63,7 @@ from flaimsim.protocols.config import Aggregation, RunConfig, stream
 from flaimsim.protocols.prepare import PreparedData, wire_record_bound
 
 Clique = tuple[str, ...]
-MIN_GROUP, MIN_GROUP_WITH_DROPOUT = 2, 4
+MIN_GROUP = 2
 # One chosen marginal's group: (marginal, its choosers, its covers, noise shares or None).
 Group = tuple[Clique, list[int], tuple[int, ...], int | None]
 
@@ -127,17 +128,22 @@ class FlaimSessions:
         self.workload = data.workload
         self.audit = audit
         self.dropout = config.dropout
+        fed = data.federation
         self.scale = bool(config.extra.get("flaim_scale", True))
         self.population: float | None = None   # N̂, from round 0's noisy one-ways
-        # Smallest secagg group: 2 without dropouts; with dropouts 4, the smallest complete
-        # group (t = ceil(2(n-1)/3)) whose survivors' self-masks survive one late dropout.
-        self.min_group = MIN_GROUP if config.dropout == 0 else MIN_GROUP_WITH_DROPOUT
+        # Smallest secagg group: 2 without dropouts. With dropouts the whole sample (as a
+        # deployed system runs one aggregation over the round's participants): every session
+        # of a round then has the same members and the same dropped clients, round(p·|S|),
+        # and with the majority threshold (t = floor(k/2) + 1 of k = |S| - 1 neighbours) it
+        # succeeds whenever 2·round(p·|S|) < |S| - 1 (complete graph, |S| <= 13; beyond,
+        # SecAgg+'s sparser graph makes it likely, not certain). Groups of 4 at
+        # t = ceil(2k/3) failed 9 or 10 of 10 rounds at p = 0.3 (docs/robustness.md).
+        self.min_group = MIN_GROUP if config.dropout == 0 else fed.n_clients
         # central: the aggregator adds N_Z(0, σ²) to exact sums of >= 2 choosers, and a lone
         # chooser's group (it and its covers) adds distributed noise shares instead, so no
         # party sees one client's exact marginal; distributed: every session adds shares.
         self.distributed = config.flaim_noise == "distributed"
         self.noisy_sessions = 0
-        fed = data.federation
         self.clients = [FLClient(k, fed.client(k)) for k in range(fed.n_clients)]
         # Public bound on any count a client submits (sets the secagg word width): the
         # record bound, not max n_k (private under add/remove).
@@ -165,7 +171,8 @@ class FlaimSessions:
             self.servers = ServerAggregation(config.servers, self.max_value,
                                              config.party_timeout_s,
                                              servers_at=config.server_addresses,
-                                             network=config.network_spec)
+                                             network=config.network_spec,
+                                             ports=config.server_ports(block=1))
             self.servers.charge_setup(ledger)
 
     # ---- one session ----------------------------------------------------------------------
@@ -279,10 +286,12 @@ class FlaimSessions:
                     privacy.refund(ch, "round 0: secure aggregation failed, nothing released")
                 if attempt == ROUND0_ATTEMPTS:
                     raise FlaimRoundError(0, f"{ROUND0_ATTEMPTS} fresh samples all failed "
-                                          f"({err.reason}); at --dropout "
+                                          "secure aggregation; at --dropout "
                                           f"{self.dropout:g} no round can succeed: lower "
-                                          "--dropout, or raise --participation or --clients"
-                                          ) from None
+                                          "--dropout (a SecAgg+ secret needs a majority of "
+                                          "its holders: a round of |S| clients needs "
+                                          "2·round(dropout·|S|) < |S| − 1; last failure: "
+                                          f"{err.reason.split(' (owner')[0]})") from None
         info.secagg_seconds = time.perf_counter() - t0
         out = self._release_one_ways(0, parts, sigma, "initial", charges)
         info.seconds = time.perf_counter() - t0

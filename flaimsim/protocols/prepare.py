@@ -97,11 +97,17 @@ def _load(config: RunConfig) -> tuple[Table, tuple[np.ndarray, ...] | None]:
     return load_dataset(config.dataset, config.data_dir), None
 
 
-def prepare(config: RunConfig) -> PreparedData:
-    """Load, coarsen (``max_bins``), split 90/10 (seeded), federate and build the workload."""
+def load_table(config: RunConfig) -> tuple[Table, tuple[np.ndarray, ...] | None]:
+    """The data set's table, coarsened (``max_bins``), and SynthFS's natural client rows."""
     table, natural_rows = _load(config)
     if config.max_bins is not None:
         table, _ = coarsen(table, config.max_bins)
+    return table, natural_rows
+
+
+def prepare(config: RunConfig) -> PreparedData:
+    """Load, coarsen (``max_bins``), split 90/10 (seeded), federate and build the workload."""
+    table, natural_rows = load_table(config)
     label = config.label or table.columns[-1]
     if label not in table.columns:
         raise ConfigError(f"label {label!r} is not a column of {config.dataset}: "

@@ -170,12 +170,15 @@ DISTAIM_RULES = {"distaim_select": Rule(count=1, max_elements=1),
 
 
 def launcher_options(command_timeout: float, sec_param: int | None = None,
-                     network: Any = None) -> dict[str, Any]:
+                     network: Any = None, ports: Any = None) -> dict[str, Any]:
     """How :class:`MpcEngine` starts its servers (also what ``warm_start`` must match);
     ``sec_param``: MPyC's statistical security parameter (None: MPyC's default);
-    ``network``: the emulated links (:mod:`flaimsim.parties.netem`), if any."""
+    ``network``: the emulated links (:mod:`flaimsim.parties.netem`), if any; ``ports``:
+    (MPyC ports, control ports) from ``--base-port``, or None."""
     opts: dict[str, Any] = {"command_timeout": float(command_timeout),
                             "load": ["flaimsim.parties.distaim.server_commands"]}
+    if ports is not None:
+        opts["ports"] = tuple(tuple(p) for p in ports)
     if sec_param is not None:
         opts["sec_param"] = int(sec_param)
     if network is not None:
@@ -259,7 +262,8 @@ class MpcEngine(EngineBase):
     def __init__(self, ledger: Ledger, options: DistAimOptions = DistAimOptions(),
                  command_timeout: float = 600.0,
                  servers_at: Sequence[tuple[str, int]] | None = None,
-                 network: Any = None, connect_timeout: float = 60.0) -> None:
+                 network: Any = None, connect_timeout: float = 60.0,
+                 ports: Any = None) -> None:
         super().__init__(ledger, options)
         self.bits = options.count_bits
         self.candidate_of: dict[int, int] = {}
@@ -267,7 +271,7 @@ class MpcEngine(EngineBase):
         # within connect_timeout
         self.launcher = connect_servers(options.m, servers_at,
                                         **launcher_options(command_timeout, options.sec_param,
-                                                          network),
+                                                          network, ports),
                                         **({"start_timeout": connect_timeout}
                                            if servers_at else {}))
         want = 30 if options.sec_param is None else options.sec_param   # MPyC's default: 30

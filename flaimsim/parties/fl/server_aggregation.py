@@ -87,14 +87,15 @@ class ServerAggregation:
 
     def __init__(self, m: int = 3, max_sum: int = 2**31 - 1, timeout: float = 600.0,
                  servers_at: Sequence[tuple[str, int]] | None = None,
-                 network: Any = None) -> None:
+                 network: Any = None, ports: Any = None) -> None:
         # Opened sums are signed SecInt values: one spare bit above the largest sum.
         self.bits = max(int(max_sum).bit_length() + 2, 8)
         # servers_at: servers already running on their hosts (their default SecInt may
         # differ, so every step names the bit length)
         self.launcher = connect_servers(m, servers_at, bit_length=self.bits,
                                         command_timeout=timeout,
-                                        **({"network": network} if network else {}))
+                                        **({"network": network} if network else {}),
+                                        **({"ports": ports} if ports else {}))
         self.transport = ClientTransport(self.launcher.client_addresses, network=network)
         self.network = network
         self.privacy_note = self.launcher.privacy_note

@@ -70,6 +70,17 @@ def free_ports(n: int, host: str = "") -> list[int]:
             s.close()
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """True if ``port`` on ``host`` cannot be bound now (another program holds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 _LIVE: "weakref.WeakSet[ServerLauncher]" = weakref.WeakSet()
 
 
@@ -115,7 +126,8 @@ class ServerLauncher(ServerCommands):
                  command_timeout: float = 120.0, load: Sequence[str] = (),
                  port_retries: int = 3, ports: tuple[Sequence[int], Sequence[int]] | None = None,
                  python: str = sys.executable, server_timeout: float | None = None,
-                 sec_param: int | None = None, network: Any = None) -> None:
+                 sec_param: int | None = None, network: Any = None,
+                 ports_option: str = "--base-port") -> None:
         if m < 2:
             raise LauncherConfigError(f"need at least 2 servers, got m={m}")
         t = (m - 1) // 2 if threshold is None else threshold
@@ -130,6 +142,7 @@ class ServerLauncher(ServerCommands):
         self._server_timeout = server_timeout
         self.sec_param = sec_param   # MPyC's -K (statistical security); None: its default
         self.network = network   # emulated peer links (flaimsim.parties.netem), or None
+        self.ports_option = ports_option   # the user's option that moves the ports (messages)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[IO[bytes]] = []
         self.control: list[socket.socket] = []
@@ -149,11 +162,31 @@ class ServerLauncher(ServerCommands):
             try:
                 self._launch()
                 return self
-            except PortInUseError:
+            except PortInUseError as exc:
                 self.kill()
-                if attempt + 1 == attempts:
-                    raise
+                if attempt + 1 == attempts or not exc.port:   # port 0: no free port at all
+                    if self.fixed_ports or not exc.port:
+                        raise
+                    raise PortInUseError(f"the servers could not bind their ports on {attempts} "
+                                         f"tries (last: port {exc.port} in use): choose the "
+                                         f"ports with {self.ports_option}", exc.port) from None
         raise AssertionError("unreachable")
+
+    def _port_roles(self) -> list[tuple[int, str]]:
+        return ([(p, f"server {i}'s MPyC port") for i, p in enumerate(self.mpc_ports)]
+                + [(p, f"server {i}'s control port") for i, p in enumerate(self.control_ports)])
+
+    def _check_fixed_ports(self) -> None:
+        """Fixed ports: one line naming the first one in use and the option, before any
+        server starts."""
+        for port, role in self._port_roles():
+            if port_in_use(self.host, port):
+                ports = sorted(self.mpc_ports + self.control_ports)
+                span = (f"{ports[0]}..{ports[-1]}" if ports[-1] - ports[0] == len(ports) - 1
+                        else ", ".join(map(str, ports)))
+                raise PortInUseError(
+                    f"port {port} in use on {self.host} ({role}) by another program: "
+                    f"choose another {self.ports_option} (the servers use ports {span})", port)
 
     def _launch(self) -> None:
         install_signal_cleanup()
@@ -161,8 +194,14 @@ class ServerLauncher(ServerCommands):
         self._closed, self.control, self.info = False, [], []
         if self.fixed_ports:
             self.mpc_ports, self.control_ports = map(list, self.fixed_ports)
+            self._check_fixed_ports()
         else:
-            ports = free_ports(2 * self.m)
+            try:
+                ports = free_ports(2 * self.m)
+            except OSError as exc:   # every port grabbed
+                raise PortInUseError(f"no free port on this host for the {self.m} servers "
+                                     f"({exc.strerror}): free some, or choose the ports with "
+                                     f"{self.ports_option}", 0) from None
             self.mpc_ports, self.control_ports = ports[:self.m], ports[self.m:]
         peer_lists = self._peer_lists()
         env = dict(os.environ, MPYC_MIX32_64BIT="1", PYTHONUNBUFFERED="1")
@@ -178,6 +217,9 @@ class ServerLauncher(ServerCommands):
                    "--command-timeout", str(self.server_command_timeout)]
             if self.sec_param is not None:
                 cmd += ["-K", str(int(self.sec_param))]
+            if self.network is not None:  # -P routes through relays: compare the real list
+                cmd += ["--compare-peers",
+                        ",".join(f"{self.host}:{p}" for p in self.mpc_ports)]
             for mod in self.load:
                 cmd += ["--load", mod]
             logf = tempfile.TemporaryFile(prefix=f"flaimsim-server{i}-")
@@ -191,7 +233,8 @@ class ServerLauncher(ServerCommands):
             if info["os_pid"] != proc.pid:  # another program took our control port first
                 port = self.control_ports[i]
                 self.kill()
-                raise PortInUseError(f"control port {port} in use by another process", port)
+                raise PortInUseError(f"control port {port} in use by another process; choose "
+                                     f"the ports with {self.ports_option}", port)
 
     def _peer_lists(self) -> list[list[tuple[str, int]]]:
         """Each party's ``-P`` list. MPyC party i connects to every j > i at entry j (and
@@ -273,7 +316,8 @@ class ServerLauncher(ServerCommands):
             match = re.search(r"port in use: .*?port (\d+)", tail)
             if rc == EXIT_PORT_IN_USE and match:
                 port = int(match.group(1))
-                msg = self._report(f"server {i} could not bind: port {port} in use")
+                msg = self._report(f"server {i} could not bind: port {port} in use; choose "
+                                   f"the ports with {self.ports_option}")
                 self.kill()
                 raise PortInUseError(msg, port)
         time.sleep(0.2)  # let the consequences land too, so that the cause can be told apart

@@ -40,8 +40,10 @@ Watchdogs (no orphans): the process exits by itself if the driver's control conn
 (also while a command runs; code 3), if an MPyC peer's connection drops outside shutdown
 (code 5), if one command runs longer than ``--command-timeout`` seconds (code 6), if the
 peers are not connected within ``--connect-timeout`` seconds or no driver comes within
-``--idle-timeout`` (default: the connect timeout; code 4), and with code 98 and a message
-naming the port if a port is in use.
+``--idle-timeout`` (default: the connect timeout; code 4), if a peer was started with a
+different ``--peers`` list (code 7: right after MPyC connects, the servers exchange a digest
+of their lists and name the difference), and with code 98 and a message naming the port if a
+port is in use.
 
 Sessions: ``shutdown`` ends the process (the spawned mode). ``release`` ends one driver's
 session and keeps MPyC connected for the next driver (``flaimsim serve``, servers on their own
@@ -74,6 +76,7 @@ EXIT_DRIVER_LOST = 3
 EXIT_START_TIMEOUT = 4
 EXIT_PEER_LOST = 5
 EXIT_COMMAND_TIMEOUT = 6
+EXIT_PEERS_DIFFER = 7
 
 Command = Callable[..., Awaitable[Any]]
 COMMANDS: dict[str, Command] = {}
@@ -449,7 +452,8 @@ async def counters(state: ServerState) -> dict[str, Any]:
 
 @command("setup_counters")
 async def setup_counters(state: ServerState) -> dict[str, list[int]]:
-    """MPyC connection-handshake bytes per peer, taken right after start-up."""
+    """MPyC connection-handshake and peer-list-digest bytes per peer, taken right after
+    start-up."""
     return state.extras["setup_wire"]
 
 

@@ -17,14 +17,14 @@ import importlib
 import os
 import sys
 import traceback
-from hashlib import sha1
+from hashlib import sha1, sha256
 from typing import Any
 
 from flaimsim.parties.mpc import vector_resharing, wire
 from flaimsim.parties.mpc.addresses import parse_address
 from flaimsim.parties.mpc.server import (
-    COMMANDS, EXIT_COMMAND_TIMEOUT, EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_PORT_IN_USE,
-    EXIT_START_TIMEOUT, OPENINGS, CommandError, ServerState, log)
+    COMMANDS, EXIT_COMMAND_TIMEOUT, EXIT_DRIVER_LOST, EXIT_PEER_LOST, EXIT_PEERS_DIFFER,
+    EXIT_PORT_IN_USE, EXIT_START_TIMEOUT, OPENINGS, CommandError, ServerState, log)
 from flaimsim.parties.transport import Frame, FrameKind, TransportError, dumps, loads, read_frame
 
 
@@ -46,6 +46,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
                          "and between sessions (default: --connect-timeout; 0: for ever)")
     ap.add_argument("--command-timeout", type=float, default=3600.0,
                     help="exit if one command runs longer than this (0: no limit)")
+    ap.add_argument("--compare-peers", default=None, metavar="H0:P0,H1:P1,...",
+                    help="the list to compare with the peers' (default: the -P list); the "
+                         "launcher passes its real addresses when -P routes through relays")
     ap.add_argument("--load", action="append", default=[],
                     help="import MODULE to register more commands")
     return ap.parse_args(argv)
@@ -67,6 +70,33 @@ async def _execute(state: ServerState, frame: Frame) -> bytes:
         reply = {"seq": seq, "ok": False, "error": f"{type(exc).__name__}: {exc}",
                  "traceback": tb}
     return Frame(FrameKind.REPLY, state.pid, 0, frame.phase, dumps(reply)).encode()
+
+
+def peer_list_digest(addresses: list[str]) -> str:
+    """The digest the servers compare right after MPyC connects: sha256 of the ``-P`` list."""
+    return sha256("\n".join(addresses).encode()).hexdigest()[:16]
+
+
+async def compare_peer_lists(mpc: Any, compared: list[str] | None = None) -> str | None:
+    """Each server sends every other the digest of its ``--peers`` list (and the list, to
+    name the difference) before any protocol work; the first party whose list differs from
+    this server's, in words, or None. MPyC connects on a party's own entry and the entries
+    above it only, so servers started with different lists can connect without noticing.
+    ``compared``: the list to compare instead of the ``-P`` list (emulated links give each
+    party its own ``-P`` list of relays)."""
+    own = compared or [f"{p.host}:{p.port}" for p in mpc.parties]
+    mine = peer_list_digest(own)
+    for j, (digest, theirs) in enumerate(await mpc.transfer((mine, own))):
+        if digest == mine:
+            continue
+        entries = [i for i in range(max(len(own), len(theirs)))
+                   if own[i:i + 1] != theirs[i:i + 1]]
+        where = "; ".join(f"party {i} is {(theirs[i:i + 1] or ['missing'])[0]} there, "
+                          f"{(own[i:i + 1] or ['missing'])[0]} here" for i in entries)
+        return (f"--peers differ: party {j} was started with {','.join(theirs)} (digest "
+                f"{digest}), this server (party {mpc.pid}) with {','.join(own)} (digest "
+                f"{mine}): {where}; start every server with the same --peers")
+    return None
 
 
 class _Watch:
@@ -173,7 +203,21 @@ async def serve(mpc: Any, args: argparse.Namespace) -> int:
             log(pid, f"port in use: MPyC port {mpc.parties[pid].port}")
             return EXIT_PORT_IN_USE
         raise
-    state.extras["setup_wire"] = wire.setup_counts(mpc)  # before any MPyC message
+    try:
+        compared = args.compare_peers.split(",") if args.compare_peers else None
+        differ = await asyncio.wait_for(compare_peer_lists(mpc, compared),
+                                        args.connect_timeout)
+    except asyncio.TimeoutError:
+        log(pid, f"the peers did not send their --peers digest within --connect-timeout "
+                 f"{args.connect_timeout} s; exiting")
+        return EXIT_START_TIMEOUT
+    if differ:
+        log(pid, f"{differ}; exiting")
+        return EXIT_PEERS_DIFFER
+    # the handshakes and the digests, before any protocol message (their round-log events
+    # are the setup's, not the first step's)
+    state.extras["setup_wire"] = wire.setup_counts(mpc)
+    wire.drain_events(mpc)
     idle = args.connect_timeout if args.idle_timeout is None else args.idle_timeout
     wait_for_driver: float | None = idle  # the first driver too
     command_timeout = args.command_timeout or None

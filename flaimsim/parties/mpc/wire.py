@@ -134,24 +134,26 @@ class _SetupCounting:
 
 
 def setup_counts(runtime: Any) -> dict[str, list[int]]:
-    """Per peer j: handshake bytes this party wrote to j, and the bytes it read from j that
-    are not MPyC messages (raw minus counted). Taken right after ``mpc.start()``, before any
-    message, the second is exactly j's handshake as read here."""
+    """Per peer j: the bytes this party wrote to j so far (MPyC's handshake and the messages
+    sent, i.e. the ``--peers`` digest), and every byte it read from j. Taken after
+    ``mpc.start()`` and the digest exchange, before any protocol message, they are the
+    setup's."""
     sent, received = [], []
     for peer in runtime.parties:
         proto = peer.protocol if peer.pid != runtime.pid else None
         ok = isinstance(proto, CountingMessageExchanger)
-        sent.append(proto.nbytes_setup_sent if ok else 0)
-        received.append(proto.nbytes_raw_received - proto.nbytes_received if ok else 0)
+        sent.append(proto.nbytes_setup_sent + proto.nbytes_sent if ok else 0)
+        received.append(proto.nbytes_raw_received if ok else 0)
     return {"sent": sent, "received": received}
 
 
 def add_setup_rows(ledger: Ledger, counts: Sequence[Mapping[str, Sequence[int]]]) -> int:
     """Ledger rows ``server:i -> server:j`` (phase ``setup``, round 0) of MPyC's connection
-    handshakes, from every server's :func:`setup_counts`; checks the receivers read exactly
-    what the senders wrote. Returns the total. The handshakes go out at once, unprompted:
-    one communication round, on the first row."""
-    total, rounds = 0, 1
+    handshakes and the ``--peers`` digests, from every server's :func:`setup_counts`; checks
+    the receivers read exactly what the senders wrote. Returns the total. The handshakes go
+    out at once, unprompted, then the digests at once: two communication rounds, on the
+    first row."""
+    total, rounds = 0, 2
     for i, c in enumerate(counts):
         for j, nbytes in enumerate(c["sent"]):
             if j == i or not nbytes:

@@ -78,7 +78,8 @@ def _check_vectors(vectors: Mapping[int, np.ndarray], max_value: int) -> dict[in
 def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: Ledger,
                      round: int, rng: np.random.Generator, dropout: Collection[int] = (),
                      late_dropout: Collection[int] = (),
-                     threshold: float | int = DEFAULT_THRESHOLD, neighbours: int | None = None,
+                     threshold: float | int | str = DEFAULT_THRESHOLD,
+                     neighbours: int | None = None,
                      keep_payloads: bool = True, network: StarNetwork | None = None,
                      phase: str | None = None) -> SecAggResult:
     """Run one SecAgg+ session over ``vectors`` (client id -> int vector in [0, max_value]^L).
@@ -86,7 +87,8 @@ def secure_aggregate(vectors: Mapping[int, np.ndarray], max_value: int, ledger: 
     Every message crosses ``network`` (a fresh loopback :class:`StarNetwork` when None); the
     traffic counted on its sockets goes to ``ledger`` (phases secagg-keys /
     secagg-masked-input / secagg-unmask, or all ``phase``; source ``wire``), also when the
-    session fails. ``threshold``: fraction of the degree (float) or absolute t (int).
+    session fails. ``threshold``: ``"majority"`` (t = floor(k/2) + 1, the default), a fraction
+    of the degree (float) or absolute t (int).
     ``neighbours``: degree k (None: :func:`auto_degree`). Raises :class:`SecAggError` if the
     round fails; the caller then has no sum for it.
     """
@@ -154,7 +156,7 @@ def secure_aggregate_keyed(contributions: Mapping[int, Mapping[Hashable, np.ndar
                            layout: Sequence[tuple[Hashable, int]] | None = None,
                            failures: str = "raise", dropout: Collection[int] = (),
                            late_dropout: Collection[int] = (),
-                           threshold: float | int = DEFAULT_THRESHOLD,
+                           threshold: float | int | str = DEFAULT_THRESHOLD,
                            neighbours: int | None = None,
                            keep_payloads: bool = True,
                            network: StarNetwork | None = None) -> KeyedSums:

@@ -37,8 +37,14 @@ gets s_sk_0 as well as b_0, removes every mask from y_0 and reads x_0 (tests/tes
 Threat model: semi-honest clients; an aggregator that may send extra or out-of-order requests
 is refused as above. No signatures and no consistency-check round (Bonawitz's round 3
 "ConsistencyCheck" is omitted): against an aggregator that tells different clients different
-survivor lists, the default t = ceil(2k/3) > k/2 makes the two reconstructions need more than
-k of v's neighbours, so one session cannot yield both secrets of v. The aggregator learns the exact sum; DP
+survivor lists, any t > k/2 makes the two reconstructions need more than k of v's
+neighbours, so one session cannot yield both secrets of v. The default is the smallest such
+t, the majority t = floor(k/2) + 1 (:data:`MAJORITY`): it tolerates the most dropouts the
+argument allows (k - t = ceil(k/2) - 1 of a client's k neighbours) and keeps a client's
+secrets from an aggregator colluding with up to t - 1 = floor(k/2) of its neighbours (fewer
+than t shares reveal nothing). The earlier default t = ceil(2k/3) tolerated only floor(k/3)
+dropped neighbours: at 30% dropout most FLAIM rounds failed (docs/robustness.md). A fraction
+(float) or an absolute t (int) can still be asked for. The aggregator learns the exact sum; DP
 noise added by the caller afterwards protects the sum from everyone downstream, not from the
 aggregator. Cryptographic randomness comes from ``os.urandom`` and cannot be seeded; the
 caller's ``rng`` only draws the public neighbour graph.
@@ -60,7 +66,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from flaimsim.parties.secagg import crypto as sc
 from flaimsim.parties.secagg import wire as sw
 
-DEFAULT_THRESHOLD = 2 / 3
+# The default reconstruction threshold: t = floor(k/2) + 1, the smallest t > k/2 (docstring).
+MAJORITY = "majority"
+DEFAULT_THRESHOLD = MAJORITY
 
 
 class SecAggError(RuntimeError):
@@ -99,14 +107,18 @@ def neighbour_graph(ids: list[int], degree: int | None,
             for i in range(n)}
 
 
-def resolve_threshold(threshold: float | int, degree: int) -> int:
-    """t from a fraction of the degree (float in (0, 1]) or an absolute count (int)."""
-    if isinstance(threshold, (int, np.integer)) and not isinstance(threshold, bool):
+def resolve_threshold(threshold: float | int | str, degree: int) -> int:
+    """t from :data:`MAJORITY` (floor(k/2) + 1), a fraction of the degree (float in (0, 1]) or
+    an absolute count (int)."""
+    if threshold == MAJORITY:
+        t = degree // 2 + 1
+    elif isinstance(threshold, (int, np.integer)) and not isinstance(threshold, bool):
         t = int(threshold)
     elif isinstance(threshold, float) and 0 < threshold <= 1:
         t = math.ceil(threshold * degree - 1e-12)
     else:
-        raise SecAggInputError(f"threshold must be an int or a float in (0, 1], got {threshold!r}")
+        raise SecAggInputError(f"threshold must be {MAJORITY!r}, an int or a float in (0, 1], "
+                               f"got {threshold!r}")
     if not 1 <= t <= degree:
         raise SecAggInputError(f"threshold {t} must be in [1, degree {degree}]")
     return t
