@@ -236,3 +236,11 @@ def test_relay_bandwidth_matches_the_kernels_token_bucket() -> None:
     # the kernel's bucket starts full (64 KiB): a 2 MB transfer may beat the rate by ~3 %
     assert 0 < row["kernel_tbf_mbit"] <= (2e6 + 65536) / 2e6 * 20.0
     assert 0 < row["relay_mbit"] <= payload_rate * 1.01
+
+
+def test_latency_check_rows_name_the_network_and_pay_two_latencies() -> None:
+    from flaimsim.bench.tbf_check import format_latency_check, latency_check
+    rows = latency_check(exchanges=20)
+    assert [r["two_latencies_ms"] for r in rows] == [0.0, 1.0]
+    assert rows[1]["round_trip_ms"] >= 1.0          # never sooner than the two latencies
+    assert "LAN" in format_latency_check(rows)

@@ -86,15 +86,18 @@ def run_bench(what: str, args: argparse.Namespace) -> Any:
             print(format_network_bench(rows))
         return rows
     if what == "tbf":
-        from flaimsim.bench.tbf_check import TbfError, format_tbf_check, tbf_check
+        from flaimsim.bench.tbf_check import (TbfError, format_latency_check,
+                                              format_tbf_check, latency_check, tbf_check)
 
+        latency = latency_check()
         try:
             rows = tbf_check()
         except TbfError as exc:
             raise ConfigError(f"bench tbf needs root and ip netns: {exc}") from None
         if not getattr(args, "json", False):
             print(format_tbf_check(rows))
-        return rows
+            print(format_latency_check(latency))
+        return {"bandwidth": rows, "latency": latency}
     if what == "resharing":
         from flaimsim.bench.resharing_bench import bench_resharing
         return bench_resharing()

@@ -9,7 +9,9 @@ works inside a network namespace and shapes bandwidth. Per rate R, the same bulk
 - through :mod:`flaimsim.parties.netem`'s relay on a link of R and no latency,
 
 and the throughput of each is printed against R. The relay honours its rate if it is within a
-few percent of R and of the kernel's.
+few percent of R and of the kernel's. Latency has no kernel reference here (no ``netem``):
+:func:`relay_round_trip_s` times a one-byte ping-pong through the relay at the LAN preset and
+with no delay, so the relay's own cost per exchange shows beside 2 × the latency.
 """
 
 from __future__ import annotations
@@ -108,6 +110,30 @@ def relay_transfer_s(nbytes: int, mbit: float) -> float:
         return bulk_transfer_s(nbytes, lambda a: em.connect("sender", "receiver", a))
 
 
+def relay_round_trip_s(network: Network, exchanges: int = 300) -> float:
+    """Mean seconds per one-byte request and reply through the relay on ``network``."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            while data := conn.recv(64):
+                conn.sendall(data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    with LinkEmulator(network) as em, em.connect("a", "b", srv.getsockname()) as sock:
+        sock.sendall(b"x")
+        sock.recv(64)
+        start = time.perf_counter()
+        for _ in range(exchanges):
+            sock.sendall(b"x")
+            sock.recv(64)
+        elapsed = time.perf_counter() - start
+    srv.close()
+    return elapsed / exchanges
+
+
 def tbf_check(rates_mbit: Sequence[float] = (10.0, 100.0), mbytes: float = 20.0
               ) -> list[dict[str, Any]]:
     """Throughput of the kernel's tbf and of the relay per rate (Mbit/s, payload bytes)."""
@@ -124,6 +150,26 @@ def tbf_check(rates_mbit: Sequence[float] = (10.0, 100.0), mbytes: float = 20.0
     return rows
 
 
+def latency_check(exchanges: int = 300) -> list[dict[str, Any]]:
+    """Round trips through the relay with no delay and at the LAN preset."""
+    from flaimsim.parties.links import PRESETS, RELAY_ONLY
+
+    return [{"network": net.describe(), "two_latencies_ms": 2e3 * net.latency_s,
+             "round_trip_ms": 1e3 * relay_round_trip_s(net, exchanges)}
+            for net in (RELAY_ONLY, PRESETS["lan"])]
+
+
+def format_latency_check(rows: list[dict[str, Any]]) -> str:
+    from flaimsim.text_table import text_table
+
+    lines = text_table(("network", "2 x latency ms", "round trip ms"),
+                       [(r["network"], f"{r['two_latencies_ms']:.2f}",
+                         f"{r['round_trip_ms']:.3f}") for r in rows])
+    lines.append("one-byte ping-pong through the relay (mean of 300 exchanges): the round trip "
+                 "less 2 x latency is the relay's own cost per exchange")
+    return "\n".join(lines)
+
+
 def format_tbf_check(rows: list[dict[str, Any]]) -> str:
     from flaimsim.text_table import text_table
 
@@ -137,5 +183,6 @@ def format_tbf_check(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TbfError", "bulk_transfer_s", "format_tbf_check", "kernel_tbf_transfer_s",
-           "relay_transfer_s", "tbf_check"]
+__all__ = ["TbfError", "bulk_transfer_s", "format_latency_check", "format_tbf_check",
+           "kernel_tbf_transfer_s", "latency_check", "relay_round_trip_s", "relay_transfer_s",
+           "tbf_check"]
