@@ -57,3 +57,39 @@ def test_resume_sets_a_corrupt_cell_aside_and_reruns_it(tmp_path: Path, capsys):
     assert json.loads(bad.read_text())["key"] == key
     rows = (out / "sweep.csv").read_text().strip().splitlines()
     assert len(rows) == 3  # header + 2 cells, none doubled
+
+
+def test_a_new_option_with_its_default_keeps_every_cell_key(monkeypatch):
+    """A sweep survives the code growing an option: keys hash the non-default options only,
+    so a field added with a default (old behaviour) changes no key; any set option does."""
+    import dataclasses
+
+    from flaimsim.bench import sweep_dir
+    config = RunConfig(protocol="distaim", rounds=4, epsilon=2.0)
+    before = cell_key(config)
+    assert cell_key(config.replace(iters_final=10)) != before
+    grown = dataclasses.make_dataclass("GrownConfig", [("brand_new_option", int, 7)],
+                                       bases=(RunConfig,), frozen=True)
+    monkeypatch.setattr(sweep_dir, "RunConfig", grown)
+    assert cell_key(grown(protocol="distaim", rounds=4, epsilon=2.0)) == before
+    assert cell_key(grown(protocol="distaim", rounds=4, epsilon=2.0, brand_new_option=8)) \
+        != before
+
+
+def test_resume_reruns_a_cell_whose_option_default_changed(tmp_path: Path, capsys):
+    spec = SweepSpec(RunConfig(dataset="synthfs"), protocols=("central",), rounds=(2, 3))
+    out = tmp_path / "sweep"
+    CALLS.clear()
+    run_sweep(spec, out, jobs=1, execute=fake_cell)
+    key = cell_key(spec.configs()[0])
+    path = out / "cells" / f"{key}.json"
+    doc = json.loads(path.read_text())
+    doc["config"]["iters_final"] = 123     # as if run when the default was 123
+    path.write_text(json.dumps(doc))
+    capsys.readouterr()
+    CALLS.clear()
+    report = run_sweep(spec, out, jobs=1, execute=fake_cell)
+    assert CALLS == [key] and len(report.skipped) == 1
+    err = capsys.readouterr().err
+    assert "iters_final" in err and "moved to cells/stale/" in err
+    assert (out / "cells" / "stale" / f"{key}.json").is_file()

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from flaimsim.bench.dask_sweep import run_on_dask
 from flaimsim.bench.signals import Terminated, shielded, stop_processes, worker_init
 from flaimsim.bench.sweep_dir import (CELLS, Cell, CellError, cell_key, load_cells, read_cell,
-                                      read_config, set_aside, write_sweep_csv)
+                                      read_config, set_aside, stale_options, write_sweep_csv)
 from flaimsim.protocols.config import PROTOCOLS, ConfigError, RunConfig
 from flaimsim.safe_output import OutFolder, write_json, write_text
 
@@ -206,7 +206,7 @@ def _run_claimed(spec: SweepSpec, out: Path, jobs: int,
     runs = [*previous.get("runs", []), {**spec.to_dict(), "jobs": jobs}]
     write_json(out / "sweep-config.json",
                {**spec.to_dict(), "jobs": jobs, "cells": listed, "runs": runs}, indent=1)
-    for k in keys:  # a cut or wrong-shape cell is set aside and run again
+    for config, k in zip(configs, keys):  # a cut, wrong-shape or stale cell runs again
         path = cells_dir / f"{k}.json"
         if path.is_file():
             try:
@@ -215,6 +215,12 @@ def _run_claimed(spec: SweepSpec, out: Path, jobs: int,
                 where = set_aside(path)
                 print(f"sweep: {exc}; moved to {where.relative_to(out)}, running it again",
                       file=sys.stderr)
+                continue
+            if stale := stale_options(path, config):
+                where = set_aside(path, "stale")
+                print(f"sweep: {path.name} ran with other values of {', '.join(stale)} (a "
+                      f"default changed since); moved to {where.relative_to(out)}, running "
+                      "it again", file=sys.stderr)
     todo = [c for c, k in zip(configs, keys) if not (cells_dir / f"{k}.json").is_file()]
     report = SweepReport(total=len(configs),
                          skipped=[k for k in keys if (cells_dir / f"{k}.json").is_file()])

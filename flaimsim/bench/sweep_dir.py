@@ -11,9 +11,13 @@ Layout of a sweep directory ``DIR``::
     DIR/sweep.csv                  one row per finished cell: every record field
     DIR/failures.json              cells that raised (retried on the next run)
 
-A cell's key is readable (protocol, data set, partition, ε, T, seed) plus a hash of its full
-configuration, so that changing any other option never reuses a stale result. A cell counts
-as done when its JSON exists; the JSON is written last and atomically.
+A cell's key is readable (protocol, data set, partition, ε, T, seed) plus a hash of the
+options that differ from ``RunConfig``'s defaults, so that changing any option never reuses a
+stale result, while a new option added with a default (which keeps the old behaviour) leaves
+every finished cell's key as it was: a long sweep survives the code growing an option. A cell
+counts as done when its JSON exists (written last, atomically) and its stored configuration
+agrees with the wanted one on every option both know (:func:`stale_options`): a cell run
+under an option's old default is set aside in ``cells/stale/`` and run again.
 """
 
 from __future__ import annotations
@@ -34,9 +38,16 @@ CELLS = "cells"
 CORRUPT = "corrupt"  # cells/corrupt/: cell files that could not be read, set aside
 
 
+def non_default_options(config: RunConfig) -> dict[str, Any]:
+    """The options of ``config`` that differ from a default ``RunConfig``'s."""
+    defaults = RunConfig().to_dict()
+    return {k: v for k, v in config.to_dict().items() if k not in defaults or v != defaults[k]}
+
+
 def cell_key(config: RunConfig) -> str:
-    """``<protocol>-<dataset>-<partition>-e<ε>-T<T>-s<seed>-<hash of the full config>``."""
-    digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True, default=str)
+    """``<protocol>-<dataset>-<partition>-e<ε>-T<T>-s<seed>-<hash of the non-default
+    options>`` (module docstring)."""
+    digest = hashlib.sha1(json.dumps(non_default_options(config), sort_keys=True, default=str)
                           .encode()).hexdigest()[:8]
     return (f"{config.protocol}-{config.dataset}-{config.partition}-e{config.epsilon:g}"
             f"-T{config.rounds}-s{config.seed}-{digest}")
@@ -91,9 +102,21 @@ def read_cell(path: Path) -> Cell:
     return Cell(d["key"], d["record"], path.parent / ledger if ledger else None)
 
 
-def set_aside(path: Path) -> Path:
-    """Move a corrupt cell file (and its ledger) to ``cells/corrupt/``; where it went."""
-    corrupt = path.parent / CORRUPT
+def stale_options(path: Path, config: RunConfig) -> list[str]:
+    """Options on which the cell stored at ``path`` and ``config`` disagree (both knowing
+    them): non-empty when a default changed after the cell ran."""
+    try:
+        stored = json.loads(path.read_text()).get("config") or {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return []   # read_cell names an unreadable file
+    wanted = json.loads(json.dumps(config.to_dict(), default=str))
+    return sorted(k for k in stored.keys() & wanted.keys() if stored[k] != wanted[k])
+
+
+def set_aside(path: Path, folder: str = "corrupt") -> Path:
+    """Move a cell file (and its ledger) to ``cells/<folder>/`` (``corrupt``, or ``stale``
+    for a cell run under an option's old default); where it went."""
+    corrupt = path.parent / folder
     corrupt.mkdir(exist_ok=True)
     target = corrupt / path.name
     os.replace(path, target)
