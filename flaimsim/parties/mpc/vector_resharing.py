@@ -152,10 +152,13 @@ def _limb_vector(field: type, x: Any) -> ModpVector:
         except (OverflowError, TypeError):
             pass
     values = _values(field, x)
-    if len(values) and (np.any(values < 0) or np.any(values >> 128)):
-        raise OverflowError("a value does not fit two 64-bit limbs")
-    return ModpVector((values >> 64).astype(np.uint64), (values & MASK64).astype(np.uint64),
-                      field.modulus)
+    # astype(uint64) raises OverflowError for a negative high word or one of 2^64 or more,
+    # i.e. exactly for the values outside [0, 2^128): no separate pass checks them.
+    try:
+        high = (values >> 64).astype(np.uint64)
+    except OverflowError:
+        raise OverflowError("a value does not fit two 64-bit limbs") from None
+    return ModpVector(high, (values & MASK64).astype(np.uint64), field.modulus)
 
 
 def to_bytes(cls: type, x: Any) -> bytes:
