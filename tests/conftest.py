@@ -2,13 +2,17 @@
 
 import os
 import sys
+from pathlib import Path
 
 sys.argv = sys.argv[:1]
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-from pathlib import Path  # noqa: E402
+# Tests point FLAIMSIM_CACHE at temporary folders; numba's compiled umap-learn functions
+# (federation.umap_embedding) may outlive them (~15 s of compiling per fresh process).
+os.environ.setdefault("NUMBA_CACHE_DIR",
+                      str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                          / "flaimsim" / "numba"))
 
 import pytest  # noqa: E402
 
