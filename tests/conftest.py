@@ -9,7 +9,8 @@ os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("JAX_ENABLE_COMPILATION_CACHE", "0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests point FLAIMSIM_CACHE at temporary folders; numba's compiled umap-learn functions
-# (federation.umap_embedding) may outlive them (~15 s of compiling per fresh process).
+# (federation.umap_embedding) may outlive them (~15 s of compiling per fresh process; a new
+# virtual environment, as CI's, compiles once: numba keys its cache by the source path).
 os.environ.setdefault("NUMBA_CACHE_DIR",
                       str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                           / "flaimsim" / "numba"))

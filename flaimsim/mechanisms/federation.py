@@ -211,8 +211,9 @@ def umap_embedding(table: Table, seed: int = 0) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     # umap-learn and pynndescent compile their numba functions on first use in a process
-    # (~15 s); a cache folder that outlives the process (numba's default sits in the
-    # installed package, fresh in every new virtual environment) keeps them compiled.
+    # (~15 s); a cache folder that outlives the process keeps them compiled for later runs
+    # from the same installation (numba keys its cache by the source file's path, so a new
+    # virtual environment compiles once more).
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache / "numba"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap-learn's n_jobs/random_state and numba notes
