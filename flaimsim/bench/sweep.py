@@ -210,13 +210,13 @@ def _run_claimed(spec: SweepSpec, out: Path, jobs: int,
         path = cells_dir / f"{k}.json"
         if path.is_file():
             try:
-                read_cell(path)
+                cell = read_cell(path)
             except CellError as exc:
                 where = set_aside(path)
                 print(f"sweep: {exc}; moved to {where.relative_to(out)}, running it again",
                       file=sys.stderr)
                 continue
-            if stale := stale_options(path, config):
+            if stale := stale_options(cell, config):
                 where = set_aside(path, "stale")
                 print(f"sweep: {path.name} ran with other values of {', '.join(stale)} (a "
                       f"default changed since); moved to {where.relative_to(out)}, running "

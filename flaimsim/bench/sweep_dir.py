@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -75,6 +75,7 @@ class Cell:
     key: str
     record: dict[str, Any]
     ledger_path: Path | None
+    config: dict[str, Any] = field(default_factory=dict)   # the options it ran with
 
     def ledger(self):
         from flaimsim.parties.ledger import Ledger
@@ -99,16 +100,15 @@ def read_cell(path: Path) -> Cell:
         raise CellError(f"{path}: not a cell file (expected an object with 'key' and "
                         f"'record')")
     ledger = d.get("ledger")
-    return Cell(d["key"], d["record"], path.parent / ledger if ledger else None)
+    config = d.get("config")
+    return Cell(d["key"], d["record"], path.parent / ledger if ledger else None,
+                config if isinstance(config, dict) else {})
 
 
-def stale_options(path: Path, config: RunConfig) -> list[str]:
-    """Options on which the cell stored at ``path`` and ``config`` disagree (both knowing
-    them): non-empty when a default changed after the cell ran."""
-    try:
-        stored = json.loads(path.read_text()).get("config") or {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return []   # read_cell names an unreadable file
+def stale_options(cell: Cell, config: RunConfig) -> list[str]:
+    """Options on which a finished cell and ``config`` disagree (both knowing them):
+    non-empty when a default changed after the cell ran."""
+    stored = cell.config
     wanted = json.loads(json.dumps(config.to_dict(), default=str))
     return sorted(k for k in stored.keys() & wanted.keys() if stored[k] != wanted[k])
 
