@@ -201,7 +201,10 @@ def test_server_exits_when_its_driver_drops_during_a_command() -> None:
         for s in launcher.control:  # ...when the driver goes away
             s.close()
         assert wait_until(lambda: all(p.poll() is not None for p in procs), 15)
-        assert [p.returncode for p in procs] == [EXIT_DRIVER_LOST] * 3
+        codes = [p.returncode for p in procs]
+        # The driver's loss ends at least one server; a peer that sees that server go first
+        # may report the lost peer instead (a race under load: seen as [3, 5, 5]).
+        assert EXIT_DRIVER_LOST in codes and set(codes) <= {EXIT_DRIVER_LOST, EXIT_PEER_LOST}
     finally:
         launcher.kill()
 
