@@ -35,6 +35,8 @@ from flaimsim.mechanisms.junction import (Clique, JunctionTree, canonical, embed
                                           summed_axes, to_canonical)
 from flaimsim.mechanisms.mbi_setup import Domain, clique_utils
 
+_add = np.add.reduce  # ndarray.sum without its Python wrapper: the same reduction
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -145,15 +147,26 @@ class MirrorDescent:
 
     # ---- the objective ------------------------------------------------------------------
     def loss_and_gradient(self, mu: Sequence[np.ndarray]) -> tuple[float, list[np.ndarray]]:
-        """L(μ) and ∂L/∂μ_c = Σ_{M→c} broadcast((μ_{c_M} − y_M)/σ_M²)."""
+        """L(μ) and ∂L/∂μ_c = Σ_{M→c} broadcast((μ_{c_M} − y_M)/σ_M²).
+
+        A clique's first term is stored, not added to zeros (0 + x = x exactly: μ ≥ 0, so no
+        −0.0 arises), and sums call ``np.add.reduce`` directly: the same values as the plain
+        expression, with fewer numpy calls per fitting step (tested bit for bit)."""
         loss = 0.0
-        grad = [np.zeros_like(m) for m in mu]
+        grad: list[np.ndarray | None] = [None] * len(mu)
         for o, p, axes, shape in zip(self.observations, self.parents, self.read_axes,
                                      self.grad_shapes):
-            diff = (mu[p].sum(axis=axes) if axes else mu[p]) - o.values
+            diff = _add(mu[p], axis=axes) if axes else mu[p] - o.values
+            if axes:
+                diff -= o.values
             loss += 0.5 * o.weight * float(np.vdot(diff, diff))
-            grad[p] += (o.weight * diff).reshape(shape)
-        return loss, grad
+            diff *= o.weight
+            term = diff.reshape(shape)
+            if grad[p] is None:
+                grad[p] = np.broadcast_to(term, mu[p].shape).copy() if axes else term
+            else:
+                grad[p] += term
+        return loss, [np.zeros_like(m) if g is None else g for g, m in zip(grad, mu)]
 
     def movement(self, before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> float:
         """RMS over measured cells of (μ_after − μ_before)/σ: how far the fit moved, in units
