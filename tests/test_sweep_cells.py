@@ -93,3 +93,27 @@ def test_resume_reruns_a_cell_whose_option_default_changed(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "iters_final" in err and "moved to cells/stale/" in err
     assert (out / "cells" / "stale" / f"{key}.json").is_file()
+
+
+def test_a_cell_listed_under_an_old_key_is_counted_once(tmp_path: Path):
+    """A folder's list keeps earlier sweeps' keys. When the key scheme changed, the same
+    protocol, T and seed under the same options sat in the list under its old key and its
+    new one, and the table averaged both (Adult's T = 192: n = 10 of 5 repeats)."""
+    spec = SweepSpec(RunConfig(dataset="synthfs"), protocols=("central",), rounds=(2, 3),
+                     seeds=(0,))
+    out = tmp_path / "sweep"
+    run_sweep(spec, out, jobs=1, execute=fake_cell)
+    new = cell_key(spec.configs()[0])
+    doc = json.loads((out / "cells" / f"{new}.json").read_text())
+    old = new.rsplit("-", 1)[0] + "-0ldkey00"
+    del doc["config"]["iters_final"]  # run before the option existed: its default then
+    (out / "cells" / f"{old}.json").write_text(json.dumps({**doc, "key": old}))
+    other = new.rsplit("-", 1)[0] + "-0ther000"  # a different option: another computation
+    (out / "cells" / f"{other}.json").write_text(json.dumps(
+        {**doc, "key": other, "config": {**doc["config"], "epsilon": 7.0}}))
+    config = json.loads((out / "sweep-config.json").read_text())
+    config["cells"] = [old, other, *config["cells"]]
+    (out / "sweep-config.json").write_text(json.dumps(config))
+    keys = [c.key for c in sweep.load_cells(out)]
+    assert sorted(keys) == sorted([other, *(cell_key(c) for c in spec.configs())])
+    assert old not in keys

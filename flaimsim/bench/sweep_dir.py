@@ -147,7 +147,29 @@ def load_cells(out_dir: str | Path, keys: Iterable[str] | None = None,
             cells.append(read_cell(p))
         except CellError as exc:
             (on_corrupt or _warn_corrupt)(exc)
-    return cells
+    return drop_duplicates(cells)
+
+
+def effective_options(cell: Cell) -> str:
+    """The options a cell ran with, an option it predates read as today's default (it
+    behaved so): equal for two cells that are the same computation under any key scheme."""
+    defaults = json.loads(json.dumps(RunConfig().to_dict(), default=str))
+    return json.dumps({k: cell.config.get(k, v) for k, v in defaults.items()}, sort_keys=True)
+
+
+def drop_duplicates(cells: Sequence[Cell]) -> list[Cell]:
+    """The cells with each computation once, the last listed kept: a sweep folder's list
+    keeps the keys of earlier sweeps, and when the key scheme changed (session 3: a key
+    hashes only non-default options) the same protocol, T and seed under the same options
+    was listed under its old key and its new one, and counted twice in the means."""
+    def identity(c: Cell) -> tuple:
+        if not c.config:
+            return (c.key,)
+        return (effective_options(c), *(str(c.record.get(k)) for k in
+                                        ("protocol", "dataset", "rounds", "seed")))
+
+    last = {identity(c): i for i, c in enumerate(cells)}
+    return [c for i, c in enumerate(cells) if last[identity(c)] == i]
 
 
 def _warn_corrupt(exc: CellError) -> None:
