@@ -209,3 +209,29 @@ def test_report_only_runs_nothing(repeated_dir: Path, tmp_path: Path,
     # hand-made cells are named otherwise
     assert "| 0 / 48 |" in text
     assert not (out / "adult" / "sittings.json").exists()
+
+
+def test_throughput_gap_under_each_accounting(tmp_path: Path) -> None:
+    """The poster's ratio against ours under each accounting: DistAIM by the authors'
+    formula (x 1, x 6) and FLAIM without the model download, from the cells' own bytes."""
+    from flaimsim.bench.reproduce import throughput_gap
+
+    config = RunConfig(dataset="adult", **PRESETS["paper"]).to_dict()
+    for t, err in ((4, 0.30), (8, 0.20)):
+        _cell(tmp_path, "distaim", t, err, 10.0, 8e7, 0.0, config)
+    for t, err in ((4, 0.32), (8, 0.40)):   # FLAIM's T* = 4: 4e4 sent + 6e4 received
+        _cell(tmp_path, "aug-flaim-private", t, err, 11.0, 4e4, 6e4, config)
+    cell = tmp_path / "cells" / "aug-flaim-private-T4-s0.json"
+    doc = json.loads(cell.read_text())
+    doc["record"]["bytes_phase_model-broadcast"] = 5e6   # 5e6 B to K = 100: 5e4 per client
+    cell.write_text(json.dumps(doc))
+    row = our_row(tmp_path)
+    assert row["flaim_download_mb"] == pytest.approx(0.05)
+    gap = throughput_gap(row, formula_mb=20.0)
+    assert gap["ours"] == pytest.approx(80.0 / 0.1)
+    assert gap["ours_no_download"] == pytest.approx(80.0 / 0.05)
+    assert gap["formula"] == pytest.approx(20.0 / 0.1)
+    assert gap["formula_x6_no_download"] == pytest.approx(120.0 / 0.05)
+    text = format_report({"adult": row}, {"adult": {"seconds": 1, "cells": 4, "load": "-",
+                                                    "formula_mb": 20.0}}, "Setting: test.")
+    assert "| adult | 800x | 1600x | 200x | 400x | 1200x | 2400x | 1300x | 0.05 |" in text
