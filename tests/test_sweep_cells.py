@@ -117,3 +117,17 @@ def test_a_cell_listed_under_an_old_key_is_counted_once(tmp_path: Path):
     keys = [c.key for c in sweep.load_cells(out)]
     assert sorted(keys) == sorted([other, *(cell_key(c) for c in spec.configs())])
     assert old not in keys
+
+
+def test_table_files_name_the_commit_date_and_machine(sweep_dir: Path):  # noqa: F811
+    import csv
+
+    from flaimsim.bench.reproduce import provenance
+
+    table.write_table(sweep_dir)
+    prov = provenance()
+    assert f"Made by flaimsim commit {prov['commit']}" in (sweep_dir / "table.md").read_text()
+    for name in ("table.csv", "summary.csv"):
+        rows = list(csv.DictReader(open(sweep_dir / name)))
+        assert rows and all(r["commit"] == prov["commit"] and r["machine"] == prov["machine"]
+                            and r["date"] for r in rows)

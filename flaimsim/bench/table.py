@@ -254,14 +254,18 @@ def trade_off_csv_row(t: TradeOff, networks: Sequence[Network]) -> dict[str, Any
 
 def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS.values())
                 ) -> str:
-    """Write DIR/table.csv, DIR/table.md and DIR/summary.csv; return the terminal text."""
+    """Write DIR/table.csv, DIR/table.md and DIR/summary.csv, each naming the code, date and
+    machine that made it (``commit``, ``date``, ``machine``); return the terminal text."""
+    from flaimsim.bench.reproduce import provenance
+
+    prov = provenance()
     out = Path(out_dir)
     cells = load_cells(out)
     if not cells:
         raise TableError(f"{out}: no finished cells")
     summaries = summarise(cells, networks)
     items = trade_offs(cells, networks)
-    rows = [trade_off_csv_row(t, networks) for t in items]
+    rows = [{**trade_off_csv_row(t, networks), **prov} for t in items]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     with open_atomic(out / "table.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns)
@@ -271,7 +275,8 @@ def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS
         srows = [{**{k: v for k, v in asdict(s).items() if k not in ("network_seconds",
                                                                       "cells")},
                   "error_se": s.error_se,
-                  **{f"{k}_s": v for k, v in s.network_seconds.items()}} for s in summaries]
+                  **{f"{k}_s": v for k, v in s.network_seconds.items()}, **prov}
+                 for s in summaries]
         w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in srows for k in r)))
         w.writeheader()
         w.writerows(srows)
@@ -280,7 +285,9 @@ def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS
     md = ["# Communication trade-off: DistAIM vs AugFLAIM (Private)", "", header, "",
           format_trade_offs(items, networks, markdown=True, labels=labels), "",
           "## Every protocol and T (means over repeats)", "",
-          format_summary(summaries, markdown=True), ""]
+          format_summary(summaries, markdown=True), "",
+          f"Made by flaimsim commit {prov['commit']} on {prov['date']}, machine: "
+          f"{prov['machine']}.", ""]
     write_text(out / "table.md", "\n".join(md))
     return (header + "\n\n" + format_trade_offs(items, networks, labels=labels)
             + "\n\nEvery protocol and T:\n" + format_summary(summaries))
