@@ -147,3 +147,27 @@ def test_repeated_measurements_merge_exactly():
               - ((m.values - mu) ** 2).sum() / m.sigma ** 2
               for mu in (np.zeros(2), np.array([2.0, 7.0]))]
     assert losses[0] == pytest.approx(losses[1])
+
+
+@pytest.mark.parametrize("off_peak", [-300.0, -800.0])
+def test_log_partition_survives_a_product_that_underflows_in_one_step(off_peak):
+    """At −800 every term of one pairwise product is below float64's range, so the rescaled
+    contraction returns 0 (``math domain error`` in NaiveFLAIM on Marketing at T = 192); the
+    log-space messages give log Z, equal to brute force, and equal the contraction where it
+    works (−300)."""
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(6)
+    cols = tuple(f"a{i}" for i in range(10))
+    t = Table(cols, (2,) * 10, rng.integers(0, 2, size=(100, 10)))
+    pairs = list(zip(cols, cols[1:]))
+    model = GraphicalModel.for_table(t).fit(
+        [Measurement(p, t.marginal(p).astype(float), 1.0) for p in pairs], iters=10)
+    sharp = np.full((2, 2), off_peak)
+    sharp[0, 1] = 0.0
+    model._log_tables = {p: sharp for p in pairs}
+    states = np.array(np.meshgrid(*[[0, 1]] * 10, indexing="ij")).reshape(10, -1)
+    brute = logsumexp(sum(sharp[states[i], states[i + 1]] for i in range(9)))
+    assert model.log_partition() == pytest.approx(brute, rel=1e-12)
+    assert model._log_partition_by_messages() == pytest.approx(brute, rel=1e-12)
+    assert np.isfinite(model.nll(t))
