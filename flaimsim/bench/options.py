@@ -135,6 +135,9 @@ def add_run_options(p: argparse.ArgumentParser, main_job: bool = False,
         dest="max_model_size_mb", type=float, metavar="MB")
     opt(aim, "--iters-round", "model-fitting iterations per round", type=int)
     opt(aim, "--iters-final", "model-fitting iterations of the final fit", type=int)
+    opt(aim, "--iters-budget", "approximate: at most this many fitting steps over the run's "
+        "rounds, min(iters-round, B // T) a round (none: off; runs with T <= B / iters-round "
+        "are unchanged)", type=int, metavar="B")
     opt(aim, "--fit-tol", "stop each model fit once it moves less than this many noise "
         "standard deviations (RMS per measured cell) over 25 iterations, twice in a row; the "
         "iteration counts become caps (none: off)", type=float)

@@ -521,6 +521,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="faster, approximate: N model-fitting iterations per round (default "
                         "200; the authors' code ran 50); changes the results and the cells' "
                         "keys (docs/fitting.md has the measured effect)")
+    p.add_argument("--iters-budget", type=int, default=None, metavar="B",
+                   help="faster, approximate: at most B fitting steps over a cell's T rounds "
+                        "(min(iters-round, B // T) a round; cells with T <= B / 200 keep "
+                        "their results and keys; docs/fitting.md has the measured effect)")
     p.add_argument("--iters-final", type=int, default=None, metavar="N",
                    help="iterations of the final fit (default 1000; the authors' 500)")
     p.add_argument("--distaim-participation", choices=("poisson", "all"), default="poisson",
@@ -539,7 +543,8 @@ def command(args: argparse.Namespace) -> int:
     overrides = {"cluster_embedding": args.embedding,
                  "distaim_participation": args.distaim_participation,
                  **({"fit_tol": args.fit_tol} if args.fit_tol is not None else {}),
-                 **{name: getattr(args, name) for name in ("iters_round", "iters_final")
+                 **{name: getattr(args, name) for name in ("iters_round", "iters_final",
+                                                           "iters_budget")
                     if getattr(args, name) is not None}}
     protocols = args.protocols or (QUICK_PROTOCOLS if args.quick else PROTOCOLS)
     if args.repeats < 1:

@@ -151,12 +151,14 @@ def fit_iterations(configs: Sequence[dict[str, Any]]) -> str:
 
     default = RunConfig.__dataclass_fields__
     fits = sorted({(c.get("iters_round", default["iters_round"].default),
-                    c.get("iters_final", default["iters_final"].default), c.get("fit_tol"))
+                    c.get("iters_final", default["iters_final"].default), c.get("fit_tol"),
+                    c.get("iters_budget"))
                    for c in configs} or {(default["iters_round"].default,
-                                          default["iters_final"].default, None)},
+                                          default["iters_final"].default, None, None)},
                   key=str)
     return " and ".join(f"{r}/{f}" + (f" (fit tolerance {t})" if t is not None else "")
-                        for r, f, t in fits)
+                        + (f" (at most {b} steps over a run's rounds)" if b is not None else "")
+                        for r, f, t, b in fits)
 
 
 def group_labels(items: Sequence[TradeOff], configs: dict[str, dict[str, Any]]

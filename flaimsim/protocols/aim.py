@@ -123,7 +123,7 @@ def one_round(t: int, state: LoopState, config: RunConfig, workload: Workload,
     if harmonise is not None:
         state.measurements[:] = harmonise(state.measurements)
     t0 = time.perf_counter()
-    model.fit(state.measurements, iters=config.iters_round, tol=config.fit_tol)
+    model.fit(state.measurements, iters=config.iters_per_round, tol=config.fit_tol)
     times.estimate_s += time.perf_counter() - t0
     state.selected.append(chosen)
     return chosen, before
@@ -135,7 +135,7 @@ def _start(config: RunConfig, workload: Workload, model: GraphicalModel,
     state = LoopState(model, PrivacyLedger(rho), [], LoopTimes(), sigma, epsilon)
     state.measurements = backend.measure_initial(workload.one_ways, sigma, state.privacy)
     t0 = time.perf_counter()
-    model.fit(state.measurements, iters=config.iters_round * 2, tol=config.fit_tol)
+    model.fit(state.measurements, iters=config.iters_per_round * 2, tol=config.fit_tol)
     state.times.estimate_s += time.perf_counter() - t0
     return state
 

@@ -85,6 +85,9 @@ class RunConfig:
     iters_round: int = 200
     iters_final: int = 1000
     fit_tol: float | None = None  # mirror-descent stopping rule; the iteration counts cap it
+    # approximate, off by default: at most this many fitting steps over a run's T rounds
+    # (iters_round each while T <= budget / iters_round, then budget // T)
+    iters_budget: int | None = None
     synthetic_rows: int | None = None  # default: the model's noisy total (never N itself)
     test_fraction: float = 0.1
     max_bins: int | None = None
@@ -199,6 +202,13 @@ class RunConfig:
             raise ConfigError("max_model_size_mb must be positive")
         if self.fit_tol is not None and not self.fit_tol >= 0:
             raise ConfigError(f"fit_tol must be >= 0, got {self.fit_tol}")
+        if self.iters_budget is not None and self.iters_budget < 1:
+            raise ConfigError(f"iters_budget must be >= 1, got {self.iters_budget}")
+        if self.iters_budget is not None and self.iters_budget >= self.iters_round * max(
+                1, self.rounds):
+            # a budget this run never reaches changes nothing: dropped, so the run (and a
+            # sweep cell's key) is exactly the default one
+            object.__setattr__(self, "iters_budget", None)
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"max_records must be >= 1, got {self.max_records}")
         if (self.servers_at is not None and self.mpc is MpcMode.MODEL
@@ -229,6 +239,15 @@ class RunConfig:
             if self.servers_at is not None:
                 raise ConfigError("--network emulates links on this machine; it cannot "
                                   "reach servers at --servers-at")
+
+    @property
+    def iters_per_round(self) -> int:
+        """Fitting steps after each round: ``iters_round``, or with ``iters_budget`` B,
+        min(iters_round, max(1, B // T)), so a run fits at most ~B steps in its rounds and
+        every run with T <= B / iters_round is exactly the default run."""
+        if self.iters_budget is None:
+            return self.iters_round
+        return min(self.iters_round, max(1, self.iters_budget // max(1, self.rounds)))
 
     @property
     def network_spec(self) -> Any:
