@@ -21,11 +21,16 @@ def test_steps_per_round_under_a_budget(rounds, budget, per_round):
 
 
 def test_a_budget_the_run_never_reaches_is_the_default_run_and_key():
-    config = RunConfig(protocol="central", rounds=10, iters_budget=10_000)
-    assert config.iters_budget is None
-    assert cell_key(config) == cell_key(RunConfig(protocol="central", rounds=10))
-    assert cell_key(RunConfig(protocol="central", rounds=192, iters_budget=10_000)) != \
-        cell_key(RunConfig(protocol="central", rounds=192))
+    """In a sweep the base (T = 10 by default) carries the budget to every cell: a cell it
+    does not bite runs, and is keyed, as the default cell; one it bites is another cell."""
+    from flaimsim.bench.sweep import SweepSpec
+
+    spec = SweepSpec(RunConfig(iters_budget=10_000), protocols=("central",), rounds=(10, 192))
+    big, small = spec.configs()
+    assert (big.rounds, big.iters_budget, small.rounds, small.iters_budget) == (192, 10_000,
+                                                                                 10, None)
+    assert cell_key(small) == cell_key(RunConfig(protocol="central", rounds=10))
+    assert cell_key(big) != cell_key(RunConfig(protocol="central", rounds=192))
 
 
 def test_a_bad_budget_is_refused():

@@ -66,7 +66,8 @@ class SweepSpec:
 
     def configs(self) -> list[RunConfig]:
         """One validated RunConfig per cell, largest T first (long cells start early)."""
-        out = [self.base.replace(protocol=p, rounds=t, epsilon=e, partition=part, seed=s)
+        out = [self.base.replace(protocol=p, rounds=t, epsilon=e, partition=part,
+                                 seed=s).without_idle_budget()
                for p, t, e, part, s in product(self.protocols, self.rounds, self.epsilons,
                                                self.partitions, self.seeds)]
         return sorted(out, key=lambda c: -c.rounds)

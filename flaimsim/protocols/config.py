@@ -204,11 +204,6 @@ class RunConfig:
             raise ConfigError(f"fit_tol must be >= 0, got {self.fit_tol}")
         if self.iters_budget is not None and self.iters_budget < 1:
             raise ConfigError(f"iters_budget must be >= 1, got {self.iters_budget}")
-        if self.iters_budget is not None and self.iters_budget >= self.iters_round * max(
-                1, self.rounds):
-            # a budget this run never reaches changes nothing: dropped, so the run (and a
-            # sweep cell's key) is exactly the default one
-            object.__setattr__(self, "iters_budget", None)
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"max_records must be >= 1, got {self.max_records}")
         if (self.servers_at is not None and self.mpc is MpcMode.MODEL
@@ -248,6 +243,13 @@ class RunConfig:
         if self.iters_budget is None:
             return self.iters_round
         return min(self.iters_round, max(1, self.iters_budget // max(1, self.rounds)))
+
+    def without_idle_budget(self) -> "RunConfig":
+        """This configuration, ``iters_budget`` dropped when this run never reaches it (then
+        the run is exactly the default one; a sweep cell keeps its key and its result)."""
+        if self.iters_budget is not None and self.iters_per_round == self.iters_round:
+            return self.replace(iters_budget=None)
+        return self
 
     @property
     def network_spec(self) -> Any:
