@@ -112,22 +112,30 @@ def test_adaptive_mode_spends_exactly_the_budget():
     assert kinds.count("exponential") == rec["rounds_run"]
 
 
-def test_sharp_many_clique_model_does_not_underflow():
-    """Z = Π of many tiny factors underflows in one shot; the pairwise rescaling copes."""
+def sharp_chain_model(n: int, off_peak: float, seed: int) -> tuple[GraphicalModel, Table,
+                                                                     float]:
+    """A chain of n binary attributes whose pairwise factors each prefer (0, 1), e^off_peak
+    elsewhere: neighbours disagree, so Z is tiny. Returns the model, its table and the
+    brute-force log Z over all 2^n states."""
     from scipy.special import logsumexp
 
-    rng = np.random.default_rng(5)
-    cols = tuple(f"a{i}" for i in range(12))
-    t = Table(cols, (2,) * 12, rng.integers(0, 2, size=(100, 12)))
+    rng = np.random.default_rng(seed)
+    cols = tuple(f"a{i}" for i in range(n))
+    t = Table(cols, (2,) * n, rng.integers(0, 2, size=(100, n)))
     pairs = list(zip(cols, cols[1:]))
     model = GraphicalModel.for_table(t).fit(
         [Measurement(p, t.marginal(p).astype(float), 1.0) for p in pairs], iters=10)
-    # Each factor prefers (0, 1); neighbours disagree, so Z ≈ e^(−300·5): below float64.
-    sharp = np.full((2, 2), -300.0)
+    sharp = np.full((2, 2), off_peak)
     sharp[0, 1] = 0.0
     model._log_tables = {p: sharp for p in pairs}
-    states = np.array(np.meshgrid(*[[0, 1]] * 12, indexing="ij")).reshape(12, -1)
-    brute = logsumexp(sum(sharp[states[i], states[i + 1]] for i in range(11)))
+    states = np.array(np.meshgrid(*[[0, 1]] * n, indexing="ij")).reshape(n, -1)
+    return model, t, float(logsumexp(sum(sharp[states[i], states[i + 1]]
+                                         for i in range(n - 1))))
+
+
+def test_sharp_many_clique_model_does_not_underflow():
+    """Z = Π of many tiny factors underflows in one shot; the pairwise rescaling copes."""
+    model, _, brute = sharp_chain_model(12, -300.0, seed=5)  # Z ≈ e^(−300·5)
     assert brute < -1000  # exp(brute) is 0.0 in float64
     assert model.log_partition() == pytest.approx(brute, rel=1e-12)
     m = model.marginal(("a0", "a11"))
@@ -155,19 +163,7 @@ def test_log_partition_survives_a_product_that_underflows_in_one_step(off_peak):
     contraction returns 0 (``math domain error`` in NaiveFLAIM on Marketing at T = 192); the
     log-space messages give log Z, equal to brute force, and equal the contraction where it
     works (−300)."""
-    from scipy.special import logsumexp
-
-    rng = np.random.default_rng(6)
-    cols = tuple(f"a{i}" for i in range(10))
-    t = Table(cols, (2,) * 10, rng.integers(0, 2, size=(100, 10)))
-    pairs = list(zip(cols, cols[1:]))
-    model = GraphicalModel.for_table(t).fit(
-        [Measurement(p, t.marginal(p).astype(float), 1.0) for p in pairs], iters=10)
-    sharp = np.full((2, 2), off_peak)
-    sharp[0, 1] = 0.0
-    model._log_tables = {p: sharp for p in pairs}
-    states = np.array(np.meshgrid(*[[0, 1]] * 10, indexing="ij")).reshape(10, -1)
-    brute = logsumexp(sum(sharp[states[i], states[i + 1]] for i in range(9)))
+    model, t, brute = sharp_chain_model(10, off_peak, seed=6)
     assert model.log_partition() == pytest.approx(brute, rel=1e-12)
     assert model._log_partition_by_messages() == pytest.approx(brute, rel=1e-12)
     assert np.isfinite(model.nll(t))
