@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from flaimsim.bench.provenance import provenance
 from flaimsim.bench.sweep import SweepReport, SweepSpec, run_sweep
 from flaimsim.bench.sweep_dir import cell_key, load_cells
 from flaimsim.safe_output import open_atomic, write_json, write_text
@@ -175,26 +176,6 @@ def our_row(sweep_dir: Path) -> dict[str, Any]:
                       for name in sorted({*t.distaim.network_seconds,
                                           *t.flaim.network_seconds})},
     }
-
-
-def provenance() -> dict[str, str]:
-    """Which code made the figures, when and where: the flaimsim commit (``git`` in the
-    package's checkout, with ``+dirty`` for uncommitted changes), UTC date, host and cores."""
-    import subprocess
-
-    here = Path(__file__).resolve().parents[1]   # the flaimsim package folder
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = (commit + ("+dirty" if dirty else "")) if commit else ""
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"commit": commit or f"flaimsim {flaimsim.__version__} (no git)",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{os.uname().nodename}, {os.cpu_count()} cores, "
-                       f"{os.uname().sysname} {os.uname().machine}"}
 
 
 def stamp_png(path: Path, text: str) -> None:

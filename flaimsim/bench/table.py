@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 
 from flaimsim.bench.network import PRESETS, Network, parse_network
 from flaimsim.bench.runs import human_bytes
+from flaimsim.bench.provenance import provenance
 from flaimsim.bench.sweep_dir import Cell, load_cells
 from flaimsim.bench.trade_off import (GroupKey, Summary, TableError, TradeOff, best_t,
                                       client_throughput, client_traffic_by_round,
@@ -258,8 +259,6 @@ def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS
                 ) -> str:
     """Write DIR/table.csv, DIR/table.md and DIR/summary.csv, each naming the code, date and
     machine that made it (``commit``, ``date``, ``machine``); return the terminal text."""
-    from flaimsim.bench.reproduce import provenance
-
     prov = provenance()
     out = Path(out_dir)
     cells = load_cells(out)
