@@ -150,10 +150,10 @@ def load_cells(out_dir: str | Path, keys: Iterable[str] | None = None,
     return drop_duplicates(cells)
 
 
-def effective_options(cell: Cell) -> str:
-    """The options a cell ran with, an option it predates read as today's default (it
-    behaved so): equal for two cells that are the same computation under any key scheme."""
-    defaults = json.loads(json.dumps(RunConfig().to_dict(), default=str))
+def effective_options(cell: Cell, defaults: dict[str, Any]) -> str:
+    """The options a cell ran with, an option it predates read as today's default
+    (``defaults``, JSON-shaped; it behaved so): equal for two cells that are the same
+    computation under any key scheme."""
     return json.dumps({k: cell.config.get(k, v) for k, v in defaults.items()}, sort_keys=True)
 
 
@@ -162,10 +162,12 @@ def drop_duplicates(cells: Sequence[Cell]) -> list[Cell]:
     keeps the keys of earlier sweeps, and when the key scheme changed (session 3: a key
     hashes only non-default options) the same protocol, T and seed under the same options
     was listed under its old key and its new one, and counted twice in the means."""
+    defaults = json.loads(json.dumps(RunConfig().to_dict(), default=str))
+
     def identity(c: Cell) -> tuple:
         if not c.config:
             return (c.key,)
-        return (effective_options(c), *(str(c.record.get(k)) for k in
+        return (effective_options(c, defaults), *(str(c.record.get(k)) for k in
                                         ("protocol", "dataset", "rounds", "seed")))
 
     last = {identity(c): i for i, c in enumerate(cells)}

@@ -33,9 +33,8 @@ import numpy as np
 
 from flaimsim.mechanisms.junction import (Clique, JunctionTree, canonical, embed_shape,
                                           summed_axes, to_canonical)
+from flaimsim.mechanisms.junction import _add  # ndarray.sum without its wrapper
 from flaimsim.mechanisms.mbi_setup import Domain, clique_utils
-
-_add = np.add.reduce  # ndarray.sum without its Python wrapper: the same reduction
 
 
 @dataclass(frozen=True)
@@ -156,9 +155,11 @@ class MirrorDescent:
         grad: list[np.ndarray | None] = [None] * len(mu)
         for o, p, axes, shape in zip(self.observations, self.parents, self.read_axes,
                                      self.grad_shapes):
-            diff = _add(mu[p], axis=axes) if axes else mu[p] - o.values
             if axes:
+                diff = _add(mu[p], axis=axes)
                 diff -= o.values
+            else:
+                diff = mu[p] - o.values
             loss += 0.5 * o.weight * float(np.vdot(diff, diff))
             diff *= o.weight
             term = diff.reshape(shape)
