@@ -57,6 +57,28 @@ def test_frame_header_and_json_payloads() -> None:
     assert back["c"][0] == 2**70
 
 
+@pytest.mark.parametrize("array", [
+    np.random.default_rng(0).random(1000),                  # the score command's public marginals
+    np.array([[1, -2], [3, 4]], dtype=">i4"),                # big-endian arrives as the same values
+    np.array([True, False]), np.zeros((0, 3)), np.uint64(2**64 - 1) * np.ones(2, np.uint64)])
+def test_numeric_arrays_travel_as_raw_bytes_bit_for_bit(array: np.ndarray) -> None:
+    payload = dumps({"x": array})
+    back = loads(payload)["x"]
+    assert back.shape == array.shape and back.dtype.kind == array.dtype.kind
+    assert back.tobytes() == array.astype(array.dtype.newbyteorder("<")).tobytes()
+    if array.size >= 1000:  # raw bytes, not one JSON number per value
+        assert len(payload) < 1.4 * array.nbytes
+
+
+@pytest.mark.parametrize("bad, names", [
+    ({"__ndarray_raw__": "AAAA", "dtype": "|O", "shape": [1]}, "dtype object"),
+    ({"__ndarray_raw__": "AAAA", "dtype": "<f8", "shape": [1]}, "cannot hold 3 bytes")])
+def test_a_control_array_that_is_not_plain_numbers_is_refused(bad, names) -> None:
+    import json
+    with pytest.raises(Exception, match=names):
+        loads(json.dumps({"x": bad}).encode())
+
+
 def test_prg_expansion_is_deterministic_and_in_field() -> None:
     s1, s2 = bytes(range(16)), bytes(range(1, 17))
     a = expand_seed(s1, 1000, P64)

@@ -470,7 +470,10 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
 
 def _worker_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bench-worker", choices=["scoring", "em", "measure", "fixed-point"], required=True)
+    parser.add_argument("--bench-worker", choices=["scoring", "em", "measure", "fixed-point", "narrow"],
+                        required=True)
+    parser.add_argument("--drop-guard", action="store_true")
+    parser.add_argument("--compare-wide", action="store_true")
     parser.add_argument("--cells", type=int, default=2000)
     parser.add_argument("--inputs", default=None)
     parser.add_argument("--ks", default="161,1000")
@@ -486,6 +489,9 @@ def _worker_main(argv: list[str]) -> None:
     elif args.bench_worker == "em":
         report = mpc.run(_worker_em([int(k) for k in args.ks.split(",")], args.score_bound,
                                     args.epsilon, args.sensitivity))
+    elif args.bench_worker == "narrow":
+        from flaimsim.bench.narrow_check import worker
+        report = mpc.run(worker(args.cells, args.drop_guard, args.compare_wide))
     elif args.bench_worker == "fixed-point":
         report = mpc.run(_worker_fixed_point(args.cells, args.draws))
     else:

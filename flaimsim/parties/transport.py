@@ -22,6 +22,7 @@ bytes each (8 B for the 64-bit field of SecInt(32)).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import struct
@@ -151,8 +152,18 @@ def decode_elements(buf: bytes, width: int) -> np.ndarray:
 
 # ---- JSON payloads for control frames ---------------------------------------------------------
 
+# Numeric arrays travel as their raw little-endian bytes (base64): DistAIM's score command
+# carries the model's public marginal over every candidate cell (2.9 M floats a round on
+# Adult), and writing them as JSON numbers cost the driver ~3 s per server per round.
+_RAW_KINDS = "biuf"
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
+        if o.dtype.kind in _RAW_KINDS:
+            le = o.astype(o.dtype.newbyteorder("<"), copy=False)
+            return {"__ndarray_raw__": base64.b64encode(np.ascontiguousarray(le).tobytes()).decode(),
+                    "dtype": le.dtype.str, "shape": list(o.shape)}
         dtype = o.dtype.str if o.dtype != object else "object"
         return {"__ndarray__": o.tolist(), "dtype": dtype, "shape": list(o.shape)}
     if isinstance(o, np.generic):
@@ -165,6 +176,16 @@ def _json_default(o: Any) -> Any:
 
 
 def _json_hook(d: dict[str, Any]) -> Any:
+    if "__ndarray_raw__" in d:
+        dtype = np.dtype(d["dtype"])
+        if dtype.kind not in _RAW_KINDS:  # only plain numbers: never objects from the wire
+            raise TransportError(f"control message carries an array of dtype {dtype}")
+        raw = base64.b64decode(d["__ndarray_raw__"], validate=True)
+        shape = [int(n) for n in d["shape"]]
+        if len(raw) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise TransportError(f"array of shape {shape} and dtype {dtype} cannot hold "
+                                 f"{len(raw)} bytes")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
     if "__ndarray__" in d:
         dtype = None if d["dtype"] == "object" else d["dtype"]
         return np.array(d["__ndarray__"], dtype=dtype if dtype else object).reshape(d["shape"])

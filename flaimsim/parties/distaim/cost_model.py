@@ -176,7 +176,8 @@ def code_version() -> str:
     mpc = here.parent / "mpc"
     digest = hashlib.sha256()
     for path in sorted(here.glob("*.py")) + [mpc / name for name in (
-            "bit_decomposition.py", "server.py", "input_sharing.py", "wire.py")]:
+            "bit_decomposition.py", "narrow_field.py", "vector_resharing.py", "server.py",
+            "input_sharing.py", "wire.py")]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 

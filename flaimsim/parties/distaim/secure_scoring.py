@@ -50,6 +50,8 @@ from flaimsim.mechanisms.scores import aim_score_from_l1
 from flaimsim.parties.distaim.plan import (SecureScoringError, comparison_plan, l1_count_bits,
                                           priced_cells, round_public_marginal)
 from flaimsim.parties.mpc.bit_decomposition import PackedShares, secure_low_bits
+from flaimsim.parties.mpc.narrow_field import (NARROW_PRIME, is_narrow, narrow_pays,
+                                               narrow_to_wide, secure_low_bits_narrow)
 from flaimsim.parties.profile import section
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class SecretBits:
     frac_bits: f, the public marginal is compared on the grid 2^−f (x is scaled by 2^f).
     below: secure array (count_bits + 1, n), row h = Z_h = [x < 2^h] = Π_{j≥h} (1 − bit_j)
       (Z_l = 1); None when only the full-length comparison (:func:`secure_l1_bits_full`) runs.
+    wide: the counts' SecInt type when counts, bits and Z_h are in the narrow field
+      (:mod:`flaimsim.parties.mpc.narrow_field`); per-candidate sums move back to it.
     """
 
     counts: Any
@@ -69,6 +73,7 @@ class SecretBits:
     count_bits: int
     frac_bits: int
     below: Any = None
+    wide: Any = None
 
     @property
     def n_cells(self) -> int:
@@ -84,7 +89,23 @@ class SecretBits:
 
         return SecretBits(counts=pick(self.counts, idx), bits=pick(self.bits, idx),
                           count_bits=self.count_bits, frac_bits=self.frac_bits,
-                          below=None if self.below is None else pick(self.below, (slice(None), idx)))
+                          below=None if self.below is None else pick(self.below, (slice(None), idx)),
+                          wide=self.wide)
+
+    @property
+    def count_type(self) -> Any:
+        """The counts' SecInt type (the wide one when the bits are narrow)."""
+        return self.wide if self.wide is not None else type(self.counts).sectype
+
+    def to_count_type(self, values: Any, offset: np.ndarray | int = 0) -> Any:
+        """Per-candidate sums computed beside the bits, in :attr:`count_type`: moved back
+        exactly when narrow (values + offset must lie in [0, P); offset is public)."""
+        if self.wide is None:
+            return values
+        shift = np.asarray(offset, dtype=np.int64)
+        if shift.size and (int(shift.min()) < 0 or int(shift.max()) >= NARROW_PRIME):
+            raise SecureScoringError("offset outside the narrow field")
+        return narrow_to_wide(values + shift, self.wide) - shift
 
 
 def count_secint(max_count: int, frac_bits: int = 0) -> type:
@@ -133,6 +154,12 @@ def decompose_counts(counts: Any, max_count: int, frac_bits: int = 0,
         raise SecureScoringError(
             f"{stype.__name__} too short for counts up to {max_count} with {frac_bits} "
             f"fractional bits; use count_secint({max_count}, {frac_bits})")
+    if narrow_pays(stype):   # bits, x and Z_h in the 60-bit field (narrow_field)
+        bits = secure_low_bits_narrow(counts, count_bits)
+        x = bits @ np.array([1 << j for j in range(count_bits)], dtype=object)
+        below = prefix_zero_products(bits) if prefix else None
+        return SecretBits(counts=x, bits=bits, count_bits=count_bits, frac_bits=frac_bits,
+                          below=below, wide=stype)
     bits = secure_low_bits(counts, count_bits)
     if wrapped:
         counts = mpc.np_from_bits(bits)
@@ -381,12 +408,12 @@ def secure_l1_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[in
         if bits.n_cells != seg_of.size:
             raise SecureScoringError(
                 f"segment lengths sum to {seg_of.size} but there are {bits.n_cells} cells")
-        segment_counts = segment_sums(bits.counts, segments)
+        segment_counts = bits.to_count_type(segment_sums(bits.counts, segments))
         bits = bits.take(priced)
     elif bits.n_cells != priced.size:
         raise SecureScoringError(
             f"{bits.n_cells} cells of bits for {priced.size} priced cells (round_f(c) > 0)")
-    stype = type(bits.counts).sectype
+    stype = bits.count_type
     if fxp is not None:
         _check_sum_range(stype, bits.count_bits, f, c_int, segments)
     k = len(segments)
@@ -400,6 +427,8 @@ def secure_l1_bits(bits: SecretBits, public_c: np.ndarray, segments: Sequence[in
         if lt.above.any():
             above = np.flatnonzero(lt.above)
             dots = dots + _group_sums(diff[above], seg_priced[above], k)
+    with section("to the counts' field"):   # -Σ_r c ≤ dots ≤ 0 (diff < 0 where x < c)
+        dots = bits.to_count_type(dots, seg_c)
     if not hasattr(segment_counts, "shape") or segment_counts.shape == ():
         segment_counts = stype.array(np.zeros(k, dtype=np.int64)) + segment_counts
     l1_scaled = segment_counts * (1 << f) - seg_c - 2 * dots
@@ -413,11 +442,10 @@ def secure_l1_bits_full(bits: SecretBits, public_c: np.ndarray, segments: Sequen
     (l multiplications per cell), then one inner product per segment."""
     c_int = round_public_marginal(public_c, bits.frac_bits)
     if fxp is not None:
-        _check_sum_range(type(bits.counts).sectype, bits.count_bits, bits.frac_bits, c_int,
-                         segments)
+        _check_sum_range(bits.count_type, bits.count_bits, bits.frac_bits, c_int, segments)
     lt = _secure_less_than_full(bits, c_int)
     diff = bits.counts * (1 << bits.frac_bits) - c_int
-    l1_scaled = segment_sums(diff, segments) - 2 * _segment_dots(diff, lt, segments)
+    l1_scaled = bits.to_count_type(segment_sums(diff, segments) - 2 * _segment_dots(diff, lt, segments))
     return l1_scaled if fxp is None else l1_to_fxp(l1_scaled, bits.frac_bits, fxp)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from mpyc.runtime import mpc
 
 from flaimsim.mechanisms.scores import score_from_distance
 from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCells, chunk_count,
@@ -42,6 +43,7 @@ from flaimsim.parties.distaim.secure_scoring import (SecretBits, decompose_count
                                                     secure_scores_bits, segment_sums)
 from flaimsim.parties.mpc.bit_decomposition import PackedShares
 from flaimsim.parties.mpc.input_sharing import unwrap
+from flaimsim.parties.mpc.narrow_field import narrow_pays, narrow_to_wide, narrow_type
 from flaimsim.parties.mpc.server import CommandError, ServerState, command
 
 DEFAULT_FRAC_BITS = 0
@@ -63,18 +65,21 @@ class LazyAggregate:
     done: DecomposedCells
     bits: PackedShares      # (n, l)
     below: PackedShares     # (l + 1, n)
-    x: PackedShares | None  # (n,), wrapped only
+    x: PackedShares | None  # (n,): wrapped, or narrow (x beside its bits)
     total: Any = None       # secret N_set = Σ of one candidate's x (wrapped only)
+    narrow: bool = False    # bits, Z_h and x in the narrow field (narrow_field)
 
     @staticmethod
     def of(counts: Any, wrapped: bool, max_count: int, frac_bits: int, chunk: int
            ) -> "LazyAggregate":
         n, l = int(counts.shape[0]), int(max_count).bit_length()
-        stype = type(counts).sectype
+        narrow = narrow_pays(type(counts).sectype)
+        stype = narrow_type() if narrow else type(counts).sectype
         return LazyAggregate(counts, wrapped, int(max_count), int(frac_bits), int(chunk),
                              DecomposedCells.of(n), PackedShares.empty((n, l), stype),
                              PackedShares.empty((l + 1, n), stype),
-                             PackedShares.empty((n,), stype) if wrapped else None)
+                             PackedShares.empty((n,), stype) if wrapped or narrow else None,
+                             narrow=narrow)
 
     async def decompose(self, runtime: Any, cells: np.ndarray) -> tuple[int, int]:
         """Bits and Z_h of those of ``cells`` not decomposed yet, ``chunk`` cells per call:
@@ -100,18 +105,31 @@ class LazyAggregate:
                                f"distaim_decompose them first")
 
     def x_at(self, cells: np.ndarray) -> Any:
-        """Secret x at public ``cells`` (a compact sum: decomposed cells only)."""
+        """Secret x at public ``cells`` in the counts' type (a compact sum: decomposed cells
+        only, moved back from the narrow field if its x is kept there)."""
         if not self.wrapped:
             return self.counts[cells]
         self._require(cells)
+        if self.narrow:
+            return narrow_to_wide(self.x[cells], type(self.counts).sectype)
         return self.x[cells]
+
+    def sum_x(self, cells: np.ndarray) -> Any:
+        """Secret Σ x over decomposed ``cells``, one value in the counts' type."""
+        if not self.narrow or not self.wrapped:
+            return self.x_at(cells).sum()
+        self._require(cells)
+        total = mpc.np_fromlist([self.x[cells].sum()])
+        return narrow_to_wide(total, type(self.counts).sectype)[0]
 
     def bits_at(self, cells: np.ndarray) -> SecretBits:
         """x, its bits and Z_h at decomposed public ``cells`` (bits stay packed)."""
         self._require(cells)
-        return SecretBits(counts=self.x_at(cells), bits=self.bits.take(cells),
+        return SecretBits(counts=self.x[cells] if self.narrow else self.x_at(cells),
+                          bits=self.bits.take(cells),
                           count_bits=int(self.max_count).bit_length(), frac_bits=self.frac_bits,
-                          below=self.below.take((slice(None), cells)))
+                          below=self.below.take((slice(None), cells)),
+                          wide=type(self.counts).sectype if self.narrow else None)
 
 
 def _lazy(state: ServerState, name: str | None = None) -> LazyAggregate:
@@ -149,7 +167,7 @@ async def distaim_prepare(state: ServerState, name: str, max_count: int,
     more = np.asarray(cells if cells is not None else [], dtype=np.int64)
     done, chunks = await lazy.decompose(state.runtime, np.union1d(anchored, more))
     if lazy.wrapped:
-        lazy.total = lazy.x_at(anchored).sum()
+        lazy.total = lazy.sum_x(anchored)
         await state.runtime.gather(lazy.total)
     return {"decomposed": done, "chunks": chunks}
 

@@ -142,9 +142,10 @@ class ServerCommands:
         seq, self._seq = self._seq, self._seq + 1
         deadline = time.monotonic() + timeout
         try:
+            shared = None if per_party else dumps({"seq": seq, "cmd": cmd, "kwargs": kwargs})
             for i, s in enumerate(self.control):
-                kw = dict(kwargs, **(per_party[i] if per_party else {}))
-                payload = dumps({"seq": seq, "cmd": cmd, "kwargs": kw})
+                payload = shared or dumps({"seq": seq, "cmd": cmd,
+                                           "kwargs": dict(kwargs, **per_party[i])})
                 s.settimeout(max(1.0, timeout))
                 s.sendall(Frame(FrameKind.CONTROL, DRIVER, 0, "setup", payload).encode())
         except OSError as exc:

@@ -67,7 +67,8 @@ def _receivers(r: Any) -> tuple[int, ...] | None:
 
 # Project modules whose every output is a masked value v + r (r uniform, hiding v); reviewed.
 MASKED_OPENING_MODULES = ("flaimsim.parties.distaim.fixed_point",
-                          "flaimsim.parties.mpc.bit_decomposition")
+                          "flaimsim.parties.mpc.bit_decomposition",
+                          "flaimsim.parties.mpc.narrow_field")
 
 
 class OpeningCounter:
