@@ -148,10 +148,10 @@ def test_absurd_settings_are_refused_with_the_estimate_unless_forced():
     from flaimsim.bench.estimate import LIMIT_S, check_time
     from flaimsim.protocols.config import PRESETS, RunConfig
 
-    # Adult at DistAIM's real-MPC cost (~70 s a round): T = 200 is hours; T = 10 is not.
+    # Adult at DistAIM's real-MPC cost (~23 s a round): T = 500 is hours; T = 10 is not.
     adult = RunConfig(**dict(PRESETS["adult-paper"], protocol="distaim", mpc="real",
-                             rounds=200))
-    with pytest.raises(ConfigError, match=r"--rounds 200: this run would take about 3 h .* "
+                             rounds=500))
+    with pytest.raises(ConfigError, match=r"--rounds 500: this run would take about 3 h .* "
                                           r"2,870,490 cells of the candidate marginals .* "
                                           r"pass --force"):
         check_time(adult, ["distaim"], force=False)

@@ -36,7 +36,8 @@ def check_narrow_field(cells: int = 4000, drop_guard: bool = False, compare_wide
 
 
 def run_parties_narrow(args: list[str], timeout: float) -> list[dict]:
-    return run_parties(["narrow", *args, "-K", str(KAPPA)], 3, timeout)
+    return run_parties(["narrow", *args, "-K", str(KAPPA)], 3, timeout,
+                       module="flaimsim.bench.narrow_check")
 
 
 async def worker(cells: int, drop_guard: bool, compare_wide: bool) -> dict[str, Any]:
@@ -135,5 +136,21 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({"cells": args.cells, "wall_s": round(wall, 1), **out}, indent=1))
 
 
+def _worker_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bench-worker", choices=["narrow"], required=True)
+    parser.add_argument("--cells", type=int, default=4000)
+    parser.add_argument("--drop-guard", action="store_true")
+    parser.add_argument("--compare-wide", action="store_true")
+    args, _ = parser.parse_known_args(argv)    # the rest (-P, -I, -K) is MPyC's
+    from mpyc.runtime import mpc
+    report = mpc.run(worker(args.cells, args.drop_guard, args.compare_wide))
+    report["party"] = mpc.pid
+    print(json.dumps(report), flush=True)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if "--bench-worker" in sys.argv:
+        _worker_main(sys.argv[1:])
+    else:
+        main(sys.argv[1:])

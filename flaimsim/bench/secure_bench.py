@@ -44,12 +44,14 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def run_parties(worker_args: Sequence[str], parties: int = 3, timeout: float = 180.0) -> list[dict]:
-    """Run the worker in ``parties`` MPyC processes; return each party's JSON report."""
+def run_parties(worker_args: Sequence[str], parties: int = 3, timeout: float = 180.0,
+                module: str = "flaimsim.bench.secure_bench") -> list[dict]:
+    """Run ``module``'s worker (``python -m module --bench-worker ...``) in ``parties`` MPyC
+    processes; return each party's JSON report (its last stdout line that is JSON)."""
     ports = _free_ports(parties)
     peer_flags = [arg for p in ports for arg in ("-P", f"127.0.0.1:{p}")]
     env = dict(os.environ, MPYC_MIX32_64BIT="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "flaimsim.bench.secure_bench", "--bench-worker",
+    procs = [subprocess.Popen([sys.executable, "-m", module, "--bench-worker",
                                *worker_args, *peer_flags, "-I", str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for i in range(parties)]
@@ -470,10 +472,7 @@ async def _worker_fixed_point(values: int, draws: int) -> dict[str, Any]:
 
 def _worker_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bench-worker", choices=["scoring", "em", "measure", "fixed-point", "narrow"],
-                        required=True)
-    parser.add_argument("--drop-guard", action="store_true")
-    parser.add_argument("--compare-wide", action="store_true")
+    parser.add_argument("--bench-worker", choices=["scoring", "em", "measure", "fixed-point"], required=True)
     parser.add_argument("--cells", type=int, default=2000)
     parser.add_argument("--inputs", default=None)
     parser.add_argument("--ks", default="161,1000")
@@ -489,9 +488,6 @@ def _worker_main(argv: list[str]) -> None:
     elif args.bench_worker == "em":
         report = mpc.run(_worker_em([int(k) for k in args.ks.split(",")], args.score_bound,
                                     args.epsilon, args.sensitivity))
-    elif args.bench_worker == "narrow":
-        from flaimsim.bench.narrow_check import worker
-        report = mpc.run(worker(args.cells, args.drop_guard, args.compare_wide))
     elif args.bench_worker == "fixed-point":
         report = mpc.run(_worker_fixed_point(args.cells, args.draws))
     else:

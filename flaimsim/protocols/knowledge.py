@@ -41,6 +41,12 @@ def _distaim(config: RunConfig, kappa: int | None) -> dict[str, list[str]]:
     if config.distaim_participation == "poisson":
         server.append("a noisy count of the contributors' records every round (opened after "
                       "its charge)")
+    if m == 3 and t == 1:
+        server.append("server 0 only, when the counts' field exceeds 62 bits (kappa = 52 on "
+                      "Adult): per decomposed cell V = (x - U) mod 2^l and per value moved "
+                      "back to that field (y + U') mod P, U and U' pseudorandom values of the "
+                      "other two servers' key: each uniform and independent of the data "
+                      "(parties/mpc/narrow_field)")
     server.append("masked openings inside comparisons, truncations and bit decompositions: "
                   "each opened element is within statistical distance 2^-"
                   f"{kappa if kappa is not None else 'k'} of one independent of the data "

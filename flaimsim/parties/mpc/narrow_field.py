@@ -133,6 +133,18 @@ def _bits_of(values: np.ndarray, l: int) -> np.ndarray:
     return ((v[:, None] >> np.arange(l, dtype=np.uint64)) & np.uint64(1)).astype(np.int64)
 
 
+def _server0_inputs_bits(v: np.ndarray | None, n: int, width: int, stype: type) -> Any:
+    """Server 0 inputs the ``width`` low bits of its V (kept in SERVER0_VIEW for the tests);
+    the others pass zeros of that shape (MPyC's input reads the sender's values only)."""
+    if mpc.pid == SERVER_WITHOUT_C:
+        if SERVER0_VIEW is not None:
+            SERVER0_VIEW.append(np.asarray(v).astype(np.int64))
+        bits = _bits_of(v, width)
+    else:
+        bits = np.zeros((n, width), dtype=np.int64)
+    return mpc.input(stype.array(bits), senders=SERVER_WITHOUT_C)
+
+
 async def _reshare64(field: type, values: np.ndarray) -> np.ndarray:
     """Degree-2t products (int64, reduced) back to degree t: one resharing."""
     flat = values.reshape(-1).astype(object)
@@ -171,16 +183,12 @@ async def _low_bits_narrow(a, l):  # no return annotation: mpc_coro reads it as 
     r_high = mpc._np_randoms(wide, n, 1 << (big + k - l))
     a = await mpc.gather(a)
     c = await mpc.output(wide.array(a.value - r_low + (r_high.value << l) + (1 << big)))
+    v = None
     if mpc.pid == SERVER_WITHOUT_C:   # V = (c + Σ_{S ∋ 0} U_S) mod 2^l = (x − U_C) mod 2^l
         v = (np.asarray(c.value, dtype=object) & int(low_mask)).astype(np.uint64)
         for u in masks.values():
             v = (v + u) & low_mask
-        v_bits = _bits_of(v, l)
-        if SERVER0_VIEW is not None:
-            SERVER0_VIEW.append(v.astype(np.int64))
-    else:
-        v_bits = np.zeros((n, l), dtype=np.int64)
-    v_in = mpc.input(narrow.array(v_bits), senders=SERVER_WITHOUT_C)
+    v_in = _server0_inputs_bits(v, n, l, narrow)
     pair = _pair_without_server0()
     u_bits = (_bits_of(masks[pair], l) * _f_at_me(nf, pair) % p if pair in masks
               else np.zeros((n, l), dtype=np.int64))
@@ -223,15 +231,10 @@ async def _narrow_to_wide(y, wide):
     u_c = _uniform_below_prime(key, uci, n) if key is not None else np.zeros(n, dtype=np.int64)
     y = await mpc.gather(y)
     masked = nf.array(y.value + u_c.astype(object) * _f_at_me(nf, pair))
-    v = await mpc.output(masked, receivers=SERVER_WITHOUT_C)
-    if mpc.pid == SERVER_WITHOUT_C:
-        v_plain = np.asarray(v.value, dtype=object).astype(np.uint64)
-        v_bits = _bits_of(v_plain, L)
-        if SERVER0_VIEW is not None:
-            SERVER0_VIEW.append(v_plain.astype(np.int64))
-    else:
-        v_bits = np.zeros((n, L), dtype=np.int64)
-    v_in = mpc.input(wide.array(v_bits), senders=SERVER_WITHOUT_C)
+    v = await mpc.output(masked, receivers=SERVER_WITHOUT_C)   # for server 0 only
+    v_plain = (np.asarray(v.value, dtype=object).astype(np.uint64)
+               if mpc.pid == SERVER_WITHOUT_C else None)
+    v_in = _server0_inputs_bits(v_plain, n, L, wide)
     f_wide = _f_at_me(wf, pair)
     u_bits = _bits_of(u_c, L).astype(object) * f_wide
     vb = np.asarray((await mpc.gather(v_in)).value, dtype=object)
