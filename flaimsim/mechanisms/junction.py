@@ -153,6 +153,22 @@ class JunctionTree:
             np.add(beliefs[m.target], msg.reshape(m.shape_in_target), out=beliefs[m.target])
         return beliefs
 
+    def component_roots(self) -> list[int]:
+        """One node of each connected part of the tree (a forest when no message joins two
+        parts), the lowest index of each."""
+        parent = list(range(len(self.nodes)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for a, b in self.edges:
+            parent[find(a)] = find(b)
+        return sorted({min(i for i in range(len(self.nodes)) if find(i) == r)
+                       for r in {find(i) for i in range(len(self.nodes))}})
+
     def node_marginals(self, potentials: Sequence[np.ndarray], total: float
                        ) -> list[np.ndarray]:
         """Node marginals as counts: μ_n = total · exp(b_n − log Σ exp b_n)."""

@@ -249,12 +249,17 @@ class GraphicalModel:
         return self._log_partition_by_messages() + uncovered
 
     def _log_partition_by_messages(self) -> float:
-        """log Z from the calibrated log-space beliefs: every node's b_n has log Σ exp b_n
-        = log Z (the tree joins all its nodes, across empty separators too)."""
+        """log Z from the calibrated log-space beliefs: within one connected part of the
+        junction tree every node's b_n has log Σ exp b_n = log Z_part, and the parts
+        (joined by no message when the tree is a forest) multiply: log Z = Σ_parts."""
         tables = self._shifted_log_tables()
-        belief = self.tree.beliefs([tables[c] for c in self.tree.cliques])[0]
-        peak = float(belief.max())
-        return peak + math.log(float(np.exp(belief - peak).sum()))
+        beliefs = self.tree.beliefs([tables[c] for c in self.tree.cliques])
+        total = 0.0
+        for node in self.tree.component_roots():
+            belief = beliefs[node]
+            peak = float(belief.max())
+            total += peak + math.log(float(np.exp(belief - peak).sum()))
+        return total
 
     def nll(self, table: Table) -> float:
         """Mean negative log-likelihood of ``table``'s records (nats per record)."""
