@@ -88,3 +88,27 @@ def test_distaim_servers_at_kappa_52_score_select_and_measure_exactly() -> None:
         assert np.array_equal(values, x[4:])
     finally:
         engine.close()
+
+
+@pytest.mark.timeout(600)
+def test_modelled_bytes_equal_the_wire_per_phase_with_the_narrow_field(tmp_path, monkeypatch):
+    """A real DistAIM run at κ = 52 (the narrow path) against the cost table calibrated for it:
+    bytes per phase equal to the byte (the table is fitted on the same code)."""
+    from flaimsim.protocols.config import RunConfig
+    from flaimsim.protocols.distaim import run_distaim
+
+    monkeypatch.setenv("FLAIMSIM_CACHE", str(tmp_path))
+    cfg = RunConfig(protocol="distaim", dataset="synthfs", mpc="real", rounds=2, seed=0,
+                    clients=5, synthfs_features=4, synthfs_records=40, max_bins=5,
+                    workload_marginals=3, iters_round=30, iters_final=60, mpc_security=52,
+                    check_model=True)
+    result = run_distaim(cfg)
+    check = result.record["model_check"]
+    score_sent: dict[str, int] = {}
+    for row in result.ledger.rows:
+        if row.phase == "score":
+            score_sent[row.sender] = score_sent.get(row.sender, 0) + row.bytes
+    assert score_sent["server:0"] > score_sent["server:1"]   # V's inputs: the narrow path ran
+    assert set(check["measured_bytes"]) == {"share-inputs", "score", "select", "measure"}
+    assert "-k52-" in check["table"]
+    assert check["max_abs_relative_error"] == 0.0
