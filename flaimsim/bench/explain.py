@@ -31,7 +31,8 @@ WHY_ROUNDS: dict[str, str] = {
                     "servers then reshare them to Shamir form (a round per reshare)",
     "score": "bit decomposition and each priced comparison are chains of multiplications, "
              "one round each; independent cells go in the same messages, so the depth is "
-             "the longest chain, not the number of cells",
+             "the longest chain, not the number of cells; in the narrow field (3 servers, "
+             "a counts' field above 62 bits) the candidates' sums move back in 10 more rounds",
     "select": "Gumbel noise per candidate, then an argmax tournament of ceil(log2 k) levels, "
               "each level a secure comparison (its bit-wise rounds) and a selection",
     "measure": "per measured marginal, noise shares input (1 round) and the noisy marginal "
