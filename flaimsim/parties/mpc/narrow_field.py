@@ -53,6 +53,8 @@ import numpy as np
 from mpyc import asyncoro, thresha
 from mpyc.runtime import mpc
 
+from flaimsim.parties.mpc.vector_resharing import fits_uint64
+
 # 2^60 − 93 (MPyC's find_prime_root(60)): 3·P stays below 2^62 (uint64 resharing) and
 # 7·P below 2^63 (int64 recombination, vector_resharing).
 NARROW_PRIME = 1152921504606846883
@@ -71,9 +73,10 @@ def narrow_available() -> bool:
 
 def narrow_pays(wide: Any) -> bool:
     """Use the narrow field for the bits of ``wide`` (a SecInt type): :func:`narrow_available`
-    and ``wide``'s field above 2^62, where its shares are Python ints (below, the wide field is
-    on the uint64 path already, and narrow_to_wide needs a field above 2P)."""
-    return narrow_available() and int(wide.field.order) >= 1 << 62
+    and ``wide``'s shares off the uint64 path (Python ints; a field on it is as fast as the
+    narrow one, and narrow_to_wide needs a field above 2P, which every such field is)."""
+    p = int(wide.field.order)
+    return narrow_available() and not fits_uint64(p, len(mpc.parties)) and p > 2 * NARROW_PRIME
 
 
 @functools.cache

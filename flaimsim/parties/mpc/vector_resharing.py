@@ -66,8 +66,9 @@ def uniform_below(order: int, n: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _small(p: int, m: int) -> bool:
-    """Horner's (y + c)·x mod p, x ≤ m, stays below 2^64 in uint64."""
+def fits_uint64(p: int, m: int) -> bool:
+    """Horner's (y + c)·x mod p, x ≤ m, stays below 2^64 in uint64: shares of GF(p) are split
+    in uint64 here, not as Python ints."""
     return 2 * p * m < 1 << 64
 
 
@@ -97,7 +98,7 @@ def random_split(field: type, s: Any, t: int, m: int) -> list[Any]:
     values = _values(field, s) % p
     n = len(values)
     coefficients = [uniform_below(p, n) for _ in range(t)]
-    if _small(p, m):
+    if fits_uint64(p, m):
         base = values.astype(np.uint64)
         p64 = np.uint64(p)
         shares = []
