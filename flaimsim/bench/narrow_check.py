@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from flaimsim.bench.secure_bench import _sent_bytes, run_parties
+from flaimsim.bench.secure_bench import _sent_bytes, print_worker_report, run_parties
 
 KAPPA = 52          # the default κ on Adult: the counts' field is above 2^62
 MAX_COUNT = 1000    # l = 10 bits: V's law can be checked bin by bin
@@ -144,13 +144,8 @@ def _worker_main(argv: list[str]) -> None:
     parser.add_argument("--compare-wide", action="store_true")
     args, _ = parser.parse_known_args(argv)    # the rest (-P, -I, -K) is MPyC's
     from mpyc.runtime import mpc
-    report = mpc.run(worker(args.cells, args.drop_guard, args.compare_wide))
-    report["party"] = mpc.pid
-    print(json.dumps(report), flush=True)
+    print_worker_report(mpc.run(worker(args.cells, args.drop_guard, args.compare_wide)))
 
 
 if __name__ == "__main__":
-    if "--bench-worker" in sys.argv:
-        _worker_main(sys.argv[1:])
-    else:
-        main(sys.argv[1:])
+    (_worker_main if "--bench-worker" in sys.argv else main)(sys.argv[1:])

@@ -492,6 +492,12 @@ def _worker_main(argv: list[str]) -> None:
         report = mpc.run(_worker_fixed_point(args.cells, args.draws))
     else:
         report = mpc.run(_worker_measure(args.cells, args.sigma))
+    print_worker_report(report)
+
+
+def print_worker_report(report: dict[str, Any]) -> None:
+    """A worker's last stdout line: its report as JSON, with its party id (run_parties)."""
+    from mpyc.runtime import mpc
     report["party"] = mpc.pid
     print(json.dumps(report), flush=True)
 
