@@ -57,8 +57,8 @@ async def worker(cells: int, drop_guard: bool, compare_wide: bool) -> dict[str, 
     if drop_guard:
         real = narrow_field._keyed_words
 
-        def keyed_words(key: bytes, uci: bytes, n: int, words: int = 1) -> np.ndarray:
-            w = real(key, uci, n, words)   # the keys exist once MPyC has started
+        def keyed_words(key: bytes, uci: bytes, n: int) -> np.ndarray:
+            w = real(key, uci, n)   # the keys exist once MPyC has started
             return np.zeros_like(w) if key == mpc._prss_keys.get((1, 2)) else w
         narrow_field._keyed_words = keyed_words
     await mpc.start()

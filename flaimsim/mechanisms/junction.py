@@ -166,8 +166,10 @@ class JunctionTree:
 
         for a, b in self.edges:
             parent[find(a)] = find(b)
-        return sorted({min(i for i in range(len(self.nodes)) if find(i) == r)
-                       for r in {find(i) for i in range(len(self.nodes))}})
+        roots: dict[int, int] = {}
+        for i in range(len(self.nodes)):
+            roots.setdefault(find(i), i)
+        return list(roots.values())
 
     def node_marginals(self, potentials: Sequence[np.ndarray], total: float
                        ) -> list[np.ndarray]:

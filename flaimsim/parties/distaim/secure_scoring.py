@@ -50,8 +50,8 @@ from flaimsim.mechanisms.scores import aim_score_from_l1
 from flaimsim.parties.distaim.plan import (SecureScoringError, comparison_plan, l1_count_bits,
                                           priced_cells, round_public_marginal)
 from flaimsim.parties.mpc.bit_decomposition import PackedShares, secure_low_bits
-from flaimsim.parties.mpc.narrow_field import (NARROW_PRIME, is_narrow, narrow_pays,
-                                               narrow_to_wide, secure_low_bits_narrow)
+from flaimsim.parties.mpc.narrow_field import (NARROW_PRIME, narrow_pays, narrow_to_wide,
+                                               secure_low_bits_narrow)
 from flaimsim.parties.profile import section
 
 @dataclass(frozen=True)

@@ -100,12 +100,10 @@ def mulmod(a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
     return r % p
 
 
-def _keyed_words(key: bytes, uci: bytes, n: int, words: int = 1) -> np.ndarray:
-    """n·words pseudorandom uint64 from a PRSS key (SHAKE-128 of key, tag and the call's
-    unique common input), the same at both servers that hold the key."""
-    raw = hashlib.shake_128(key + MASK_TAG + uci).digest(8 * n * words)
-    return np.frombuffer(raw, dtype="<u8").reshape(n, words) if words > 1 else \
-        np.frombuffer(raw, dtype="<u8")
+def _keyed_words(key: bytes, uci: bytes, n: int) -> np.ndarray:
+    """n pseudorandom uint64 from a PRSS key (SHAKE-128 of key, tag and the call's unique
+    common input), the same at both servers that hold the key."""
+    return np.frombuffer(hashlib.shake_128(key + MASK_TAG + uci).digest(8 * n), dtype="<u8")
 
 
 def _uniform_below_prime(key: bytes, uci: bytes, n: int) -> np.ndarray:
@@ -148,11 +146,11 @@ def _server0_inputs_bits(v: np.ndarray | None, n: int, width: int, stype: type) 
     return mpc.input(stype.array(bits), senders=SERVER_WITHOUT_C)
 
 
-async def _reshare64(field: type, values: np.ndarray) -> np.ndarray:
-    """Degree-2t products (int64, reduced) back to degree t: one resharing."""
-    flat = values.reshape(-1).astype(object)
-    out = await mpc._reshare(field.array(flat))
-    return np.asarray(out.value, dtype=object).astype(np.int64).reshape(values.shape)
+async def _reshare(field: type, values: np.ndarray) -> np.ndarray:
+    """Degree-2t products (any representatives: field.array reduces them) back to degree t,
+    one resharing; the shares as an object array of the same shape."""
+    out = await mpc._reshare(field.array(np.asarray(values, dtype=object).reshape(-1)))
+    return np.asarray(out.value, dtype=object).reshape(values.shape)
 
 
 def secure_low_bits_narrow(a: Any, l: int) -> Any:
@@ -198,13 +196,13 @@ async def _low_bits_narrow(a, l):  # no return annotation: mpc_coro reads it as 
     v_sh = np.asarray((await mpc.gather(v_in)).value, dtype=object).astype(np.int64)
     # Ripple-carry adder of two secret words: generate g = v·u, propagate q = v ⊕ u,
     # carry_{j+1} = g_j + q_j·carry_j, bit_j = q_j ⊕ carry_j (q_j·carry_j is shared by both).
-    g = await _reshare64(nf, mulmod(v_sh, u_bits, p))
+    g = (await _reshare(nf, mulmod(v_sh, u_bits, p))).astype(np.int64)
     prop = (v_sh + u_bits - 2 * g) % p
     bits = np.empty((n, l), dtype=np.int64)
     bits[:, 0] = prop[:, 0]
     carry = g[:, 0]
     for j in range(1, l):
-        pc = await _reshare64(nf, mulmod(prop[:, j], carry, p))
+        pc = (await _reshare(nf, mulmod(prop[:, j], carry, p))).astype(np.int64)
         bits[:, j] = (prop[:, j] + carry - 2 * pc) % p
         if j < l - 1:
             carry = (g[:, j] + pc) % p
@@ -242,23 +240,18 @@ async def _narrow_to_wide(y, wide):
     u_bits = _bits_of(u_c, L).astype(object) * f_wide
     vb = np.asarray((await mpc.gather(v_in)).value, dtype=object)
     q = int(wf.order)
-
-    async def reshare(values: np.ndarray) -> np.ndarray:
-        out = await mpc._reshare(wf.array(values.reshape(-1) % q))
-        return np.asarray(out.value, dtype=object).reshape(values.shape)
-
     # [V < U]: the top bit where they differ has u = 1. a_j = u_j(1 − v_j), and
     # e_j = 1 − (v_j ⊕ u_j); lt = Σ_j a_j Π_{i>j} e_i.
-    g = await reshare(vb * u_bits)
+    g = await _reshare(wf, vb * u_bits)
     a_bits = (u_bits - g) % q
     suffix = (1 - (vb + u_bits - 2 * g)) % q          # S_j = Π_{i≥j} e_i after the scan
     step = 1
     while step < L:
-        head = await reshare(suffix[:, :L - step] * suffix[:, step:])
+        head = await _reshare(wf, suffix[:, :L - step] * suffix[:, step:])
         suffix = np.concatenate([head, suffix[:, L - step:]], axis=1)
         step *= 2
     above = np.concatenate([suffix[:, 1:], np.ones((n, 1), dtype=object)], axis=1)
-    lt = await reshare(np.sum(a_bits * above, axis=1))
+    lt = await _reshare(wf, np.sum(a_bits * above, axis=1))
     weights = np.array([1 << j for j in range(L)], dtype=object)
     v_wide = np.sum(vb * weights, axis=1)
     u_wide = np.sum(u_bits * weights, axis=1)
