@@ -1,6 +1,7 @@
 """Time one model-fitting step on fit problems taken from a real run, and fingerprint the fit.
 
-    python -m flaimsim.bench.fit_step --capture F      # central AIM, Adult, T = 192, seed 0:
+    python -m flaimsim.bench.fit_step --capture F      # central AIM, Adult, T = 192, seed 0
+                                                        # (--dataset, --rounds, --keep):
                                                         # keep fits 40 and 150 in the file F
     python -m flaimsim.bench.fit_step --problems F     # 200 steps of each, best of --repeats
 
@@ -18,9 +19,10 @@ import pickle
 import time
 
 
-def capture(path: str, keep: tuple[int, ...] = (40, 150)) -> None:
-    """Run central AIM (the reproduce setting: Adult, T = 192, seed 0) and pickle the inputs
-    of fits ``keep``."""
+def capture(path: str, keep: tuple[int, ...] = (40, 150), dataset: str = "adult",
+            rounds: int = 192) -> None:
+    """Run central AIM (the reproduce setting: ``dataset``, T = ``rounds``, seed 0) and pickle
+    the inputs of fits ``keep``."""
     from flaimsim.bench.reproduce import base_config
     from flaimsim.mechanisms import mirror_descent as md
     from flaimsim.protocols.central import run_central
@@ -42,7 +44,7 @@ def capture(path: str, keep: tuple[int, ...] = (40, 150)) -> None:
 
     md.MirrorDescent.run = run
     try:
-        run_central(base_config("adult", protocol="central", rounds=192, seed=0))
+        run_central(base_config(dataset, protocol="central", rounds=rounds, seed=0))
     except Captured:
         pass
     finally:
@@ -78,8 +80,13 @@ if __name__ == "__main__":
     group.add_argument("--capture", metavar="FILE")
     group.add_argument("--problems", metavar="FILE")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dataset", default="adult", help="with --capture (default adult)")
+    parser.add_argument("--rounds", type=int, default=192, help="with --capture (default 192)")
+    parser.add_argument("--keep", default="40,150",
+                        help="with --capture: which fits to keep, 1-based (default 40,150)")
     args = parser.parse_args()
     if args.capture:
-        capture(args.capture)
+        capture(args.capture, tuple(int(k) for k in args.keep.split(",")), args.dataset,
+                args.rounds)
     else:
         time_steps(args.problems, args.repeats)

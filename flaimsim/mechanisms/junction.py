@@ -23,6 +23,7 @@ import numpy as np
 import opt_einsum
 
 from flaimsim.mechanisms import memo
+from flaimsim.mechanisms.kernels import broadcast_apply, peak_over
 from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
@@ -66,10 +67,10 @@ def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
     most of the cost. The values are those of the plain expression, bit for bit (tested)."""
     if not axes:
         return x
-    peak = _max(x, axis=axes, keepdims=True)
+    peak = peak_over(x, axes)
     if not np.isfinite(_add(peak, axis=None)):  # a −inf table (structural zero): shift by 0
         peak = np.where(np.isfinite(peak), peak, 0.0)
-    shifted = np.subtract(x, peak)
+    shifted = broadcast_apply(np.subtract, x, peak)
     np.exp(shifted, out=shifted)
     out = _add(shifted, axis=axes)
     np.log(out, out=out)
@@ -140,17 +141,18 @@ class JunctionTree:
         """
         beliefs = [np.zeros(s) for s in self.node_shapes]
         for k, theta in enumerate(potentials):  # in place: the same sums, no copies
-            np.add(beliefs[self.home[k]], theta.reshape(self.embed[k]),
-                   out=beliefs[self.home[k]])
+            broadcast_apply(np.add, beliefs[self.home[k]], theta.reshape(self.embed[k]),
+                            out=beliefs[self.home[k]])
         sent: dict[tuple[int, int], np.ndarray] = {}
         for m in self.messages:
             back = sent.get((m.target, m.source))
-            tau = beliefs[m.source] if back is None else (
-                beliefs[m.source] - back.reshape(m.shape_in_source))
+            tau = beliefs[m.source] if back is None else broadcast_apply(
+                np.subtract, beliefs[m.source], back.reshape(m.shape_in_source))
             msg = logsumexp(tau, m.axes)
             sent[(m.source, m.target)] = msg
             # in place: no other reference to a node's belief array is held
-            np.add(beliefs[m.target], msg.reshape(m.shape_in_target), out=beliefs[m.target])
+            broadcast_apply(np.add, beliefs[m.target], msg.reshape(m.shape_in_target),
+                            out=beliefs[m.target])
         return beliefs
 
     def component_roots(self) -> list[int]:

@@ -1,0 +1,97 @@
+"""The fitter's exact kernels (flaimsim.mechanisms.kernels) give numpy's values bit for bit,
+on every plan they choose, and a junction tree with Census-sized nodes (where they run)
+still gives the plain expressions' marginals bit for bit (issue 26: a faster fit may not
+move a single result)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flaimsim.mechanisms import kernels
+from flaimsim.mechanisms.junction import JunctionTree
+from flaimsim.mechanisms.mbi_setup import mbi
+
+from test_fit_step_exact import plain_node_marginals
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    """The IEEE bit patterns: −0.0 and 0.0 differ here, NaNs compare by payload."""
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+
+
+def table(shape, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 5, shape)
+    x.flat[rng.choice(x.size, max(1, x.size // 50), replace=False)] = -np.inf
+    x.flat[rng.choice(x.size, max(1, x.size // 100), replace=False)] = 0.0
+    x.flat[rng.choice(x.size, max(1, x.size // 100), replace=False)] = -0.0
+    return x
+
+
+@pytest.mark.parametrize("shape, small, plan", [
+    ((7, 8, 8, 9, 5, 2), (7, 1, 1, 1, 5, 1), "expand"),
+    ((7, 8, 6, 8, 9, 5), (1, 8, 6, 8, 1, 5), "expand"),
+    ((7, 8, 8, 9, 5, 2), (7, 8, 8, 9, 1, 2), "slice"),
+    ((7, 8, 8, 9, 5, 2), (7, 8, 8, 9, 5, 1), "slice"),
+    ((47, 7, 8, 2), (1, 7, 8, 1), "slice"),
+    ((7, 8, 6, 8, 9, 5), (7, 8, 1, 8, 9, 5), None),   # numpy's loop is long already
+    ((3, 4, 5), (3, 1, 5), None),                     # too small to pay
+])
+@pytest.mark.parametrize("op", [np.add, np.subtract])
+def test_broadcast_apply_gives_numpys_bits_on_every_plan(shape, small, plan, op):
+    found = kernels._broadcast_plan(shape, small) if np.prod(shape) >= 4096 else None
+    assert (found and found[0]) == plan
+    x, s = table(shape, 1), table(small, 2)
+    s.flat[0] = np.inf  # inf − inf = NaN must come out where numpy puts it
+    expected = op(x, s)
+    assert np.array_equal(bits(kernels.broadcast_apply(op, x, s)), bits(expected))
+    out = x.copy()
+    returned = kernels.broadcast_apply(op, out, s, out=out)
+    assert returned is out
+    assert np.array_equal(bits(out), bits(expected))
+
+
+@pytest.mark.parametrize("shape, axes", [
+    ((7, 8, 8, 9, 5, 2), (1, 2, 3, 5)),   # reduced block the longer side
+    ((7, 8, 8, 9, 5, 2), (4,)),           # kept block the longer side
+    ((7, 8, 6, 8, 9, 5), (0, 4)),
+    ((32, 7, 6, 8), (1, 2)),
+    ((3, 4, 5), (0, 2)),                  # numpy's own call
+])
+@pytest.mark.parametrize("corner", [None, 0, -1])
+def test_peak_over_is_numpys_max(shape, axes, corner):
+    x = table(shape, 3)
+    if corner is not None:  # each max at the first / last cell of its block
+        x = -np.abs(x)
+        x[tuple(corner if a in axes else slice(None) for a in range(x.ndim))] = 1.0
+    x[(0,) * x.ndim] = np.nan if shape[0] > 3 else x[(0,) * x.ndim]  # NaN propagates
+    x[(1,) + (slice(None),) * (x.ndim - 1)] = -np.inf                # an all −inf slab
+    expected = np.max(x, axis=axes, keepdims=True)
+    got = kernels.peak_over(x, axes)
+    assert got.shape == expected.shape
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.isnan(got).sum() == np.isnan(expected).sum()
+
+
+@pytest.mark.parametrize("structural_zero", [False, True])
+def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(structural_zero):
+    cols = ("a", "b", "c", "d", "e", "f", "g")
+    domain = mbi.Domain(cols, (7, 8, 8, 9, 5, 2, 6))
+    cliques = [("a", "b", "c", "d", "e"), ("a", "d", "e", "f"), ("b", "c", "f", "g"),
+               ("e", "f", "g"), ("c", "d", "f")]
+    tree = JunctionTree(domain, cliques)
+    # the kernels' plans run on this tree (else the test would check numpy against itself)
+    plans = {(kernels._broadcast_plan(tree.node_shapes[m.target], m.shape_in_target)
+              or ("numpy",))[0] for m in tree.messages}
+    plans |= {(kernels._broadcast_plan(tree.node_shapes[m.source], m.shape_in_source)
+               or ("numpy",))[0] for m in tree.messages}
+    assert max(np.prod(s) for s in tree.node_shapes) >= 8192
+    assert plans & {"expand", "slice"}, plans
+    rng = np.random.default_rng(5)
+    thetas = [rng.normal(0, 3, domain.project(c).shape) for c in tree.cliques]
+    if structural_zero:
+        thetas[0][0] = -np.inf
+    nodes = tree.node_marginals(thetas, 48_842.0)
+    for got, want in zip(nodes, plain_node_marginals(tree, thetas, 48_842.0), strict=True):
+        assert np.array_equal(bits(got), bits(want))
