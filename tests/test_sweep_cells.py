@@ -131,3 +131,17 @@ def test_table_files_name_the_commit_date_and_machine(sweep_dir: Path):  # noqa:
         rows = list(csv.DictReader(open(sweep_dir / name)))
         assert rows and all(r["commit"] == prov["commit"] and r["machine"] == prov["machine"]
                             and r["date"] for r in rows)
+
+
+def test_cells_run_repeat_by_repeat_largest_t_first(tmp_path: Path):
+    """A sitting cut short leaves whole repeats of the grid: every cell of seed 0 (largest T
+    first) runs before any of seed 1, and so on in the order the seeds are given."""
+    spec = SweepSpec(RunConfig(dataset="synthfs"), protocols=("central", "distaim"),
+                     rounds=(2, 8, 4), seeds=(3, 1, 2))
+    order = [(c.seed, c.rounds) for c in spec.configs()]
+    assert [s for s, _ in order] == [3] * 6 + [1] * 6 + [2] * 6
+    for seed in (3, 1, 2):
+        assert [t for s, t in order if s == seed] == [8, 8, 4, 4, 2, 2]
+    CALLS.clear()
+    run_sweep(spec, tmp_path / "sweep", jobs=1, execute=fake_cell, show_progress=False)
+    assert CALLS == [cell_key(c) for c in spec.configs()]

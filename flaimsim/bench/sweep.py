@@ -65,12 +65,16 @@ class SweepSpec:
             raise ConfigError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
 
     def configs(self) -> list[RunConfig]:
-        """One validated RunConfig per cell, largest T first (long cells start early)."""
+        """One validated RunConfig per cell: repeat by repeat (seed by seed, in the order
+        given), largest T first within a repeat. A sweep cut short (a sitting ends) so leaves
+        whole repeats of the grid, a table at fewer repeats rather than none; long cells
+        still start early."""
         out = [self.base.replace(protocol=p, rounds=t, epsilon=e, partition=part,
                                  seed=s).without_idle_budget()
                for p, t, e, part, s in product(self.protocols, self.rounds, self.epsilons,
                                                self.partitions, self.seeds)]
-        return sorted(out, key=lambda c: -c.rounds)
+        repeat = {s: i for i, s in enumerate(self.seeds)}
+        return sorted(out, key=lambda c: (repeat[c.seed], -c.rounds))
 
     def to_dict(self) -> dict[str, Any]:
         return {"base": self.base.to_dict(), "protocols": list(self.protocols),
