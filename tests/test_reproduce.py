@@ -119,7 +119,7 @@ def test_reproduce_writes_t_ratio_and_range_to_csv_and_json(
     shutil.copytree(repeated_dir / "cells", out / "adult" / "cells")
     monkeypatch.setattr(mod, "warm_caches", lambda spec: None)
     monkeypatch.setattr(mod, "formula_bytes", lambda config: 22_960_000)
-    monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir: [])
+    monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir, keys=None: [])
     seen = {}
 
     def no_cells(spec, sweep_dir, jobs, scheduler):
@@ -202,7 +202,7 @@ def test_report_only_runs_nothing(repeated_dir: Path, tmp_path: Path,
     for name in ("run_sweep", "warm_caches"):
         monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("ran something"))
     monkeypatch.setattr(mod, "formula_bytes", lambda config: 22_960_000)
-    monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir: [])
+    monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir, keys=None: [])
     text = mod.reproduce(out, ["adult", "magic"], (2, 4, 8, 16), repeats=3, report_only=True)
     assert "| ours (T* 16 / 4) | 4x (2–8x)" in text
     # planned: 4 protocols x 4 T x 3 seeds; finished counts real cell keys only, and the
@@ -235,3 +235,63 @@ def test_throughput_gap_under_each_accounting(tmp_path: Path) -> None:
     text = format_report({"adult": row}, {"adult": {"seconds": 1, "cells": 4, "load": "-",
                                                     "formula_mb": 20.0}}, "Setting: test.")
     assert "| adult | 800x | 1600x | 200x | 400x | 1200x | 2400x | 1300x | 0.05 |" in text
+
+
+def _grid_cells(out: Path, errors: dict[tuple[str, int, int], float]) -> list[str]:
+    """Cells under their real keys (the reproduce grid's configs) with the given errors."""
+    from flaimsim.bench.reproduce import base_config
+    from flaimsim.bench.sweep import SweepSpec
+    from flaimsim.bench.sweep_dir import cell_key
+
+    spec = SweepSpec(base_config("adult"), ("distaim", "aug-flaim-private"), (4, 8),
+                     (1.0,), ("cluster",), (0, 1, 2))
+    written = []
+    for c in spec.configs():
+        err = errors.get((c.protocol, c.rounds, c.seed))
+        if err is None:
+            continue
+        key = cell_key(c)
+        _cell(out, c.protocol, c.rounds, err, 10.0, 8e7 if c.protocol == "distaim" else 4e4,
+              1e3, c.to_dict(), c.seed)
+        (out / "cells" / f"{c.protocol}-T{c.rounds}-s{c.seed}.json").rename(
+            out / "cells" / f"{key}.json")
+        written.append(key)
+    return written
+
+
+SEED0 = {("distaim", 4, 0): 0.30, ("distaim", 8, 0): 0.20,
+         ("aug-flaim-private", 4, 0): 0.32, ("aug-flaim-private", 8, 0): 0.40}
+
+
+def test_whole_repeats_are_the_seeds_with_every_cell(tmp_path: Path) -> None:
+    from flaimsim.bench.reproduce import base_config, whole_repeats
+    from flaimsim.bench.sweep import SweepSpec
+
+    spec = SweepSpec(base_config("adult"), ("distaim", "aug-flaim-private"), (4, 8),
+                     (1.0,), ("cluster",), (0, 1, 2))
+    assert whole_repeats(tmp_path, spec) == (None, 0)            # nothing finished
+    _grid_cells(tmp_path, {("distaim", 8, 1): 0.1})
+    assert whole_repeats(tmp_path, spec) == (None, 0)            # no repeat whole yet
+    seed0 = _grid_cells(tmp_path, SEED0)
+    assert whole_repeats(tmp_path, spec) == (seed0, 1)           # seed 0 only
+    _grid_cells(tmp_path, {(p, t, s): 0.3 for p, t, _ in SEED0 for s in (1, 2)})
+    assert whole_repeats(tmp_path, spec) == (None, 3)            # all: every cell
+
+
+def test_an_unfinished_sweep_reports_its_whole_repeats_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 0 is whole; seed 1 has one cell, DistAIM at T = 4 with a far lower error. Mixed
+    in, it would move DistAIM's T* to 4; the row stands on seed 0 alone and says so."""
+    from flaimsim.bench import reproduce as mod
+
+    out = tmp_path / "out"
+    _grid_cells(out / "adult", {**SEED0, ("distaim", 4, 1): 0.01})
+    monkeypatch.setattr(mod, "formula_bytes", lambda config: 22_960_000)
+    monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir, keys=None: [])
+    text = mod.reproduce(out, ["adult"], (4, 8), protocols=("distaim", "aug-flaim-private"),
+                         repeats=3, report_only=True)
+    assert "| ours (T* 8 / 4) | 2x (2–2x)" in text
+    assert "| 5 / 12 (the row: 1 whole repeat(s), 4 cells) |" in text
+    row = json.loads((out / "reproduce.json").read_text())
+    row = row["rows"]["adult"] if "rows" in row else row["adult"]
+    assert row["repeats"] == 1

@@ -130,11 +130,28 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def our_row(sweep_dir: Path) -> dict[str, Any]:
-    """Our figures for one data set's sweep (see the module docstring)."""
+def whole_repeats(sweep_dir: Path, spec: SweepSpec) -> tuple[list[str] | None, int]:
+    """The finished cells to report while a sweep is unfinished, and how many repeats they
+    make: the repeats (seeds) whose every planned cell is finished, so each T is averaged
+    over the same repeats. (None, 0) when no repeat is whole yet (every finished cell is
+    reported, as a partial table) or every planned cell is finished (all of them)."""
+    by_seed: dict[int, list[str]] = {}
+    for config in spec.configs():
+        by_seed.setdefault(config.seed, []).append(cell_key(config))
+    done = {k for keys in by_seed.values() for k in keys
+            if (sweep_dir / "cells" / f"{k}.json").is_file()}
+    whole = [s for s, keys in by_seed.items() if all(k in done for k in keys)]
+    if not whole or len(whole) == len(by_seed):
+        return None, len(whole)
+    return [k for s in whole for k in by_seed[s]], len(whole)
+
+
+def our_row(sweep_dir: Path, keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """Our figures for one data set's sweep (see the module docstring); ``keys``: only
+    these cells."""
     from flaimsim.bench.trade_off import trade_offs
 
-    cells = load_cells(sweep_dir)
+    cells = load_cells(sweep_dir, keys)
     t = trade_offs(cells)[0]   # with the network model's LAN and WAN times
     by_key = {c.key: c.record for c in cells}
     d_recs = [by_key[k] for k in t.distaim.cells]
@@ -192,11 +209,11 @@ def stamp_png(path: Path, text: str) -> None:
     out.save(path, pnginfo=info)
 
 
-def plot_dataset(sweep_dir: Path) -> list[Path]:
+def plot_dataset(sweep_dir: Path, keys: Sequence[str] | None = None) -> list[Path]:
     from flaimsim.bench.plots import plot_error, plot_traffic
     from flaimsim.bench.trade_off import summarise
 
-    summaries = summarise(load_cells(sweep_dir), networks=())
+    summaries = summarise(load_cells(sweep_dir, keys), networks=())
     groups = sorted({(s.dataset, s.epsilon, s.partition) for s in summaries})
     out = []
     for g in groups:
@@ -207,6 +224,14 @@ def plot_dataset(sweep_dir: Path) -> list[Path]:
     for path in out:
         stamp_png(path, f"flaimsim {p['commit']}, {p['date']}, {p['machine']}")
     return out
+
+
+def _whole_note(timing: dict[str, Any]) -> str:
+    """What an unfinished data set's row stands on: its whole repeats only."""
+    if "whole_repeats" not in timing:
+        return ""
+    return (f" (the row: {timing['whole_repeats']} whole repeat(s), "
+            f"{timing['cells_reported']} cells)")
 
 
 def _f(v: float | None, fmt: str) -> str:
@@ -263,7 +288,8 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
         lines.append(f"| {name} | {tm['formula_mb']:.4g} MB | "
                      f"{ours.get('distaim_sent_mb_participating', 0):.4g} MB | "
                      f"{_f(ours.get('contributing_clients'), '.1f')} | "
-                     f"{tm.get('finished', '-')} / {tm.get('planned', '-')} | "
+                     f"{tm.get('finished', '-')} / {tm.get('planned', '-')}"
+                     f"{_whole_note(tm)} | "
                      f"{tm.get('cells_total', tm['cells'])} ({tm.get('sittings', 1)}"
                      f"{', %d interrupted' % tm['interrupted'] if tm.get('interrupted') else ''}"
                      f") | "
@@ -428,13 +454,20 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         for f in report.failed:
             print(f"reproduce: FAILED {f.key}: {(f.error or '').splitlines()[0]}",
                   file=sys.stderr)
+        keys, whole = whole_repeats(sweep_dir, spec)
+        if keys is not None:  # unfinished: report the whole repeats, each T over the same
+            timings[name].update(whole_repeats=whole, cells_reported=len(keys),
+                                 cells_waiting=finished - len(keys))
+            print(f"reproduce: {name}: {whole} of {len(spec.seeds)} repeats whole; the "
+                  f"table uses their {len(keys)} cells ({finished - len(keys)} finished "
+                  "cells of later repeats wait for them)", file=sys.stderr)
         try:
-            write_table(sweep_dir)
-            rows[name] = our_row(sweep_dir)
-            plot_dataset(sweep_dir)
+            write_table(sweep_dir, keys=keys)
+            rows[name] = our_row(sweep_dir, keys)
+            plot_dataset(sweep_dir, keys)
         except (ValueError, FileNotFoundError) as exc:  # e.g. a protocol's cells all failed
             print(f"reproduce: {name}: no trade-off row ({exc})", file=sys.stderr)
-        configs += list(cell_configs(sweep_dir, load_cells(sweep_dir)).values())
+        configs += list(cell_configs(sweep_dir, load_cells(sweep_dir, keys)).values())
     header = setting_header(configs) + (
         f" Modelled MPC; T grid {', '.join(map(str, rounds))}; {repeats} repeat(s).") + (
         f" Approximate fits: stopped once they move < {overrides['fit_tol']:g} noise sd "

@@ -255,13 +255,14 @@ def trade_off_csv_row(t: TradeOff, networks: Sequence[Network]) -> dict[str, Any
     return row
 
 
-def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS.values())
-                ) -> str:
+def write_table(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS.values()),
+                keys: Sequence[str] | None = None) -> str:
     """Write DIR/table.csv, DIR/table.md and DIR/summary.csv, each naming the code, date and
-    machine that made it (``commit``, ``date``, ``machine``); return the terminal text."""
+    machine that made it (``commit``, ``date``, ``machine``); return the terminal text.
+    ``keys``: only these cells (default: every cell the sweep lists)."""
     prov = provenance()
     out = Path(out_dir)
-    cells = load_cells(out)
+    cells = load_cells(out, keys)
     if not cells:
         raise TableError(f"{out}: no finished cells")
     summaries = summarise(cells, networks)
