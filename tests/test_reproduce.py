@@ -117,7 +117,7 @@ def test_reproduce_writes_t_ratio_and_range_to_csv_and_json(
 
     out = tmp_path / "out"
     shutil.copytree(repeated_dir / "cells", out / "adult" / "cells")
-    monkeypatch.setattr(mod, "warm_caches", lambda spec: None)
+    monkeypatch.setattr(mod, "warm_caches", lambda spec, sweep_dir=None: None)
     monkeypatch.setattr(mod, "formula_bytes", lambda config: 22_960_000)
     monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir, keys=None: [])
     seen = {}
@@ -295,3 +295,21 @@ def test_an_unfinished_sweep_reports_its_whole_repeats_only(
     row = json.loads((out / "reproduce.json").read_text())
     row = row["rows"]["adult"] if "rows" in row else row["adult"]
     assert row["repeats"] == 1
+
+
+def test_warm_caches_skips_the_seeds_already_finished(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from flaimsim.bench import reproduce as mod
+    from flaimsim.protocols import prepare as prep
+
+    out = tmp_path / "adult"
+    _grid_cells(out, SEED0)   # seed 0 finished; seeds 1 and 2 not
+    prepared: list[int] = []
+    monkeypatch.setattr(prep, "prepare", lambda config: prepared.append(config.seed))
+    spec = mod.SweepSpec(mod.base_config("adult"), ("distaim", "aug-flaim-private"), (4, 8),
+                         (1.0,), ("cluster",), (0, 1, 2))
+    mod.warm_caches(spec, out)
+    assert prepared == [1, 2]
+    prepared.clear()
+    mod.warm_caches(spec)      # no folder given: every seed
+    assert prepared == [0, 1, 2]

@@ -358,12 +358,18 @@ def _network_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
                   "(docs/network.md); compute not included."]
 
 
-def warm_caches(spec: SweepSpec) -> None:
+def warm_caches(spec: SweepSpec, sweep_dir: Path | None = None) -> None:
     """Prepare each seed's data once here, so that the workers find the raw data set's coded
-    copy and the UMAP embedding in the cache instead of computing them side by side."""
+    copy and the UMAP embedding in the cache instead of computing them side by side; a seed
+    whose cells are all in ``sweep_dir`` already is skipped (a resumed sitting of a finished
+    data set spent minutes on Magic's UMAP for nothing)."""
     from flaimsim.protocols.prepare import prepare
 
     for seed in spec.seeds:
+        if sweep_dir is not None and all(
+                (sweep_dir / "cells" / f"{cell_key(c)}.json").is_file()
+                for c in spec.configs() if c.seed == seed):
+            continue
         prepare(spec.base.replace(seed=seed))
 
 
@@ -439,7 +445,7 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
                 continue
             report = SweepReport(total=len(spec.configs()))
         else:
-            warm_caches(spec)
+            warm_caches(spec, sweep_dir)
             report = run_sweep(spec, sweep_dir, jobs=jobs, scheduler=scheduler)
         seconds = time.perf_counter() - start
         load = "/".join(f"{x:.1f}" for x in os.getloadavg())
