@@ -292,6 +292,12 @@ def test_an_unfinished_sweep_reports_its_whole_repeats_only(
                          repeats=3, report_only=True)
     assert "| ours (T* 8 / 4) | 2x (2–2x)" in text
     assert "| 5 / 12 (the row: 1 whole repeat(s), 4 cells) |" in text
+    # a data set asked for without a finished cell keeps its place beside the poster's row
+    text = mod.reproduce(out, ["adult", "census"], (4, 8),
+                         protocols=("distaim", "aug-flaim-private"), repeats=3,
+                         report_only=True)
+    assert "| census | poster | 1.5x" in text
+    assert "| census | ours | not run yet: no finished cells" in text
     row = json.loads((out / "reproduce.json").read_text())
     row = row["rows"]["adult"] if "rows" in row else row["adult"]
     assert row["repeats"] == 1

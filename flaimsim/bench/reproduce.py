@@ -239,8 +239,9 @@ def _f(v: float | None, fmt: str) -> str:
 
 
 def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, Any]],
-                  header: str) -> str:
-    """The markdown report: poster row beside ours per data set."""
+                  header: str, waiting: Sequence[str] = ()) -> str:
+    """The markdown report: poster row beside ours per data set; ``waiting``: data sets
+    asked for that have no row yet (no finished cells), listed beside the poster's row."""
     lines = ["# FLAIM poster's communication trade-off, reproduced", "", header, "",
              "| data set | source | T ratio (DistAIM T* / FLAIM T*; range within 1 SE) | "
              "throughput ratio (DistAIM / FLAIM MB per "
@@ -263,6 +264,14 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
             f"{_f(ours['error_pct'], '+.0f')}% | {_f(ours['nll_pct'], '+.0f')}% "
             f"({_f(ours['nll_nats'], '+.3f')} nats) | {ours['distaim_server_mb']:.4g} / "
             f"{ours['flaim_aggregator_mb']:.4g} ({_f(ours['server_ratio'], '.0f')}x) |")
+    for name in (n for n in waiting if n not in rows):
+        p = POSTER.get(name)
+        if p is not None:
+            lines.append(f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
+                         f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
+                         f"{p.nll_pct:g}% | not reported |")
+        lines.append(f"| {name} | ours | not run yet: no finished cells (resume the sweep) "
+                     "| - | - | - | - | - | - |")
     for name in (n for n in POSTER if n not in DATASET_ORDER):
         p = POSTER[name]
         lines += [f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
@@ -484,7 +493,7 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         if "formula_mb" in timings.get(name, {}):
             r.update({f"throughput_ratio_{k}": v for k, v in
                       throughput_gap(r, timings[name]["formula_mb"]).items() if k != "ours"})
-    text = format_report(rows, timings, header)
+    text = format_report(rows, timings, header, waiting=datasets)
     write_text(out / "reproduce.md", text)
     write_json(out / "reproduce.json",
                {"header": header, **prov, "t_ratio": "DistAIM's T* / AugFLAIM (Private)'s T*",
