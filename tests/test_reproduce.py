@@ -189,6 +189,17 @@ def test_sittings_add_up_and_an_interrupted_one_counts_to_its_last_cell(
                                                   "load": "1/1/1"})
     assert totals == {"sittings": 2, "interrupted": 1, "seconds_total": pytest.approx(130.0),
                       "cells_total": 8}
+    # two more that ran no cell: one stopped before its first, one over a finished sweep
+    for late, closed in ((1000, False), (2000, True)):
+        k = open_sitting(repeated_dir, prov, "2 local jobs")
+        doc = json.loads((repeated_dir / "sittings.json").read_text())
+        doc[k]["started"] = start + late
+        (repeated_dir / "sittings.json").write_text(json.dumps(doc))
+        if closed:
+            totals = close_sitting(repeated_dir, k, {"seconds": 30.0, "cells": 0,
+                                                     "failed": 0, "load": "1/1/1"})
+    assert totals == {"sittings": 2, "interrupted": 1, "seconds_total": pytest.approx(130.0),
+                      "cells_total": 8}
 
 
 def test_report_only_runs_nothing(repeated_dir: Path, tmp_path: Path,

@@ -401,7 +401,9 @@ def open_sitting(sweep_dir: Path, prov: dict[str, str], where: str) -> int:
 def close_sitting(sweep_dir: Path, index: int | None, timing: dict[str, Any]
                   ) -> dict[str, Any]:
     """Record a finished sitting's wall time and cells; return the totals over all sittings.
-    An interrupted sitting (no wall time) counts until its last finished cell."""
+    An interrupted sitting (no wall time) counts until its last finished cell; a sitting
+    that finished no cell (a resume of a data set already done, stopped before its first
+    cell) is not counted."""
     path = sweep_dir / SITTINGS
     sittings = json.loads(path.read_text()) if path.is_file() else []
     if index is not None and index < len(sittings):
@@ -409,17 +411,18 @@ def close_sitting(sweep_dir: Path, index: int | None, timing: dict[str, Any]
         write_json(path, sittings, indent=1)
     cells = sorted((p.stat().st_mtime for p in (sweep_dir / "cells").glob("*.json")),
                    reverse=True) if (sweep_dir / "cells").is_dir() else []
-    seconds, interrupted, run = 0.0, 0, 0
+    seconds, interrupted, run, counted = 0.0, 0, 0, 0
     for k, s in enumerate(sittings):
         if s.get("seconds") is not None:
-            seconds, run = seconds + s["seconds"], run + (s.get("cells") or 0)
+            if s.get("cells"):
+                seconds, run, counted = seconds + s["seconds"], run + s["cells"], counted + 1
             continue
-        interrupted += 1
         end = sittings[k + 1]["started"] if k + 1 < len(sittings) else float("inf")
         mine = [m for m in cells if s["started"] <= m < end]
-        seconds += (mine[0] - s["started"]) if mine else 0.0
-        run += len(mine)
-    return {"sittings": len(sittings), "interrupted": interrupted, "seconds_total": seconds,
+        if mine:
+            interrupted, counted = interrupted + 1, counted + 1
+            seconds, run = seconds + mine[0] - s["started"], run + len(mine)
+    return {"sittings": counted, "interrupted": interrupted, "seconds_total": seconds,
             "cells_total": run}
 
 
@@ -447,7 +450,10 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
               file=sys.stderr, flush=True)
         start = time.perf_counter()
         where = f"Dask {scheduler}" if scheduler else f"{jobs} local jobs"
-        sitting = None if report_only else open_sitting(sweep_dir, prov, where)
+        pending = any(not (sweep_dir / "cells" / f"{cell_key(c)}.json").is_file()
+                      for c in spec.configs())
+        # a data set with every cell finished records no sitting (its resume ran nothing)
+        sitting = open_sitting(sweep_dir, prov, where) if pending and not report_only else None
         if report_only:
             if not (sweep_dir / "cells").is_dir():
                 print(f"reproduce: {name}: no cells yet in {sweep_dir}", file=sys.stderr)
