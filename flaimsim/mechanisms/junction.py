@@ -229,8 +229,13 @@ class JunctionTree:
         for i, j in edges:
             sep = tuple(a for a in self.nodes[i] if a in self.nodes[j])
             mu = nodes[i].sum(axis=summed_axes(sep, self.nodes[i]))
-            ops.append((np.divide(1.0, mu, out=np.zeros_like(mu), where=mu > 0), sep))
-        value, _ = contract(self.domain, ops, target)
+            # A separator mass below 1/DBL_MAX (seen on Census) gives 1/μ = inf and a
+            # non-finite marginal, which GraphicalModel.marginal detects and recomputes in
+            # log space; the overflow is expected there, not a fault to print.
+            with np.errstate(over="ignore"):
+                ops.append((np.divide(1.0, mu, out=np.zeros_like(mu), where=mu > 0), sep))
+        with np.errstate(over="ignore", invalid="ignore"):
+            value, _ = contract(self.domain, ops, target)
         return value
 
 
