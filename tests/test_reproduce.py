@@ -135,7 +135,7 @@ def test_reproduce_writes_t_ratio_and_range_to_csv_and_json(
     assert row["where"] == "Dask local"
     doc = json.loads((out / "reproduce.json").read_text())
     assert doc["rows"]["adult"]["t_ratio"] == pytest.approx(4.0)
-    assert "| ours (T* 16 / 4) | 4x (2–8x)" in text
+    assert "| ours (T* 16 / 4; PARTIAL: 0 of 40 cells, no whole repeat) | 4x (2–8x)" in text
 
 
 def test_reproduce_runs_its_cells_on_a_local_dask_cluster(
@@ -215,7 +215,7 @@ def test_report_only_runs_nothing(repeated_dir: Path, tmp_path: Path,
     monkeypatch.setattr(mod, "formula_bytes", lambda config: 22_960_000)
     monkeypatch.setattr(mod, "plot_dataset", lambda sweep_dir, keys=None: [])
     text = mod.reproduce(out, ["adult", "magic"], (2, 4, 8, 16), repeats=3, report_only=True)
-    assert "| ours (T* 16 / 4) | 4x (2–8x)" in text
+    assert "| ours (T* 16 / 4; PARTIAL: 0 of 48 cells, no whole repeat) | 4x (2–8x)" in text
     # planned: 4 protocols x 4 T x 3 seeds; finished counts real cell keys only, and the
     # hand-made cells are named otherwise
     assert "| 0 / 48 |" in text
@@ -309,6 +309,12 @@ def test_an_unfinished_sweep_reports_its_whole_repeats_only(
                          report_only=True)
     assert "| census | poster | 1.5x" in text
     assert "| census | ours | not run yet: no finished cells" in text
+    # no repeat whole: the row is from part of the grid, and its label says so
+    for k in [p for p in (out / "adult" / "cells").glob("*-s0-*.json") if "-T8-" in p.name]:
+        k.unlink()
+    text = mod.reproduce(out, ["adult"], (4, 8), protocols=("distaim", "aug-flaim-private"),
+                         repeats=3, report_only=True)
+    assert "| adult | ours (T* 4 / 4; PARTIAL: 3 of 12 cells, no whole repeat) |" in text
     row = json.loads((out / "reproduce.json").read_text())
     row = row["rows"]["adult"] if "rows" in row else row["adult"]
     assert row["repeats"] == 1

@@ -226,6 +226,15 @@ def plot_dataset(sweep_dir: Path, keys: Sequence[str] | None = None) -> list[Pat
     return out
 
 
+def _partial_note(timing: dict[str, Any]) -> str:
+    """The row label's warning while no repeat of the grid is whole (its T* is over the T
+    finished so far only)."""
+    if not timing.get("partial"):
+        return ""
+    return (f"; PARTIAL: {timing.get('finished', '?')} of {timing.get('planned', '?')} "
+            "cells, no whole repeat")
+
+
 def _whole_note(timing: dict[str, Any]) -> str:
     """What an unfinished data set's row stands on: its whole repeats only."""
     if "whole_repeats" not in timing:
@@ -254,7 +263,8 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
                          f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
                          f"{p.nll_pct:g}% | not reported |")
         lines.append(
-            f"| {name} | ours (T* {ours['distaim_T']} / {ours['flaim_T']}) | "
+            f"| {name} | ours (T* {ours['distaim_T']} / {ours['flaim_T']}"
+            f"{_partial_note(timings.get(name, {}))}) | "
             f"{_f(ours['t_ratio'], '.2g')}x ({_f(ours['t_ratio_min'], '.2g')}–"
             f"{_f(ours['t_ratio_max'], '.2g')}x) | {_f(ours['throughput_ratio'], '.0f')}x "
             f"({ours['distaim_client_mb']:.3g} / {ours['flaim_client_mb']:.3g}) | "
@@ -482,6 +492,8 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
             print(f"reproduce: {name}: {whole} of {len(spec.seeds)} repeats whole; the "
                   f"table uses their {len(keys)} cells ({finished - len(keys)} finished "
                   "cells of later repeats wait for them)", file=sys.stderr)
+        elif finished < len(planned):  # no repeat whole yet: a row from part of the grid
+            timings[name]["partial"] = True
         try:
             write_table(sweep_dir, keys=keys)
             rows[name] = our_row(sweep_dir, keys)
