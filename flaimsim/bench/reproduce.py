@@ -243,6 +243,13 @@ def _whole_note(timing: dict[str, Any]) -> str:
             f"{timing['cells_reported']} cells)")
 
 
+def _poster_line(name: str, p: PosterRow) -> str:
+    """The poster's row of the report table."""
+    return (f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
+            f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
+            f"{p.nll_pct:g}% | not reported |")
+
+
 def _f(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -259,9 +266,7 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
     for name, ours in rows.items():
         p = POSTER.get(name)
         if p is not None:
-            lines.append(f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
-                         f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
-                         f"{p.nll_pct:g}% | not reported |")
+            lines.append(_poster_line(name, p))
         lines.append(
             f"| {name} | ours (T* {ours['distaim_T']} / {ours['flaim_T']}"
             f"{_partial_note(timings.get(name, {}))}) | "
@@ -277,16 +282,12 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
     for name in (n for n in waiting if n not in rows):
         p = POSTER.get(name)
         if p is not None:
-            lines.append(f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
-                         f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
-                         f"{p.nll_pct:g}% | not reported |")
+            lines.append(_poster_line(name, p))
         lines.append(f"| {name} | ours | not run yet: no finished cells (resume the sweep) "
                      "| - | - | - | - | - | - |")
     for name in (n for n in POSTER if n not in DATASET_ORDER):
         p = POSTER[name]
-        lines += [f"| {name} | poster | {p.t_ratio:g}x | {p.throughput_ratio:g}x "
-                  f"({p.distaim_mb:g} / {p.flaim_mb:g}) | - | - | {p.error_pct:g}% | "
-                  f"{p.nll_pct:g}% | not reported |",
+        lines += [_poster_line(name, p),
                   f"| {name} | ours | data not available offline | - | - | - | - | - | - |"]
     near = "; ".join(f"{n}: DistAIM {{{r['distaim_T_within_se']}}}, FLAIM "
                      f"{{{r['flaim_T_within_se']}}}" for n, r in rows.items())
