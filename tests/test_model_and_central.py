@@ -192,13 +192,24 @@ def test_log_partition_by_messages_sums_over_the_parts_of_a_forest():
                                                                rel=1e-12)
 
 
+def brute_pair_marginal(model: GraphicalModel, t: Table, a: str, b: str) -> np.ndarray:
+    """P(a, b) under the model's potentials, by enumerating the whole (tiny) domain."""
+    import itertools
+
+    states = np.array(list(itertools.product(*[range(k) for k in t.sizes])))
+    logp = sum(th[tuple(states[:, t.columns.index(x)] for x in c)]
+               for c, th in zip(model.tree.cliques, model.result.potentials))
+    p = np.exp(logp - logp.max())
+    brute = np.zeros((t.sizes[t.columns.index(a)], t.sizes[t.columns.index(b)]))
+    np.add.at(brute, (states[:, t.columns.index(a)], states[:, t.columns.index(b)]), p / p.sum())
+    return brute
+
+
 def test_a_marginal_whose_contraction_underflows_comes_from_log_space_messages(monkeypatch):
     """A candidate's marginal outside every junction-tree node is contracted from node
     marginals; when that comes out all zeros (NaiveFLAIM on Marketing at T = 160: "the
     model's marginal on ('contact', 'day') cannot be computed"), log-space messages on the
     tree with the candidate added give it. Checked against brute force."""
-    import itertools
-
     from flaimsim.mechanisms.junction import JunctionTree
 
     rng = np.random.default_rng(8)
@@ -211,12 +222,7 @@ def test_a_marginal_whose_contraction_underflows_comes_from_log_space_messages(m
                                for c in model.tree.cliques]
     model.result.node_marginals = model.tree.node_marginals(model.result.potentials,
                                                             model.total)
-    states = np.array(list(itertools.product(*[range(k) for k in t.sizes])))
-    logp = sum(th[tuple(states[:, cols.index(a)] for a in c)]
-               for c, th in zip(model.tree.cliques, model.result.potentials))
-    p = np.exp(logp - logp.max())
-    brute = np.zeros((2, 2))
-    np.add.at(brute, (states[:, 0], states[:, 6]), p / p.sum())
+    brute = brute_pair_marginal(model, t, "a0", "a6")
     plain = model.marginal(("a0", "a6"))   # the contraction works here
     np.testing.assert_allclose(plain / plain.sum(), brute.ravel(), rtol=1e-9)
     monkeypatch.setattr(JunctionTree, "spanning_marginal",
@@ -229,7 +235,6 @@ def test_a_separator_mass_that_overflows_its_inverse_falls_back_quietly():
     """A separator value with a subnormal mass (seen on Census) makes 1/μ overflow to inf in
     the node-marginal contraction; the marginal is then recomputed by log-space messages,
     without a RuntimeWarning in the log, and matches brute force."""
-    import itertools
     import warnings
 
     rng = np.random.default_rng(9)
@@ -238,12 +243,7 @@ def test_a_separator_mass_that_overflows_its_inverse_falls_back_quietly():
     model = GraphicalModel.for_table(t).fit(
         [Measurement(p, t.marginal(p).astype(float), 1.0) for p in zip(cols, cols[1:])],
         iters=10)
-    states = np.array(list(itertools.product(*[range(k) for k in t.sizes])))
-    logp = sum(th[tuple(states[:, cols.index(a)] for a in c)]
-               for c, th in zip(model.tree.cliques, model.result.potentials))
-    p = np.exp(logp - logp.max())
-    brute = np.zeros((2, 2))
-    np.add.at(brute, (states[:, 0], states[:, 4]), p / p.sum())
+    brute = brute_pair_marginal(model, t, "a0", "a4")
     for k, node in enumerate(model.tree.nodes):   # a1 = 0 all but impossible in every node
         if "a1" in node:
             model.result.node_marginals[k][(slice(None),) * node.index("a1") + (0,)] = 1e-321

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from flaimsim.bench.provenance import provenance
 from flaimsim.bench.sweep import SweepReport, SweepSpec, run_sweep
@@ -130,17 +130,27 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def planned_cells(spec: SweepSpec) -> dict[int, list[str]]:
+    """Each repeat's (seed's) planned cell keys, in the order the sweep runs them."""
+    by_seed: dict[int, list[str]] = {}
+    for config in spec.configs():
+        by_seed.setdefault(config.seed, []).append(cell_key(config))
+    return by_seed
+
+
+def finished_cells(sweep_dir: Path, keys: Iterable[str]) -> set[str]:
+    """Those of ``keys`` whose cell file is written (a cell's JSON is written last)."""
+    return {k for k in keys if (sweep_dir / "cells" / f"{k}.json").is_file()}
+
+
 def whole_repeats(sweep_dir: Path, spec: SweepSpec) -> tuple[list[str] | None, int]:
     """The finished cells to report while a sweep is unfinished, and how many repeats they
     make: the repeats (seeds) whose every planned cell is finished, so each T is averaged
     over the same repeats. (None, 0) when no repeat is whole yet (every finished cell is
     reported, as a partial table) or every planned cell is finished (all of them)."""
-    by_seed: dict[int, list[str]] = {}
-    for config in spec.configs():
-        by_seed.setdefault(config.seed, []).append(cell_key(config))
-    done = {k for keys in by_seed.values() for k in keys
-            if (sweep_dir / "cells" / f"{k}.json").is_file()}
-    whole = [s for s, keys in by_seed.items() if all(k in done for k in keys)]
+    by_seed = planned_cells(spec)
+    whole = [s for s, keys in by_seed.items()
+             if len(finished_cells(sweep_dir, keys)) == len(keys)]
     if not whole or len(whole) == len(by_seed):
         return None, len(whole)
     return [k for s in whole for k in by_seed[s]], len(whole)
@@ -385,12 +395,9 @@ def warm_caches(spec: SweepSpec, sweep_dir: Path | None = None) -> None:
     data set spent minutes on Magic's UMAP for nothing)."""
     from flaimsim.protocols.prepare import prepare
 
-    for seed in spec.seeds:
-        if sweep_dir is not None and all(
-                (sweep_dir / "cells" / f"{cell_key(c)}.json").is_file()
-                for c in spec.configs() if c.seed == seed):
-            continue
-        prepare(spec.base.replace(seed=seed))
+    for seed, keys in planned_cells(spec).items():
+        if sweep_dir is None or len(finished_cells(sweep_dir, keys)) < len(keys):
+            prepare(spec.base.replace(seed=seed))
 
 
 SITTINGS = "sittings.json"
@@ -457,26 +464,25 @@ def reproduce(out: str | Path, datasets: Sequence[str], rounds: Sequence[int],
         spec = SweepSpec(base, tuple(protocols), tuple(rounds), (base.epsilon,),
                          (base.partition,), tuple(range(base.seed, base.seed + repeats)))
         sweep_dir = out / name
-        print(f"reproduce: {name}: {len(spec.configs())} cells into {sweep_dir}",
+        planned = [k for keys in planned_cells(spec).values() for k in keys]
+        print(f"reproduce: {name}: {len(planned)} cells into {sweep_dir}",
               file=sys.stderr, flush=True)
         start = time.perf_counter()
         where = f"Dask {scheduler}" if scheduler else f"{jobs} local jobs"
-        pending = any(not (sweep_dir / "cells" / f"{cell_key(c)}.json").is_file()
-                      for c in spec.configs())
+        pending = len(finished_cells(sweep_dir, planned)) < len(planned)
         # a data set with every cell finished records no sitting (its resume ran nothing)
         sitting = open_sitting(sweep_dir, prov, where) if pending and not report_only else None
         if report_only:
             if not (sweep_dir / "cells").is_dir():
                 print(f"reproduce: {name}: no cells yet in {sweep_dir}", file=sys.stderr)
                 continue
-            report = SweepReport(total=len(spec.configs()))
+            report = SweepReport(total=len(planned))
         else:
             warm_caches(spec, sweep_dir)
             report = run_sweep(spec, sweep_dir, jobs=jobs, scheduler=scheduler)
         seconds = time.perf_counter() - start
         load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-        planned = {cell_key(c) for c in spec.configs()}
-        finished = sum((sweep_dir / "cells" / f"{k}.json").is_file() for k in planned)
+        finished = len(finished_cells(sweep_dir, planned))
         timings[name] = {"seconds": seconds, "cells": len(report.done),
                          "finished": finished, "planned": len(planned),
                          "skipped": len(report.skipped), "failed": len(report.failed),
