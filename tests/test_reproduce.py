@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flaimsim.bench.reproduce import POSTER, format_report, our_row
+from flaimsim.bench.paper_table import POSTER, format_report, our_row
 from flaimsim.bench.table import setting_header
 from flaimsim.protocols.config import PRESETS, RunConfig
 
@@ -225,7 +225,7 @@ def test_report_only_runs_nothing(repeated_dir: Path, tmp_path: Path,
 def test_throughput_gap_under_each_accounting(tmp_path: Path) -> None:
     """The poster's ratio against ours under each accounting: DistAIM by the authors'
     formula (x 1, x 6) and FLAIM without the model download, from the cells' own bytes."""
-    from flaimsim.bench.reproduce import throughput_gap
+    from flaimsim.bench.paper_table import throughput_gap
 
     config = RunConfig(dataset="adult", **PRESETS["paper"]).to_dict()
     for t, err in ((4, 0.30), (8, 0.20)):

@@ -122,7 +122,7 @@ def test_a_cell_listed_under_an_old_key_is_counted_once(tmp_path: Path):
 def test_table_files_name_the_commit_date_and_machine(sweep_dir: Path):  # noqa: F811
     import csv
 
-    from flaimsim.bench.reproduce import provenance
+    from flaimsim.bench.provenance import provenance
 
     table.write_table(sweep_dir)
     prov = provenance()

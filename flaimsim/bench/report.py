@@ -286,7 +286,7 @@ def sweep_section(out: Path, title: str, poster: bool = True) -> str:
     """A sweep folder's trade-off tables and T plots (``poster``: and the poster's row
     beside ours, where the poster has the data set)."""
     from flaimsim.bench.network import PRESETS
-    from flaimsim.bench.reproduce import POSTER, our_row
+    from flaimsim.bench.paper_table import POSTER, our_row
     from flaimsim.bench.sweep_dir import load_cells
     from flaimsim.bench.table import cell_configs, format_summary, setting_header, trade_off_rows
     from flaimsim.bench.trade_off import TableError, summarise, trade_offs
@@ -334,8 +334,8 @@ def _fmt(v: Any, spec: str) -> str:
 
 def poster_table(rows: dict[str, dict[str, Any]]) -> str:
     """Per data set: the poster's T ratio, throughput ratio, error and NLL differences
-    beside ours (:func:`flaimsim.bench.reproduce.our_row`)."""
-    from flaimsim.bench.reproduce import POSTER
+    beside ours (:func:`flaimsim.bench.paper_table.our_row`)."""
+    from flaimsim.bench.paper_table import POSTER
 
     head = ("data set", "source", "T ratio", "throughput ratio (DistAIM / FLAIM MB per "
             "client)", "Err", "NLL")
@@ -363,7 +363,7 @@ def sweep_report(out: Path) -> str:
 
 
 def reproduce_report(out: Path) -> str:
-    from flaimsim.bench.reproduce import our_row
+    from flaimsim.bench.paper_table import our_row
 
     dirs = sorted(p for p in out.iterdir() if (p / "cells").is_dir())
     rows = {}
