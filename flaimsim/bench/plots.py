@@ -63,6 +63,14 @@ def _series(summaries: Sequence[Summary], protocol: str, attr: str
     return [t for t, _ in pts], [v for _, v in pts]
 
 
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically (no half-written PNG is left) and free it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def plot_traffic(summaries: Sequence[Summary], g: GroupKey, path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -83,10 +91,7 @@ def plot_traffic(summaries: Sequence[Summary], g: GroupKey, path: Path) -> Path:
     axes[1].set_title("server-side traffic")
     fig.suptitle(f"Communication against T — {_title(g)}  (MB = 10^6 bytes)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_error(summaries: Sequence[Summary], g: GroupKey, path: Path) -> Path:
@@ -111,10 +116,7 @@ def plot_error(summaries: Sequence[Summary], g: GroupKey, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def phase_bytes(cell: Cell) -> tuple[dict[str, float], dict[str, float]]:
@@ -202,10 +204,7 @@ def plot_phases(cells: Sequence[Cell], g: GroupKey, path: Path) -> Path | None:
     fig.suptitle(f"Bytes by phase at T = {t} (totals above bars, MB = 10^6 bytes) — "
                  f"{_title(g)}")
     fig.tight_layout(rect=(0, 0, 0.85, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_crossover(cells: Sequence[Cell], summaries: Sequence[Summary], g: GroupKey,
@@ -254,10 +253,7 @@ def plot_crossover(cells: Sequence[Cell], summaries: Sequence[Summary], g: Group
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_network(summaries: Sequence[Summary], g: GroupKey, path: Path,
@@ -285,10 +281,7 @@ def plot_network(summaries: Sequence[Summary], g: GroupKey, path: Path,
     fig.suptitle(f"Network model: message rounds × latency + bytes / bandwidth — {_title(g)}",
                  fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def make_plots(out_dir: str | Path, networks: Sequence[Network] = tuple(PRESETS.values())
