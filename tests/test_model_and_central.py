@@ -197,11 +197,12 @@ def brute_pair_marginal(model: GraphicalModel, t: Table, a: str, b: str) -> np.n
     import itertools
 
     states = np.array(list(itertools.product(*[range(k) for k in t.sizes])))
-    logp = sum(th[tuple(states[:, t.columns.index(x)] for x in c)]
+    column = {name: states[:, i] for i, name in enumerate(t.columns)}
+    logp = sum(th[tuple(column[x] for x in c)]
                for c, th in zip(model.tree.cliques, model.result.potentials))
     p = np.exp(logp - logp.max())
-    brute = np.zeros((t.sizes[t.columns.index(a)], t.sizes[t.columns.index(b)]))
-    np.add.at(brute, (states[:, t.columns.index(a)], states[:, t.columns.index(b)]), p / p.sum())
+    brute = np.zeros((column[a].max() + 1, column[b].max() + 1))
+    np.add.at(brute, (column[a], column[b]), p / p.sum())
     return brute
 
 
