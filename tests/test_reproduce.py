@@ -65,6 +65,29 @@ def test_report_puts_the_poster_row_beside_ours(sweep_dir: Path) -> None:
     assert POSTER["magic"].throughput_ratio == 1643
 
 
+@pytest.mark.parametrize("ratio, text", [(0.76, "0.76x"), (0.0123, "0.012x"), (3.44, "3.4x"),
+                                         (9.6, "10x"), (38.4, "38x"), (1300.0, "1300x")])
+def test_a_byte_ratio_keeps_two_figures_below_ten(ratio: float, text: str) -> None:
+    from flaimsim.bench.paper_table import ratio_text
+
+    assert ratio_text(ratio) + "x" == text and ratio_text(None) == "-"
+
+
+def test_a_flaim_client_moving_more_than_distaims_reads_below_one(tmp_path: Path) -> None:
+    # Covtype's case: the model download makes a FLAIM client's bytes exceed DistAIM's
+    config = RunConfig(dataset="adult", **PRESETS["paper"]).to_dict()
+    _cell(tmp_path, "distaim", 8, 0.2, 10.0, 3.0e5, 0.0, config)
+    _cell(tmp_path, "aug-flaim-private", 4, 0.3, 11.0, 1.0e5, 3.0e5, config)
+    row = our_row(tmp_path)
+    assert row["throughput_ratio"] == pytest.approx(0.75)
+    text = format_report({"adult": row}, {"adult": {"seconds": 60, "cells": 2, "load": "1",
+                                                    "formula_mb": 1.0}}, "Setting: test.")
+    ours = [line for line in text.splitlines() if line.startswith("| adult | ours")][0]
+    assert "| 0.75x (0.3 / 0.4) | 3x (0.3 / 0.1) |" in ours
+    gap = [line for line in text.splitlines() if line.startswith("| adult | 0.75x |")]
+    assert gap, "the accounting table's 'ours' column keeps two figures"
+
+
 def test_setting_header_names_the_paper_or_the_differences() -> None:
     paper = RunConfig(dataset="adult", **PRESETS["paper"]).to_dict()
     assert setting_header([paper]).startswith("Setting: the paper's (preset 'paper'")

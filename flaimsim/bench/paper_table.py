@@ -147,6 +147,12 @@ def _f(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def ratio_text(v: float | None) -> str:
+    """A byte ratio as ``N`` (whole from 10 up) or two significant figures below: Covtype's
+    0.76 must not read as 1."""
+    return "-" if v is None else format(v, ".0f" if v >= 9.5 else ".2g")
+
+
 def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, Any]],
                   header: str, waiting: Sequence[str] = ()) -> str:
     """The markdown report: poster row beside ours per data set; ``waiting``: data sets
@@ -164,14 +170,14 @@ def format_report(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, 
             f"| {name} | ours (T* {ours['distaim_T']} / {ours['flaim_T']}"
             f"{_partial_note(timings.get(name, {}))}) | "
             f"{_f(ours['t_ratio'], '.2g')}x ({_f(ours['t_ratio_min'], '.2g')}–"
-            f"{_f(ours['t_ratio_max'], '.2g')}x) | {_f(ours['throughput_ratio'], '.0f')}x "
+            f"{_f(ours['t_ratio_max'], '.2g')}x) | {ratio_text(ours['throughput_ratio'])}x "
             f"({ours['distaim_client_mb']:.3g} / {ours['flaim_client_mb']:.3g}) | "
-            f"{_f(ours['sent_ratio'], '.0f')}x ({ours['distaim_sent_mb']:.3g} / "
+            f"{ratio_text(ours['sent_ratio'])}x ({ours['distaim_sent_mb']:.3g} / "
             f"{ours['flaim_sent_mb']:.3g}) | {_f(ours['received_ratio'], '.3g')}x "
             f"({ours['distaim_received_mb']:.3g} / {ours['flaim_received_mb']:.3g}) | "
             f"{_f(ours['error_pct'], '+.0f')}% | {_f(ours['nll_pct'], '+.0f')}% "
             f"({_f(ours['nll_nats'], '+.3f')} nats) | {ours['distaim_server_mb']:.4g} / "
-            f"{ours['flaim_aggregator_mb']:.4g} ({_f(ours['server_ratio'], '.0f')}x) |")
+            f"{ours['flaim_aggregator_mb']:.4g} ({ratio_text(ours['server_ratio'])}x) |")
     for name in (n for n in waiting if n not in rows):
         p = POSTER.get(name)
         if p is not None:
@@ -245,7 +251,7 @@ def _gap_lines(rows: dict[str, dict[str, Any]], timings: dict[str, dict[str, Any
         g = throughput_gap(ours, tm["formula_mb"])
         p = POSTER.get(name)
         out.append(f"| {name} | " + " | ".join(
-            f"{_f(g[k], '.0f')}x" for k in ("ours", "ours_no_download", "formula",
+            f"{ratio_text(g[k])}x" for k in ("ours", "ours_no_download", "formula",
                                            "formula_no_download", "formula_x6",
                                            "formula_x6_no_download"))
             + f" | {f'{p.throughput_ratio:g}x' if p else '-'} | "

@@ -335,7 +335,7 @@ def _fmt(v: Any, spec: str) -> str:
 def poster_table(rows: dict[str, dict[str, Any]]) -> str:
     """Per data set: the poster's T ratio, throughput ratio, error and NLL differences
     beside ours (:func:`flaimsim.bench.paper_table.our_row`)."""
-    from flaimsim.bench.paper_table import POSTER
+    from flaimsim.bench.paper_table import POSTER, ratio_text
 
     head = ("data set", "source", "T ratio", "throughput ratio (DistAIM / FLAIM MB per "
             "client)", "Err", "NLL")
@@ -348,7 +348,7 @@ def poster_table(rows: dict[str, dict[str, Any]]) -> str:
                         f"{p.nll_pct:g}%"))
         out.append((name, f"ours (T* {ours.get('distaim_T')} / {ours.get('flaim_T')})",
                     f"{_fmt(ours.get('t_ratio'), '.2g')}x",
-                    f"{_fmt(ours.get('throughput_ratio'), '.0f')}x "
+                    f"{ratio_text(ours.get('throughput_ratio'))}x "
                     f"({_fmt(ours.get('distaim_client_mb'), '.3g')} / "
                     f"{_fmt(ours.get('flaim_client_mb'), '.3g')})",
                     f"{_fmt(ours.get('error_pct'), '+.0f')}%",
