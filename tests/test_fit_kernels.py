@@ -95,3 +95,59 @@ def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(struct
     nodes = tree.node_marginals(thetas, 48_842.0)
     for got, want in zip(nodes, plain_node_marginals(tree, thetas, 48_842.0), strict=True):
         assert np.array_equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("shape, axes, steps", [
+    ((9, 7, 15, 6, 5, 2), (1, 2, 3, 4), ("fold",)),        # kept axes at both ends
+    ((9, 7, 15, 6, 5, 2), (0, 2, 3, 5), ("runs", "fold")),  # a short run of 2, then a fold
+    ((9, 7, 15, 6, 5, 2), (1, 2, 4, 5), ("runs", "fold")),  # a run of 10: numpy's pairwise
+    ((16, 7, 15, 6, 2), (1, 2, 3), ("fold",)),
+    ((16, 2, 7, 15, 40), (1, 3), ("numpy",)),               # the kept loop is long already
+    ((40, 30, 3), (1, 2), ("runs",)),                        # one run per output cell
+    ((20, 9, 6, 5), (1, 3), ("runs", "fold")),               # a short run of 5
+    ((5, 1, 300, 1, 3), (0, 2), ("fold",)),                  # 1-value axes vanish
+    ((6000,), (0,), None),                                   # numpy's own call
+])
+@pytest.mark.parametrize("data", ["signed", "ieee"])
+def test_sum_over_adds_in_numpys_order(shape, axes, steps, data):
+    plan = kernels._sum_plan(shape, axes)
+    assert (plan and tuple(s[0] for s in plan[0])) == steps
+    assert kernels._checked_sum_plan(shape, axes) == plan  # it passed its check on numpy
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 1, shape) * np.exp(rng.normal(0, 6, shape)) if data == "signed" else \
+        table(shape, 4)
+    got = kernels.sum_over(x, axes)
+    want = np.add.reduce(x, axis=axes)
+    assert got.shape == want.shape
+    assert np.array_equal(bits(got), bits(want))
+
+
+def test_sum_over_matches_numpy_on_random_shapes():
+    rng = np.random.default_rng(12)
+    planned = 0
+    for _ in range(400):
+        shape = tuple(int(n) for n in rng.choice([1, 2, 3, 5, 7, 9, 16, 42, 130],
+                                                 size=rng.integers(2, 7)))
+        if not 1024 <= np.prod(shape) <= 200_000:
+            continue
+        axes = tuple(sorted(rng.choice(len(shape), rng.integers(1, len(shape)),
+                                       replace=False).tolist()))
+        plan = kernels._sum_plan(shape, axes)
+        assert kernels._checked_sum_plan(shape, axes) == plan, (shape, axes)  # no fallback
+        planned += plan is not None
+        x = rng.normal(0, 1, shape) * np.exp(rng.normal(0, 6, shape))
+        assert np.array_equal(bits(kernels.sum_over(x, axes)),
+                              bits(np.add.reduce(x, axis=axes))), (shape, axes)
+    assert planned >= 100  # the kernel ran, not numpy against itself
+
+
+def test_a_plan_that_disagrees_with_numpy_falls_back_with_a_warning(monkeypatch):
+    kernels._checked_sum_plan.cache_clear()
+    # a wrong model of numpy's order: the runs summed one by one from the other end
+    monkeypatch.setattr(kernels, "_PAIRWISE_BLOCK", 10**9)
+    shape, axes = (50, 40, 16), (1, 2)
+    with pytest.warns(RuntimeWarning, match="another order"):
+        assert kernels._checked_sum_plan(shape, axes) is None
+    x = np.exp(np.random.default_rng(3).normal(0, 4, shape))
+    assert np.array_equal(bits(kernels.sum_over(x, axes)), bits(np.add.reduce(x, axis=axes)))
+    kernels._checked_sum_plan.cache_clear()

@@ -23,7 +23,7 @@ import numpy as np
 import opt_einsum
 
 from flaimsim.mechanisms import memo
-from flaimsim.mechanisms.kernels import broadcast_apply, peak_over
+from flaimsim.mechanisms.kernels import broadcast_apply, peak_over, sum_over
 from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
@@ -72,7 +72,7 @@ def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
         peak = np.where(np.isfinite(peak), peak, 0.0)
     shifted = broadcast_apply(np.subtract, x, peak)
     np.exp(shifted, out=shifted)
-    out = _add(shifted, axis=axes)
+    out = sum_over(shifted, axes)
     np.log(out, out=out)
     out += peak.reshape(out.shape)
     return out
@@ -186,7 +186,7 @@ class JunctionTree:
 
     def clique_marginals(self, nodes: Sequence[np.ndarray]) -> list[np.ndarray]:
         """μ_c for each clique, summed from its home node's marginal."""
-        return [nodes[h] if not axes else _add(nodes[h], axis=axes)
+        return [nodes[h] if not axes else sum_over(nodes[h], axes)
                 for h, axes in zip(self.home, self.clique_axes)]
 
     def project(self, nodes: Sequence[np.ndarray], clique: Sequence[str]) -> np.ndarray | None:
@@ -195,7 +195,7 @@ class JunctionTree:
         h = self.node_of(target)
         if h is None:
             return None
-        return nodes[h].sum(axis=summed_axes(target, self.nodes[h]))
+        return sum_over(nodes[h], summed_axes(target, self.nodes[h]))
 
     def steiner(self, clique: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
         """The smallest subforest whose nodes cover ``clique``: leaves that are not needed
@@ -228,7 +228,7 @@ class JunctionTree:
         ops = [(nodes[n], self.nodes[n]) for n in keep]
         for i, j in edges:
             sep = tuple(a for a in self.nodes[i] if a in self.nodes[j])
-            mu = nodes[i].sum(axis=summed_axes(sep, self.nodes[i]))
+            mu = sum_over(nodes[i], summed_axes(sep, self.nodes[i]))
             # A separator mass below 1/DBL_MAX (seen on Census) gives 1/μ = inf and a
             # non-finite marginal, which GraphicalModel.marginal detects and recomputes in
             # log space; the overflow is expected there, not a fault to print.

@@ -14,10 +14,20 @@ cannot change a bit:
   IEEE operation on the same two inputs, whatever the loop order), with ``s`` first expanded
   over x's trailing axes into a small contiguous block so the inner loop is long;
 - :func:`peak_over`: the max over some axes (a maximum is exact in any order), taken after
-  gathering those axes into one contiguous block.
+  gathering those axes into one contiguous block;
+- :func:`sum_over`: a sum over some axes in numpy's own order of additions, with long loops.
 
-Sums are not here: a floating-point sum depends on its order, so the fitter's reductions
-stay numpy's own calls (the fit must agree with the plain code to the last bit; tested).
+A floating-point sum depends on its order, so :func:`sum_over` keeps numpy's. For a
+C-contiguous table ``np.add.reduce`` walks the cells in C order with its adjacent reduced
+(or kept) axes joined: when the last axes are reduced, each run of them is summed pairwise
+(``pairwise_sum``: one by one from −0.0 below 8 cells) and the runs are added into the
+output one after another; when the last axes are kept, each output cell adds its cells one
+by one in C order of the reduced indices. :func:`sum_over` takes the same two steps with
+long loops: a short run is added as a few strided whole-table adds (a long one by numpy),
+and the one-by-one fold runs over a transposed copy, reduced along its first axis (a
+copy moves bits, so it cannot change a value). Each plan is checked against numpy on a
+random table on first use and numpy's own call is kept if they differ by one bit (a numpy
+that orders its sums otherwise); `tests/test_fit_kernels.py` checks them on random shapes.
 """
 
 from __future__ import annotations
@@ -25,12 +35,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import warnings
 
 import numpy as np
 
 Axes = tuple[int, ...]
 
 _max = np.maximum.reduce
+_add = np.add.reduce
 
 # Below these sizes numpy's own call is the faster: its per-call overhead rules.
 _GATHERED_MAX_CELLS = 8192
@@ -41,6 +53,10 @@ _INNER_TARGET = 512
 _LONG_LOOP = 32
 # The slice plan's most calls (~1 µs of overhead each).
 _MAX_SLICES = 24
+# Below this many cells numpy's own sum is as fast.
+_SUM_MIN_CELLS = 1024
+# numpy's pairwise_sum adds a run shorter than this one cell at a time.
+_PAIRWISE_BLOCK = 8
 
 
 def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
@@ -144,3 +160,84 @@ def _numpy_inner_loop(shape: tuple[int, ...], small: tuple[int, ...]) -> int:
             break
         kind, inner = this, inner * n
     return inner
+
+
+def sum_over(x: np.ndarray, axes: Axes) -> np.ndarray:
+    """``np.add.reduce(x, axis=axes)``, the same bits, faster where numpy's inner loops are
+    short (see the module docstring for the order of additions it keeps)."""
+    if (x.size < _SUM_MIN_CELLS or not x.flags.c_contiguous or not axes
+            or x.dtype != np.float64):
+        return _add(x, axis=axes)
+    plan = _checked_sum_plan(x.shape, tuple(axes))
+    return _add(x, axis=axes) if plan is None else _run_sum_plan(x, plan)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_sum_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
+    """The plan of :func:`sum_over`, kept only if it gives numpy's bits on a random table."""
+    plan = _sum_plan(shape, axes)
+    if plan is None:
+        return None
+    probe = np.exp(np.random.default_rng(len(shape)).normal(0.0, 4.0, shape))
+    if not np.array_equal(_run_sum_plan(probe, plan).view(np.uint64),
+                          _add(probe, axis=axes).view(np.uint64)):
+        warnings.warn(f"numpy {np.__version__} sums a {shape} table over {axes} in another "
+                      "order than flaimsim's kernel expects: using numpy's own sum",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return plan
+
+
+def _sum_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
+    """(steps, output shape), or None where numpy's own call is as good. The axes are first
+    joined as numpy joins them: adjacent axes both reduced or both kept (1-value axes
+    vanish)."""
+    groups: list[list] = []   # [cells, reduced]
+    for a, n in enumerate(shape):
+        if n == 1:
+            continue
+        if groups and groups[-1][1] == (a in axes):
+            groups[-1][0] *= n
+        else:
+            groups.append([n, a in axes])
+    if len(groups) < 2 or not any(reduced for _, reduced in groups):
+        return None
+    steps: list[tuple] = []
+    if groups[-1][1]:  # the last axes are reduced: sum each run of them
+        run = groups.pop()[0]
+        view = tuple(n for n, _ in groups) + (run,)
+        steps.append(("runs", view, run))
+    if any(reduced for _, reduced in groups):  # then add the runs (or cells) one by one
+        sizes = tuple(n for n, _ in groups)
+        if sizes[-1] >= _LONG_LOOP:
+            steps.append(("numpy", sizes, tuple(i for i, (_, r) in enumerate(groups) if r)))
+        else:
+            order = (tuple(i for i, (_, r) in enumerate(groups) if r)
+                     + tuple(i for i, (_, r) in enumerate(groups) if not r))
+            reduced = math.prod(n for n, r in groups if r)
+            steps.append(("fold", sizes, order, (reduced, math.prod(sizes) // reduced)))
+    return tuple(steps), tuple(n for a, n in enumerate(shape) if a not in axes)
+
+
+def _run_sum_plan(x: np.ndarray, plan: tuple) -> np.ndarray:
+    steps, out_shape = plan
+    y = x
+    for step in steps:
+        if step[0] == "runs":
+            _, view, run = step
+            cells = y.reshape(view)
+            if run >= _PAIRWISE_BLOCK:
+                y = _add(cells, axis=-1)
+            else:  # pairwise_sum's short branch: −0.0 + a + b + … (−0.0 + a = a exactly)
+                y = np.add(cells[..., 0], cells[..., 1])
+                for i in range(2, run):
+                    np.add(y, cells[..., i], out=y)
+        elif step[0] == "numpy":
+            y = _add(y.reshape(step[1]), axis=step[2])
+        else:  # fold: the last kept axes move as one element of their bytes (long copies)
+            _, sizes, order, matrix = step
+            item = np.dtype((np.void, sizes[-1] * y.itemsize))
+            cells = np.ascontiguousarray(y).reshape(sizes).view(item)[..., 0]
+            moved = np.ascontiguousarray(cells.transpose(order[:-1]))
+            y = _add(moved.view(x.dtype).reshape(matrix), axis=0)
+    return y.reshape(out_shape)
