@@ -110,7 +110,7 @@ def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(struct
 ])
 @pytest.mark.parametrize("data", ["signed", "ieee"])
 def test_sum_over_adds_in_numpys_order(shape, axes, steps, data):
-    plan = kernels._sum_plan(shape, axes)
+    plan = kernels._reduce_plan(shape, axes)
     assert (plan and tuple(s[0] for s in plan[0])) == steps
     assert kernels._checked_sum_plan(shape, axes) == plan  # it passed its check on numpy
     rng = np.random.default_rng(11)
@@ -132,7 +132,7 @@ def test_sum_over_matches_numpy_on_random_shapes():
             continue
         axes = tuple(sorted(rng.choice(len(shape), rng.integers(1, len(shape)),
                                        replace=False).tolist()))
-        plan = kernels._sum_plan(shape, axes)
+        plan = kernels._reduce_plan(shape, axes)
         assert kernels._checked_sum_plan(shape, axes) == plan, (shape, axes)  # no fallback
         planned += plan is not None
         x = rng.normal(0, 1, shape) * np.exp(rng.normal(0, 6, shape))

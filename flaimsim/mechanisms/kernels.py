@@ -13,9 +13,9 @@ cannot change a bit:
 - :func:`broadcast_apply`: x ∘ s for an elementwise ``+``/``−`` (each output cell is one
   IEEE operation on the same two inputs, whatever the loop order), with ``s`` first expanded
   over x's trailing axes into a small contiguous block so the inner loop is long;
-- :func:`peak_over`: the max over some axes (a maximum is exact in any order), taken after
-  gathering those axes into one contiguous block;
-- :func:`sum_over`: a sum over some axes in numpy's own order of additions, with long loops.
+- :func:`sum_over`: a sum over some axes in numpy's own order of additions, with long loops;
+- :func:`peak_over`: the max over some axes by the same steps (a maximum is exact in any
+  order).
 
 A floating-point sum depends on its order, so :func:`sum_over` keeps numpy's. For a
 C-contiguous table ``np.add.reduce`` walks the cells in C order with its adjacent reduced
@@ -45,7 +45,6 @@ _max = np.maximum.reduce
 _add = np.add.reduce
 
 # Below these sizes numpy's own call is the faster: its per-call overhead rules.
-_GATHERED_MAX_CELLS = 8192
 _EXPANDED_CELLS = 4096
 # The expanded block's length: long enough that a loop's overhead is spread over many cells.
 _INNER_TARGET = 512
@@ -62,28 +61,16 @@ _PAIRWISE_BLOCK = 8
 def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
     """max of ``x`` over ``axes`` with the dimensions kept: the values of ``np.max``.
 
-    The reduced axes are gathered into one contiguous block (R × K or K × R, whichever keeps
-    the longer side inside) and the max taken along it. A ±0 tie may come out with either
-    sign; where the fitter uses the peak (x − peak, then log Σ exp + peak) both give the same
-    values."""
-    if x.size < _GATHERED_MAX_CELLS:
+    A maximum is exact in any order, so this takes :func:`sum_over`'s steps with
+    ``np.maximum`` (its long loops, no check). A ±0 tie may come out with either sign; where
+    the fitter uses the peak (x − peak, then log Σ exp + peak) both give the same values."""
+    keep = tuple(1 if a in axes else n for a, n in enumerate(x.shape))
+    if x.size < _SUM_MIN_CELLS or not x.flags.c_contiguous or x.dtype != np.float64:
         return _max(x, axis=axes, keepdims=True)
-    kept_axes, reduced, kept = _gather_plan(x.shape, axes)
-    if reduced >= kept:
-        block = np.ascontiguousarray(x.transpose(kept_axes + axes)).reshape(kept, reduced)
-        peak = _max(block, axis=1)
-    else:
-        block = np.ascontiguousarray(x.transpose(axes + kept_axes)).reshape(reduced, kept)
-        peak = _max(block, axis=0)
-    return peak.reshape(tuple(1 if a in axes else n for a, n in enumerate(x.shape)))
-
-
-@functools.lru_cache(maxsize=4096)
-def _gather_plan(shape: tuple[int, ...], axes: Axes) -> tuple[Axes, int, int]:
-    """The kept axes, and the numbers of reduced and kept cells, of a max over ``axes``."""
-    kept_axes = tuple(a for a in range(len(shape)) if a not in axes)
-    reduced = math.prod(shape[a] for a in axes)
-    return kept_axes, reduced, math.prod(shape) // reduced
+    plan = _reduce_plan(x.shape, tuple(axes))
+    if plan is None:
+        return _max(x, axis=axes, keepdims=True)
+    return _run_reduce_plan(np.maximum, x, plan).reshape(keep)
 
 
 def broadcast_apply(op: np.ufunc, x: np.ndarray, small: np.ndarray,
@@ -169,17 +156,17 @@ def sum_over(x: np.ndarray, axes: Axes) -> np.ndarray:
             or x.dtype != np.float64):
         return _add(x, axis=axes)
     plan = _checked_sum_plan(x.shape, tuple(axes))
-    return _add(x, axis=axes) if plan is None else _run_sum_plan(x, plan)
+    return _add(x, axis=axes) if plan is None else _run_reduce_plan(np.add, x, plan)
 
 
 @functools.lru_cache(maxsize=4096)
 def _checked_sum_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
     """The plan of :func:`sum_over`, kept only if it gives numpy's bits on a random table."""
-    plan = _sum_plan(shape, axes)
+    plan = _reduce_plan(shape, axes)
     if plan is None:
         return None
     probe = np.exp(np.random.default_rng(len(shape)).normal(0.0, 4.0, shape))
-    if not np.array_equal(_run_sum_plan(probe, plan).view(np.uint64),
+    if not np.array_equal(_run_reduce_plan(np.add, probe, plan).view(np.uint64),
                           _add(probe, axis=axes).view(np.uint64)):
         warnings.warn(f"numpy {np.__version__} sums a {shape} table over {axes} in another "
                       "order than flaimsim's kernel expects: using numpy's own sum",
@@ -188,8 +175,10 @@ def _checked_sum_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
     return plan
 
 
-def _sum_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
-    """(steps, output shape), or None where numpy's own call is as good. The axes are first
+@functools.lru_cache(maxsize=4096)
+def _reduce_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
+    """(steps, output shape) of a reduction over ``axes``, or None where numpy's own call is
+    as good. The axes are first
     joined as numpy joins them: adjacent axes both reduced or both kept (1-value axes
     vanish)."""
     groups: list[list] = []   # [cells, reduced]
@@ -219,7 +208,8 @@ def _sum_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
     return tuple(steps), tuple(n for a, n in enumerate(shape) if a not in axes)
 
 
-def _run_sum_plan(x: np.ndarray, plan: tuple) -> np.ndarray:
+def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
+    """The reduction of ``x`` by ``op`` (``np.add`` or ``np.maximum``) along ``plan``."""
     steps, out_shape = plan
     y = x
     for step in steps:
@@ -227,17 +217,17 @@ def _run_sum_plan(x: np.ndarray, plan: tuple) -> np.ndarray:
             _, view, run = step
             cells = y.reshape(view)
             if run >= _PAIRWISE_BLOCK:
-                y = _add(cells, axis=-1)
+                y = op.reduce(cells, axis=-1)
             else:  # pairwise_sum's short branch: −0.0 + a + b + … (−0.0 + a = a exactly)
-                y = np.add(cells[..., 0], cells[..., 1])
+                y = op(cells[..., 0], cells[..., 1])
                 for i in range(2, run):
-                    np.add(y, cells[..., i], out=y)
+                    op(y, cells[..., i], out=y)
         elif step[0] == "numpy":
-            y = _add(y.reshape(step[1]), axis=step[2])
+            y = op.reduce(y.reshape(step[1]), axis=step[2])
         else:  # fold: the last kept axes move as one element of their bytes (long copies)
             _, sizes, order, matrix = step
             item = np.dtype((np.void, sizes[-1] * y.itemsize))
             cells = np.ascontiguousarray(y).reshape(sizes).view(item)[..., 0]
             moved = np.ascontiguousarray(cells.transpose(order[:-1]))
-            y = _add(moved.view(x.dtype).reshape(matrix), axis=0)
+            y = op.reduce(moved.view(x.dtype).reshape(matrix), axis=0)
     return y.reshape(out_shape)
