@@ -34,6 +34,7 @@ import numpy as np
 from flaimsim.mechanisms.junction import (Clique, JunctionTree, canonical, embed_shape,
                                           summed_axes, to_canonical)
 from flaimsim.mechanisms.junction import _add  # ndarray.sum without its wrapper
+from flaimsim.mechanisms.heap import pad_the_heap
 from flaimsim.mechanisms.mbi_setup import Domain, clique_utils
 
 
@@ -190,6 +191,7 @@ class MirrorDescent:
     def run(self, settings: FitSettings, warm_start: dict[Clique, np.ndarray] | None = None,
             known_total: float | None = None) -> FitResult:
         """Armijo mirror descent from ``warm_start`` (canonical clique -> θ table) or θ = 0."""
+        pad_the_heap()  # each step's large temporaries then reuse the heap's pages
         total = minimum_variance_total(self.observations) if known_total is None else float(
             known_total)
         theta = expand(self.domain, warm_start or {}, self.cliques)
