@@ -45,6 +45,7 @@ _max = np.maximum.reduce
 _add = np.add.reduce
 
 # Below these sizes numpy's own call is the faster: its per-call overhead rules.
+_GATHERED_MAX_CELLS = 8192
 _EXPANDED_CELLS = 4096
 # The expanded block's length: long enough that a loop's overhead is spread over many cells.
 _INNER_TARGET = 512
@@ -64,13 +65,32 @@ def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
     A maximum is exact in any order, so this takes :func:`sum_over`'s steps with
     ``np.maximum`` (its long loops, no check). A ±0 tie may come out with either sign; where
     the fitter uses the peak (x − peak, then log Σ exp + peak) both give the same values."""
-    keep = tuple(1 if a in axes else n for a, n in enumerate(x.shape))
-    if x.size < _SUM_MIN_CELLS or not x.flags.c_contiguous or x.dtype != np.float64:
+    if x.size < _SUM_MIN_CELLS:
         return _max(x, axis=axes, keepdims=True)
     plan = _reduce_plan(x.shape, tuple(axes))
-    if plan is None:
+    if plan is not None and x.flags.c_contiguous and x.dtype == np.float64:
+        return _run_reduce_plan(np.maximum, x, plan).reshape(
+            tuple(1 if a in axes else n for a, n in enumerate(x.shape)))
+    if x.size < _GATHERED_MAX_CELLS:
         return _max(x, axis=axes, keepdims=True)
-    return _run_reduce_plan(np.maximum, x, plan).reshape(keep)
+    # numpy's inner loop is long but a max reduce along it still pays per loop: gather the
+    # reduced axes into one contiguous block (R × K or K × R, the longer side inside)
+    kept_axes, reduced, kept = _gather_plan(x.shape, axes)
+    if reduced >= kept:
+        block = np.ascontiguousarray(x.transpose(kept_axes + axes)).reshape(kept, reduced)
+        peak = _max(block, axis=1)
+    else:
+        block = np.ascontiguousarray(x.transpose(axes + kept_axes)).reshape(reduced, kept)
+        peak = _max(block, axis=0)
+    return peak.reshape(tuple(1 if a in axes else n for a, n in enumerate(x.shape)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _gather_plan(shape: tuple[int, ...], axes: Axes) -> tuple[Axes, int, int]:
+    """The kept axes, and the numbers of reduced and kept cells, of a max over ``axes``."""
+    kept_axes = tuple(a for a in range(len(shape)) if a not in axes)
+    reduced = math.prod(shape[a] for a in axes)
+    return kept_axes, reduced, math.prod(shape) // reduced
 
 
 def broadcast_apply(op: np.ufunc, x: np.ndarray, small: np.ndarray,
@@ -189,7 +209,8 @@ def _reduce_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
             groups[-1][0] *= n
         else:
             groups.append([n, a in axes])
-    if len(groups) < 2 or not any(reduced for _, reduced in groups):
+    if (len(groups) < 2 or not any(reduced for _, reduced in groups)
+            or groups[-1][0] >= _LONG_LOOP):  # numpy's inner loop is long already
         return None
     steps: list[tuple] = []
     if groups[-1][1]:  # the last axes are reduced: sum each run of them
@@ -198,13 +219,10 @@ def _reduce_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
         steps.append(("runs", view, run))
     if any(reduced for _, reduced in groups):  # then add the runs (or cells) one by one
         sizes = tuple(n for n, _ in groups)
-        if sizes[-1] >= _LONG_LOOP:
-            steps.append(("numpy", sizes, tuple(i for i, (_, r) in enumerate(groups) if r)))
-        else:
-            order = (tuple(i for i, (_, r) in enumerate(groups) if r)
-                     + tuple(i for i, (_, r) in enumerate(groups) if not r))
-            reduced = math.prod(n for n, r in groups if r)
-            steps.append(("fold", sizes, order, (reduced, math.prod(sizes) // reduced)))
+        order = (tuple(i for i, (_, r) in enumerate(groups) if r)
+                 + tuple(i for i, (_, r) in enumerate(groups) if not r))
+        reduced = math.prod(n for n, r in groups if r)
+        steps.append(("fold", sizes, order, (reduced, math.prod(sizes) // reduced)))
     return tuple(steps), tuple(n for a, n in enumerate(shape) if a not in axes)
 
 
@@ -222,8 +240,6 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
                 y = op(cells[..., 0], cells[..., 1])
                 for i in range(2, run):
                     op(y, cells[..., i], out=y)
-        elif step[0] == "numpy":
-            y = op.reduce(y.reshape(step[1]), axis=step[2])
         else:  # fold: the last kept axes move as one element of their bytes (long copies)
             _, sizes, order, matrix = step
             item = np.dtype((np.void, sizes[-1] * y.itemsize))
