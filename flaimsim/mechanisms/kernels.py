@@ -23,9 +23,10 @@ C-contiguous table ``np.add.reduce`` walks the cells in C order with its adjacen
 (``pairwise_sum``: one by one from −0.0 below 8 cells) and the runs are added into the
 output one after another; when the last axes are kept, each output cell adds its cells one
 by one in C order of the reduced indices. :func:`sum_over` takes the same two steps with
-long loops: a short run is added as a few strided whole-table adds (a long one by numpy),
-and the one-by-one fold runs over a transposed copy, reduced along its first axis (a
-copy moves bits, so it cannot change a value). Each plan is checked against numpy on a
+long loops: a run under 8 cells is added as a few strided whole-table adds (a longer one by
+numpy's pairwise sum along the last axis), and the one-by-one fold runs over a transposed
+copy, reduced along its first axis (a copy moves bits, so it cannot change a value). Where
+numpy's own inner loop is long (≥ 32 cells) its call is kept. Each plan is checked against numpy on a
 random table on first use and numpy's own call is kept if they differ by one bit (a numpy
 that orders its sums otherwise); `tests/test_fit_kernels.py` checks them on random shapes.
 """
@@ -63,8 +64,10 @@ def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
     """max of ``x`` over ``axes`` with the dimensions kept: the values of ``np.max``.
 
     A maximum is exact in any order, so this takes :func:`sum_over`'s steps with
-    ``np.maximum`` (its long loops, no check). A ±0 tie may come out with either sign; where
-    the fitter uses the peak (x − peak, then log Σ exp + peak) both give the same values."""
+    ``np.maximum`` (no check needed) where numpy's inner loop would be short, and gathers the
+    reduced axes into one contiguous block where it is long. A ±0 tie may come out with
+    either sign; where the fitter uses the peak (x − peak, then log Σ exp + peak) both give
+    the same values."""
     if x.size < _SUM_MIN_CELLS:
         return _max(x, axis=axes, keepdims=True)
     plan = _reduce_plan(x.shape, tuple(axes))
@@ -198,9 +201,8 @@ def _checked_sum_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
 @functools.lru_cache(maxsize=4096)
 def _reduce_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
     """(steps, output shape) of a reduction over ``axes``, or None where numpy's own call is
-    as good. The axes are first
-    joined as numpy joins them: adjacent axes both reduced or both kept (1-value axes
-    vanish)."""
+    as good (its inner loop, the last group of axes, is long). The axes are first joined as
+    numpy joins them: adjacent axes both reduced or both kept (1-value axes vanish)."""
     groups: list[list] = []   # [cells, reduced]
     for a, n in enumerate(shape):
         if n == 1:
