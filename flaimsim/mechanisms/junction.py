@@ -23,7 +23,7 @@ import numpy as np
 import opt_einsum
 
 from flaimsim.mechanisms import memo
-from flaimsim.mechanisms.kernels import broadcast_apply, peak_over, sum_over
+from flaimsim.mechanisms.kernels import _add, broadcast_apply, peak_over, sum_over
 from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
@@ -78,7 +78,6 @@ def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
     return out
 
 
-_add = np.add.reduce  # what ndarray.sum calls, without its Python wrapper
 _max = np.maximum.reduce
 
 

@@ -26,9 +26,10 @@ by one in C order of the reduced indices. :func:`sum_over` takes the same two st
 long loops: a run under 8 cells is added as a few strided whole-table adds (a longer one by
 numpy's pairwise sum along the last axis), and the one-by-one fold runs over a transposed
 copy, reduced along its first axis (a copy moves bits, so it cannot change a value). Where
-numpy's own inner loop is long (≥ 32 cells) its call is kept. Each plan is checked against numpy on a
-random table on first use and numpy's own call is kept if they differ by one bit (a numpy
-that orders its sums otherwise); `tests/test_fit_kernels.py` checks them on random shapes.
+numpy's own inner loop is long (≥ 32 cells) its call is kept. Each plan is checked against
+numpy on a random table on first use and numpy's own call is kept if they differ by one bit
+(a numpy that orders its sums otherwise); `tests/test_fit_kernels.py` checks them on random
+shapes.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 Axes = tuple[int, ...]
 
 _max = np.maximum.reduce
-_add = np.add.reduce
+_add = np.add.reduce  # what ndarray.sum calls, without its Python wrapper
 
 # Below these sizes numpy's own call is the faster: its per-call overhead rules.
 _GATHERED_MAX_CELLS = 8192
@@ -70,10 +71,10 @@ def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
     the same values."""
     if x.size < _SUM_MIN_CELLS:
         return _max(x, axis=axes, keepdims=True)
+    keep = tuple(1 if a in axes else n for a, n in enumerate(x.shape))
     plan = _reduce_plan(x.shape, tuple(axes))
     if plan is not None and x.flags.c_contiguous and x.dtype == np.float64:
-        return _run_reduce_plan(np.maximum, x, plan).reshape(
-            tuple(1 if a in axes else n for a, n in enumerate(x.shape)))
+        return _run_reduce_plan(np.maximum, x, plan).reshape(keep)
     if x.size < _GATHERED_MAX_CELLS:
         return _max(x, axis=axes, keepdims=True)
     # numpy's inner loop is long but a max reduce along it still pays per loop: gather the
@@ -85,7 +86,7 @@ def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
     else:
         block = np.ascontiguousarray(x.transpose(axes + kept_axes)).reshape(reduced, kept)
         peak = _max(block, axis=0)
-    return peak.reshape(tuple(1 if a in axes else n for a, n in enumerate(x.shape)))
+    return peak.reshape(keep)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -33,8 +33,8 @@ import numpy as np
 
 from flaimsim.mechanisms.junction import (Clique, JunctionTree, canonical, embed_shape,
                                           summed_axes, to_canonical)
-from flaimsim.mechanisms.junction import _add  # ndarray.sum without its wrapper
 from flaimsim.mechanisms.heap import pad_the_heap
+from flaimsim.mechanisms.kernels import _add  # ndarray.sum without its wrapper
 from flaimsim.mechanisms.mbi_setup import Domain, clique_utils
 
 
