@@ -121,3 +121,68 @@ def test_setting_header_names_the_fit_iterations_the_cells_ran() -> None:
     fast = base_config("adult", iters_round=50, iters_final=500).to_dict()
     assert "fits of 50/500 mirror-descent" in setting_header([fast])
     assert "200/1000 and 50/500" in setting_header([default, fast])
+
+
+def _plain_l1(x: np.ndarray, offsets, lengths, c: np.ndarray, f: int) -> np.ndarray:
+    """The score's L1 as first written: every kept cell, |X·2^f − round(c·2^f)|, segment sums."""
+    cells = np.concatenate([np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+    diffs = np.abs(x[cells] * (1 << f) - round_public_marginal(c, f))
+    return np.add.reduceat(diffs, np.cumsum(lengths) - lengths) / float(1 << f)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ideal_score_over_priced_cells_is_the_plain_l1(seed: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The modelled score visits only the priced cells and keeps Σ X·2^f per candidate while
+    the candidates and the aggregate are unchanged; its scores are those of the plain L1 over
+    every kept cell, to the last bit, also after the aggregate grows (a new share) and the
+    candidate set shrinks."""
+    from flaimsim.mechanisms.scores import aim_score_from_l1
+    from flaimsim.parties.distaim import engines
+    from flaimsim.parties.distaim.engines import IdealEngine
+    from flaimsim.parties.distaim.options import DistAimOptions
+    from flaimsim.parties.ledger import Ledger
+
+    monkeypatch.setattr(engines, "charge_step", lambda *a, **k: None)
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 40, size=12)
+    offsets = np.cumsum(lengths) - lengths
+    n, f = int(lengths.sum()), 2
+    engine = IdealEngine(Ledger(), None, rng, DistAimOptions(max_count=1000, frac_bits=f))
+
+    def share(round: int) -> np.ndarray:
+        new = rng.integers(0, 60, n) * (rng.random(n) < 0.7)
+        engine.share(round, [0], None, lambda _: new)
+        return new
+
+    x = share(0)
+    engine.decompose(0, lengths)
+    for round, keep in enumerate([range(12), range(12), [0, 2, 3, 7, 11], [0, 2, 3, 7, 11]]):
+        if round == 1:
+            x = x + share(1)   # a new contributor, same candidates: the sums must follow
+        keep = list(keep)
+        o, n_r = offsets[keep], lengths[keep]
+        # zeros (publicly false comparisons), cells beyond 2^(l+f), and ordinary ones
+        c = rng.uniform(0, 90, int(n_r.sum())) * (rng.random(int(n_r.sum())) < 0.3)
+        c[rng.random(c.size) < 0.05] = 3000.0
+        engine.score(round, o, n_r, c, 2.0, [1.0] * len(keep), 1e4)
+        want = aim_score_from_l1(_plain_l1(x, o, n_r, c, f), 2.0, n_r.astype(float),
+                                 np.ones(len(keep)))
+        assert np.array_equal(engine._scores.view(np.uint64), want.view(np.uint64))
+
+
+def test_comparison_plan_reads_bit_lengths_exactly() -> None:
+    """h and t0 of every inside cell are Python's bit lengths (also where float(c) rounds up
+    to a power of two); cells with c = 0 or beyond 2^(l+f) are not inside."""
+    from flaimsim.parties.distaim.plan import bit_lengths
+
+    rng = np.random.default_rng(5)
+    v = np.concatenate([np.arange(1, 3000), rng.integers(1, 2 ** 63 - 1, 3000),
+                        (1 << np.arange(1, 63, dtype=np.int64)) - 1, [2 ** 63 - 1]])
+    assert bit_lengths(v).tolist() == [int(x).bit_length() for x in v]
+    c = np.concatenate([[0, 0, 1 << 20, (1 << 20) + 5], rng.integers(1, 1 << 20, 200)])
+    plan = comparison_plan(c, 18, 2)
+    assert plan.inside.tolist() == list(range(4, c.size))
+    assert plan.above.tolist() == [False, False, True, True] + [False] * 200
+    assert plan.h[plan.inside].tolist() == [int(x).bit_length() - 1 for x in c[4:]]
+    assert plan.t0[plan.inside].tolist() == [(int(x) & -int(x)).bit_length() - 1 for x in c[4:]]

@@ -227,7 +227,7 @@ def test_a_marginal_whose_contraction_underflows_comes_from_log_space_messages(m
     plain = model.marginal(("a0", "a6"))   # the contraction works here
     np.testing.assert_allclose(plain / plain.sum(), brute.ravel(), rtol=1e-9)
     monkeypatch.setattr(JunctionTree, "spanning_marginal",
-                        lambda self, nodes, clique: np.zeros((2, 2)))  # as if underflowed
+                        lambda self, nodes, clique, *_: np.zeros((2, 2)))  # as if underflowed
     m = model.marginal(("a0", "a6"))
     np.testing.assert_allclose(m / model.total, brute.ravel(), rtol=1e-9)
 
@@ -254,3 +254,28 @@ def test_a_separator_mass_that_overflows_its_inverse_falls_back_quietly():
         m = model.marginal(("a0", "a4"))
     assert not np.isfinite(raw.sum())                # the contraction did overflow
     np.testing.assert_allclose(m / model.total, brute.ravel(), rtol=1e-9)
+
+
+def test_candidate_marginals_share_separators_within_a_fit_only():
+    """The round's candidate marginals reuse the fitted tree's separator inverses: each is the
+    uncached contraction's, bit for bit, and a refit starts a fresh cache (a stale one would
+    give the old fit's separators)."""
+    from flaimsim.mechanisms.junction import canonical, from_canonical
+
+    rng = np.random.default_rng(4)
+    cols = tuple(f"a{i}" for i in range(5))
+    t = Table(cols, (2, 3, 2, 4, 2), rng.integers(0, 2, size=(300, 5)))
+    model = GraphicalModel.for_table(t)
+    pairs = [("a0", "a4"), ("a0", "a3"), ("a1", "a4"), ("a0", "a2", "a4")]
+    for measured in ([p for p in zip(cols, cols[1:])], [p for p in zip(cols, cols[2:])]):
+        model.fit([Measurement(p, t.marginal(p).astype(float)
+                               + rng.normal(0, 1, t.marginal(p).size), 1.0) for p in measured],
+                  iters=20)
+        for clique in pairs:
+            if model.tree.node_of(canonical(model.domain, clique)) is not None:
+                continue
+            fresh = model.tree.spanning_marginal(model.result.node_marginals, clique)
+            fresh = from_canonical(model.domain, clique, fresh)
+            want = (fresh / float(fresh.sum()) * model.total).ravel()
+            assert np.array_equal(model.marginal(clique).view(np.uint64), want.view(np.uint64))
+        assert model._separators   # the cache was used

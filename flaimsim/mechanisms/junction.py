@@ -217,25 +217,35 @@ class JunctionTree:
                     pruned = True
         return sorted(keep), sorted(edges)
 
-    def spanning_marginal(self, nodes: Sequence[np.ndarray], clique: Sequence[str]
+    def spanning_marginal(self, nodes: Sequence[np.ndarray], clique: Sequence[str],
+                          separators: dict[tuple[int, int], np.ndarray] | None = None
                           ) -> np.ndarray:
         """Domain-ordered marginal on any ``clique``, from node and separator marginals:
         P(x_S) = Π_{n∈S} μ_n / Π_{(i,j)∈S} μ_{i∩j} over the Steiner subforest S, then summed
-        to ``clique`` (0/0 = 0: a separator value of mass 0 has no mass in either node)."""
+        to ``clique`` (0/0 = 0: a separator value of mass 0 has no mass in either node).
+        ``separators``: 1/μ per edge, filled and reused across calls on the same ``nodes``."""
         target = canonical(self.domain, clique)
         keep, edges = self.steiner(target)
         ops = [(nodes[n], self.nodes[n]) for n in keep]
         for i, j in edges:
             sep = tuple(a for a in self.nodes[i] if a in self.nodes[j])
-            mu = sum_over(nodes[i], summed_axes(sep, self.nodes[i]))
-            # A separator mass below 1/DBL_MAX (seen on Census) gives 1/μ = inf and a
-            # non-finite marginal, which GraphicalModel.marginal detects and recomputes in
-            # log space; the overflow is expected there, not a fault to print.
-            with np.errstate(over="ignore"):
-                ops.append((np.divide(1.0, mu, out=np.zeros_like(mu), where=mu > 0), sep))
+            inverse = None if separators is None else separators.get((i, j))
+            if inverse is None:
+                inverse = self._separator_inverse(nodes[i], i, sep)
+                if separators is not None:
+                    separators[(i, j)] = inverse
+            ops.append((inverse, sep))
         with np.errstate(over="ignore", invalid="ignore"):
             value, _ = contract(self.domain, ops, target)
         return value
+
+    def _separator_inverse(self, node: np.ndarray, i: int, sep: Clique) -> np.ndarray:
+        mu = sum_over(node, summed_axes(sep, self.nodes[i]))
+        # A separator mass below 1/DBL_MAX (seen on Census) gives 1/μ = inf and a
+        # non-finite marginal, which GraphicalModel.marginal detects and recomputes in
+        # log space; the overflow is expected there, not a fault to print.
+        with np.errstate(over="ignore"):
+            return np.divide(1.0, mu, out=np.zeros_like(mu), where=mu > 0)
 
 
 def greedy_elimination_cliques(domain: Domain, cliques: Sequence[Sequence[str]]

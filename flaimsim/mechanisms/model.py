@@ -96,6 +96,9 @@ class GraphicalModel:
     fitter: str = "numpy"
     result: FitResult | None = field(default=None, repr=False)
     _log_tables: dict[Clique, np.ndarray] = field(default_factory=dict, repr=False)
+    # 1/μ of the fitted tree's separators, shared by the round's candidate marginals
+    _separators: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, init=False,
+                                                           repr=False)
     _mrf: mbi.MarkovRandomField | None = field(default=None, repr=False)
     # memo (:mod:`~flaimsim.mechanisms.memo`): size of (model cliques ∪ {r}) per r, valid
     # while the model's clique set is the one in the key
@@ -131,7 +134,7 @@ class GraphicalModel:
             self.result = problem.run(settings, warm, known_total)
         else:
             self.result = fit_with_mbi(problem, merged, settings, warm, known_total)
-        self._log_tables, self._mrf = {}, None
+        self._log_tables, self._separators, self._mrf = {}, {}, None
         return self
 
     @property
@@ -201,7 +204,8 @@ class GraphicalModel:
         if held is not None:  # inside a junction-tree node: read off the calibrated tree
             return from_canonical(self.domain, clique, held).ravel()
         out = from_canonical(self.domain, clique,
-                             self.tree.spanning_marginal(self.fitted_nodes, clique))
+                             self.tree.spanning_marginal(self.fitted_nodes, clique,
+                                                         self._separators))
         mass = float(out.sum())
         if not (math.isfinite(mass) and mass > 0):
             # the contraction underflowed to all zeros (sharp, disagreeing factors: NaiveFLAIM
