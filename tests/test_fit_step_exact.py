@@ -90,3 +90,47 @@ def test_loss_and_gradient_equal_the_plain_expressions_bit_for_bit():
     plain_loss, plain_grad = plain_loss_and_gradient(fit, mu)
     assert loss == plain_loss
     assert same(grad, plain_grad)
+
+
+def plain_run(fit: MirrorDescent, iters: int, warm, total: float):
+    """The Armijo loop with one list of arrays per iterate (no reused flat buffers)."""
+    from flaimsim.mechanisms.mirror_descent import expand
+    theta = expand(fit.domain, warm, fit.cliques)
+    alpha = 2.0 / (fit.lipschitz * total)
+    nodes, mu, loss, grad = fit.evaluate(theta, total)
+    rejected = 0
+    for _ in range(iters):
+        trial = [t - alpha * g for t, g in zip(theta, grad)]
+        nodes2, mu2, loss2, grad2 = fit.evaluate(trial, total)
+        expected = 0.5 * alpha * sum(float(np.vdot(g, m - m2))
+                                     for g, m, m2 in zip(grad, mu, mu2))
+        if loss - loss2 >= expected:
+            theta, nodes, mu, loss, grad = trial, nodes2, mu2, loss2, grad2
+            alpha *= 1.01
+        else:
+            alpha *= 0.5
+            rejected += 1
+    return theta, nodes, loss, alpha, rejected
+
+
+def test_fit_with_flat_buffers_is_the_plain_armijo_loop_bit_for_bit():
+    """The fit keeps θ and ∇L in two reused flat buffers (θ − α∇L as two whole-buffer
+    operations); its iterates are those of the plain loop, accepted and rejected steps alike,
+    from a warm start, and its gradient written into buffers is the list one."""
+    from flaimsim.mechanisms.mirror_descent import FitSettings
+    domain = mbi.Domain(COLS, SIZES)
+    rng = np.random.default_rng(6)
+    measured = [(c, rng.normal(40, 12, domain.size(c)), s) for c, s in
+                zip(CLIQUES + [("a",), ("d", "e")], [0.3, 2.0, 0.5, 1.0, 2.5, 0.7, 1.1])]
+    fit = MirrorDescent(domain, measured)
+    warm = {fit.cliques[0]: rng.normal(0, 1, domain.project(fit.cliques[0]).shape)}
+    theta, nodes, loss, alpha, rejected = plain_run(fit, 400, warm, 1500.0)
+    assert 0 < rejected < 400   # both branches ran
+    got = fit.run(FitSettings(400), warm, 1500.0)
+    assert same(got.potentials, theta) and same(got.node_marginals, nodes)
+    assert (got.loss, got.step) == (loss, alpha)
+    mu = fit.tree.clique_marginals(nodes)
+    buffers = [np.full(m.shape, np.nan) for m in mu]
+    with_out = fit.loss_and_gradient(mu, buffers)
+    plain = fit.loss_and_gradient(mu)
+    assert with_out[0] == plain[0] and same(with_out[1], plain[1])

@@ -68,7 +68,7 @@ def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
     if not axes:
         return x
     peak = peak_over(x, axes)
-    if not np.isfinite(_add(peak, axis=None)):  # a −inf table (structural zero): shift by 0
+    if not math.isfinite(_add(peak, axis=None)):  # a −inf table (structural zero): shift by 0
         peak = np.where(np.isfinite(peak), peak, 0.0)
     shifted = broadcast_apply(np.subtract, x, peak)
     np.exp(shifted, out=shifted)

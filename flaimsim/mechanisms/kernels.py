@@ -71,7 +71,7 @@ def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
     the same values."""
     if x.size < _SUM_MIN_CELLS:
         return _max(x, axis=axes, keepdims=True)
-    keep = tuple(1 if a in axes else n for a, n in enumerate(x.shape))
+    keep = _kept_shape(x.shape, tuple(axes))
     plan = _reduce_plan(x.shape, tuple(axes))
     if plan is not None and x.flags.c_contiguous and x.dtype == np.float64:
         return _run_reduce_plan(np.maximum, x, plan).reshape(keep)
@@ -87,6 +87,12 @@ def peak_over(x: np.ndarray, axes: Axes) -> np.ndarray:
         block = np.ascontiguousarray(x.transpose(axes + kept_axes)).reshape(reduced, kept)
         peak = _max(block, axis=0)
     return peak.reshape(keep)
+
+
+@functools.lru_cache(maxsize=4096)
+def _kept_shape(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
+    """``shape`` with the reduced ``axes`` set to 1 (keepdims)."""
+    return tuple(1 if a in axes else n for a, n in enumerate(shape))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -245,8 +251,14 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
                     op(y, cells[..., i], out=y)
         else:  # fold: the last kept axes move as one element of their bytes (long copies)
             _, sizes, order, matrix = step
-            item = np.dtype((np.void, sizes[-1] * y.itemsize))
+            item = _void(sizes[-1] * y.itemsize)
             cells = np.ascontiguousarray(y).reshape(sizes).view(item)[..., 0]
             moved = np.ascontiguousarray(cells.transpose(order[:-1]))
             y = op.reduce(moved.view(x.dtype).reshape(matrix), axis=0)
     return y.reshape(out_shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _void(nbytes: int) -> np.dtype:
+    """The dtype of ``nbytes`` raw bytes (built once: numpy's constructor is slow)."""
+    return np.dtype((np.void, nbytes))

@@ -146,12 +146,15 @@ class MirrorDescent:
         self.lipschitz = lipschitz(domain, self.cliques, self.parents, self.observations)
 
     # ---- the objective ------------------------------------------------------------------
-    def loss_and_gradient(self, mu: Sequence[np.ndarray]) -> tuple[float, list[np.ndarray]]:
+    def loss_and_gradient(self, mu: Sequence[np.ndarray],
+                          out: Sequence[np.ndarray] | None = None
+                          ) -> tuple[float, list[np.ndarray]]:
         """L(μ) and ∂L/∂μ_c = Σ_{M→c} broadcast((μ_{c_M} − y_M)/σ_M²).
 
         A clique's first term is stored, not added to zeros (0 + x = x exactly: μ ≥ 0, so no
         −0.0 arises), and sums call ``np.add.reduce`` directly: the same values as the plain
-        expression, with fewer numpy calls per fitting step (tested bit for bit)."""
+        expression, with fewer numpy calls per fitting step (tested bit for bit). ``out``:
+        one array per clique to write the gradient into (the fit's reused buffers)."""
         loss = 0.0
         grad: list[np.ndarray | None] = [None] * len(mu)
         for o, p, axes, shape in zip(self.observations, self.parents, self.read_axes,
@@ -164,10 +167,18 @@ class MirrorDescent:
             loss += 0.5 * o.weight * float(np.vdot(diff, diff))
             diff *= o.weight
             term = diff.reshape(shape)
-            if grad[p] is None:
-                grad[p] = np.broadcast_to(term, mu[p].shape).copy() if axes else term
-            else:
+            if grad[p] is not None:
                 grad[p] += term
+            elif out is not None:   # a copy, broadcast where the term is (values unchanged)
+                np.copyto(out[p], term)
+                grad[p] = out[p]
+            else:
+                grad[p] = np.broadcast_to(term, mu[p].shape).copy() if axes else term
+        if out is not None:
+            for p, g in enumerate(grad):
+                if g is None:
+                    out[p].fill(0.0)
+            return loss, list(out)
         return loss, [np.zeros_like(m) if g is None else g for g, m in zip(grad, mu)]
 
     def movement(self, before: Sequence[np.ndarray], after: Sequence[np.ndarray]) -> float:
@@ -181,31 +192,45 @@ class MirrorDescent:
             cells += d.size
         return (moved / cells) ** 0.5
 
-    def evaluate(self, theta: Sequence[np.ndarray], total: float):
+    def evaluate(self, theta: Sequence[np.ndarray], total: float,
+                 grad_out: Sequence[np.ndarray] | None = None):
         nodes = self.tree.node_marginals(theta, total)
         mu = self.tree.clique_marginals(nodes)
-        loss, grad = self.loss_and_gradient(mu)
+        loss, grad = self.loss_and_gradient(mu, grad_out)
         return nodes, mu, loss, grad
 
     # ---- the iteration --------------------------------------------------------------------
     def run(self, settings: FitSettings, warm_start: dict[Clique, np.ndarray] | None = None,
             known_total: float | None = None) -> FitResult:
-        """Armijo mirror descent from ``warm_start`` (canonical clique -> θ table) or θ = 0."""
+        """Armijo mirror descent from ``warm_start`` (canonical clique -> θ table) or θ = 0.
+
+        θ and ∇L live in flat buffers, two of each (the current and the trial), with one view
+        per clique: a step's update θ − α∇L is two whole-buffer operations instead of two per
+        clique, cell for cell the same IEEE operations."""
         pad_the_heap()  # each step's large temporaries then reuse the heap's pages
         total = minimum_variance_total(self.observations) if known_total is None else float(
             known_total)
-        theta = expand(self.domain, warm_start or {}, self.cliques)
+        start = expand(self.domain, warm_start or {}, self.cliques)
+        thetas, theta_views = _flat_buffers([t.shape for t in start])
+        grads, grad_views = _flat_buffers([t.shape for t in start])
+        for view, table in zip(theta_views[0], start):
+            np.copyto(view, table)
+        scratch = np.empty_like(thetas[0])
+        now = 0   # the buffers holding θ and its ∇L; 1 − now: the trial's
         alpha = 2.0 / (self.lipschitz * total)
-        nodes, mu, loss, grad = self.evaluate(theta, total)
+        nodes, mu, loss, grad = self.evaluate(theta_views[0], total, grad_views[0])
         losses = [loss]
         block_start, block_mu, flat_blocks, done = loss, mu, 0, 0
         for done in range(1, settings.iters + 1):
-            trial = [t - alpha * g for t, g in zip(theta, grad)]
-            nodes2, mu2, loss2, grad2 = self.evaluate(trial, total)
+            np.multiply(grads[now], alpha, out=scratch)
+            np.subtract(thetas[now], scratch, out=thetas[1 - now])
+            nodes2, mu2, loss2, grad2 = self.evaluate(theta_views[1 - now], total,
+                                                      grad_views[1 - now])
             expected = 0.5 * alpha * sum(float(np.vdot(g, m - m2))
                                          for g, m, m2 in zip(grad, mu, mu2))
             if loss - loss2 >= expected:
-                theta, nodes, mu, loss, grad = trial, nodes2, mu2, loss2, grad2
+                now = 1 - now
+                nodes, mu, loss, grad = nodes2, mu2, loss2, grad2
                 alpha *= 1.01
             else:
                 alpha *= 0.5
@@ -219,4 +244,16 @@ class MirrorDescent:
                 block_start, block_mu = loss, mu
                 if flat_blocks >= settings.patience:
                     break
+        theta = [view.copy() for view in theta_views[now]]
         return FitResult(self.tree, self.spelled, theta, nodes, total, loss, done, alpha, losses)
+
+
+def _flat_buffers(shapes: Sequence[tuple[int, ...]]
+                  ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+    """Two flat float buffers holding one table of each shape, and each one's table views."""
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    ends = np.cumsum([0] + sizes)
+    buffers = [np.empty(int(ends[-1])), np.empty(int(ends[-1]))]
+    views = [[b[a:e].reshape(s) for a, e, s in zip(ends[:-1], ends[1:], shapes)]
+             for b in buffers]
+    return buffers, views
