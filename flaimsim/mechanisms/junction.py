@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Hashable, Sequence
 
 import numpy as np
 import opt_einsum
@@ -218,16 +218,19 @@ class JunctionTree:
         return sorted(keep), sorted(edges)
 
     def spanning_marginal(self, nodes: Sequence[np.ndarray], clique: Sequence[str],
-                          separators: dict[tuple[int, int], np.ndarray] | None = None
-                          ) -> np.ndarray:
+                          separators: dict[tuple[int, int], np.ndarray] | None = None,
+                          steps: ContractionCache | None = None) -> np.ndarray:
         """Domain-ordered marginal on any ``clique``, from node and separator marginals:
         P(x_S) = Π_{n∈S} μ_n / Π_{(i,j)∈S} μ_{i∩j} over the Steiner subforest S, then summed
         to ``clique`` (0/0 = 0: a separator value of mass 0 has no mass in either node).
-        ``separators``: 1/μ per edge, filled and reused across calls on the same ``nodes``."""
+        ``separators``: 1/μ per edge, and ``steps``: the contraction steps, both filled and
+        reused across calls on the same ``nodes`` (``steps`` only with ``separators``)."""
         target = canonical(self.domain, clique)
         keep, edges = self.steiner(target)
         ops = [(nodes[n], self.nodes[n]) for n in keep]
+        names: list[Hashable] = [("node", n) for n in keep]
         for i, j in edges:
+            names.append(("separator", i, j))
             sep = tuple(a for a in self.nodes[i] if a in self.nodes[j])
             inverse = None if separators is None else separators.get((i, j))
             if inverse is None:
@@ -236,7 +239,8 @@ class JunctionTree:
                     separators[(i, j)] = inverse
             ops.append((inverse, sep))
         with np.errstate(over="ignore", invalid="ignore"):
-            value, _ = contract(self.domain, ops, target)
+            value, _ = contract(self.domain, ops, target, names,
+                                steps if separators is not None else None)
         return value
 
     def _separator_inverse(self, node: np.ndarray, i: int, sep: Clique) -> np.ndarray:
@@ -325,25 +329,45 @@ def _greedy_path(equation: str, shapes: tuple[tuple[int, ...], ...]
     return tuple(tuple(step) for step in path)
 
 
+@dataclass
+class ContractionCache:
+    """Pairwise contraction steps of one fitted model, kept for the next marginal that takes
+    the same step on the same named operands (a round's candidates share many first steps:
+    a node's table times a separator's inverse, summed to the same attributes). Holds at
+    most ``limit`` cells; a refit must start a new one (the names then mean other tables)."""
+
+    entries: dict[tuple, tuple[np.ndarray, float | None]] = field(default_factory=dict)
+    cells: int = 0
+    limit: int = 8_000_000
+
+
 def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]],
-             target: Sequence[str]) -> tuple[np.ndarray, float]:
+             target: Sequence[str], names: Sequence[Hashable | None] | None = None,
+             cache: ContractionCache | None = None) -> tuple[np.ndarray, float]:
     """(v, s) with Σ_{x∖target} Π_k F_k = v·exp(s), over ``target`` (in its order).
 
     Factors are contracted pairwise along opt_einsum's greedy path and each intermediate is
     divided by its maximum (its log added to s): one product of many sharp factors would
     underflow to zero (seen on Adult). Target attributes no factor mentions get a uniform
     factor; ``target=()`` gives log Σ_x Π_k F_k as log v + s.
+
+    ``names``: a name per operand (None: unnamed) that identifies its table in ``cache``; a
+    step on named operands only is looked up there (the same einsum, so the same bits) and
+    names its result by the step, so that later steps on it can be looked up too.
     """
     label = {a: i for i, a in enumerate(domain.attributes)}
-    ops: list[tuple[np.ndarray, list[int]]] = [(arr, [label[a] for a in attrs])
-                                               for arr, attrs in operands]
-    covered = {i for _, idx in ops for i in idx}
-    ops += [(np.ones(domain[a]), [label[a]]) for a in target if label[a] not in covered]
+    if names is None:
+        names = [None] * len(operands)
+    ops: list[tuple[np.ndarray, list[int], Hashable | None]] = [
+        (arr, [label[a] for a in attrs], name) for (arr, attrs), name in zip(operands, names)]
+    covered = {i for _, idx, _ in ops for i in idx}
+    ops += [(np.ones(domain[a]), [label[a]], ("uniform", a)) for a in target
+            if label[a] not in covered]
     wanted = [label[a] for a in target]
     sym = opt_einsum.get_symbol
-    equation = ",".join("".join(sym(i) for i in idx) for _, idx in ops) + "->" + "".join(
+    equation = ",".join("".join(sym(i) for i in idx) for _, idx, _ in ops) + "->" + "".join(
         sym(i) for i in wanted)
-    shapes = tuple(arr.shape for arr, _ in ops)
+    shapes = tuple(arr.shape for arr, _, _ in ops)
     path = (_greedy_path(equation, shapes) if memo.enabled()
             else _greedy_path.__wrapped__(equation, shapes))
     log_scale = 0.0
@@ -351,18 +375,37 @@ def contract(domain: Domain, operands: Sequence[tuple[np.ndarray, Sequence[str]]
         picked = [ops[i] for i in step]
         for i in sorted(step, reverse=True):
             ops.pop(i)
-        keep = set(wanted).union(*[set(idx) for _, idx in ops])
-        out_idx = [i for i in sorted({i for _, idx in picked for i in idx}) if i in keep]
-        # np.einsum takes labels 0..51 only: number this step's attributes locally (Covtype
-        # has 55 attributes)
-        local = {i: n for n, i in enumerate(sorted({i for _, idx in picked for i in idx}))}
-        args: list = []
-        for arr, idx in picked:
-            args += [arr, [local[i] for i in idx]]
-        out = np.einsum(*args, [local[i] for i in out_idx])
-        peak = float(out.max())
-        if peak > 0:
-            out, log_scale = out / peak, log_scale + math.log(peak)
-        ops.append((out, out_idx))
-    (arr, idx), = ops
+        keep = set(wanted).union(*[set(idx) for _, idx, _ in ops])
+        out_idx = [i for i in sorted({i for _, idx, _ in picked for i in idx}) if i in keep]
+        key = None
+        if cache is not None and all(name is not None for _, _, name in picked):
+            key = (tuple((name, tuple(idx)) for _, idx, name in picked), tuple(out_idx))
+        found = None if key is None else cache.entries.get(key)
+        if found is None:
+            found = _contract_step(picked, out_idx)
+            if key is not None and cache.cells + found[0].size <= cache.limit:
+                cache.entries[key] = found
+                cache.cells += found[0].size
+        out, log_peak = found
+        if log_peak is not None:
+            log_scale = log_scale + log_peak
+        ops.append((out, out_idx, key))
+    (arr, idx, _), = ops
     return np.transpose(arr, [idx.index(i) for i in wanted]), log_scale
+
+
+def _contract_step(picked: Sequence[tuple[np.ndarray, list[int], Hashable | None]],
+                   out_idx: list[int]) -> tuple[np.ndarray, float | None]:
+    """One pairwise einsum onto ``out_idx``, divided by its maximum (and that maximum's log;
+    None where the maximum is not positive and nothing was divided)."""
+    # np.einsum takes labels 0..51 only: number this step's attributes locally (Covtype
+    # has 55 attributes)
+    local = {i: n for n, i in enumerate(sorted({i for _, idx, _ in picked for i in idx}))}
+    args: list = []
+    for arr, idx, _ in picked:
+        args += [arr, [local[i] for i in idx]]
+    out = np.einsum(*args, [local[i] for i in out_idx])
+    peak = float(out.max())
+    if peak > 0:
+        return out / peak, math.log(peak)
+    return out, None

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from flaimsim.mechanisms.data import Table
-from flaimsim.mechanisms.junction import (JunctionTree, canonical, contract, from_canonical,
-                                          logsumexp, model_size_mb, summed_axes,
-                                          to_canonical)
+from flaimsim.mechanisms.junction import (ContractionCache, JunctionTree, canonical, contract,
+                                          from_canonical, logsumexp, model_size_mb,
+                                          summed_axes, to_canonical)
 from flaimsim.mechanisms import mbi_setup, memo
 from flaimsim.mechanisms.mbi_setup import Domain
 from flaimsim.mechanisms.mirror_descent import FitResult, FitSettings, MirrorDescent
@@ -99,6 +99,7 @@ class GraphicalModel:
     # 1/μ of the fitted tree's separators, shared by the round's candidate marginals
     _separators: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, init=False,
                                                            repr=False)
+    _steps: ContractionCache = field(default_factory=ContractionCache, init=False, repr=False)
     _mrf: mbi.MarkovRandomField | None = field(default=None, repr=False)
     # memo (:mod:`~flaimsim.mechanisms.memo`): size of (model cliques ∪ {r}) per r, valid
     # while the model's clique set is the one in the key
@@ -134,7 +135,8 @@ class GraphicalModel:
             self.result = problem.run(settings, warm, known_total)
         else:
             self.result = fit_with_mbi(problem, merged, settings, warm, known_total)
-        self._log_tables, self._separators, self._mrf = {}, {}, None
+        self._log_tables, self._mrf = {}, None
+        self._separators, self._steps = {}, ContractionCache()
         return self
 
     @property
@@ -205,7 +207,7 @@ class GraphicalModel:
             return from_canonical(self.domain, clique, held).ravel()
         out = from_canonical(self.domain, clique,
                              self.tree.spanning_marginal(self.fitted_nodes, clique,
-                                                         self._separators))
+                                                         self._separators, self._steps))
         mass = float(out.sum())
         if not (math.isfinite(mass) and mass > 0):
             # the contraction underflowed to all zeros (sharp, disagreeing factors: NaiveFLAIM
