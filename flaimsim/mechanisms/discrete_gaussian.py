@@ -150,20 +150,23 @@ def sample_discrete_gaussian_scalar(s2: Fraction, src: UniformSource) -> int:
 
 # ---- vectorised path (int64) -------------------------------------------------------------
 def _bern_exp_frac(num: np.ndarray, den: np.ndarray, src: UniformSource) -> np.ndarray:
-    """Bernoulli(exp(−num/den)) for 0 ≤ num ≤ den < 2^56, elementwise (CKS20 Alg. 1)."""
+    """Bernoulli(exp(−num/den)) for 0 ≤ num ≤ den < 2^56, elementwise (CKS20 Alg. 1).
+
+    Every element still drawing has drawn as often as the others, so K is one number per
+    pass, and the ones still drawing are kept compacted (their order, and so the source's
+    draws, as when each kept its own K)."""
     out = np.zeros(num.shape, dtype=bool)
-    k = np.ones(num.shape, dtype=np.int64)
-    todo = np.arange(num.size)
-    while todo.size:
-        go_on = src.below(den[todo] * k[todo]) < num[todo]
-        stop = todo[~go_on]
-        out[stop] = k[stop] % 2 == 1
-        todo = todo[go_on]
-        k[todo] += 1
-        slow = todo[k[todo] >= _K_MAX]
-        for i in slow:  # probability < 1/63!: finish exactly in Python integers
-            out[i] = _bern_exp_scalar(int(num[i]), int(den[i]), src, int(k[i]))
-        todo = todo[k[todo] < _K_MAX]
+    at = np.arange(num.size)
+    k = 1
+    while at.size:
+        go_on = src.below(den * k) < num
+        out[at[~go_on]] = k % 2 == 1
+        at, num, den = at[go_on], num[go_on], den[go_on]
+        k += 1
+        if k >= _K_MAX:  # probability < 1/63!: finish exactly in Python integers
+            for i, n_i, d_i in zip(at.tolist(), num.tolist(), den.tolist()):
+                out[i] = _bern_exp_scalar(n_i, d_i, src, k)
+            break
     return out
 
 
