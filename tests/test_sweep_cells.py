@@ -145,3 +145,33 @@ def test_cells_run_repeat_by_repeat_largest_t_first(tmp_path: Path):
     CALLS.clear()
     run_sweep(spec, tmp_path / "sweep", jobs=1, execute=fake_cell, show_progress=False)
     assert CALLS == [cell_key(c) for c in spec.configs()]
+
+
+def test_a_cells_ledger_is_parsed_once_per_file_version(tmp_path, monkeypatch):
+    """A report asks for each cell's ledger several times: it is parsed once, and again
+    when the file changes."""
+    from flaimsim.bench import sweep_dir
+    from flaimsim.bench.sweep_dir import Cell
+    from flaimsim.parties.ledger import Ledger, LedgerRow
+
+    def ledger(nbytes):
+        return Ledger("r", "central", [LedgerRow("r", "central", 1, "measure", "client:0",
+                                                 "aggregator:0", nbytes, 1, "wire", 1)])
+
+    from collections import OrderedDict
+
+    monkeypatch.setattr(sweep_dir, "_LEDGERS", OrderedDict())
+    path = tmp_path / "c.ledger.csv"
+    ledger(5).write_csv(path)
+    reads = []
+    real = Ledger.read_csv
+    monkeypatch.setattr(Ledger, "read_csv", staticmethod(lambda p: reads.append(p) or real(p)))
+    cell = Cell("c", {}, path)
+    assert [cell.ledger().rows[0].bytes for _ in range(3)] == [5, 5, 5] and len(reads) == 1
+    ledger(12345).write_csv(path)          # another size: read again
+    assert cell.ledger().rows[0].bytes == 12345 and len(reads) == 2
+    monkeypatch.setattr(sweep_dir, "_LEDGER_ROWS", 1)   # over budget: the oldest goes
+    other = tmp_path / "d.ledger.csv"
+    ledger(7).write_csv(other)
+    assert Cell("d", {}, other).ledger().rows[0].bytes == 7
+    assert [k[0] for k in sweep_dir._LEDGERS] == [str(other.resolve())]
