@@ -23,8 +23,9 @@ C-contiguous table ``np.add.reduce`` walks the cells in C order with its adjacen
 (``pairwise_sum``: one by one from −0.0 below 8 cells) and the runs are added into the
 output one after another; when the last axes are kept, each output cell adds its cells one
 by one in C order of the reduced indices. :func:`sum_over` takes the same two steps with
-long loops: a run under 8 cells is added as a few strided whole-table adds (a longer one by
-numpy's pairwise sum along the last axis), and the one-by-one fold runs over a transposed
+long loops: a run under 8 cells is added as a few strided whole-table adds, one of 8 to 15
+cells the same way in pairwise_sum's unrolled order (((c0 + c1) + (c2 + c3)) + ((c4 + c5) +
+(c6 + c7)), then the rest one by one; a longer one by numpy's own sum), and the one-by-one fold runs over a transposed
 copy, reduced along its first axis (a copy moves bits, so it cannot change a value), or onto
 at most 4 cells as a running sum down each column (``accumulate``: the same additions). Where
 numpy's own inner loop is long (≥ 32 cells) its call is kept. Each plan is checked against
@@ -247,8 +248,14 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
         if step[0] == "runs":
             _, view, run = step
             cells = y.reshape(view)
-            if run >= _PAIRWISE_BLOCK:
+            if run >= 2 * _PAIRWISE_BLOCK:
                 y = op.reduce(cells, axis=-1)
+            elif run >= _PAIRWISE_BLOCK:  # pairwise_sum's unrolled branch, 8 runs at once
+                y = op(op(cells[..., 0], cells[..., 1]), op(cells[..., 2], cells[..., 3]))
+                op(y, op(op(cells[..., 4], cells[..., 5]), op(cells[..., 6], cells[..., 7])),
+                   out=y)
+                for i in range(_PAIRWISE_BLOCK, run):
+                    op(y, cells[..., i], out=y)
             else:  # pairwise_sum's short branch: −0.0 + a + b + … (−0.0 + a = a exactly)
                 y = op(cells[..., 0], cells[..., 1])
                 for i in range(2, run):
