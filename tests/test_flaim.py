@@ -309,3 +309,35 @@ def test_two_server_aggregation_says_not_private_everywhere():
     assert res.record["private"] is False
     assert "not private" in res.record["privacy_note"] and "not private" in res.record["note"]
     assert any("not private" in n for n in res.notes)
+
+
+def test_model_broadcast_parses_each_distinct_frame_and_refuses_a_bad_one(monkeypatch):
+    """Clients' frames equal to one already parsed are not parsed again (they parse alike);
+    a frame that differs is parsed, so a client's cut model still stops the round."""
+    from types import SimpleNamespace
+
+    from flaimsim.parties.fl import aggregator
+
+    rng = np.random.default_rng(1)
+    t = Table(("a", "b"), (2, 3), rng.integers(0, 2, size=(50, 2)))
+    model = GraphicalModel.for_table(t).fit(
+        [Measurement(("a", "b"), t.marginal(("a", "b")).astype(float), 1.0)], iters=5)
+    blob = serialise_model(model)
+    parsed = []
+    real = aggregator.deserialise_model
+    monkeypatch.setattr(aggregator, "deserialise_model",
+                        lambda payload: parsed.append(bytes(payload)) or real(payload))
+
+    def network(payloads):
+        log = SimpleNamespace(records=[], deepest=0)
+        inbox = dict(payloads)
+        return SimpleNamespace(
+            sent=log, send=lambda src, dst, kind, rnd, phase, b: len(b),
+            receive=lambda who, kind: [SimpleNamespace(round=3,
+                                                       payload=inbox[int(who.split(":")[1])])])
+
+    assert aggregator.broadcast_model(model, [0, 1, 2], network({0: blob, 1: blob, 2: blob}),
+                                      3) == len(blob)
+    assert parsed == [blob]
+    with pytest.raises(Exception):
+        aggregator.broadcast_model(model, [0, 1], network({0: blob, 1: blob[:-9]}), 3)
