@@ -186,3 +186,15 @@ def test_comparison_plan_reads_bit_lengths_exactly() -> None:
     assert plan.above.tolist() == [False, False, True, True] + [False] * 200
     assert plan.h[plan.inside].tolist() == [int(x).bit_length() - 1 for x in c[4:]]
     assert plan.t0[plan.inside].tolist() == [(int(x) & -int(x)).bit_length() - 1 for x in c[4:]]
+
+
+def test_mean_in_order_is_numpys_mean_bit_for_bit() -> None:
+    """A private client's τ̃ averages 1–3 attribute norms without building an array: the
+    same bits as np.mean (one by one below 8 values; np.mean itself from 8 on)."""
+    from flaimsim.parties.fl.clients import mean_in_order
+
+    rng = np.random.default_rng(8)
+    for n in range(1, 12):
+        for _ in range(200):
+            v = list(rng.exponential(1.0, n) * 10.0 ** rng.integers(-8, 8, n))
+            assert mean_in_order(v) == float(np.mean(v))

@@ -45,6 +45,8 @@ from flaimsim.mechanisms.data import Table
 from flaimsim.mechanisms.dp import exponential_mechanism
 from flaimsim.mechanisms.scores import aim_score_from_l1
 
+_add = np.add.reduce  # what np.sum calls, without its Python wrapper (the same sums)
+
 Clique = tuple[str, ...]
 Variant = Literal["naive", "oracle", "private"]
 VARIANTS: tuple[str, ...] = ("naive", "oracle", "private")
@@ -78,7 +80,18 @@ def l1_to_scaled(cells: np.ndarray, counts: np.ndarray, n: float, dist: np.ndarr
     ``dist_sum``: ``dist.sum()`` if the caller has it (it is the same for every client)."""
     scaled = n * dist[cells]
     total = dist.sum() if dist_sum is None else dist_sum
-    return float(n * total + np.sum(np.abs(counts - scaled) - scaled))
+    return float(n * total + _add(np.abs(counts - scaled) - scaled))
+
+
+def mean_in_order(values: Sequence[float]) -> float:
+    """``float(np.mean(values))`` for fewer than 8 values, without the array: numpy adds
+    so few one by one (from −0.0, which changes no sum) and divides by the count."""
+    if not 0 < len(values) < 8:
+        return float(np.mean(values))
+    total = float(values[0])
+    for v in values[1:]:
+        total += float(v)
+    return total / len(values)
 
 
 def simplex_projection(y: np.ndarray) -> np.ndarray:
@@ -138,7 +151,7 @@ class FLClient:
         ``per_attribute``: those norms, computed once for all candidates."""
         if per_attribute is None:
             return float(np.mean([self.attribute_tau(a, proxy) for a in clique]))
-        return float(np.mean([per_attribute[a] for a in clique]))
+        return mean_in_order([per_attribute[a] for a in clique])
 
     def scores(self, candidates: Sequence[Clique], model_dists: Mapping[Clique, np.ndarray],
                sigma: float, weights: Sequence[float], sizes: Sequence[int], variant: str,
