@@ -20,6 +20,20 @@ def bits(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def sum_loops(request, monkeypatch):
+    """Each sum test twice: with the compiled loops (numba) and with numpy's calls only
+    (``FLAIMSIM_COMPILED=0``, also what runs without numba)."""
+    monkeypatch.setenv("FLAIMSIM_COMPILED", "1" if request.param == "compiled" else "0")
+    kernels._compiled.cache_clear()
+    kernels._checked_sum_plan.cache_clear()
+    if request.param == "compiled":
+        assert kernels._compiled() is not None, "numba is installed with umap-learn"
+    yield request.param
+    kernels._compiled.cache_clear()
+    kernels._checked_sum_plan.cache_clear()
+
+
 def table(shape, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.normal(0, 5, shape)
@@ -75,7 +89,8 @@ def test_peak_over_is_numpys_max(shape, axes, corner):
 
 
 @pytest.mark.parametrize("structural_zero", [False, True])
-def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(structural_zero):
+def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(structural_zero,
+                                                                        sum_loops):
     cols = ("a", "b", "c", "d", "e", "f", "g")
     domain = mbi.Domain(cols, (7, 8, 8, 9, 5, 2, 6))
     cliques = [("a", "b", "c", "d", "e"), ("a", "d", "e", "f"), ("b", "c", "f", "g"),
@@ -110,7 +125,7 @@ def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(struct
     ((6000,), (0,), None),                                   # numpy's own call
 ])
 @pytest.mark.parametrize("data", ["signed", "ieee"])
-def test_sum_over_adds_in_numpys_order(shape, axes, steps, data):
+def test_sum_over_adds_in_numpys_order(shape, axes, steps, data, sum_loops):
     plan = kernels._reduce_plan(shape, axes)
     assert (plan and tuple(s[0] for s in plan[0])) == steps
     assert kernels._checked_sum_plan(shape, axes) == plan  # it passed its check on numpy
@@ -123,7 +138,7 @@ def test_sum_over_adds_in_numpys_order(shape, axes, steps, data):
     assert np.array_equal(bits(got), bits(want))
 
 
-def test_sum_over_matches_numpy_on_random_shapes():
+def test_sum_over_matches_numpy_on_random_shapes(sum_loops):
     rng = np.random.default_rng(12)
     planned = 0
     for _ in range(1500):
@@ -142,13 +157,15 @@ def test_sum_over_matches_numpy_on_random_shapes():
     assert planned >= 200  # the kernel ran, not numpy against itself
 
 
-def test_a_plan_that_disagrees_with_numpy_falls_back_with_a_warning(monkeypatch):
-    kernels._checked_sum_plan.cache_clear()
-    # a wrong model of numpy's order: the runs summed one by one from the other end
-    monkeypatch.setattr(kernels, "_PAIRWISE_BLOCK", 10**9)
+def test_a_plan_that_disagrees_with_numpy_falls_back_with_a_warning(monkeypatch, sum_loops):
+    # a wrong model of numpy's order: the runs summed one by one (numpy pairs them from 8)
+    if sum_loops == "compiled":
+        from flaimsim.mechanisms import compiled
+        monkeypatch.setattr(compiled, "pairwise_rows", lambda m: np.cumsum(m, axis=1)[:, -1])
+    else:
+        monkeypatch.setattr(kernels, "_PAIRWISE_BLOCK", 10**9)
     shape, axes = (50, 40, 2, 16), (1, 3)
     with pytest.warns(RuntimeWarning, match="another order"):
         assert kernels._checked_sum_plan(shape, axes) is None
     x = np.exp(np.random.default_rng(3).normal(0, 4, shape))
     assert np.array_equal(bits(kernels.sum_over(x, axes)), bits(np.add.reduce(x, axis=axes)))
-    kernels._checked_sum_plan.cache_clear()

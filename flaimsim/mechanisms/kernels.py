@@ -31,7 +31,10 @@ at most 4 cells as a running sum down each column (``accumulate``: the same addi
 numpy's own inner loop is long (≥ 32 cells) its call is kept. Each plan is checked against
 numpy on a random table on first use and numpy's own call is kept if they differ by one bit
 (a numpy that orders its sums otherwise); `tests/test_fit_kernels.py` checks them on random
-shapes.
+shapes. The two steps of a sum whose numpy form is a short loop per row (a run's pairwise sum,
+the fold's row after row) run as compiled loops of the same additions
+(:mod:`~flaimsim.mechanisms.compiled`, numba) where numba is installed; ``FLAIMSIM_COMPILED=0``
+keeps numpy's calls.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 import warnings
 
 import numpy as np
@@ -248,7 +252,10 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
         if step[0] == "runs":
             _, view, run = step
             cells = y.reshape(view)
-            if run >= 2 * _PAIRWISE_BLOCK:
+            loops = _compiled() if op is np.add else None
+            if loops is not None:
+                y = loops.pairwise_rows(cells.reshape(-1, run)).reshape(view[:-1])
+            elif run >= 2 * _PAIRWISE_BLOCK:
                 y = op.reduce(cells, axis=-1)
             elif run >= _PAIRWISE_BLOCK:  # pairwise_sum's unrolled branch, 8 runs at once
                 y = op(op(cells[..., 0], cells[..., 1]), op(cells[..., 2], cells[..., 3]))
@@ -266,11 +273,25 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
             cells = np.ascontiguousarray(y).reshape(sizes).view(item)[..., 0]
             moved = np.ascontiguousarray(cells.transpose(order[:-1]))
             rows = moved.view(x.dtype).reshape(matrix)
-            if matrix[1] <= _FEW_KEPT:  # a running sum down each column: the same additions
+            loops = _compiled() if op is np.add else None
+            if loops is not None:
+                y = loops.fold_rows(rows)
+            elif matrix[1] <= _FEW_KEPT:  # a running sum down each column: the same additions
                 y = op.accumulate(rows, axis=0)[-1]
             else:
                 y = op.reduce(rows, axis=0)
     return y.reshape(out_shape)
+
+
+@functools.cache
+def _compiled():
+    """The compiled sum loops (:mod:`~flaimsim.mechanisms.compiled`), or None: without numba,
+    or with ``FLAIMSIM_COMPILED=0`` (numpy's calls only; the same values)."""
+    if os.environ.get("FLAIMSIM_COMPILED", "1") == "0":
+        return None
+    from flaimsim.mechanisms import compiled
+
+    return compiled if compiled.AVAILABLE else None
 
 
 @functools.lru_cache(maxsize=256)
