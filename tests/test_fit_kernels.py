@@ -21,8 +21,8 @@ def bits(a: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(params=["compiled", "numpy"])
-def sum_loops(request, monkeypatch):
-    """Each sum test twice: with the compiled loops (numba) and with numpy's calls only
+def loops(request, monkeypatch):
+    """Each kernel test twice: with the compiled loops (numba) and with numpy's calls only
     (``FLAIMSIM_COMPILED=0``, also what runs without numba)."""
     monkeypatch.setenv("FLAIMSIM_COMPILED", "1" if request.param == "compiled" else "0")
     kernels._compiled.cache_clear()
@@ -46,6 +46,9 @@ def table(shape, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("shape, small, plan", [
     ((7, 8, 8, 9, 5, 2), (7, 1, 1, 1, 5, 1), "expand"),
     ((7, 8, 6, 8, 9, 5), (1, 8, 6, 8, 1, 5), "expand"),
+    ((9, 7, 15, 6, 5, 2), (1, 7, 15, 6, 1, 2), "expand"),   # the copy in 4 groups
+    ((9, 7, 15, 6, 5, 2), (9, 1, 1, 1, 1, 2), "expand"),
+    ((8, 4, 3, 4, 3, 4, 3), (1, 4, 1, 4, 1, 4, 1), "expand"),  # 6 groups: numpy's copy
     ((7, 8, 8, 9, 5, 2), (7, 8, 8, 9, 1, 2), "slice"),
     ((7, 8, 8, 9, 5, 2), (7, 8, 8, 9, 5, 1), "slice"),
     ((47, 7, 8, 2), (1, 7, 8, 1), "slice"),
@@ -53,7 +56,7 @@ def table(shape, seed: int) -> np.ndarray:
     ((3, 4, 5), (3, 1, 5), None),                     # too small to pay
 ])
 @pytest.mark.parametrize("op", [np.add, np.subtract])
-def test_broadcast_apply_gives_numpys_bits_on_every_plan(shape, small, plan, op):
+def test_broadcast_apply_gives_numpys_bits_on_every_plan(shape, small, plan, op, loops):
     found = kernels._broadcast_plan(shape, small) if np.prod(shape) >= 4096 else None
     assert (found and found[0]) == plan
     x, s = table(shape, 1), table(small, 2)
@@ -90,7 +93,7 @@ def test_peak_over_is_numpys_max(shape, axes, corner):
 
 @pytest.mark.parametrize("structural_zero", [False, True])
 def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(structural_zero,
-                                                                        sum_loops):
+                                                                        loops):
     cols = ("a", "b", "c", "d", "e", "f", "g")
     domain = mbi.Domain(cols, (7, 8, 8, 9, 5, 2, 6))
     cliques = [("a", "b", "c", "d", "e"), ("a", "d", "e", "f"), ("b", "c", "f", "g"),
@@ -125,7 +128,7 @@ def test_census_sized_junction_tree_gives_the_plain_marginals_bit_for_bit(struct
     ((6000,), (0,), None),                                   # numpy's own call
 ])
 @pytest.mark.parametrize("data", ["signed", "ieee"])
-def test_sum_over_adds_in_numpys_order(shape, axes, steps, data, sum_loops):
+def test_sum_over_adds_in_numpys_order(shape, axes, steps, data, loops):
     plan = kernels._reduce_plan(shape, axes)
     assert (plan and tuple(s[0] for s in plan[0])) == steps
     assert kernels._checked_sum_plan(shape, axes) == plan  # it passed its check on numpy
@@ -138,7 +141,7 @@ def test_sum_over_adds_in_numpys_order(shape, axes, steps, data, sum_loops):
     assert np.array_equal(bits(got), bits(want))
 
 
-def test_sum_over_matches_numpy_on_random_shapes(sum_loops):
+def test_sum_over_matches_numpy_on_random_shapes(loops):
     rng = np.random.default_rng(12)
     planned = 0
     for _ in range(1500):
@@ -157,9 +160,9 @@ def test_sum_over_matches_numpy_on_random_shapes(sum_loops):
     assert planned >= 200  # the kernel ran, not numpy against itself
 
 
-def test_a_plan_that_disagrees_with_numpy_falls_back_with_a_warning(monkeypatch, sum_loops):
+def test_a_plan_that_disagrees_with_numpy_falls_back_with_a_warning(monkeypatch, loops):
     # a wrong model of numpy's order: the runs summed one by one (numpy pairs them from 8)
-    if sum_loops == "compiled":
+    if loops == "compiled":
         from flaimsim.mechanisms import compiled
         monkeypatch.setattr(compiled, "pairwise_rows", lambda m: np.cumsum(m, axis=1)[:, -1])
     else:

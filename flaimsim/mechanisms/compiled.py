@@ -1,5 +1,6 @@
-"""Compiled loops (numba) for the two steps of :func:`~flaimsim.mechanisms.kernels.sum_over`
-whose numpy form pays per short inner loop: the same IEEE additions in the same order.
+"""Compiled loops (numba) for the steps of the fitter's kernels
+(:mod:`~flaimsim.mechanisms.kernels`) whose numpy form pays per short inner loop: the same
+IEEE additions in the same order, or the same copies.
 
 - :func:`fold_rows`: ``np.add.reduce(m, axis=0)`` of a C-contiguous R × K matrix, i.e. each
   column summed top to bottom one by one (numpy's order when the reduced axes come first);
@@ -9,6 +10,8 @@ whose numpy form pays per short inner loop: the same IEEE additions in the same 
   row by numpy's ``pairwise_sum``: below 8 cells one by one from −0.0, else eight running
   sums over the 8-cell blocks, joined ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), then
   the remaining cells one by one.
+- :func:`expand4`: ``np.broadcast_to(small, shape)`` copied, for the broadcast kernel's
+  expanded block, over 4 groups of axes (numpy's copy loops over the short last group).
 
 Compiled without ``fastmath``: LLVM may not reassociate a floating-point sum, so each output
 is the same chain of additions as numpy's (a loop across independent columns may be
@@ -69,12 +72,27 @@ def _pairwise_rows(m: np.ndarray) -> np.ndarray:
     return out
 
 
+def _expand4(small: np.ndarray, shape: tuple[int, int, int, int]) -> np.ndarray:
+    out = np.empty(shape)
+    a_on = 1 if small.shape[0] > 1 else 0   # 0: that group is broadcast
+    b_on = 1 if small.shape[1] > 1 else 0
+    c_on = 1 if small.shape[2] > 1 else 0
+    d_on = 1 if small.shape[3] > 1 else 0
+    for a in range(shape[0]):
+        for b in range(shape[1]):
+            for c in range(shape[2]):
+                for d in range(shape[3]):
+                    out[a, b, c, d] = small[a * a_on, b * b_on, c * c_on, d * d_on]
+    return out
+
+
 if njit is not None:
     fold_rows = njit(cache=True, nogil=True)(_fold_rows)
     pairwise_rows = njit(cache=True, nogil=True)(_pairwise_rows)
+    expand4 = njit(cache=True, nogil=True)(_expand4)
     AVAILABLE = True
 else:  # pragma: no cover
-    fold_rows = pairwise_rows = None
+    fold_rows = pairwise_rows = expand4 = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "PAIRWISE_MAX", "fold_rows", "pairwise_rows"]
+__all__ = ["AVAILABLE", "PAIRWISE_MAX", "expand4", "fold_rows", "pairwise_rows"]

@@ -129,8 +129,13 @@ def broadcast_apply(op: np.ufunc, x: np.ndarray, small: np.ndarray,
     if plan is None:
         return op(x, small, out=out)
     if plan[0] == "expand":
-        _, x_view_shape, small_expanded_shape, small_view_shape = plan
-        expanded = np.ascontiguousarray(np.broadcast_to(small, small_expanded_shape))
+        _, x_view_shape, small_expanded_shape, small_view_shape, grouped = plan
+        loops = None if grouped is None else _compiled()
+        if loops is not None:   # the same copy, without numpy's short inner loops
+            expanded = loops.expand4(np.ascontiguousarray(small).reshape(grouped[1]),
+                                     grouped[0])
+        else:
+            expanded = np.ascontiguousarray(np.broadcast_to(small, small_expanded_shape))
         target = None if out is None else out.reshape(x_view_shape)
         result = op(x.reshape(x_view_shape), expanded.reshape(small_view_shape), out=target)
         return result.reshape(x.shape) if out is None else out
@@ -156,8 +161,9 @@ def _broadcast_plan(shape: tuple[int, ...], small: tuple[int, ...]) -> tuple | N
         inner *= shape[split]
     outer_small = small[:split]
     if math.prod(outer_small) * inner * 4 <= size:
-        return ("expand", shape[:split] + (inner,), outer_small + shape[split:],
-                outer_small + (inner,))
+        expanded = outer_small + shape[split:]
+        return ("expand", shape[:split] + (inner,), expanded, outer_small + (inner,),
+                _grouped_copy(expanded, small))
     fixed, calls = len(shape), 1
     while fixed > 1 and calls * shape[fixed - 1] <= _MAX_SLICES:
         fixed -= 1
@@ -172,6 +178,25 @@ def _broadcast_plan(shape: tuple[int, ...], small: tuple[int, ...]) -> tuple | N
         small_indices.append((Ellipsis,) + tuple(i if s > 1 else 0
                                                  for i, s in zip(index, small[fixed:])))
     return ("slice", tuple(x_indices), tuple(small_indices))
+
+
+def _grouped_copy(shape: tuple[int, ...], small: tuple[int, ...]
+                  ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``small`` broadcast to ``shape`` as a copy over at most 4 groups of adjacent axes, all
+    full or all broadcast in ``small``: (the copy's 4-D shape, ``small``'s 4-D shape), or None
+    beyond 4 groups."""
+    groups: list[list] = []   # [cells, full]
+    for n, m in zip(shape, small):
+        if n == 1:
+            continue
+        if groups and groups[-1][1] == (m == n):
+            groups[-1][0] *= n
+        else:
+            groups.append([n, m == n])
+    if len(groups) > 4:
+        return None
+    groups = [[1, True]] * (4 - len(groups)) + groups
+    return (tuple(n for n, _ in groups), tuple(n if full else 1 for n, full in groups))
 
 
 def _numpy_inner_loop(shape: tuple[int, ...], small: tuple[int, ...]) -> int:
@@ -285,7 +310,7 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
 
 @functools.cache
 def _compiled():
-    """The compiled sum loops (:mod:`~flaimsim.mechanisms.compiled`), or None: without numba,
+    """The compiled loops (:mod:`~flaimsim.mechanisms.compiled`), or None: without numba,
     or with ``FLAIMSIM_COMPILED=0`` (numpy's calls only; the same values)."""
     if os.environ.get("FLAIMSIM_COMPILED", "1") == "0":
         return None
