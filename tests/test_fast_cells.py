@@ -198,3 +198,25 @@ def test_mean_in_order_is_numpys_mean_bit_for_bit() -> None:
         for _ in range(200):
             v = list(rng.exponential(1.0, n) * 10.0 ** rng.integers(-8, 8, n))
             assert mean_in_order(v) == float(np.mean(v))
+
+
+@pytest.mark.parametrize("frac_bits", [0, 2, 5])
+def test_priced_cells_without_the_full_rounding_are_the_rounded_ones(frac_bits: int) -> None:
+    """round(c·2^f) > 0 exactly where c > 2^−(f+1) (rint takes 0.5 to 0): the modelled score
+    rounds only those cells, and gets the positions and values of the full rounding,
+    at the boundary too; bad values are refused alike."""
+    from flaimsim.parties.distaim.plan import (PricedMarginal, SecureScoringError,
+                                               price_public_marginal)
+
+    half = 2.0 ** -(frac_bits + 1)
+    rng = np.random.default_rng(frac_bits)
+    c = np.concatenate([rng.uniform(0, 4 * half, 3000), rng.uniform(0, 500, 300),
+                        [0.0, -0.0, half, np.nextafter(half, 1), np.nextafter(half, 0),
+                         3 * half, 5 * half]])
+    got = price_public_marginal(c, frac_bits)
+    want = PricedMarginal.of(round_public_marginal(c, frac_bits))
+    assert got.n == want.n == c.size
+    assert np.array_equal(got.cells, want.cells) and np.array_equal(got.values, want.values)
+    for bad in ([1.0, np.nan], [np.inf], [-0.5]):
+        with pytest.raises(SecureScoringError):
+            price_public_marginal(np.array(bad), frac_bits)

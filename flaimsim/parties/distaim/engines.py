@@ -46,8 +46,9 @@ from flaimsim.parties.distaim.options import DistAimOptions, Selection
 from flaimsim.parties.distaim.plan import (DECOMPOSE_CHUNK_CELLS, DecomposedCells, added_variance,
                                           anchor_cells, chunk_count, comparison_plan,
                                           em_scale, kept_cells, l2_distances,
-                                          noise_shares, priced_cells,
-                                          round_public_marginal, segment_bounds, select_bits)
+                                          noise_shares, PricedMarginal,
+                                          price_public_marginal, round_public_marginal,
+                                          segment_bounds, select_bits)
 from flaimsim.parties.ledger import Ledger, client, server
 from flaimsim.parties.mpc.input_sharing import share_inputs
 from flaimsim.parties.mpc.launcher import NOT_PRIVATE_NOTE, LauncherConfigError
@@ -145,13 +146,15 @@ class SecureEngine(Protocol):
 
 def score_step(round: int, lengths: Sequence[int], public_c: np.ndarray, max_count: int,
                frac_bits: int, c_int: np.ndarray | None = None,
-               priced: np.ndarray | None = None) -> Step:
+               priced: PricedMarginal | None = None) -> Step:
     """The score step's size, with the public plan of its comparisons (what it costs).
-    ``c_int``: round_public_marginal(public_c, frac_bits), ``priced``: priced_cells(c_int), if
-    the caller has them already."""
-    if c_int is None:
-        c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
-    plan = comparison_plan(c_int, int(max_count).bit_length(), frac_bits, priced)
+    ``c_int``: round_public_marginal(public_c, frac_bits), or ``priced``: its priced cells
+    (:func:`~flaimsim.parties.distaim.plan.price_public_marginal`), if the caller has them."""
+    if priced is None:
+        if c_int is None:
+            c_int = round_public_marginal(np.asarray(public_c, dtype=float), frac_bits)
+        priced = PricedMarginal.of(c_int)
+    plan = comparison_plan(None, int(max_count).bit_length(), frac_bits, priced)
     # dots: the candidates (segments) with at least one priced comparison
     bounds = segment_bounds(plan.inside, lengths)
     dots = int(np.count_nonzero(bounds[1:] > bounds[:-1]))
@@ -243,21 +246,17 @@ class EngineBase:
             self._decompose_cells(round, np.arange(offset, offset + length), "measure")
 
     def _score_l1_step(self, round: int, offsets: Sequence[int], lengths: Sequence[int],
-                       public_c: np.ndarray, c_int: np.ndarray | None = None,
-                       cells: np.ndarray | None = None, priced: np.ndarray | None = None
-                       ) -> Step:
-        """The bits of the newly priced cells, then the score step's size (``c_int``: the
-        rounded public marginal, ``cells``: the kept cells, ``priced``: priced_cells(c_int),
-        if the caller has them)."""
+                       public_c: np.ndarray, cells: np.ndarray | None = None,
+                       priced: PricedMarginal | None = None) -> Step:
+        """The bits of the newly priced cells, then the score step's size (``cells``: the kept
+        cells, ``priced``: the public marginal's priced cells, if the caller has them)."""
         o = self.options
-        if c_int is None:
-            c_int = round_public_marginal(np.asarray(public_c, dtype=float), o.frac_bits)
         if priced is None:
-            priced = priced_cells(c_int)
+            priced = price_public_marginal(public_c, o.frac_bits)
         if cells is None:
             cells = kept_cells(offsets, lengths)
-        self._decompose_cells(round, cells[priced], "score")
-        return score_step(round, lengths, public_c, o.max_count, o.frac_bits, c_int, priced)
+        self._decompose_cells(round, cells[priced.cells], "score")
+        return score_step(round, lengths, public_c, o.max_count, o.frac_bits, priced=priced)
 
 
 class MpcEngine(EngineBase):
@@ -473,7 +472,6 @@ class IdealEngine(EngineBase):
 
     def score(self, round, offsets, lengths, public_c, sigma, weights, score_bound) -> None:
         f = self.options.frac_bits
-        c = round_public_marginal(np.asarray(public_c, dtype=float), f)
         cells, scaled_sums = self._kept(offsets, lengths)
         if self.options.score is Score.L2:
             dist = l2_distances(self.aggregate[cells], public_c, lengths, f)
@@ -481,16 +479,16 @@ class IdealEngine(EngineBase):
                                                np.asarray(weights, float))
             self._charge(Step(round, "score-l2", cells=int(cells.size), k=len(lengths)))
             return
-        priced = priced_cells(c)
-        step = self._score_l1_step(round, offsets, lengths, public_c, c, cells, priced)
+        priced = price_public_marginal(public_c, f)
+        step = self._score_l1_step(round, offsets, lengths, public_c, cells, priced)
         # Σ_r |X·2^f − c| = Σ_r X·2^f + Σ_{priced} (|X·2^f − c| − X·2^f), as c = 0 elsewhere:
         # integers, so the same sums in any order, and only the priced cells (~6 % on Adult)
         # are visited each round
-        scaled = self.aggregate[cells[priced]] * (1 << f)
-        change = np.abs(scaled - c[priced])
+        scaled = self.aggregate[cells[priced.cells]] * (1 << f)
+        change = np.abs(scaled - priced.values)
         change -= scaled
         running = np.concatenate([[0], np.cumsum(change)])
-        bounds = segment_bounds(priced, lengths)
+        bounds = segment_bounds(priced.cells, lengths)
         l1 = (scaled_sums + running[bounds[1:]] - running[bounds[:-1]]) / float(1 << f)
         self._scores = aim_score_from_l1(l1, sigma, np.asarray(lengths, float),
                                          np.asarray(weights, float))

@@ -137,13 +137,44 @@ def score_bound(max_weight: float, max_count: int, model_total: float, sigma: fl
 
 def round_public_marginal(public_c: np.ndarray, frac_bits: int) -> np.ndarray:
     """round(c·2^f) as int64; the value the secure L1 actually compares with (error ≤ 2^−(f+1))."""
+    c = _checked_public_marginal(public_c)
+    scaled = c * 2.0 ** frac_bits
+    return np.rint(scaled, out=scaled).astype(np.int64)
+
+
+def _checked_public_marginal(public_c: np.ndarray) -> np.ndarray:
     c = np.asarray(public_c, dtype=float)
     # min ≥ 0 fails on a NaN or a negative cell, a finite max on +inf: two passes, no masks
     if c.ndim != 1 or (c.size and not (np.minimum.reduce(c) >= 0
                                        and math.isfinite(np.maximum.reduce(c)))):
         raise SecureScoringError("public marginal must be a 1-D array of finite non-negative floats")
-    scaled = c * 2.0 ** frac_bits
-    return np.rint(scaled, out=scaled).astype(np.int64)
+    return c
+
+
+@dataclass(frozen=True)
+class PricedMarginal:
+    """round(c·2^f) where it is positive (the priced cells, :func:`priced_cells`), of n cells;
+    0 elsewhere."""
+
+    n: int
+    cells: np.ndarray    # int64 positions, sorted
+    values: np.ndarray   # int64 round(c·2^f) > 0 at those positions
+
+    @staticmethod
+    def of(c_int: np.ndarray) -> "PricedMarginal":
+        c_int = np.asarray(c_int, dtype=np.int64)
+        cells = priced_cells(c_int)
+        return PricedMarginal(int(c_int.shape[0]), cells, c_int[cells])
+
+
+def price_public_marginal(public_c: np.ndarray, frac_bits: int) -> PricedMarginal:
+    """``PricedMarginal.of(round_public_marginal(public_c, frac_bits))`` without the full
+    int64 array: round(c·2^f) > 0 exactly when c > 2^−(f+1) (c·2^f is exact, and rint takes
+    0.5 to 0), so only the priced cells are scaled and rounded (~6 % of Adult's 2.87 M)."""
+    c = _checked_public_marginal(public_c)
+    cells = np.flatnonzero(c > 2.0 ** -(frac_bits + 1))
+    values = np.rint(c[cells] * 2.0 ** frac_bits).astype(np.int64)
+    return PricedMarginal(int(c.shape[0]), cells, values)
 
 
 @dataclass(frozen=True)
@@ -191,17 +222,16 @@ class ComparisonPlan:
         return int(np.count_nonzero(opened[:size] > 0))
 
 
-def comparison_plan(c_int: np.ndarray, count_bits: int, frac_bits: int,
-                    priced: np.ndarray | None = None) -> ComparisonPlan:
+def comparison_plan(c_int: np.ndarray | None, count_bits: int, frac_bits: int,
+                    priced: PricedMarginal | None = None) -> ComparisonPlan:
     """The public plan of ``secure_scoring.less_than_pieces`` (also what the cost model charges).
-    ``priced``: :func:`priced_cells` (c_int), if the caller has it; only those cells are
-    looked at (the others have h = t0 = 0 and are not ``inside``)."""
-    c_int = np.asarray(c_int, dtype=np.int64)
-    n = c_int.shape[0]
-    positive = priced_cells(c_int) if priced is None else priced
-    c_pos = c_int[positive]
+    ``priced``: ``PricedMarginal.of(c_int)``, if the caller has it (then ``c_int`` may be
+    None); only those cells are looked at (the others have h = t0 = 0 and are not ``inside``)."""
+    if priced is None:
+        priced = PricedMarginal.of(c_int)
+    positive, c_pos = priced.cells, priced.values
     over = c_pos >= (1 << (count_bits + frac_bits))
-    above = np.zeros(n, dtype=bool)
+    above = np.zeros(priced.n, dtype=bool)
     above[positive[over]] = True
     inside, c_in = positive[~over], c_pos[~over]
     return ComparisonPlan(above, inside, bit_lengths(c_in) - 1, bit_lengths(c_in & -c_in) - 1,
