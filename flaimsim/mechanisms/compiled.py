@@ -12,6 +12,9 @@ IEEE additions in the same order, or the same copies.
   the remaining cells one by one.
 - :func:`expand4`: ``np.broadcast_to(small, shape)`` copied, for the broadcast kernel's
   expanded block, over 4 groups of axes (numpy's copy loops over the short last group).
+- :func:`peak_shift4`: logsumexp's max over the reduced groups (a non-finite one set to 0)
+  and x − max, in one call instead of numpy's three and a check (small tables, where the
+  calls cost more than the cells: a 3,240-cell table 23.8 → 10.1 µs).
 
 Compiled without ``fastmath``: LLVM may not reassociate a floating-point sum, so each output
 is the same chain of additions as numpy's (a loop across independent columns may be
@@ -86,13 +89,42 @@ def _expand4(small: np.ndarray, shape: tuple[int, int, int, int]) -> np.ndarray:
     return out
 
 
+def _peak_shift4(x: np.ndarray, kept: tuple[int, int, int, int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    a_on, b_on, c_on, d_on = kept   # 1: that group is kept, 0: reduced
+    A, B, C, D = x.shape
+    peak = np.full((A if a_on else 1, B if b_on else 1, C if c_on else 1, D if d_on else 1),
+                   -np.inf)
+    for a in range(A):
+        for b in range(B):
+            for c in range(C):
+                for d in range(D):
+                    v = x[a, b, c, d]
+                    p = peak[a * a_on, b * b_on, c * c_on, d * d_on]
+                    if v > p or v != v:     # np.maximum's: a NaN wins, −inf stays −inf
+                        peak[a * a_on, b * b_on, c * c_on, d * d_on] = v
+    flat = peak.ravel()
+    for i in range(flat.size):
+        if not np.isfinite(flat[i]):   # a −inf (structural zero) or NaN peak: shift by 0
+            flat[i] = 0.0
+    shifted = np.empty_like(x)
+    for a in range(A):
+        for b in range(B):
+            for c in range(C):
+                for d in range(D):
+                    shifted[a, b, c, d] = x[a, b, c, d] - peak[a * a_on, b * b_on, c * c_on,
+                                                               d * d_on]
+    return shifted, peak
+
+
 if njit is not None:
     fold_rows = njit(cache=True, nogil=True)(_fold_rows)
+    peak_shift4 = njit(cache=True, nogil=True)(_peak_shift4)
     pairwise_rows = njit(cache=True, nogil=True)(_pairwise_rows)
     expand4 = njit(cache=True, nogil=True)(_expand4)
     AVAILABLE = True
 else:  # pragma: no cover
-    fold_rows = pairwise_rows = expand4 = None
+    fold_rows = pairwise_rows = expand4 = peak_shift4 = None
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "PAIRWISE_MAX", "expand4", "fold_rows", "pairwise_rows"]
+__all__ = ["AVAILABLE", "PAIRWISE_MAX", "expand4", "fold_rows", "pairwise_rows", "peak_shift4"]

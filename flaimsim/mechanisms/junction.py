@@ -23,7 +23,8 @@ import numpy as np
 import opt_einsum
 
 from flaimsim.mechanisms import memo
-from flaimsim.mechanisms.kernels import _add, broadcast_apply, peak_over, sum_over
+from flaimsim.mechanisms.kernels import (_add, broadcast_apply, peak_and_shift, peak_over,
+                                         sum_over)
 from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
@@ -67,10 +68,14 @@ def logsumexp(x: np.ndarray, axes: Axes) -> np.ndarray:
     most of the cost. The values are those of the plain expression, bit for bit (tested)."""
     if not axes:
         return x
-    peak = peak_over(x, axes)
-    if not math.isfinite(_add(peak, axis=None)):  # a −inf table (structural zero): shift by 0
-        peak = np.where(np.isfinite(peak), peak, 0.0)
-    shifted = broadcast_apply(np.subtract, x, peak)
+    both = peak_and_shift(x, axes)
+    if both is not None:
+        shifted, peak = both
+    else:
+        peak = peak_over(x, axes)
+        if not math.isfinite(_add(peak, axis=None)):  # a −inf table (structural zero):
+            peak = np.where(np.isfinite(peak), peak, 0.0)  # shift by 0
+        shifted = broadcast_apply(np.subtract, x, peak)
     np.exp(shifted, out=shifted)
     out = sum_over(shifted, axes)
     np.log(out, out=out)

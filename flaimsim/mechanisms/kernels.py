@@ -63,6 +63,9 @@ _LONG_LOOP = 32
 _MAX_SLICES = 24
 # Below this many cells numpy's own sum is as fast.
 _SUM_MIN_CELLS = 1024
+# Below this many cells logsumexp's peak and shift run as one compiled call (measured: a
+# 3,240-cell table 23.8 → 10.1 µs; at 56,700 cells numpy's calls are twice as fast).
+_COMPILED_SHIFT_CELLS = 4096
 # numpy's pairwise_sum adds a run shorter than this one cell at a time.
 _PAIRWISE_BLOCK = 8
 # A fold onto this few cells runs as an accumulate down the columns (long loops) instead of
@@ -306,6 +309,41 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
             else:
                 y = op.reduce(rows, axis=0)
     return y.reshape(out_shape)
+
+
+def peak_and_shift(x: np.ndarray, axes: Axes) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x − peak, peak) for logsumexp, peak = max over ``axes`` (dims kept) with a
+    non-finite peak set to 0, in one compiled call for tables below ``_COMPILED_SHIFT_CELLS``
+    (numpy's three calls and a finiteness check cost more there); None where it does not
+    apply (larger tables, more than 4 groups of axes, no compiled loops). The same values:
+    a maximum is exact in any order and the shift is one subtraction a cell."""
+    if x.size >= _COMPILED_SHIFT_CELLS or x.dtype != np.float64:
+        return None
+    groups = _peak_groups(x.shape, tuple(axes))
+    loops = _compiled() if groups is not None else None
+    if loops is None:
+        return None
+    shifted, peak = loops.peak_shift4(np.ascontiguousarray(x).reshape(groups[0]), groups[1])
+    return shifted.reshape(x.shape), peak.reshape(_kept_shape(x.shape, tuple(axes)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _peak_groups(shape: tuple[int, ...], axes: Axes
+                 ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``shape`` as at most 4 groups of adjacent axes, all reduced or all kept: (the 4-D
+    shape, 1 for a kept group and 0 for a reduced one), or None beyond 4 groups."""
+    groups: list[list] = []   # [cells, kept]
+    for a, n in enumerate(shape):
+        if n == 1:
+            continue
+        if groups and groups[-1][1] == (a not in axes):
+            groups[-1][0] *= n
+        else:
+            groups.append([n, a not in axes])
+    if len(groups) > 4:
+        return None
+    groups = [[1, True]] * (4 - len(groups)) + groups
+    return tuple(n for n, _ in groups), tuple(int(k) for _, k in groups)
 
 
 @functools.cache
