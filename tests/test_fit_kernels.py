@@ -201,3 +201,24 @@ def test_logsumexp_with_the_compiled_peak_and_shift_is_the_plain_one(loops):
         assert np.array_equal(bits(got), bits(want)), (shape, axes)
         used += kernels.peak_and_shift(x, axes) is not None
     assert (used > 150) == (loops == "compiled")
+
+
+def test_compiled_loops_work_where_numba_cannot_cache():
+    """A read-only install and home leave numba no place for its cache: it refuses
+    ``cache=True`` when the function is decorated; the loops are then compiled in memory and
+    give the same values (a subprocess, so this process keeps its cached loops)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numba.core.caching as caching\n"
+        "caching.CacheImpl._locator_classes = []   # no writable place anywhere\n"
+        "from flaimsim.mechanisms import compiled\n"
+        "m = np.exp(np.random.default_rng(0).normal(0, 4, (300, 7)))\n"
+        "assert compiled.AVAILABLE and compiled.fold_rows._cache.__class__.__name__ == "
+        "'NullCache'\n"
+        "assert np.array_equal(compiled.fold_rows(m), np.add.reduce(m, axis=0))\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

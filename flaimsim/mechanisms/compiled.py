@@ -30,7 +30,7 @@ import numpy as np
 
 try:
     from numba import njit
-except ImportError:  # pragma: no cover - numba comes with umap-learn; numpy's calls remain
+except Exception:  # pragma: no cover - numba comes with umap-learn; numpy's calls remain
     njit = None
 
 PAIRWISE_MAX = 128   # numpy's PW_BLOCKSIZE: longer runs are split in two, not handled here
@@ -117,11 +117,21 @@ def _peak_shift4(x: np.ndarray, kept: tuple[int, int, int, int]
     return shifted, peak
 
 
+def _jit(func):
+    """``func`` compiled, its machine code cached on disk; where numba finds no writable
+    place for the cache (a read-only install and home) it raises at this point, and the
+    function is compiled in memory, once per process, instead."""
+    try:
+        return njit(cache=True, nogil=True)(func)
+    except RuntimeError:
+        return njit(cache=False, nogil=True)(func)
+
+
 if njit is not None:
-    fold_rows = njit(cache=True, nogil=True)(_fold_rows)
-    peak_shift4 = njit(cache=True, nogil=True)(_peak_shift4)
-    pairwise_rows = njit(cache=True, nogil=True)(_pairwise_rows)
-    expand4 = njit(cache=True, nogil=True)(_expand4)
+    fold_rows = _jit(_fold_rows)
+    peak_shift4 = _jit(_peak_shift4)
+    pairwise_rows = _jit(_pairwise_rows)
+    expand4 = _jit(_expand4)
     AVAILABLE = True
 else:  # pragma: no cover
     fold_rows = pairwise_rows = expand4 = peak_shift4 = None
