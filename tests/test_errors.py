@@ -64,6 +64,7 @@ def test_serve_refusals_name_the_option(capsys):
     assert "also an MPyC address in --peers" in one_line_error(
         ["serve", "--party", "0", "--peers", peers, "--control", f"127.0.0.1:{a}"], capsys)
     with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # binds past TIME_WAIT
         held.bind(("127.0.0.1", d))
         held.listen()
         line = one_line_error(["serve", "--party", "0", "--peers", peers, "--control",
@@ -99,6 +100,9 @@ def test_a_port_in_use_names_the_port_and_base_port(protocol, held, role, capsys
     server starts. Checked: without the ports reaching the launcher this fails."""
     base = _free_run(12)
     with socket.socket() as sock:
+        # a port free to port_in_use may still have connections in TIME_WAIT: the holder
+        # binds it as a server would (SO_REUSEADDR); listening, it holds the port alike
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", base + held))
         sock.listen()
         line = one_line_error(["run", *protocol, *TINY, "--rounds", "1", "--base-port",
