@@ -229,7 +229,7 @@ class JunctionTree:
         P(x_S) = Π_{n∈S} μ_n / Π_{(i,j)∈S} μ_{i∩j} over the Steiner subforest S, then summed
         to ``clique`` (0/0 = 0: a separator value of mass 0 has no mass in either node).
         ``separators``: 1/μ per edge, and ``steps``: the contraction steps, both filled and
-        reused across calls on the same ``nodes`` (``steps`` only with ``separators``)."""
+        reused across calls on the same ``nodes``."""
         target = canonical(self.domain, clique)
         keep, edges = self.steiner(target)
         ops = [(nodes[n], self.nodes[n]) for n in keep]
@@ -244,8 +244,7 @@ class JunctionTree:
                     separators[(i, j)] = inverse
             ops.append((inverse, sep))
         with np.errstate(over="ignore", invalid="ignore"):
-            value, _ = contract(self.domain, ops, target, names,
-                                steps if separators is not None else None)
+            value, _ = contract(self.domain, ops, target, names, steps)
         return value
 
     def _separator_inverse(self, node: np.ndarray, i: int, sep: Clique) -> np.ndarray:

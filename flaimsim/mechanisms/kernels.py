@@ -25,9 +25,10 @@ output one after another; when the last axes are kept, each output cell adds its
 by one in C order of the reduced indices. :func:`sum_over` takes the same two steps with
 long loops: a run under 8 cells is added as a few strided whole-table adds, one of 8 to 15
 cells the same way in pairwise_sum's unrolled order (((c0 + c1) + (c2 + c3)) + ((c4 + c5) +
-(c6 + c7)), then the rest one by one; a longer one by numpy's own sum), and the one-by-one fold runs over a transposed
-copy, reduced along its first axis (a copy moves bits, so it cannot change a value), or onto
-at most 4 cells as a running sum down each column (``accumulate``: the same additions). Where
+(c6 + c7)), then the rest one by one; a longer one by numpy's own sum), and the one-by-one
+fold runs over a transposed copy, reduced along its first axis (a copy moves bits, so it
+cannot change a value), or onto at most 4 cells as a running sum down each column
+(``accumulate``: the same additions). Where
 numpy's own inner loop is long (≥ 32 cells) its call is kept. Each plan is checked against
 numpy on a random table on first use and numpy's own call is kept if they differ by one bit
 (a numpy that orders its sums otherwise); `tests/test_fit_kernels.py` checks them on random
@@ -44,6 +45,7 @@ import itertools
 import math
 import os
 import warnings
+from typing import Sequence
 
 import numpy as np
 
@@ -183,22 +185,35 @@ def _broadcast_plan(shape: tuple[int, ...], small: tuple[int, ...]) -> tuple | N
     return ("slice", tuple(x_indices), tuple(small_indices))
 
 
+def _joined_axes(shape: tuple[int, ...], flags: Sequence[bool]) -> list[list]:
+    """``shape``'s axes as numpy joins them: adjacent axes with the same flag (reduced, kept,
+    broadcast …) become one group [cells, flag]; 1-value axes vanish."""
+    groups: list[list] = []
+    for n, flag in zip(shape, flags):
+        if n == 1:
+            continue
+        if groups and groups[-1][1] == flag:
+            groups[-1][0] *= n
+        else:
+            groups.append([n, flag])
+    return groups
+
+
+def _four_groups(shape: tuple[int, ...], flags: Sequence[bool]) -> list[list] | None:
+    """:func:`_joined_axes` padded in front to exactly 4 groups (of 1 cell, flag True) for
+    the compiled 4-D loops, or None beyond 4 groups."""
+    groups = _joined_axes(shape, flags)
+    return None if len(groups) > 4 else [[1, True]] * (4 - len(groups)) + groups
+
+
 def _grouped_copy(shape: tuple[int, ...], small: tuple[int, ...]
                   ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """``small`` broadcast to ``shape`` as a copy over at most 4 groups of adjacent axes, all
     full or all broadcast in ``small``: (the copy's 4-D shape, ``small``'s 4-D shape), or None
     beyond 4 groups."""
-    groups: list[list] = []   # [cells, full]
-    for n, m in zip(shape, small):
-        if n == 1:
-            continue
-        if groups and groups[-1][1] == (m == n):
-            groups[-1][0] *= n
-        else:
-            groups.append([n, m == n])
-    if len(groups) > 4:
+    groups = _four_groups(shape, [m == n for n, m in zip(shape, small)])
+    if groups is None:
         return None
-    groups = [[1, True]] * (4 - len(groups)) + groups
     return (tuple(n for n, _ in groups), tuple(n if full else 1 for n, full in groups))
 
 
@@ -247,14 +262,7 @@ def _reduce_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
     """(steps, output shape) of a reduction over ``axes``, or None where numpy's own call is
     as good (its inner loop, the last group of axes, is long). The axes are first joined as
     numpy joins them: adjacent axes both reduced or both kept (1-value axes vanish)."""
-    groups: list[list] = []   # [cells, reduced]
-    for a, n in enumerate(shape):
-        if n == 1:
-            continue
-        if groups and groups[-1][1] == (a in axes):
-            groups[-1][0] *= n
-        else:
-            groups.append([n, a in axes])
+    groups = _joined_axes(shape, [a in axes for a in range(len(shape))])  # [cells, reduced]
     if (len(groups) < 2 or not any(reduced for _, reduced in groups)
             or groups[-1][0] >= _LONG_LOOP):  # numpy's inner loop is long already
         return None
@@ -275,12 +283,12 @@ def _reduce_plan(shape: tuple[int, ...], axes: Axes) -> tuple | None:
 def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
     """The reduction of ``x`` by ``op`` (``np.add`` or ``np.maximum``) along ``plan``."""
     steps, out_shape = plan
+    loops = _compiled() if op is np.add else None   # compiled sums; a max stays numpy's
     y = x
     for step in steps:
         if step[0] == "runs":
             _, view, run = step
             cells = y.reshape(view)
-            loops = _compiled() if op is np.add else None
             if loops is not None:
                 y = loops.pairwise_rows(cells.reshape(-1, run)).reshape(view[:-1])
             elif run >= 2 * _PAIRWISE_BLOCK:
@@ -301,7 +309,6 @@ def _run_reduce_plan(op: np.ufunc, x: np.ndarray, plan: tuple) -> np.ndarray:
             cells = np.ascontiguousarray(y).reshape(sizes).view(item)[..., 0]
             moved = np.ascontiguousarray(cells.transpose(order[:-1]))
             rows = moved.view(x.dtype).reshape(matrix)
-            loops = _compiled() if op is np.add else None
             if loops is not None:
                 y = loops.fold_rows(rows)
             elif matrix[1] <= _FEW_KEPT:  # a running sum down each column: the same additions
@@ -332,17 +339,9 @@ def _peak_groups(shape: tuple[int, ...], axes: Axes
                  ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """``shape`` as at most 4 groups of adjacent axes, all reduced or all kept: (the 4-D
     shape, 1 for a kept group and 0 for a reduced one), or None beyond 4 groups."""
-    groups: list[list] = []   # [cells, kept]
-    for a, n in enumerate(shape):
-        if n == 1:
-            continue
-        if groups and groups[-1][1] == (a not in axes):
-            groups[-1][0] *= n
-        else:
-            groups.append([n, a not in axes])
-    if len(groups) > 4:
+    groups = _four_groups(shape, [a not in axes for a in range(len(shape))])  # [cells, kept]
+    if groups is None:
         return None
-    groups = [[1, True]] * (4 - len(groups)) + groups
     return tuple(n for n, _ in groups), tuple(int(k) for _, k in groups)
 
 
