@@ -23,8 +23,8 @@ import numpy as np
 import opt_einsum
 
 from flaimsim.mechanisms import memo
-from flaimsim.mechanisms.kernels import (_add, broadcast_apply, peak_and_shift, peak_over,
-                                         sum_over)
+from flaimsim.mechanisms.kernels import (_add, _compiled, broadcast_apply, peak_and_shift,
+                                         peak_over, sum_over)
 from flaimsim.mechanisms.mbi_setup import Domain, junction_tree
 
 Clique = tuple[str, ...]
@@ -127,6 +127,7 @@ class JunctionTree:
                                                                           self.home)]
         self._node_of: dict[Clique, int | None] = {}   # memo: pure functions of the tree
         self._steiner: dict[Clique, tuple[list[int], list[tuple[int, int]]]] = {}
+        self._compiled_pass = False   # not built yet
 
     def node_of(self, clique: Sequence[str]) -> int | None:
         """The smallest node containing ``clique``, or None."""
@@ -177,9 +178,17 @@ class JunctionTree:
             roots.setdefault(find(i), i)
         return list(roots.values())
 
-    def node_marginals(self, potentials: Sequence[np.ndarray], total: float
-                       ) -> list[np.ndarray]:
-        """Node marginals as counts: μ_n = total · exp(b_n − log Σ exp b_n)."""
+    def node_marginals(self, potentials: Sequence[np.ndarray], total: float,
+                       flat: np.ndarray | None = None) -> list[np.ndarray]:
+        """Node marginals as counts: μ_n = total · exp(b_n − log Σ exp b_n).
+
+        ``flat``: the same potentials laid end to end in one float64 buffer, in clique order
+        (as the fitter holds them); then the pass runs compiled where it can
+        (:mod:`~flaimsim.mechanisms.compiled_pass`: the same values, fewer calls)."""
+        if flat is not None:
+            compiled = self.compiled_pass()
+            if compiled is not None:
+                return compiled.node_marginals(flat, total)
         out = []
         for p in self.beliefs(potentials):  # fresh arrays: normalised in place
             np.subtract(p, _max(p, axis=None), out=p)
@@ -187,6 +196,15 @@ class JunctionTree:
             p *= total / _add(p, axis=None)
             out.append(p)
         return out
+
+    def compiled_pass(self):
+        """The tree's compiled pass, built on first use; None where the numpy path stays (no
+        numba, ``FLAIMSIM_COMPILED=0``, or a sum numpy orders otherwise)."""
+        if self._compiled_pass is False:
+            from flaimsim.mechanisms.compiled_pass import CompiledPass
+
+            self._compiled_pass = CompiledPass.for_tree(self) if _compiled() else None
+        return self._compiled_pass
 
     def clique_marginals(self, nodes: Sequence[np.ndarray]) -> list[np.ndarray]:
         """μ_c for each clique, summed from its home node's marginal."""

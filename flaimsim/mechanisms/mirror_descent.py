@@ -33,6 +33,7 @@ import numpy as np
 
 from flaimsim.mechanisms.junction import (Clique, JunctionTree, canonical, embed_shape,
                                           summed_axes, to_canonical)
+from flaimsim.mechanisms.compiled_loss import CompiledLoss
 from flaimsim.mechanisms.heap import pad_the_heap
 from flaimsim.mechanisms.kernels import _add  # ndarray.sum without its wrapper
 from flaimsim.mechanisms.mbi_setup import Domain, clique_utils
@@ -193,8 +194,9 @@ class MirrorDescent:
         return (moved / cells) ** 0.5
 
     def evaluate(self, theta: Sequence[np.ndarray], total: float,
-                 grad_out: Sequence[np.ndarray] | None = None):
-        nodes = self.tree.node_marginals(theta, total)
+                 grad_out: Sequence[np.ndarray] | None = None,
+                 flat: np.ndarray | None = None):
+        nodes = self.tree.node_marginals(theta, total, flat)
         mu = self.tree.clique_marginals(nodes)
         loss, grad = self.loss_and_gradient(mu, grad_out)
         return nodes, mu, loss, grad
@@ -218,16 +220,35 @@ class MirrorDescent:
         scratch = np.empty_like(thetas[0])
         now = 0   # the buffers holding θ and its ∇L; 1 − now: the trial's
         alpha = 2.0 / (self.lipschitz * total)
-        nodes, mu, loss, grad = self.evaluate(theta_views[0], total, grad_views[0])
+        compiled = CompiledLoss.for_fit(self)
+        if compiled is not None:   # μ flat, laid out as θ: μ − μ' in one subtraction
+            scratch_views = compiled.table_views(scratch)
+
+            def evaluate(k: int):
+                nodes, mu, loss = compiled.evaluate(thetas[k], total, grads[k])
+                return nodes, mu, loss, grad_views[k]
+
+            def descent(grad, mu, mu2) -> float:
+                np.subtract(mu, mu2, out=scratch)
+                return sum(float(np.vdot(g, d)) for g, d in zip(grad, scratch_views))
+        else:
+            def evaluate(k: int):
+                return self.evaluate(theta_views[k], total, grad_views[k], thetas[k])
+
+            def descent(grad, mu, mu2) -> float:
+                return sum(float(np.vdot(g, m - m2)) for g, m, m2 in zip(grad, mu, mu2))
+
+        def tables(mu) -> list[np.ndarray]:
+            return compiled.table_views(mu) if compiled is not None else mu
+
+        nodes, mu, loss, grad = evaluate(0)
         losses = [loss]
         block_start, block_mu, flat_blocks, done = loss, mu, 0, 0
         for done in range(1, settings.iters + 1):
             np.multiply(grads[now], alpha, out=scratch)
             np.subtract(thetas[now], scratch, out=thetas[1 - now])
-            nodes2, mu2, loss2, grad2 = self.evaluate(theta_views[1 - now], total,
-                                                      grad_views[1 - now])
-            expected = 0.5 * alpha * sum(float(np.vdot(g, m - m2))
-                                         for g, m, m2 in zip(grad, mu, mu2))
+            nodes2, mu2, loss2, grad2 = evaluate(1 - now)
+            expected = 0.5 * alpha * descent(grad, mu, mu2)
             if loss - loss2 >= expected:
                 now = 1 - now
                 nodes, mu, loss, grad = nodes2, mu2, loss2, grad2
@@ -239,7 +260,7 @@ class MirrorDescent:
                 if settings.rule == "loss":
                     flat = block_start - loss <= settings.tol * max(abs(loss), 1.0)
                 else:
-                    flat = self.movement(block_mu, mu) <= settings.tol
+                    flat = self.movement(tables(block_mu), tables(mu)) <= settings.tol
                 flat_blocks = flat_blocks + 1 if flat else 0
                 block_start, block_mu = loss, mu
                 if flat_blocks >= settings.patience:
