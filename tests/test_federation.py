@@ -205,3 +205,32 @@ def test_heterogeneity_report_by_hand() -> None:
     assert np.isclose(report["per_attribute_tv"]["a"], report["mean_tv"])
     assert (report["client_size_min"], report["client_size_max"]) == (2, 3)
     assert report["client_size_mean"] == 2.5 and report["n_clients"] == 2
+
+
+def test_kmeans_clusters_are_cached_and_a_read_only_cache_is_skipped(tmp_path, monkeypatch
+                                                                      ) -> None:
+    """A sweep's cells split the same data with the same seed: the second asks the cache,
+    not k-means (which is made to fail here), and gets the same clusters; a cache that
+    cannot be written leaves the clusters computed."""
+    import sklearn.cluster
+
+    from flaimsim.mechanisms.federation import kmeans_clusters
+
+    points = np.random.default_rng(0).normal(size=(200, 2))
+    monkeypatch.setenv("FLAIMSIM_CACHE", str(tmp_path / "cache"))
+    first = kmeans_clusters(points, 5, 2, seed=7)
+    assert len(list((tmp_path / "cache" / "partitions").glob("kmeans-*.npy"))) == 1
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("k-means ran although its result was cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sklearn.cluster, "KMeans", Broken)
+        assert np.array_equal(kmeans_clusters(points, 5, 2, seed=7), first)
+        with pytest.raises(AssertionError, match="ran although"):
+            kmeans_clusters(points, 5, 2, seed=8)      # another seed: not the cached one
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("FLAIMSIM_CACHE", str(blocked))
+    assert np.array_equal(kmeans_clusters(points, 5, 2, seed=7), first)

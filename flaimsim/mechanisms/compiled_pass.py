@@ -41,8 +41,8 @@ from flaimsim.mechanisms.compiled import njit, _jit
 
 # columns of a message's row in the plan; an embedding of a smaller table in a node is
 # (index, row length, kind: see :func:`embedding`)
-(_SRC, _SRC_N, _TGT, _TGT_N, _SEP_N, _MSG, _PEAK, _SHIFT, _IDX_SRC, _L_SRC, _KIND_SRC,
- _IDX_TGT, _L_TGT, _KIND_TGT, _BACK, _IDX_SUM, _L_SUM, _KIND_SUM) = range(18)
+(_SRC, _SRC_N, _TGT, _TGT_N, _SEP_N, _MSG, _PEAK, _IDX_SRC, _L_SRC, _KIND_SRC, _IDX_TGT,
+ _L_TGT, _KIND_TGT, _BACK, _IDX_SUM, _L_SUM, _KIND_SUM) = range(17)
 # Rows shorter than this are gathered cell by cell (a row's loop costs more than its cells).
 _NARROW = 8
 # how the cells of a node row take their small cells (see :func:`embedding`)
@@ -293,11 +293,7 @@ def _start(beliefs: np.ndarray, work: np.ndarray, table: np.ndarray, index: np.n
                 into[k] = max(into[k], x[k])
     else:
         for r in range(count):
-            x = cells[r * width:r * width + width]
-            top = -np.inf
-            for k in range(width):
-                top = max(top, x[k])
-            peak[starts[r]] = max(peak[starts[r]], top)
+            peak[starts[r]] = max(peak[starts[r]], _row_max(cells[r * width:r * width + width]))
     for o in range(sep):
         if not np.isfinite(peak[o]):
             peak[o] = 0.0
@@ -319,13 +315,29 @@ def _sum_message(work: np.ndarray, table: np.ndarray, index: np.ndarray, plan: n
                  work, row[_MSG], row[_SEP_N])
 
 
+def _row_max(x: np.ndarray) -> float:
+    # max in eight independent lanes (a maximum is exact in any order): 57 → 10 µs over
+    # 56,700 cells. A NaN may be passed over; where it matters the result is NaN either way
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = -np.inf
+    blocks = x.size // 8
+    for b in range(blocks):
+        block = x[8 * b:8 * b + 8]
+        t0, t1 = max(t0, block[0]), max(t1, block[1])
+        t2, t3 = max(t2, block[2]), max(t3, block[3])
+        t4, t5 = max(t4, block[4]), max(t5, block[5])
+        t6, t7 = max(t6, block[6]), max(t7, block[7])
+    top = max(max(max(t0, t1), max(t2, t3)), max(max(t4, t5), max(t6, t7)))
+    rest = x[8 * blocks:]
+    for i in range(rest.size):
+        top = max(top, rest[i])
+    return top
+
+
 def _shift_nodes(beliefs: np.ndarray, nodes: np.ndarray) -> None:
     # b − max b for each node (a −inf max gives NaN, as numpy's subtract does)
     for k in range(nodes.shape[0]):
         node = beliefs[nodes[k, 0]:nodes[k, 0] + nodes[k, 1]]
-        top = -np.inf
-        for i in range(node.size):
-            top = max(top, node[i])   # NaN passed over: the node is NaN either way
+        top = _row_max(node)
         for i in range(node.size):
             node[i] -= top
 
@@ -355,6 +367,7 @@ if njit is not None:
     _start = _jit(_start)
     _between = _jit(_between)
     _sum_message = _jit(_sum_message)
+    _row_max = _jit(_row_max)
     _shift_nodes = _jit(_shift_nodes)
     _scale_nodes = _jit(_scale_nodes)
 
@@ -464,15 +477,15 @@ class CompiledPass:
             tgt_rows, tgt_width, tgt_kind = embedding(m.shape_in_target, shapes[m.target])
             sum_rows, sum_width, sum_kind = embedding(m.shape_in_source, shapes[m.source],
                                                       for_sum=True)
-            msg, peak, shift = work_at, work_at + sep_n, 0
+            msg, peak = work_at, work_at + sep_n
             work_at += 2 * sep_n
             plan.append([int(node_at[m.source]), sizes[m.source], int(node_at[m.target]),
-                         sizes[m.target], sep_n, msg, peak, shift, add_index(src_rows),
+                         sizes[m.target], sep_n, msg, peak, add_index(src_rows),
                          src_width, src_kind, add_index(tgt_rows), tgt_width,
                          tgt_kind, sent.get((m.target, m.source), -1),
                          add_index(sum_rows), sum_width, sum_kind])
             sent[(m.source, m.target)] = msg
-        self.plan = np.array(plan, dtype=np.int64).reshape(-1, 18)
+        self.plan = np.array(plan, dtype=np.int64).reshape(-1, 17)
         self.index = (np.concatenate(index_parts) if index_parts
                       else np.zeros(0, dtype=np.int64))
         self.work_cells = work_at

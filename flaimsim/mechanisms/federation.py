@@ -8,8 +8,11 @@ one-way marginals from the global ones).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -199,15 +202,10 @@ def umap_embedding(table: Table, seed: int = 0) -> np.ndarray:
     records' integer codes, as the authors' code does. Seeded (``random_state``), which makes
     umap-learn run single-threaded. The result is cached under ``$FLAIMSIM_CACHE/embeddings``
     keyed by the codes, the domain and the seed, since it takes minutes on large tables."""
-    import hashlib
-    import os
-    from pathlib import Path
-
-    digest = hashlib.sha1(np.ascontiguousarray(table.values).tobytes())
-    digest.update(repr((table.columns, table.sizes, seed, UMAP_NEIGHBORS, UMAP_MIN_DIST,
-                        UMAP_COMPONENTS)).encode())
-    cache = Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim"))
-    path = cache / "embeddings" / f"umap-{digest.hexdigest()[:16]}.npy"
+    cache = _cache_root()
+    path = _cached_path("embeddings", "umap", table.values,
+                        (table.columns, table.sizes, seed, UMAP_NEIGHBORS, UMAP_MIN_DIST,
+                         UMAP_COMPONENTS))
     if path.is_file():
         return np.load(path)
     # umap-learn and pynndescent compile their numba functions on first use in a process
@@ -222,11 +220,59 @@ def umap_embedding(table: Table, seed: int = 0) -> np.ndarray:
         embedding = umap.UMAP(n_neighbors=min(UMAP_NEIGHBORS, table.n - 1),
                               min_dist=UMAP_MIN_DIST, n_components=UMAP_COMPONENTS,
                               random_state=seed).fit_transform(table.values.astype(float))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
-    np.save(tmp, embedding)
-    os.replace(tmp, path)
+    _store(path, embedding)
     return embedding
+
+
+def _cache_root() -> Path:
+    """``$FLAIMSIM_CACHE``, else ``~/.cache/flaimsim``."""
+    return Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim"))
+
+
+def _cached_path(folder: str, kind: str, values: np.ndarray, key: Any) -> Path:
+    """Where a result computed from ``values`` and ``key`` is cached."""
+    digest = hashlib.sha1(np.ascontiguousarray(values).tobytes())
+    digest.update(repr(key).encode())
+    return _cache_root() / folder / f"{kind}-{digest.hexdigest()[:16]}.npy"
+
+
+def _store(path: Path, value: np.ndarray) -> None:
+    """Save ``value`` at ``path`` whole or not at all (a reader never sees half a file); a
+    cache that cannot be written is skipped (the value is computed again next time)."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp, value)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def kmeans_clusters(points: np.ndarray, k: int, n_init: int, seed: int) -> np.ndarray:
+    """Each point's k-means cluster (sklearn ``KMeans``, ``n_init`` restarts, seeded). Cached
+    under ``$FLAIMSIM_CACHE/partitions`` keyed by the points, k, n_init, the seed and
+    scikit-learn's version: every cell of a sweep splits the same data with the same seed,
+    and the fit took ~1 s of each (Adult, K = 100)."""
+    from importlib.metadata import version
+
+    path = _cached_path("partitions", "kmeans", points,
+                        (points.shape, points.dtype.str, k, n_init, seed,
+                         version("scikit-learn")))
+    if path.is_file():
+        return np.load(path)
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        # Fewer distinct points than K: the empty clusters are reported by the caller.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        owner = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(points)
+    owner = owner.astype(np.int64)
+    _store(path, owner)
+    return owner
 
 
 def partition_cluster(table: Table, n_clients: int, rng: np.random.Generator,
@@ -235,9 +281,6 @@ def partition_cluster(table: Table, n_clients: int, rng: np.random.Generator,
     """Cluster skew: k-means (K clusters, seeded from ``rng``, ``n_init`` restarts) on an
     embedding of the records (``"umap"``: :func:`umap_embedding`, the paper's; ``"pca"``:
     :func:`cluster_embedding`, faster); client k = cluster k. Sizes are uneven."""
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
-
     k = _check_n_clients(table, n_clients)
     if embedding not in EMBEDDINGS:
         raise FederationError(f"unknown embedding {embedding!r}; choose one of {EMBEDDINGS}")
@@ -250,17 +293,14 @@ def partition_cluster(table: Table, n_clients: int, rng: np.random.Generator,
                               f"would leave clients empty")
     points = (umap_embedding(table, seed) if embedding == "umap"
               else cluster_embedding(table, dims, seed))
-    with warnings.catch_warnings():
-        # Fewer distinct points than K: the empty clusters are reported below instead.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        owner = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(points)
+    owner = kmeans_clusters(points, k, n_init, seed)
     sizes = np.bincount(owner, minlength=k)
     if sizes.min() == 0:
         empty = np.flatnonzero(sizes == 0).tolist()
         raise FederationError(f"k-means left cluster(s) {_short_list(empty)} empty "
                               f"({len(empty)} of {k}); the data has too few distinct records "
                               f"for {k} clients")
-    return Federation(table, _rows_from_owner(owner.astype(np.int64), k), "cluster",
+    return Federation(table, _rows_from_owner(owner, k), "cluster",
                       {"n_clients": k, "n_init": n_init,
                        "embedding": (f"umap(n_neighbors={UMAP_NEIGHBORS}, min_dist="
                                      f"{UMAP_MIN_DIST}, {UMAP_COMPONENTS}d)"
