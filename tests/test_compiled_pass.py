@@ -83,8 +83,8 @@ def test_compiled_pass_gives_the_numpy_paths_node_marginals_bit_for_bit(seed, co
 
 def test_the_pass_covers_every_kind_of_row():
     """The trees above reach each loop of the pass: rows FULL, BROADCAST and PATTERN (short
-    rows joined into blocks) for the gathers, the peaks and the sums, and sums of summed runs
-    below 8 cells, up to 128 and past 128."""
+    rows joined into blocks) for the gathers and the peaks, and sums by cells and by runs of
+    summed trailing cells below 8 cells, up to 128 and past 128."""
     cp = compiled_pass
     kinds = set()
     for seed in range(-1, 12):
@@ -92,13 +92,11 @@ def test_the_pass_covers_every_kind_of_row():
         for row in tree.compiled_pass().plan:
             kinds.add(("source", int(row[cp._KIND_SRC])))
             kinds.add(("target", int(row[cp._KIND_TGT])))
-            width, kind = int(row[cp._L_SUM]), int(row[cp._KIND_SUM])
-            kinds.add(("sum", kind, 0 if width < 8 else 1 if width <= 128 else 2)
-                      if kind == cp.BROADCAST else ("sum", kind))
+            run = int(row[cp._RUN])
+            kinds.add(("sum", 0 if run == 1 else 1 if run < 8 else 2 if run <= 128 else 3))
     every = {(end, kind) for end in ("source", "target")
              for kind in (cp.BROADCAST, cp.FULL, cp.PATTERN)}
-    every |= {("sum", cp.FULL), ("sum", cp.PATTERN)}
-    every |= {("sum", cp.BROADCAST, size) for size in (0, 1, 2)}
+    every |= {("sum", size) for size in range(4)}
     assert every <= kinds, every - kinds
 
 
@@ -123,10 +121,15 @@ def test_without_compiled_loops_the_numpy_path_stays(monkeypatch):
 def test_a_sum_in_another_order_than_numpys_keeps_the_numpy_path(monkeypatch):
     """The probe has teeth: a reduction that adds a run's cells one by one (not pairwise)
     differs from numpy's on a 40-cell run, so no pass is built for a tree that needs it."""
-    def one_by_one(a, start, n, width, full, rows, rows_at, out, out_at, out_n):
+    def one_by_one(a, start, n, run, index, index_at, out, out_at, out_n):
+        combos = n // (run * out_n)
+        bases = index[index_at:index_at + combos]
+        offsets = index[index_at + combos:index_at + combos + out_n]
         out[out_at:out_at + out_n] = -0.0
-        for i in range(n):
-            out[out_at + rows[rows_at + i // width] + (i % width if full else 0)] += a[start + i]
+        for b in bases:
+            for o in range(out_n):
+                for k in range(run):
+                    out[out_at + o] += a[start + b + offsets[o] + k]
 
     monkeypatch.setattr(compiled_pass, "_reduce_into", one_by_one)
     compiled_pass.sums_like_numpy.cache_clear()

@@ -27,13 +27,13 @@ import numpy as np
 
 from flaimsim.mechanisms.compiled import _jit, njit
 from flaimsim.mechanisms.compiled_pass import (CompiledPass, _gather, _reduce_into, embedding,
-                                               sums_like_numpy)
+                                               fold_index, sums_like_numpy)
 
-# a clique's row: node offset, node cells, μ offset, μ cells, then its embedding in the node
-# (index, row length, kind: compiled_pass.embedding), summed (0: μ is the node itself)
+# a clique's row: node offset, node cells, μ offset, μ cells, then its sum from the node
+# (index, run: compiled_pass.fold_index), summed (0: μ is the node itself)
 # a measurement's row: its clique's μ offset and cells, residual offset and cells, y offset,
-# its embedding in the clique as a sum (index, row length, kind), summed; then as a
-# broadcast (index, row length, kind), first term of its clique (1) or not (0)
+# its sum from the clique (index, run), summed; then its broadcast onto the clique (index,
+# row length, kind: compiled_pass.embedding), first term of its clique (1) or not (0)
 
 
 def _marginals_and_residuals(beliefs: np.ndarray, mu: np.ndarray, residual: np.ndarray,
@@ -41,17 +41,15 @@ def _marginals_and_residuals(beliefs: np.ndarray, mu: np.ndarray, residual: np.n
                              measured: np.ndarray) -> None:
     for c in range(cliques.shape[0]):
         node, n, at, cells = cliques[c, 0], cliques[c, 1], cliques[c, 2], cliques[c, 3]
-        if cliques[c, 7]:
-            _reduce_into(beliefs, node, n, cliques[c, 5], cliques[c, 6], index, cliques[c, 4],
-                         mu, at, cells)
+        if cliques[c, 6]:
+            _reduce_into(beliefs, node, n, cliques[c, 5], index, cliques[c, 4], mu, at, cells)
         else:
             mu[at:at + cells] = beliefs[node:node + n]
     for m in range(measured.shape[0]):
         at, n, out, cells, y_at = (measured[m, 0], measured[m, 1], measured[m, 2],
                                    measured[m, 3], measured[m, 4])
-        if measured[m, 8]:
-            _reduce_into(mu, at, n, measured[m, 6], measured[m, 7], index, measured[m, 5],
-                         residual, out, cells)
+        if measured[m, 7]:
+            _reduce_into(mu, at, n, measured[m, 6], index, measured[m, 5], residual, out, cells)
             for i in range(cells):
                 residual[out + i] -= y[y_at + i]
         else:
@@ -66,8 +64,8 @@ def _gradient(residual: np.ndarray, grad: np.ndarray, weights: np.ndarray, index
         for i in range(cells):
             residual[out + i] *= weights[m]
         # a clique's first term is copied, not added to zeros (0 + x = x: μ ≥ 0, no −0.0)
-        _gather(grad, at, grad, at, n, residual, out, measured[m, 10], measured[m, 11], index,
-                measured[m, 9], 0 if measured[m, 12] else 1)
+        _gather(grad, at, grad, at, n, residual, out, measured[m, 9], measured[m, 10], index,
+                measured[m, 8], 0 if measured[m, 11] else 1)
 
 
 if njit is not None:
@@ -101,27 +99,27 @@ class CompiledLoss:
         for k, (home, axes) in enumerate(zip(tree.home, tree.clique_axes)):
             node_shape = tree.node_shapes[home]
             kept = tuple(1 if a in axes else n for a, n in enumerate(node_shape))
-            r, width, kind = embedding(kept, node_shape, for_sum=True)
+            r, run = fold_index(kept, node_shape)
             rows.append([int(node_at[home]), math.prod(node_shape), int(at[k]), sizes[k],
-                         add(r), width, kind, int(bool(axes))])
-        self.cliques = np.array(rows, dtype=np.int64).reshape(-1, 8)
+                         add(r), run, int(bool(axes))])
+        self.cliques = np.array(rows, dtype=np.int64).reshape(-1, 7)
 
         rows, y_parts, first = [], [], set()
         residual_at = y_at = 0
         for o, p, axes, shape in zip(fit.observations, fit.parents, fit.read_axes,
                                      fit.grad_shapes):
             kept = tuple(1 if a in axes else n for a, n in enumerate(shapes[p]))
-            r, width, kind = embedding(kept, shapes[p], for_sum=True)
+            r, run = fold_index(kept, shapes[p])
             g, g_width, g_kind = embedding(tuple(shape), shapes[p])
             cells = o.values.size
-            rows.append([int(at[p]), sizes[p], residual_at, cells, y_at, add(r), width, kind,
+            rows.append([int(at[p]), sizes[p], residual_at, cells, y_at, add(r), run,
                          int(bool(axes)), add(g), g_width, g_kind,
                          int(p not in first)])
             first.add(p)
             y_parts.append(np.ascontiguousarray(o.values, dtype=float).ravel())
             residual_at += cells
             y_at += cells
-        self.measured = np.array(rows, dtype=np.int64).reshape(-1, 13)
+        self.measured = np.array(rows, dtype=np.int64).reshape(-1, 12)
         self.y = np.concatenate(y_parts)
         self.weights = np.array([o.weight for o in fit.observations], dtype=float)
         self.index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

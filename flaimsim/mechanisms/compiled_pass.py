@@ -4,8 +4,10 @@ and node marginals with the same IEEE operations, in the same order, as the nump
 
 A fitting step on Adult's trees is ~500 numpy calls on tables of a few thousand cells, so its
 cost is the calls, not the cells. Here the beliefs of all nodes live in one flat buffer and
-every broadcast is a gather through a precomputed index (node cell → cell of the smaller
-table), so that for each message i → j
+every broadcast of a smaller table onto a node is precomputed as rows (:func:`embedding`:
+runs of the node's trailing axes that take consecutive small cells, or one small cell, or,
+for short rows, 64-cell blocks that take the same offsets from a base), so that for each
+message i → j
 
 - one compiled call finishes the previous message (msg = log S + peak; b_j += msg) and
   starts this one (τ = b_i − back; peak = max of τ over the summed axes, 0 where it is not
@@ -37,12 +39,13 @@ import threading
 
 import numpy as np
 
-from flaimsim.mechanisms.compiled import njit, _jit
+from flaimsim.mechanisms.compiled import (_PAIRWISE_DEPTH, _jit, lane_max, njit, pairwise_block,
+                                         pairwise_sum, pairwise_walk)
 
 # columns of a message's row in the plan; an embedding of a smaller table in a node is
 # (index, row length, kind: see :func:`embedding`)
 (_SRC, _SRC_N, _TGT, _TGT_N, _SEP_N, _MSG, _PEAK, _IDX_SRC, _L_SRC, _KIND_SRC, _IDX_TGT,
- _L_TGT, _KIND_TGT, _BACK, _IDX_SUM, _L_SUM, _KIND_SUM) = range(17)
+ _L_TGT, _KIND_TGT, _BACK, _IDX_SUM, _RUN) = range(16)
 # Rows shorter than this are gathered cell by cell (a row's loop costs more than its cells).
 _NARROW = 8
 # how the cells of a node row take their small cells (see :func:`embedding`)
@@ -59,87 +62,6 @@ MAX_NODE_CELLS = 1 << 22
 # 56,700-cell row-wise subtraction 31.8 → 8.0 µs).
 
 
-def _pairwise_runs(a: np.ndarray, start: int, n: int) -> float:
-    # a run's pairwise sum: the block itself (n ≤ 128), or the recursion beyond
-    if n > 128:
-        return _pairwise(a, start, n)
-    return _pairwise_block(a[start:start + n])
-
-
-def _pairwise_block(s: np.ndarray) -> float:
-    # numpy's pairwise_sum (loops_utils.h) for n ≤ 128
-    n = s.size
-    if n < 8:
-        res = -0.0
-        for i in range(n):
-            res += s[i]
-        return res
-    r0, r1, r2, r3, r4, r5, r6, r7 = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
-    blocks = n // 8
-    for b in range(1, blocks):
-        block = s[8 * b:8 * b + 8]
-        r0 += block[0]
-        r1 += block[1]
-        r2 += block[2]
-        r3 += block[3]
-        r4 += block[4]
-        r5 += block[5]
-        r6 += block[6]
-        r7 += block[7]
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    rest = s[8 * blocks:]
-    for i in range(rest.size):
-        res += rest[i]
-    return res
-
-
-def _pairwise(a: np.ndarray, start: int, n: int) -> float:
-    # numpy's pairwise_sum: halves (each a multiple of 8 cells) down to blocks of 128, then
-    # left + right up the tree. Walked with a stack, not by recursion: numba's cache of a
-    # recursive function crashed the process once its source changed.
-    if n <= 128:
-        return _pairwise_block(a[start:start + n])
-    depth = 2 * (64 - 7) + 2
-    at = np.empty(depth, dtype=np.int64)
-    size = np.empty(depth, dtype=np.int64)
-    stage = np.empty(depth, dtype=np.int64)
-    values = np.empty(depth)
-    top, count = 0, 0
-    at[0], size[0], stage[0] = start, n, 0
-    while top >= 0:
-        s, m = at[top], size[top]
-        if m <= 128:
-            values[count] = _pairwise_block(a[s:s + m])
-            count += 1
-            top -= 1
-            continue
-        half = m // 2
-        half -= half % 8
-        if stage[top] == 0:
-            stage[top] = 1
-            top += 1
-            at[top], size[top], stage[top] = s, half, 0
-        elif stage[top] == 1:
-            stage[top] = 2
-            top += 1
-            at[top], size[top], stage[top] = s + half, m - half, 0
-        else:
-            values[count - 2] = values[count - 2] + values[count - 1]
-            count -= 1
-            top -= 1
-    return values[0]
-
-
-def _sum_pattern(target: np.ndarray, cells: np.ndarray, starts: np.ndarray,
-                 offsets: np.ndarray) -> None:
-    # each cell into its output, in C order: the order of np.add.reduce's fold
-    width = offsets.size
-    for r in range(starts.size):
-        into, row = target[starts[r]:], cells[r * width:r * width + width]
-        for k in range(width):
-            into[offsets[k]] += row[k]
-
-
 def _peak_pattern(peak: np.ndarray, cells: np.ndarray, starts: np.ndarray,
                   offsets: np.ndarray) -> None:
     width = offsets.size
@@ -149,36 +71,43 @@ def _peak_pattern(peak: np.ndarray, cells: np.ndarray, starts: np.ndarray,
             into[offsets[k]] = max(into[offsets[k]], row[k])
 
 
-def _reduce_into(a: np.ndarray, start: int, n: int, width: int, kind: int,
-                 rows: np.ndarray, rows_at: int, out: np.ndarray, out_at: int,
-                 out_n: int) -> None:
-    # np.add.reduce's order: out = −0.0, then the node's cells in C order, each FULL or
-    # PATTERN row's cells into their distinct outputs, each BROADCAST row (a run of summed
-    # trailing cells) as its pairwise sum into one (−0.0 + x = x exactly)
+def _reduce_into(a: np.ndarray, start: int, n: int, run: int, index: np.ndarray,
+                 index_at: int, out: np.ndarray, out_at: int, out_n: int) -> None:
+    # np.add.reduce's order, as a fold (see fold_index): out = −0.0 (−0.0 + x = x exactly),
+    # then for each combination of the summed axes in C order, into every output its cell,
+    # or its run of trailing summed cells as pairwise_sum adds them. Outputs inner: their
+    # additions do not wait on each other
     target = out[out_at:out_at + out_n]
     target[:] = -0.0
-    count = n // width
-    starts = rows[rows_at:rows_at + count]
+    combos = n // (run * out_n)
+    bases = index[index_at:index_at + combos]
+    offsets = index[index_at + combos:index_at + combos + out_n].view(np.uint64)
     cells = a[start:start + n]
-    if kind == PATTERN:
-        _sum_pattern(target, cells, starts,
-                     rows[rows_at + count:rows_at + count + width].view(np.uint64))
-    elif kind == FULL:
-        for r in range(count):
-            into = target[starts[r]:starts[r] + width]
-            row = cells[r * width:r * width + width]
-            for k in range(width):
-                into[k] += row[k]
-    elif width < 8:
-        for r in range(count):
-            row = cells[r * width:r * width + width]
-            res = -0.0
-            for k in range(width):
-                res += row[k]
-            target[starts[r]] += res
+    if run == 1:
+        for j in range(combos):
+            at = cells[bases[j]:]
+            for o in range(out_n):
+                target[o] += at[offsets[o]]
+    elif run < 8:
+        for j in range(combos):
+            at = cells[bases[j]:]
+            for o in range(out_n):
+                x = at[offsets[o]:offsets[o] + run]
+                res = -0.0
+                for k in range(run):
+                    res += x[k]
+                target[o] += res
+    elif run <= 128:
+        for j in range(combos):
+            at = cells[bases[j]:]
+            for o in range(out_n):
+                target[o] += pairwise_block(at[offsets[o]:offsets[o] + run])
     else:
-        for r in range(count):
-            target[starts[r]] += _pairwise_runs(cells, r * width, width)
+        stack = np.empty((_PAIRWISE_DEPTH, 3), dtype=np.int64)
+        values = np.empty(_PAIRWISE_DEPTH)
+        for j in range(combos):
+            for o in range(out_n):
+                target[o] += pairwise_walk(cells, bases[j] + offsets[o], run, stack, values)
 
 
 def _gather(out: np.ndarray, out_at: int, a: np.ndarray, a_at: int, n: int, small: np.ndarray,
@@ -293,7 +222,7 @@ def _start(beliefs: np.ndarray, work: np.ndarray, table: np.ndarray, index: np.n
                 into[k] = max(into[k], x[k])
     else:
         for r in range(count):
-            peak[starts[r]] = max(peak[starts[r]], _row_max(cells[r * width:r * width + width]))
+            peak[starts[r]] = max(peak[starts[r]], lane_max(cells[r * width:r * width + width]))
     for o in range(sep):
         if not np.isfinite(peak[o]):
             peak[o] = 0.0
@@ -311,33 +240,15 @@ def _between(beliefs: np.ndarray, work: np.ndarray, table: np.ndarray, index: np
 def _sum_message(work: np.ndarray, table: np.ndarray, index: np.ndarray, plan: np.ndarray,
                  m: int) -> None:
     row = plan[m]
-    _reduce_into(table, 0, row[_SRC_N], row[_L_SUM], row[_KIND_SUM], index, row[_IDX_SUM],
-                 work, row[_MSG], row[_SEP_N])
-
-
-def _row_max(x: np.ndarray) -> float:
-    # max in eight independent lanes (a maximum is exact in any order): 57 → 10 µs over
-    # 56,700 cells. A NaN may be passed over; where it matters the result is NaN either way
-    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = -np.inf
-    blocks = x.size // 8
-    for b in range(blocks):
-        block = x[8 * b:8 * b + 8]
-        t0, t1 = max(t0, block[0]), max(t1, block[1])
-        t2, t3 = max(t2, block[2]), max(t3, block[3])
-        t4, t5 = max(t4, block[4]), max(t5, block[5])
-        t6, t7 = max(t6, block[6]), max(t7, block[7])
-    top = max(max(max(t0, t1), max(t2, t3)), max(max(t4, t5), max(t6, t7)))
-    rest = x[8 * blocks:]
-    for i in range(rest.size):
-        top = max(top, rest[i])
-    return top
+    _reduce_into(table, 0, row[_SRC_N], row[_RUN], index, row[_IDX_SUM], work, row[_MSG],
+                 row[_SEP_N])
 
 
 def _shift_nodes(beliefs: np.ndarray, nodes: np.ndarray) -> None:
     # b − max b for each node (a −inf max gives NaN, as numpy's subtract does)
     for k in range(nodes.shape[0]):
         node = beliefs[nodes[k, 0]:nodes[k, 0] + nodes[k, 1]]
-        top = _row_max(node)
+        top = lane_max(node)
         for i in range(node.size):
             node[i] -= top
 
@@ -346,16 +257,12 @@ def _scale_nodes(beliefs: np.ndarray, nodes: np.ndarray, total: float) -> None:
     # μ_n = e · (N / Σ e), the sum in numpy's order over the whole node
     for k in range(nodes.shape[0]):
         node = beliefs[nodes[k, 0]:nodes[k, 0] + nodes[k, 1]]
-        factor = total / _pairwise(node, 0, node.size)
+        factor = total / pairwise_sum(node, 0, node.size)
         for i in range(node.size):
             node[i] *= factor
 
 
 if njit is not None:
-    _pairwise_block = _jit(_pairwise_block)
-    _pairwise = _jit(_pairwise)
-    _pairwise_runs = _jit(_pairwise_runs)
-    _sum_pattern = _jit(_sum_pattern)
     _peak_pattern = _jit(_peak_pattern)
     _reduce_into = _jit(_reduce_into)
     _gather_pattern = _jit(_gather_pattern)
@@ -367,7 +274,6 @@ if njit is not None:
     _start = _jit(_start)
     _between = _jit(_between)
     _sum_message = _jit(_sum_message)
-    _row_max = _jit(_row_max)
     _shift_nodes = _jit(_shift_nodes)
     _scale_nodes = _jit(_scale_nodes)
 
@@ -380,7 +286,7 @@ def _gather_index(sub_shape: tuple[int, ...], shape: tuple[int, ...]) -> np.ndar
         np.arange(size, dtype=np.int64).reshape(sub_shape), shape)).ravel()
 
 
-def embedding(sub_shape: tuple[int, ...], shape: tuple[int, ...], for_sum: bool = False
+def embedding(sub_shape: tuple[int, ...], shape: tuple[int, ...]
               ) -> tuple[np.ndarray, int, int]:
     """A ``sub_shape`` table broadcast onto a ``shape`` one, row by row: (index, row length,
     kind). The rows are the trailing axes of ``shape`` joined while all are full or all
@@ -389,9 +295,7 @@ def embedding(sub_shape: tuple[int, ...], shape: tuple[int, ...], for_sum: bool 
     next ones; BROADCAST, the same one. Rows under 8 cells are joined instead into blocks of
     trailing axes of ≥ 64 cells, kind PATTERN: the index holds each block's first small cell
     and then the offsets of the block's cells from it (the same for every block, since a
-    broadcast index is a sum over axes). A sum's short BROADCAST rows stay (its order is
-    pairwise within each), but a FULL row's cells add into distinct outputs, so they may go
-    in a block."""
+    broadcast index is a sum over axes)."""
     width, full = 1, True
     for n, m in zip(reversed(shape), reversed(sub_shape)):
         if n == 1:
@@ -400,7 +304,7 @@ def embedding(sub_shape: tuple[int, ...], shape: tuple[int, ...], for_sum: bool 
             break
         full, width = m == n, width * n
     cells = _gather_index(sub_shape, shape)
-    if width >= _NARROW or (for_sum and not full):
+    if width >= _NARROW:
         return cells[::width].copy(), width, FULL if full else BROADCAST
     block = 1
     for n in reversed(shape):
@@ -414,6 +318,26 @@ def embedding(sub_shape: tuple[int, ...], shape: tuple[int, ...], for_sum: bool 
     return np.concatenate([blocks[:, 0], offsets]), block, PATTERN
 
 
+def fold_index(kept_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """``np.add.reduce``'s order for a C-ordered ``shape`` table summed to ``kept_shape`` (1
+    on the summed axes) as a fold: (index, run). The trailing summed axes (1-value axes join
+    either) form runs of ``run`` cells, each summed by pairwise_sum; the index holds the
+    offset of each combination of the other summed axes, in C order, then the offset of
+    each output cell's first cell (run) from it; every output adds its runs in the order of
+    the combinations. A cell's offset is a sum over axes, so base + offset is every cell."""
+    run, split = 1, len(shape)
+    for a in range(len(shape) - 1, -1, -1):
+        if shape[a] != 1 and kept_shape[a] != 1:
+            break
+        run, split = run * shape[a], a
+    cells = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+    summed = tuple(slice(None) if a < split and kept_shape[a] == 1 else 0
+                   for a in range(len(shape)))
+    kept = tuple(slice(None) if a < split and kept_shape[a] != 1 else 0
+                 for a in range(len(shape)))
+    return np.concatenate([cells[summed].ravel(), cells[kept].ravel()]), run
+
+
 @functools.lru_cache(maxsize=4096)
 def sums_like_numpy(shape: tuple[int, ...], axes: tuple[int, ...]) -> bool:
     """Whether the compiled sum of a ``shape`` table over ``axes`` gives ``np.add.reduce``'s
@@ -422,9 +346,9 @@ def sums_like_numpy(shape: tuple[int, ...], axes: tuple[int, ...]) -> bool:
     probe = np.exp(rng.normal(0.0, 4.0, shape)) * rng.choice([-1.0, 1.0], shape)
     expect = np.add.reduce(probe, axis=axes).ravel()
     kept = tuple(1 if a in axes else n for a, n in enumerate(shape))
-    rows, width, kind = embedding(kept, shape, for_sum=True)
+    index, run = fold_index(kept, shape)
     out = np.empty(expect.size)
-    _reduce_into(probe.ravel(), 0, probe.size, width, kind, rows, 0, out, 0, out.size)
+    _reduce_into(probe.ravel(), 0, probe.size, run, index, 0, out, 0, out.size)
     return bool(np.array_equal(out.view(np.uint64), expect.view(np.uint64)))
 
 
@@ -434,7 +358,7 @@ def totals_like_numpy(cells: int) -> bool:
     bits (``axis=None``) on a random one."""
     rng = np.random.default_rng(cells)
     probe = np.exp(rng.normal(0.0, 4.0, cells))
-    return bool(np.float64(_pairwise(probe, 0, cells)).view(np.uint64)
+    return bool(np.float64(pairwise_sum(probe, 0, cells)).view(np.uint64)
                 == np.add.reduce(probe, axis=None).view(np.uint64))
 
 
@@ -475,17 +399,16 @@ class CompiledPass:
             sep_n = math.prod(m.shape_in_target)
             src_rows, src_width, src_kind = embedding(m.shape_in_source, shapes[m.source])
             tgt_rows, tgt_width, tgt_kind = embedding(m.shape_in_target, shapes[m.target])
-            sum_rows, sum_width, sum_kind = embedding(m.shape_in_source, shapes[m.source],
-                                                      for_sum=True)
+            sum_index, run = fold_index(m.shape_in_source, shapes[m.source])
             msg, peak = work_at, work_at + sep_n
             work_at += 2 * sep_n
             plan.append([int(node_at[m.source]), sizes[m.source], int(node_at[m.target]),
                          sizes[m.target], sep_n, msg, peak, add_index(src_rows),
                          src_width, src_kind, add_index(tgt_rows), tgt_width,
                          tgt_kind, sent.get((m.target, m.source), -1),
-                         add_index(sum_rows), sum_width, sum_kind])
+                         add_index(sum_index), run])
             sent[(m.source, m.target)] = msg
-        self.plan = np.array(plan, dtype=np.int64).reshape(-1, 17)
+        self.plan = np.array(plan, dtype=np.int64).reshape(-1, 16)
         self.index = (np.concatenate(index_parts) if index_parts
                       else np.zeros(0, dtype=np.int64))
         self.work_cells = work_at
