@@ -26,8 +26,9 @@ import threading
 import numpy as np
 
 from flaimsim.mechanisms.compiled import _jit, njit
-from flaimsim.mechanisms.compiled_pass import (CompiledPass, _gather, _reduce_into, embedding,
-                                               fold_index, sums_like_numpy)
+from flaimsim.mechanisms.compiled_pass import (CompiledPass, IndexArrays, _gather,
+                                               _reduce_into, embedding, end_to_end, fold_index,
+                                               sums_like_numpy)
 
 # a clique's row: node offset, node cells, μ offset, μ cells, then its sum from the node
 # (index, run: compiled_pass.fold_index), summed (0: μ is the node itself)
@@ -81,18 +82,10 @@ class CompiledLoss:
         tree = fit.tree
         self.passed = passed
         shapes = [tuple(fit.domain.project(c).shape) for c in fit.cliques]
-        sizes = [math.prod(s) for s in shapes]
-        at = np.cumsum([0] + sizes)
-        self.cells = int(at[-1])
-        self.views = [(int(a), s) for a, s in zip(at[:-1], shapes)]
-        parts: list[np.ndarray] = []
-        used = 0
-
-        def add(part: np.ndarray) -> int:
-            nonlocal used
-            parts.append(part)
-            used += part.size
-            return used - part.size
+        at, sizes, self.cells = end_to_end(shapes)
+        self.views = list(zip(at, shapes))
+        indices = IndexArrays()
+        add = indices.add
 
         node_at = passed.nodes[:, 0]
         rows = []
@@ -122,7 +115,7 @@ class CompiledLoss:
         self.measured = np.array(rows, dtype=np.int64).reshape(-1, 12)
         self.y = np.concatenate(y_parts)
         self.weights = np.array([o.weight for o in fit.observations], dtype=float)
-        self.index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        self.index = indices.array()
         self.residual_cells = residual_at
         self.half_weights = [0.5 * o.weight for o in fit.observations]
         self._local = threading.local()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from typing import Sequence
 
 import numpy as np
 
@@ -362,36 +363,51 @@ def totals_like_numpy(cells: int) -> bool:
                 == np.add.reduce(probe, axis=None).view(np.uint64))
 
 
+def end_to_end(shapes: Sequence[tuple[int, ...]]) -> tuple[list[int], list[int], int]:
+    """Tables of ``shapes`` laid end to end in one flat buffer: (each one's offset, each
+    one's cells, the buffer's cells)."""
+    sizes = [math.prod(s) for s in shapes]
+    at = np.cumsum([0] + sizes)
+    return [int(a) for a in at[:-1]], sizes, int(at[-1])
+
+
+class IndexArrays:
+    """Index arrays laid end to end in one int64 array (the kernels' ``index``)."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.cells = 0
+
+    def add(self, part: np.ndarray) -> int:
+        """Append ``part``; where it starts."""
+        self.parts.append(np.asarray(part, dtype=np.int64))
+        self.cells += part.size
+        return self.cells - part.size
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int64)
+
+
 class CompiledPass:
     """The compiled HUGIN pass of one junction tree (see the module docstring). Build with
     :meth:`for_tree`, which gives None where the numpy path must stay."""
 
     def __init__(self, tree) -> None:
         shapes = tree.node_shapes
-        sizes = [math.prod(s) for s in shapes]
-        node_at = np.cumsum([0] + sizes)
-        self.cells = int(node_at[-1])
-        self.node_views = [(int(a), s) for a, s in zip(node_at[:-1], shapes)]
-        self.nodes = np.array([[int(a), n] for a, n in zip(node_at[:-1], sizes)],
+        node_at, sizes, self.cells = end_to_end(shapes)
+        self.node_views = [(int(a), s) for a, s in zip(node_at, shapes)]
+        self.nodes = np.array([[int(a), n] for a, n in zip(node_at, sizes)],
                               dtype=np.int64).reshape(-1, 2)
-        index_parts: list[np.ndarray] = []
-        index_at = 0
-
-        def add_index(part: np.ndarray) -> int:
-            nonlocal index_at
-            index_parts.append(part)
-            index_at += part.size
-            return index_at - part.size
-
-        clique_sizes = [math.prod(tree.domain.project(c).shape) for c in tree.cliques]
-        theta_at = np.cumsum([0] + clique_sizes)
+        indices = IndexArrays()
+        add_index = indices.add
+        theta_at, _, self.theta_cells = end_to_end([tuple(tree.domain.project(c).shape)
+                                                    for c in tree.cliques])
         rows = []
         for k, home in enumerate(tree.home):
             at, width, kind = embedding(tree.embed[k], shapes[home])
             rows.append([int(node_at[home]), sizes[home], int(theta_at[k]), add_index(at),
                          width, kind])
         self.cliques = np.array(rows, dtype=np.int64).reshape(-1, 6)
-        self.theta_cells = int(theta_at[-1])
 
         work_at = 0
         plan, sent = [], {}
@@ -409,8 +425,7 @@ class CompiledPass:
                          add_index(sum_index), run])
             sent[(m.source, m.target)] = msg
         self.plan = np.array(plan, dtype=np.int64).reshape(-1, 16)
-        self.index = (np.concatenate(index_parts) if index_parts
-                      else np.zeros(0, dtype=np.int64))
+        self.index = indices.array()
         self.work_cells = work_at
         self._local = threading.local()
 
