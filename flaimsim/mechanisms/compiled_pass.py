@@ -53,6 +53,8 @@ _NARROW = 8
 BROADCAST, FULL, PATTERN = 0, 1, 2
 # The narrow rows' blocks: at least this many cells (the offsets stay in the L1 cache).
 _BLOCK = 64
+# The potentials are added into a node this many cells at a time (or more: whole rows).
+_CHUNK = 4096
 # A tree with a node above this many cells keeps the numpy path: the pass's index arrays
 # grow with the nodes (8 bytes a cell for each narrow embedding).
 MAX_NODE_CELLS = 1 << 22
@@ -179,12 +181,32 @@ def _gather_broadcast(dst: np.ndarray, src: np.ndarray, tail: np.ndarray, starts
 
 def _init_beliefs(beliefs: np.ndarray, theta: np.ndarray, index: np.ndarray,
                   cliques: np.ndarray) -> None:
-    # b_n = 0 + θ_1 + θ_2 + … in clique order (the numpy path's zeros, then in-place adds)
+    # b_n = 0 + θ_1 + θ_2 + … in clique order (the numpy path's zeros, then in-place adds),
+    # a chunk of the node at a time (the rows sorted by node: their cliques' order kept), so
+    # each clique's pass finds the chunk in the cache
     beliefs[:] = 0.0
-    for c in range(cliques.shape[0]):
-        node, n, theta_at, rows_at, width, kind = (cliques[c, 0], cliques[c, 1], cliques[c, 2],
-                                                   cliques[c, 3], cliques[c, 4], cliques[c, 5])
-        _gather(beliefs, node, beliefs, node, n, theta, theta_at, width, kind, index, rows_at, 1)
+    first = 0
+    while first < cliques.shape[0]:
+        node, n, chunk = cliques[first, 0], cliques[first, 1], cliques[first, 6]
+        last = first
+        while last < cliques.shape[0] and cliques[last, 0] == node:
+            last += 1
+        for begin in range(0, n, chunk):
+            cells = beliefs[node + begin:node + begin + chunk]
+            for c in range(first, last):
+                theta_at, rows_at, width, kind = (cliques[c, 2], cliques[c, 3], cliques[c, 4],
+                                                  cliques[c, 5])
+                starts = index[rows_at + begin // width:rows_at + (begin + chunk) // width]
+                tail = theta[theta_at:]
+                if kind == PATTERN:
+                    at = rows_at + n // width
+                    _gather_pattern(cells, cells, tail, starts,
+                                    index[at:at + width].view(np.uint64), 1)
+                elif kind == FULL:
+                    _gather_full(cells, cells, tail, starts, width, 1)
+                else:
+                    _gather_broadcast(cells, cells, tail, starts, width, 1)
+        first = last
 
 
 def _finish(beliefs: np.ndarray, work: np.ndarray, index: np.ndarray, row: np.ndarray
@@ -307,11 +329,7 @@ def embedding(sub_shape: tuple[int, ...], shape: tuple[int, ...]
     cells = _gather_index(sub_shape, shape)
     if width >= _NARROW:
         return cells[::width].copy(), width, FULL if full else BROADCAST
-    block = 1
-    for n in reversed(shape):
-        if block >= _BLOCK:
-            break
-        block *= n
+    block = _trailing_block(shape, _BLOCK)
     blocks = cells.reshape(-1, block)
     offsets = blocks[0] - blocks[0, 0]
     if not np.array_equal(blocks, blocks[:, :1] + offsets):   # pragma: no cover - linear
@@ -363,6 +381,17 @@ def totals_like_numpy(cells: int) -> bool:
                 == np.add.reduce(probe, axis=None).view(np.uint64))
 
 
+def _trailing_block(shape: tuple[int, ...], least: int) -> int:
+    """The cells of ``shape``'s fewest trailing axes that hold at least ``least`` cells (all
+    of them if none do): every row length of a table of ``shape`` divides it."""
+    block = 1
+    for n in reversed(shape):
+        if block >= least:
+            break
+        block *= n
+    return block
+
+
 def end_to_end(shapes: Sequence[tuple[int, ...]]) -> tuple[list[int], list[int], int]:
     """Tables of ``shapes`` laid end to end in one flat buffer: (each one's offset, each
     one's cells, the buffer's cells)."""
@@ -403,11 +432,15 @@ class CompiledPass:
         theta_at, _, self.theta_cells = end_to_end([tuple(tree.domain.project(c).shape)
                                                     for c in tree.cliques])
         rows = []
-        for k, home in enumerate(tree.home):
+        for k in sorted(range(len(tree.home)), key=lambda k: tree.home[k]):
+            home = tree.home[k]
             at, width, kind = embedding(tree.embed[k], shapes[home])
             rows.append([int(node_at[home]), sizes[home], int(theta_at[k]), add_index(at),
-                         width, kind])
-        self.cliques = np.array(rows, dtype=np.int64).reshape(-1, 6)
+                         width, kind, 0])
+        for row in rows:   # a node's chunk: trailing axes, ≥ _CHUNK and ≥ each row's length
+            widest = max(r[4] for r in rows if r[0] == row[0])
+            row[6] = _trailing_block(shapes[node_at.index(row[0])], max(_CHUNK, widest))
+        self.cliques = np.array(rows, dtype=np.int64).reshape(-1, 7)
 
         work_at = 0
         plan, sent = [], {}
