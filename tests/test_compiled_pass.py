@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flaimsim.mechanisms import compiled_pass, junction
+from flaimsim.mechanisms import compiled, compiled_pass, junction
 from flaimsim.mechanisms.junction import JunctionTree
 from flaimsim.mechanisms.mbi_setup import mbi
 
@@ -85,7 +85,7 @@ def test_the_pass_covers_every_kind_of_row():
     """The trees above reach each loop of the pass: rows FULL, BROADCAST and PATTERN (short
     rows joined into blocks) for the gathers and the peaks, and sums by cells and by runs of
     summed trailing cells below 8 cells, up to 128 and past 128."""
-    cp = compiled_pass
+    cp = compiled   # the plan's columns and the kinds of rows
     kinds = set()
     for seed in range(-1, 12):
         _, tree = random_tree(seed)
@@ -148,3 +148,29 @@ def test_theta_of_the_wrong_size_is_refused():
     _, tree = random_tree(2)
     with pytest.raises(ValueError, match="cells"):
         tree.compiled_pass().node_marginals(np.zeros(3), 1.0)
+
+
+def test_every_jitted_loop_lives_in_compiled_py():
+    """numba caches a jitted function with the code of the jitted functions it calls, but
+    checks only the caller's own file for changes: a loop calling one in another file would
+    keep its old code. So every jitted function of the package is defined in compiled.py."""
+    import importlib
+    import pkgutil
+
+    import flaimsim
+    from numba.core.registry import CPUDispatcher
+
+    elsewhere = []
+    for info in pkgutil.walk_packages(flaimsim.__path__, "flaimsim."):
+        if info.name.startswith("flaimsim.bench") or info.name.endswith("__main__"):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:   # optional pieces (MPC, browsers) need not import here
+            continue
+        for name, value in vars(module).items():
+            if (isinstance(value, CPUDispatcher)
+                    and value.py_func.__module__ != "flaimsim.mechanisms.compiled"
+                    and value.py_func.__module__.startswith("flaimsim")):
+                elsewhere.append(f"{info.name}.{name}")
+    assert not elsewhere, elsewhere

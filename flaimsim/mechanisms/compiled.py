@@ -22,6 +22,13 @@ IEEE additions in the same order, or the same copies.
   and x − max, in one call instead of numpy's three and a check (small tables, where the
   calls cost more than the cells: a 3,240-cell table 23.8 → 10.1 µs).
 
+The loops of the junction tree's pass and the fitter's loss (built and called by
+:mod:`~flaimsim.mechanisms.compiled_pass` and :mod:`~flaimsim.mechanisms.compiled_loss`)
+live here too, with every loop they call: numba caches a function together with the jitted
+functions it calls but checks only its own source file for changes, so a caller in another
+file keeps a callee's old code after the callee changes (seen: a stale sum in the loss's
+cache). `tests/test_compiled_pass.py` checks that no other module defines jitted functions.
+
 Compiled without ``fastmath``: LLVM may not reassociate a floating-point sum, so each output
 is the same chain of additions as numpy's (a loop across independent columns may be
 vectorised, which changes no value). The kernels are checked against numpy by the plan check
@@ -190,6 +197,285 @@ def _peak_shift4(x: np.ndarray, kept: tuple[int, int, int, int]
     return shifted, peak
 
 
+# ---- the junction tree's pass and the fitter's loss (compiled_pass, compiled_loss) -------
+# They live here, with every loop they call: numba caches a function with the code of the
+# jitted functions it calls, but checks only its own file for changes, so a caller in
+# another file would keep a callee's old code (seen: a stale sum in the loss's cache).
+
+# columns of a message's row in a pass's plan; an embedding of a smaller table in a node is
+# (index, row length, kind: see compiled_pass.embedding)
+(_SRC, _SRC_N, _TGT, _TGT_N, _SEP_N, _MSG, _PEAK, _IDX_SRC, _L_SRC, _KIND_SRC, _IDX_TGT,
+ _L_TGT, _KIND_TGT, _BACK, _IDX_SUM, _RUN) = range(16)
+# how the cells of a node row take their small cells
+BROADCAST, FULL, PATTERN = 0, 1, 2
+
+
+# The loops index slices with their range variables: numba then knows the index is not
+# negative and drops its wrap-around test, and LLVM vectorises the loop (measured: a
+# 56,700-cell row-wise subtraction 31.8 → 8.0 µs).
+
+
+def _peak_pattern(peak: np.ndarray, cells: np.ndarray, starts: np.ndarray,
+                  offsets: np.ndarray) -> None:
+    width = offsets.size
+    for r in range(starts.size):
+        into, row = peak[starts[r]:], cells[r * width:r * width + width]
+        for k in range(width):
+            into[offsets[k]] = max(into[offsets[k]], row[k])
+
+
+def _reduce_into(a: np.ndarray, start: int, n: int, run: int, index: np.ndarray,
+                 index_at: int, out: np.ndarray, out_at: int, out_n: int) -> None:
+    # np.add.reduce's order, as a fold (see fold_index): out = −0.0 (−0.0 + x = x exactly),
+    # then for each combination of the summed axes in C order, into every output its cell,
+    # or its run of trailing summed cells as pairwise_sum adds them. Outputs inner: their
+    # additions do not wait on each other
+    target = out[out_at:out_at + out_n]
+    target[:] = -0.0
+    combos = n // (run * out_n)
+    bases = index[index_at:index_at + combos]
+    offsets = index[index_at + combos:index_at + combos + out_n].view(np.uint64)
+    cells = a[start:start + n]
+    if run == 1:
+        for j in range(combos):
+            at = cells[bases[j]:]
+            for o in range(out_n):
+                target[o] += at[offsets[o]]
+    elif run < 8:
+        for j in range(combos):
+            at = cells[bases[j]:]
+            for o in range(out_n):
+                x = at[offsets[o]:offsets[o] + run]
+                res = -0.0
+                for k in range(run):
+                    res += x[k]
+                target[o] += res
+    elif run < 16:   # pairwise_sum's eight sums of one cell each, then the rest in turn
+        for j in range(combos):
+            at = cells[bases[j]:]
+            for o in range(out_n):
+                x = at[offsets[o]:offsets[o] + run]
+                res = ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]))
+                for k in range(8, run):
+                    res += x[k]
+                target[o] += res
+    elif run <= 128:
+        for j in range(combos):
+            at = cells[bases[j]:]
+            for o in range(out_n):
+                target[o] += pairwise_block(at[offsets[o]:offsets[o] + run])
+    else:
+        stack = np.empty((_PAIRWISE_DEPTH, 3), dtype=np.int64)
+        values = np.empty(_PAIRWISE_DEPTH)
+        for j in range(combos):
+            for o in range(out_n):
+                target[o] += pairwise_walk(cells, bases[j] + offsets[o], run, stack, values)
+
+
+def _gather(out: np.ndarray, out_at: int, a: np.ndarray, a_at: int, n: int, small: np.ndarray,
+            small_at: int, width: int, kind: int, rows: np.ndarray, rows_at: int,
+            sign: int) -> None:
+    # out = a + small, a − small (sign ±1) or small (sign 0), small broadcast, row by row
+    # (out may be a); one IEEE operation a cell
+    dst, src, tail = out[out_at:out_at + n], a[a_at:a_at + n], small[small_at:]
+    count = n // width
+    starts = rows[rows_at:rows_at + count]
+    if kind == PATTERN:
+        _gather_pattern(dst, src, tail, starts,
+                        rows[rows_at + count:rows_at + count + width].view(np.uint64), sign)
+    elif kind == FULL:
+        _gather_full(dst, src, tail, starts, width, sign)
+    else:
+        _gather_broadcast(dst, src, tail, starts, width, sign)
+
+
+def _gather_pattern(dst: np.ndarray, src: np.ndarray, tail: np.ndarray, starts: np.ndarray,
+                    offsets: np.ndarray, sign: int) -> None:
+    width = offsets.size
+    for r in range(starts.size):
+        d, x = dst[r * width:r * width + width], src[r * width:r * width + width]
+        y = tail[starts[r]:]
+        if sign > 0:
+            for k in range(width):
+                d[k] = x[k] + y[offsets[k]]
+        elif sign < 0:
+            for k in range(width):
+                d[k] = x[k] - y[offsets[k]]
+        else:
+            for k in range(width):
+                d[k] = y[offsets[k]]
+
+
+def _gather_full(dst: np.ndarray, src: np.ndarray, tail: np.ndarray, starts: np.ndarray,
+                 width: int, sign: int) -> None:
+    for r in range(starts.size):
+        d, x = dst[r * width:r * width + width], src[r * width:r * width + width]
+        y = tail[starts[r]:starts[r] + width]
+        if sign > 0:
+            for k in range(width):
+                d[k] = x[k] + y[k]
+        elif sign < 0:
+            for k in range(width):
+                d[k] = x[k] - y[k]
+        else:
+            for k in range(width):
+                d[k] = y[k]
+
+
+def _gather_broadcast(dst: np.ndarray, src: np.ndarray, tail: np.ndarray, starts: np.ndarray,
+                      width: int, sign: int) -> None:
+    for r in range(starts.size):
+        d, x = dst[r * width:r * width + width], src[r * width:r * width + width]
+        v = tail[starts[r]]
+        if sign > 0:
+            for k in range(width):
+                d[k] = x[k] + v
+        elif sign < 0:
+            for k in range(width):
+                d[k] = x[k] - v
+        else:
+            for k in range(width):
+                d[k] = v
+
+
+def _init_beliefs(beliefs: np.ndarray, theta: np.ndarray, index: np.ndarray,
+                  cliques: np.ndarray) -> None:
+    # b_n = 0 + θ_1 + θ_2 + … in clique order (the numpy path's zeros, then in-place adds),
+    # a chunk of the node at a time (the rows sorted by node: their cliques' order kept), so
+    # each clique's pass finds the chunk in the cache
+    beliefs[:] = 0.0
+    first = 0
+    while first < cliques.shape[0]:
+        node, n, chunk = cliques[first, 0], cliques[first, 1], cliques[first, 6]
+        last = first
+        while last < cliques.shape[0] and cliques[last, 0] == node:
+            last += 1
+        for begin in range(0, n, chunk):
+            cells = beliefs[node + begin:node + begin + chunk]
+            for c in range(first, last):
+                theta_at, rows_at, width, kind = (cliques[c, 2], cliques[c, 3], cliques[c, 4],
+                                                  cliques[c, 5])
+                starts = index[rows_at + begin // width:rows_at + (begin + chunk) // width]
+                tail = theta[theta_at:]
+                if kind == PATTERN:
+                    at = rows_at + n // width
+                    _gather_pattern(cells, cells, tail, starts,
+                                    index[at:at + width].view(np.uint64), 1)
+                elif kind == FULL:
+                    _gather_full(cells, cells, tail, starts, width, 1)
+                else:
+                    _gather_broadcast(cells, cells, tail, starts, width, 1)
+        first = last
+
+
+def _finish(beliefs: np.ndarray, work: np.ndarray, index: np.ndarray, row: np.ndarray
+            ) -> None:
+    sep = row[_SEP_N]
+    msg, peak = work[row[_MSG]:row[_MSG] + sep], work[row[_PEAK]:row[_PEAK] + sep]
+    for o in range(sep):
+        msg[o] += peak[o]                          # log S + peak
+    _gather(beliefs, row[_TGT], beliefs, row[_TGT], row[_TGT_N], work, row[_MSG], row[_L_TGT],
+            row[_KIND_TGT], index, row[_IDX_TGT], 1)
+
+
+def _start(beliefs: np.ndarray, work: np.ndarray, table: np.ndarray, index: np.ndarray,
+           row: np.ndarray) -> None:
+    # τ − peak into ``table`` (its own buffer: the loops need not fear aliasing)
+    src, n, at, back = row[_SRC], row[_SRC_N], row[_IDX_SRC], row[_BACK]
+    width, kind, sep = row[_L_SRC], row[_KIND_SRC], row[_SEP_N]
+    if back >= 0:
+        _gather(table, 0, beliefs, src, n, work, back, width, kind, index, at, -1)
+    else:
+        table[:n] = beliefs[src:src + n]
+    # the peak: max over each output's cells, 0 where it is not finite. A NaN cell may be
+    # passed over (the numpy path's peak would be NaN, so 0): its output's S is NaN either
+    # way, and so is the message
+    peak = work[row[_PEAK]:row[_PEAK] + sep]
+    peak[:] = -np.inf
+    count = n // width
+    starts = index[at:at + count]
+    cells = table[:n]
+    if kind == PATTERN:
+        _peak_pattern(peak, cells, starts, index[at + count:at + count + width].view(np.uint64))
+    elif kind == FULL:
+        for r in range(count):
+            into, x = peak[starts[r]:starts[r] + width], cells[r * width:r * width + width]
+            for k in range(width):
+                into[k] = max(into[k], x[k])
+    else:
+        for r in range(count):
+            peak[starts[r]] = max(peak[starts[r]], lane_max(cells[r * width:r * width + width]))
+    for o in range(sep):
+        if not np.isfinite(peak[o]):
+            peak[o] = 0.0
+    _gather(table, 0, table, 0, n, work, row[_PEAK], width, kind, index, at, -1)
+
+
+def _between(beliefs: np.ndarray, work: np.ndarray, table: np.ndarray, index: np.ndarray,
+             plan: np.ndarray, done: int, next_: int) -> None:
+    if done >= 0:
+        _finish(beliefs, work, index, plan[done])
+    if next_ >= 0:
+        _start(beliefs, work, table, index, plan[next_])
+
+
+def _sum_message(work: np.ndarray, table: np.ndarray, index: np.ndarray, plan: np.ndarray,
+                 m: int) -> None:
+    row = plan[m]
+    _reduce_into(table, 0, row[_SRC_N], row[_RUN], index, row[_IDX_SUM], work, row[_MSG],
+                 row[_SEP_N])
+
+
+def _shift_nodes(beliefs: np.ndarray, nodes: np.ndarray) -> None:
+    # b − max b for each node (a −inf max gives NaN, as numpy's subtract does)
+    for k in range(nodes.shape[0]):
+        node = beliefs[nodes[k, 0]:nodes[k, 0] + nodes[k, 1]]
+        top = lane_max(node)
+        for i in range(node.size):
+            node[i] -= top
+
+
+def _scale_nodes(beliefs: np.ndarray, nodes: np.ndarray, total: float) -> None:
+    # μ_n = e · (N / Σ e), the sum in numpy's order over the whole node
+    for k in range(nodes.shape[0]):
+        node = beliefs[nodes[k, 0]:nodes[k, 0] + nodes[k, 1]]
+        factor = total / pairwise_sum(node, 0, node.size)
+        for i in range(node.size):
+            node[i] *= factor
+
+
+def _marginals_and_residuals(beliefs: np.ndarray, mu: np.ndarray, residual: np.ndarray,
+                             y: np.ndarray, index: np.ndarray, cliques: np.ndarray,
+                             measured: np.ndarray) -> None:
+    for c in range(cliques.shape[0]):
+        node, n, at, cells = cliques[c, 0], cliques[c, 1], cliques[c, 2], cliques[c, 3]
+        if cliques[c, 6]:
+            _reduce_into(beliefs, node, n, cliques[c, 5], index, cliques[c, 4], mu, at, cells)
+        else:
+            mu[at:at + cells] = beliefs[node:node + n]
+    for m in range(measured.shape[0]):
+        at, n, out, cells, y_at = (measured[m, 0], measured[m, 1], measured[m, 2],
+                                   measured[m, 3], measured[m, 4])
+        if measured[m, 7]:
+            _reduce_into(mu, at, n, measured[m, 6], index, measured[m, 5], residual, out, cells)
+            for i in range(cells):
+                residual[out + i] -= y[y_at + i]
+        else:
+            for i in range(cells):
+                residual[out + i] = mu[at + i] - y[y_at + i]
+
+
+def _gradient(residual: np.ndarray, grad: np.ndarray, weights: np.ndarray, index: np.ndarray,
+              measured: np.ndarray) -> None:
+    for m in range(measured.shape[0]):
+        at, n, out, cells = measured[m, 0], measured[m, 1], measured[m, 2], measured[m, 3]
+        for i in range(cells):
+            residual[out + i] *= weights[m]
+        # a clique's first term is copied, not added to zeros (0 + x = x: μ ≥ 0, no −0.0)
+        _gather(grad, at, grad, at, n, residual, out, measured[m, 9], measured[m, 10], index,
+                measured[m, 8], 0 if measured[m, 11] else 1)
+
+
 def _jit(func):
     """``func`` compiled, its machine code cached on disk; where numba finds no writable
     place for the cache (a read-only install and home) it raises at this point, and the
@@ -209,6 +495,21 @@ if njit is not None:
     peak_shift4 = _jit(_peak_shift4)
     pairwise_rows = _jit(_pairwise_rows)
     expand4 = _jit(_expand4)
+    _peak_pattern = _jit(_peak_pattern)
+    _reduce_into = _jit(_reduce_into)
+    _gather_pattern = _jit(_gather_pattern)
+    _gather_full = _jit(_gather_full)
+    _gather_broadcast = _jit(_gather_broadcast)
+    _gather = _jit(_gather)
+    _init_beliefs = _jit(_init_beliefs)
+    _finish = _jit(_finish)
+    _start = _jit(_start)
+    _between = _jit(_between)
+    _sum_message = _jit(_sum_message)
+    _shift_nodes = _jit(_shift_nodes)
+    _scale_nodes = _jit(_scale_nodes)
+    _marginals_and_residuals = _jit(_marginals_and_residuals)
+    _gradient = _jit(_gradient)
     AVAILABLE = True
 else:  # pragma: no cover
     fold_rows = pairwise_rows = expand4 = peak_shift4 = pairwise_sum = lane_max = None

@@ -25,53 +25,15 @@ import threading
 
 import numpy as np
 
-from flaimsim.mechanisms.compiled import _jit, njit
-from flaimsim.mechanisms.compiled_pass import (CompiledPass, IndexArrays, _gather,
-                                               _reduce_into, embedding, end_to_end, fold_index,
-                                               sums_like_numpy)
+from flaimsim.mechanisms.compiled import _gradient, _marginals_and_residuals
+from flaimsim.mechanisms.compiled_pass import (CompiledPass, IndexArrays, embedding, end_to_end,
+                                               fold_index, sums_like_numpy)
 
 # a clique's row: node offset, node cells, μ offset, μ cells, then its sum from the node
 # (index, run: compiled_pass.fold_index), summed (0: μ is the node itself)
 # a measurement's row: its clique's μ offset and cells, residual offset and cells, y offset,
 # its sum from the clique (index, run), summed; then its broadcast onto the clique (index,
 # row length, kind: compiled_pass.embedding), first term of its clique (1) or not (0)
-
-
-def _marginals_and_residuals(beliefs: np.ndarray, mu: np.ndarray, residual: np.ndarray,
-                             y: np.ndarray, index: np.ndarray, cliques: np.ndarray,
-                             measured: np.ndarray) -> None:
-    for c in range(cliques.shape[0]):
-        node, n, at, cells = cliques[c, 0], cliques[c, 1], cliques[c, 2], cliques[c, 3]
-        if cliques[c, 6]:
-            _reduce_into(beliefs, node, n, cliques[c, 5], index, cliques[c, 4], mu, at, cells)
-        else:
-            mu[at:at + cells] = beliefs[node:node + n]
-    for m in range(measured.shape[0]):
-        at, n, out, cells, y_at = (measured[m, 0], measured[m, 1], measured[m, 2],
-                                   measured[m, 3], measured[m, 4])
-        if measured[m, 7]:
-            _reduce_into(mu, at, n, measured[m, 6], index, measured[m, 5], residual, out, cells)
-            for i in range(cells):
-                residual[out + i] -= y[y_at + i]
-        else:
-            for i in range(cells):
-                residual[out + i] = mu[at + i] - y[y_at + i]
-
-
-def _gradient(residual: np.ndarray, grad: np.ndarray, weights: np.ndarray, index: np.ndarray,
-              measured: np.ndarray) -> None:
-    for m in range(measured.shape[0]):
-        at, n, out, cells = measured[m, 0], measured[m, 1], measured[m, 2], measured[m, 3]
-        for i in range(cells):
-            residual[out + i] *= weights[m]
-        # a clique's first term is copied, not added to zeros (0 + x = x: μ ≥ 0, no −0.0)
-        _gather(grad, at, grad, at, n, residual, out, measured[m, 9], measured[m, 10], index,
-                measured[m, 8], 0 if measured[m, 11] else 1)
-
-
-if njit is not None:
-    _marginals_and_residuals = _jit(_marginals_and_residuals)
-    _gradient = _jit(_gradient)
 
 
 class CompiledLoss:
