@@ -28,11 +28,17 @@ SHIPPED_PGM_SHA256 = {
 }
 
 
+def cache_root() -> Path:
+    """flaimsim's cache: ``$FLAIMSIM_CACHE``, else ``~/.cache/flaimsim`` (cost tables,
+    embeddings, k-means splits, data)."""
+    return Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim"))
+
+
 def data_cache() -> Path:
     """``$FLAIMSIM_DATA``, else ``$FLAIMSIM_CACHE/data``, else ``~/.cache/flaimsim/data``."""
     if os.environ.get("FLAIMSIM_DATA"):
         return Path(os.environ["FLAIMSIM_DATA"])
-    return Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim")) / "data"
+    return cache_root() / "data"
 
 
 def fetched_raw_dir() -> Path:

@@ -46,7 +46,7 @@ try:
 except Exception:  # pragma: no cover - numba comes with umap-learn; numpy's calls remain
     njit = None
 
-PAIRWISE_MAX = 128   # numpy's PW_BLOCKSIZE: longer runs are split in two, not handled here
+PAIRWISE_MAX = 128   # numpy's PW_BLOCKSIZE: longer runs are split in two
 
 
 def _fold_rows(m: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def _fold_rows(m: np.ndarray) -> np.ndarray:
 def _pairwise_rows(m: np.ndarray) -> np.ndarray:
     out = np.empty(m.shape[0])
     for r in range(m.shape[0]):
-        out[r] = _pairwise_block(m[r])
+        out[r] = pairwise_block(m[r])
     return out
 
 
@@ -97,9 +97,9 @@ _PAIRWISE_DEPTH = 2 * 64   # the walk's deepest stack (n < 2**64)
 
 def _pairwise_sum(a: np.ndarray, start: int, n: int) -> float:
     # numpy's pairwise_sum of a[start:start + n]
-    if n <= 128:
-        return _pairwise_block(a[start:start + n])
-    return _pairwise_walk(a, start, n, np.empty((_PAIRWISE_DEPTH, 3), dtype=np.int64),
+    if n <= PAIRWISE_MAX:
+        return pairwise_block(a[start:start + n])
+    return pairwise_walk(a, start, n, np.empty((_PAIRWISE_DEPTH, 3), dtype=np.int64),
                           np.empty(_PAIRWISE_DEPTH))
 
 
@@ -109,14 +109,14 @@ def _pairwise_walk(a: np.ndarray, start: int, n: int, stack: np.ndarray,
     # tree, walked with a stack (``stack``, ``values``: scratch a caller may reuse), not by
     # recursion: numba's cache of a recursive function crashed the process once its source
     # changed
-    if n <= 128:
-        return _pairwise_block(a[start:start + n])
+    if n <= PAIRWISE_MAX:
+        return pairwise_block(a[start:start + n])
     top, count = 0, 0
     stack[0, 0], stack[0, 1], stack[0, 2] = start, n, 0
     while top >= 0:
         s, m = stack[top, 0], stack[top, 1]
-        if m <= 128:
-            values[count] = _pairwise_block(a[s:s + m])
+        if m <= PAIRWISE_MAX:
+            values[count] = pairwise_block(a[s:s + m])
             count += 1
             top -= 1
             continue
@@ -259,7 +259,7 @@ def _reduce_into(a: np.ndarray, start: int, n: int, run: int, index: np.ndarray,
                 for k in range(8, run):
                     res += x[k]
                 target[o] += res
-    elif run <= 128:
+    elif run <= PAIRWISE_MAX:
         for j in range(combos):
             at = cells[bases[j]:]
             for o in range(out_n):
@@ -275,14 +275,20 @@ def _reduce_into(a: np.ndarray, start: int, n: int, run: int, index: np.ndarray,
 def _gather(out: np.ndarray, out_at: int, a: np.ndarray, a_at: int, n: int, small: np.ndarray,
             small_at: int, width: int, kind: int, rows: np.ndarray, rows_at: int,
             sign: int) -> None:
-    # out = a + small, a − small (sign ±1) or small (sign 0), small broadcast, row by row
-    # (out may be a); one IEEE operation a cell
-    dst, src, tail = out[out_at:out_at + n], a[a_at:a_at + n], small[small_at:]
+    # out = a + small, a − small (sign ±1) or small (sign 0), small broadcast onto n cells,
+    # row by row (out may be a); one IEEE operation a cell
     count = n // width
-    starts = rows[rows_at:rows_at + count]
+    _gather_rows(out[out_at:out_at + n], a[a_at:a_at + n], small[small_at:],
+                 rows[rows_at:rows_at + count], rows[rows_at + count:rows_at + count + width],
+                 width, kind, sign)
+
+
+def _gather_rows(dst: np.ndarray, src: np.ndarray, tail: np.ndarray, starts: np.ndarray,
+                 offsets: np.ndarray, width: int, kind: int, sign: int) -> None:
+    # _gather on rows already cut: ``starts`` the rows' first small cells, ``offsets`` a
+    # PATTERN block's offsets (unused by the other kinds)
     if kind == PATTERN:
-        _gather_pattern(dst, src, tail, starts,
-                        rows[rows_at + count:rows_at + count + width].view(np.uint64), sign)
+        _gather_pattern(dst, src, tail, starts, offsets.view(np.uint64), sign)
     elif kind == FULL:
         _gather_full(dst, src, tail, starts, width, sign)
     else:
@@ -355,16 +361,10 @@ def _init_beliefs(beliefs: np.ndarray, theta: np.ndarray, index: np.ndarray,
             for c in range(first, last):
                 theta_at, rows_at, width, kind = (cliques[c, 2], cliques[c, 3], cliques[c, 4],
                                                   cliques[c, 5])
-                starts = index[rows_at + begin // width:rows_at + (begin + chunk) // width]
-                tail = theta[theta_at:]
-                if kind == PATTERN:
-                    at = rows_at + n // width
-                    _gather_pattern(cells, cells, tail, starts,
-                                    index[at:at + width].view(np.uint64), 1)
-                elif kind == FULL:
-                    _gather_full(cells, cells, tail, starts, width, 1)
-                else:
-                    _gather_broadcast(cells, cells, tail, starts, width, 1)
+                offsets_at = rows_at + n // width
+                _gather_rows(cells, cells, theta[theta_at:],
+                             index[rows_at + begin // width:rows_at + (begin + chunk) // width],
+                             index[offsets_at:offsets_at + width], width, kind, 1)
         first = last
 
 
@@ -487,8 +487,8 @@ def _jit(func):
 
 
 if njit is not None:
-    pairwise_block = _pairwise_block = _jit(_pairwise_block)
-    pairwise_walk = _pairwise_walk = _jit(_pairwise_walk)
+    pairwise_block = _jit(_pairwise_block)
+    pairwise_walk = _jit(_pairwise_walk)
     pairwise_sum = _jit(_pairwise_sum)
     lane_max = _jit(_lane_max)
     fold_rows = _jit(_fold_rows)
@@ -500,6 +500,7 @@ if njit is not None:
     _gather_pattern = _jit(_gather_pattern)
     _gather_full = _jit(_gather_full)
     _gather_broadcast = _jit(_gather_broadcast)
+    _gather_rows = _jit(_gather_rows)
     _gather = _jit(_gather)
     _init_beliefs = _jit(_init_beliefs)
     _finish = _jit(_finish)

@@ -53,21 +53,20 @@ class CompiledLoss:
         rows = []
         for k, (home, axes) in enumerate(zip(tree.home, tree.clique_axes)):
             node_shape = tree.node_shapes[home]
-            kept = tuple(1 if a in axes else n for a, n in enumerate(node_shape))
-            r, run = fold_index(kept, node_shape)
-            rows.append([int(node_at[home]), math.prod(node_shape), int(at[k]), sizes[k],
-                         add(r), run, int(bool(axes))])
+            r, run = fold_index(tree.embed[k], node_shape)   # the clique, 1 on summed axes
+            rows.append([int(node_at[home]), math.prod(node_shape), at[k], sizes[k], add(r),
+                         run, int(bool(axes))])
         self.cliques = np.array(rows, dtype=np.int64).reshape(-1, 7)
 
         rows, y_parts, first = [], [], set()
         residual_at = y_at = 0
         for o, p, axes, shape in zip(fit.observations, fit.parents, fit.read_axes,
                                      fit.grad_shapes):
-            kept = tuple(1 if a in axes else n for a, n in enumerate(shapes[p]))
-            r, run = fold_index(kept, shapes[p])
+            # ``shape``: the measurement's axes in its clique, 1 on those summed
+            r, run = fold_index(tuple(shape), shapes[p])
             g, g_width, g_kind = embedding(tuple(shape), shapes[p])
             cells = o.values.size
-            rows.append([int(at[p]), sizes[p], residual_at, cells, y_at, add(r), run,
+            rows.append([at[p], sizes[p], residual_at, cells, y_at, add(r), run,
                          int(bool(axes)), add(g), g_width, g_kind,
                          int(p not in first)])
             first.add(p)

@@ -43,6 +43,7 @@ import numpy as np
 from flaimsim.mechanisms.compiled import (_MSG, _SEP_N, _SRC_N, BROADCAST, FULL, PATTERN,
                                           _between, _init_beliefs, _reduce_into, _scale_nodes,
                                           _shift_nodes, _sum_message, njit, pairwise_sum)
+from flaimsim.mechanisms.kernels import _joined_axes, _kept_shape
 
 # Rows shorter than this are gathered cell by cell (a row's loop costs more than its cells).
 _NARROW = 8
@@ -73,13 +74,8 @@ def embedding(sub_shape: tuple[int, ...], shape: tuple[int, ...]
     trailing axes of ≥ 64 cells, kind PATTERN: the index holds each block's first small cell
     and then the offsets of the block's cells from it (the same for every block, since a
     broadcast index is a sum over axes)."""
-    width, full = 1, True
-    for n, m in zip(reversed(shape), reversed(sub_shape)):
-        if n == 1:
-            continue
-        if width > 1 and (m == n) != full:
-            break
-        full, width = m == n, width * n
+    groups = _joined_axes(shape, [m == n for n, m in zip(shape, sub_shape)])
+    width, full = groups[-1] if groups else (1, True)
     cells = _gather_index(sub_shape, shape)
     if width >= _NARROW:
         return cells[::width].copy(), width, FULL if full else BROADCAST
@@ -118,8 +114,7 @@ def sums_like_numpy(shape: tuple[int, ...], axes: tuple[int, ...]) -> bool:
     rng = np.random.default_rng(len(shape) + 7 * len(axes))
     probe = np.exp(rng.normal(0.0, 4.0, shape)) * rng.choice([-1.0, 1.0], shape)
     expect = np.add.reduce(probe, axis=axes).ravel()
-    kept = tuple(1 if a in axes else n for a, n in enumerate(shape))
-    index, run = fold_index(kept, shape)
+    index, run = fold_index(_kept_shape(shape, axes), shape)
     out = np.empty(expect.size)
     _reduce_into(probe.ravel(), 0, probe.size, run, index, 0, out, 0, out.size)
     return bool(np.array_equal(out.view(np.uint64), expect.view(np.uint64)))
@@ -178,22 +173,22 @@ class CompiledPass:
     def __init__(self, tree) -> None:
         shapes = tree.node_shapes
         node_at, sizes, self.cells = end_to_end(shapes)
-        self.node_views = [(int(a), s) for a, s in zip(node_at, shapes)]
-        self.nodes = np.array([[int(a), n] for a, n in zip(node_at, sizes)],
+        self.node_views = list(zip(node_at, shapes))
+        self.nodes = np.array([[a, n] for a, n in zip(node_at, sizes)],
                               dtype=np.int64).reshape(-1, 2)
         indices = IndexArrays()
         add_index = indices.add
         theta_at, _, self.theta_cells = end_to_end([tuple(tree.domain.project(c).shape)
                                                     for c in tree.cliques])
         rows = []
-        for k in sorted(range(len(tree.home)), key=lambda k: tree.home[k]):
-            home = tree.home[k]
-            at, width, kind = embedding(tree.embed[k], shapes[home])
-            rows.append([int(node_at[home]), sizes[home], int(theta_at[k]), add_index(at),
-                         width, kind, 0])
-        for row in rows:   # a node's chunk: trailing axes, ≥ _CHUNK and ≥ each row's length
-            widest = max(r[4] for r in rows if r[0] == row[0])
-            row[6] = _trailing_block(shapes[node_at.index(row[0])], max(_CHUNK, widest))
+        for home in sorted(set(tree.home)):   # a node's cliques together, in clique order
+            homed = [k for k, h in enumerate(tree.home) if h == home]
+            embedded = [embedding(tree.embed[k], shapes[home]) for k in homed]
+            # the node's chunk: trailing axes, ≥ _CHUNK cells and ≥ each row's length
+            chunk = _trailing_block(shapes[home], max([_CHUNK] + [w for _, w, _ in embedded]))
+            for k, (at, width, kind) in zip(homed, embedded):
+                rows.append([node_at[home], sizes[home], theta_at[k], add_index(at), width,
+                             kind, chunk])
         self.cliques = np.array(rows, dtype=np.int64).reshape(-1, 7)
 
         work_at = 0
@@ -205,7 +200,7 @@ class CompiledPass:
             sum_index, run = fold_index(m.shape_in_source, shapes[m.source])
             msg, peak = work_at, work_at + sep_n
             work_at += 2 * sep_n
-            plan.append([int(node_at[m.source]), sizes[m.source], int(node_at[m.target]),
+            plan.append([node_at[m.source], sizes[m.source], node_at[m.target],
                          sizes[m.target], sep_n, msg, peak, add_index(src_rows),
                          src_width, src_kind, add_index(tgt_rows), tgt_width,
                          tgt_kind, sent.get((m.target, m.source), -1),

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from flaimsim.datasets.store import cache_root
 from flaimsim.mechanisms.data import Table
 
 METHODS = ("iid", "dirichlet", "cluster")
@@ -202,7 +203,7 @@ def umap_embedding(table: Table, seed: int = 0) -> np.ndarray:
     records' integer codes, as the authors' code does. Seeded (``random_state``), which makes
     umap-learn run single-threaded. The result is cached under ``$FLAIMSIM_CACHE/embeddings``
     keyed by the codes, the domain and the seed, since it takes minutes on large tables."""
-    cache = _cache_root()
+    cache = cache_root()
     path = _cached_path("embeddings", "umap", table.values,
                         (table.columns, table.sizes, seed, UMAP_NEIGHBORS, UMAP_MIN_DIST,
                          UMAP_COMPONENTS))
@@ -224,16 +225,11 @@ def umap_embedding(table: Table, seed: int = 0) -> np.ndarray:
     return embedding
 
 
-def _cache_root() -> Path:
-    """``$FLAIMSIM_CACHE``, else ``~/.cache/flaimsim``."""
-    return Path(os.environ.get("FLAIMSIM_CACHE", Path.home() / ".cache" / "flaimsim"))
-
-
 def _cached_path(folder: str, kind: str, values: np.ndarray, key: Any) -> Path:
     """Where a result computed from ``values`` and ``key`` is cached."""
     digest = hashlib.sha1(np.ascontiguousarray(values).tobytes())
     digest.update(repr(key).encode())
-    return _cache_root() / folder / f"{kind}-{digest.hexdigest()[:16]}.npy"
+    return cache_root() / folder / f"{kind}-{digest.hexdigest()[:16]}.npy"
 
 
 def _store(path: Path, value: np.ndarray) -> None:

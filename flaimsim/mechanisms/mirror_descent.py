@@ -34,6 +34,7 @@ import numpy as np
 from flaimsim.mechanisms.junction import (Clique, JunctionTree, canonical, embed_shape,
                                           summed_axes, to_canonical)
 from flaimsim.mechanisms.compiled_loss import CompiledLoss
+from flaimsim.mechanisms.compiled_pass import end_to_end
 from flaimsim.mechanisms.heap import pad_the_heap
 from flaimsim.mechanisms.kernels import _add  # ndarray.sum without its wrapper
 from flaimsim.mechanisms.mbi_setup import Domain, clique_utils
@@ -272,9 +273,7 @@ class MirrorDescent:
 def _flat_buffers(shapes: Sequence[tuple[int, ...]]
                   ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     """Two flat float buffers holding one table of each shape, and each one's table views."""
-    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-    ends = np.cumsum([0] + sizes)
-    buffers = [np.empty(int(ends[-1])), np.empty(int(ends[-1]))]
-    views = [[b[a:e].reshape(s) for a, e, s in zip(ends[:-1], ends[1:], shapes)]
-             for b in buffers]
+    at, sizes, cells = end_to_end(shapes)
+    buffers = [np.empty(cells), np.empty(cells)]
+    views = [[b[a:a + n].reshape(s) for a, n, s in zip(at, sizes, shapes)] for b in buffers]
     return buffers, views
